@@ -1,0 +1,36 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates (or reuses) .venv with Python 3.11+ and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+## demo: the main job end to end on the bundled default dataset (digits)
+demo: $(STAMP)
+	$(BIN)/edgecls pipeline
+
+## test: the default test suite (slow tests excluded; a few minutes on 2 cores)
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+## test-all: every test, slow ones included
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## bench: pytest-benchmark suites (needs Fashion-MNIST for some: apt-get install dataset-fashion-mnist)
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks -q --benchmark-json=benchmarks/results.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgecls tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+"""edgecls: train small image classifiers and ship them to edge devices."""
+
+__version__ = "0.1.0"

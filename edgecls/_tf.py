@@ -1,0 +1,22 @@
+"""Import TensorFlow quietly, and only when a stage needs it."""
+
+import os
+
+
+def tensorflow():
+    """Return the `tensorflow` module with its C++ info logs silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .errors import require
+
+    tf = require("tensorflow", "train")
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def keras():
+    """Return Keras 3 (imported after TensorFlow so it picks the TF backend)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    tensorflow()
+    import keras as k
+
+    return k

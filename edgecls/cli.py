@@ -1,0 +1,255 @@
+"""The `edgecls` command line: parse options, call the library, render results. No logic here."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import EdgeclsError
+
+app = typer.Typer(
+    help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "
+         "float and int8, verified against Keras and benchmarked.",
+    no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode="rich",
+    add_completion=False)
+out = Console()  # results (tables)
+err = Console(stderr=True)  # progress and notes
+
+Arch = enum.Enum("Arch", {n: n for n in ("tiny", "small", "mobile")}, type=str)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handled(fn):
+    """Map project errors to a one-line message and exit code; Ctrl-C to exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeclsError as e:
+            raise _fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; nothing was written", 130) from None
+
+    return wrapper
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+class _TrainView:
+    """Draws `train`'s progress: a bar per epoch, then the seed's one-line epoch trace."""
+
+    def __init__(self, console: Console):
+        from .train import TrainHooks
+
+        self.console = console
+        self.first_loss = None
+        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        view = self
+
+        class Hooks(TrainHooks):
+            def start(self, info):
+                console.print(
+                    f"[bold]{info['dataset']}[/]: {info['classes']} classes, input {info['input_shape']}, "
+                    f"train {info['train']} / val {info['val']} / held-out {info['test']} images"
+                    + (f", [yellow]skipped {info['skipped']} unreadable file(s)[/]" if info["skipped"] else "")
+                    + f"; {info['params']:,} parameters → {info['bundle']}", soft_wrap=True)
+                view.progress.start()
+
+            def epoch_start(self, epoch, steps):
+                view.task = view.progress.add_task("", total=steps, epoch=epoch)
+
+            def batch(self, step):
+                view.progress.update(view.task, completed=step)
+
+            def epoch_end(self, log):
+                view.progress.remove_task(view.task)
+                view.first_loss = view.first_loss or max(log.loss, 1e-9)
+                n = max(1, min(30, round(30 * log.loss / view.first_loss)))
+                console.print(
+                    f"epoch {log.epoch:>3}/{log.epochs} [cyan]{'█' * n}{' ' * (30 - n)}[/] "
+                    f"loss {log.loss:.4f} acc {log.accuracy:.4f} │ val_loss {log.val_loss:.4f} "
+                    f"val_acc {log.val_accuracy:.4f} │ {log.seconds:.1f}s", highlight=False, soft_wrap=True)
+
+            def evaluating(self):
+                view.progress.stop()
+
+        self.hooks = Hooks()
+
+
+def _render_metrics(manifest: dict) -> None:
+    m = manifest["metrics"]["test"]
+    t = manifest["training"]
+    out.print(f"\nheld-out accuracy [bold green]{m['accuracy']:.4f}[/], loss {m['loss']:.4f} on "
+              f"{m['images']} images (best epoch {t['best_epoch']} of {t['epochs_run']}, "
+              f"{t['seconds']:.1f}s, {t['train_images_per_second']} train images/s)"
+              + (" [yellow](interrupted: best weights so far)[/]" if t["interrupted"] else ""), soft_wrap=True)
+    table = Table(title="per class (held-out)")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in m["per_class"]:
+        table.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      str(row["support"]))
+    out.print(table)
+    conf = Table(title="confusion matrix (rows: true, columns: predicted)")
+    conf.add_column("")
+    labels = manifest["labels"]
+    for i in range(len(labels)):
+        conf.add_column(str(i), justify="right")
+    for i, row in enumerate(m["confusion"]):
+        conf.add_row(f"{i} {labels[i]}", *[f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)])
+    out.print(conf)
+
+
+@app.command()
+@handled
+def train(
+    data: Annotated[str, typer.Option(help="Dataset: digits (default, bundled), fashion-mnist, synthetic "
+                                           "(tiny generated images, for tests only), or a folder "
+                                           "root/<class>/<image>.")] = "digits",
+    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation loss).")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    image_size: Annotated[Optional[int], typer.Option(
+        help="Input size in pixels (default: digits 32, fashion-mnist 28, synthetic 16, folder 64).")] = None,
+    val_split: Annotated[float, typer.Option(help="Validation fraction of the training part.")] = 0.1,
+    test_split: Annotated[float, typer.Option(
+        help="Held-out fraction (sources without an official test split).")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation.")] = 0,
+    augment: Annotated[bool, typer.Option(help="Random flip/rotation during training.")] = True,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 6,
+    width: Annotated[float, typer.Option(help="Width multiplier (mobile).")] = 1.0,
+    limit: Annotated[Optional[int], typer.Option(help="Use a stratified subset of N images.")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(
+        help="Folder of the Fashion-MNIST IDX files (default $EDGECLS_FASHION_MNIST_DIR or "
+             "/usr/share/datasets/fashion-mnist).")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Skip unreadable image files (and count them).")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder (default "
+                                                    "models/<dataset>-<arch>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+):
+    """Train a CNN and write the bundle (manifest.json, model.keras, history.json).
+
+    Examples:
+
+      edgecls train                                  # digits, small CNN → models/digits-small
+
+      edgecls train --data fashion-mnist --epochs 15
+
+      edgecls train --data ~/pets --arch mobile --image-size 96 --skip-bad
+    """
+    from .train import TrainConfig, train as run
+
+    cfg = TrainConfig(data=data, arch=arch.value, epochs=epochs, batch_size=batch_size, lr=lr,
+                      image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
+                      augment=augment, patience=patience, width=width, limit=limit, data_dir=data_dir,
+                      skip_bad=skip_bad, out=out_dir)
+    view = _TrainView(err)
+    try:
+        result = run(cfg, view.hooks)
+    finally:
+        view.progress.stop()
+    if as_json:
+        m = result.manifest
+        _emit_json({"bundle": str(result.bundle), "metrics": m["metrics"], "training": m["training"],
+                    "history": result.history})
+    else:
+        _render_metrics(result.manifest)
+        out.print(f"bundle written: [bold]{result.bundle}[/]")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+# ----------------------------------------------------------------------------- info
+
+
+@app.command()
+@handled
+def info(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = Path("models/digits-small"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+):
+    """Show a bundle: dataset, input spec, metrics and every artifact with its size and hash check.
+
+    Example: edgecls info models/digits-small
+    """
+    from .bundle import Bundle
+
+    b = Bundle.open(bundle)
+    m = b.manifest
+    if as_json:
+        _emit_json({k: v for k, v in m.items() if k != "dataset"} | {
+            "dataset": {k: v for k, v in m["dataset"].items() if k != "split"}})
+        return
+    ds, inp = m["dataset"], m["input"]
+    out.print(f"[bold]{b.path}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
+    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {len(ds['split']['test'])} images")
+    out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")
+    acc = m.get("metrics", {}).get("test", {}).get("accuracy")
+    if acc is not None:
+        out.print(f"held-out accuracy {acc:.4f}")
+    table = Table(title="artifacts")
+    for col in ("format", "precision", "file", "bytes", "sha256"):
+        table.add_column(col)
+    for a in m["artifacts"]:
+        try:
+            b.checked(a["file"])
+            ok = "[green]ok[/]"
+        except EdgeclsError:
+            ok = "[red]MISMATCH[/]"
+        table.add_row(a["format"], a["precision"], a["file"], f"{a['bytes']:,}", f"{a['sha256'][:12]}… {ok}")
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@app.command()
+@handled
+def pipeline(
+    data: Annotated[str, typer.Option(help="Dataset (see 'edgecls train --help').")] = "digits",
+    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+):
+    """Run the main job end to end on the bundled default dataset: train and evaluate.
+
+    Example: edgecls pipeline
+    """
+    from .train import TrainConfig, train as run
+
+    view = _TrainView(err)
+    try:
+        result = run(TrainConfig(data=data, arch=arch.value, out=out_dir, seed=seed), view.hooks)
+    finally:
+        view.progress.stop()
+    _render_metrics(result.manifest)
+    out.print(f"bundle written: [bold]{result.bundle}[/]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

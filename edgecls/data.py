@@ -1,0 +1,380 @@
+"""Dataset sources (a registry), the stratified split, and the tf.data training pipeline.
+
+Every source yields raw uint8 NHWC images (0-255) and integer labels. Sources:
+
+- ``digits`` (default): scikit-learn's 1,797 real 8x8 handwritten digits, scaled to 0-255 and
+  upsampled (bilinear) to 32x32 so that three 2x poolings still leave a 4x4 map.
+- ``fashion-mnist``: 70,000 28x28 images from the IDX files of Debian's ``dataset-fashion-mnist``
+  package, with the official 60k/10k split.
+- ``synthetic``: small generated stripe/blob/ring images, for fast tests only.
+- a folder path: ``root/<class>/<image>`` (JPEG, PNG, BMP, GIF, WebP), RGB, streamed from disk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import EdgeclsError
+from .images import BadImage, load_image
+
+FASHION_ENV = "EDGECLS_FASHION_MNIST_DIR"
+FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@dataclass
+class Data:
+    """A labelled image collection: labels in memory, images in memory or on disk.
+
+    ``ids[i]`` is the JSON-able name of item ``i`` recorded in the manifest: an integer index
+    for the bundled datasets, a path relative to the root for a folder.
+    """
+
+    name: str
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    labels: np.ndarray
+    ids: list
+    source: dict  # what `open_source` needs to open the same data again
+    flip: bool = True  # is a horizontal flip label-preserving?
+    official_test: np.ndarray | None = None  # indices of the official test split, if any
+    skipped: list[str] = field(default_factory=list)  # unreadable files skipped (folder, --skip-bad)
+    array: np.ndarray | None = None  # in-memory images, uint8 NHWC
+    paths: list[Path] | None = None  # on-disk images (folder)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def images(self, idx: np.ndarray) -> np.ndarray:
+        """Images at `idx` as one uint8 NHWC array (decoded from disk for a folder)."""
+        if self.array is not None:
+            return self.array[idx]
+        h, w, c = self.input_shape
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            out = list(pool.map(lambda i: load_image(self.paths[i], (h, w), c), idx))
+        return np.stack(out) if out else np.zeros((0, h, w, c), np.uint8)
+
+    def counts(self, idx: np.ndarray | None = None) -> dict[str, int]:
+        labels = self.labels if idx is None else self.labels[idx]
+        return {c: int((labels == k).sum()) for k, c in enumerate(self.classes)}
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize a uint8 NHW(C) stack to size x size with bilinear filtering (Pillow)."""
+    from PIL import Image
+
+    from .images import RESAMPLE
+
+    if images.shape[1:3] == (size, size):
+        return images
+    squeeze = images.ndim == 3
+    out = np.stack([np.asarray(Image.fromarray(im).resize((size, size), RESAMPLE)) for im in images])
+    return out if squeeze else out.reshape(len(images), size, size, -1)
+
+
+def digits(image_size: int = 32, **_) -> Data:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    x = _resize_all(x, image_size)[..., None]
+    y = d.target.astype(np.int64)
+    return Data("digits", [str(i) for i in range(10)], (image_size, image_size, 1), y,
+                list(range(len(y))), {"name": "digits", "image_size": image_size},
+                flip=False, array=x)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise EdgeclsError(f"{path}: cannot read IDX file ({e})") from e
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
+        raise EdgeclsError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise EdgeclsError(f"{path}: truncated IDX file ({body.size} bytes of data, expected {np.prod(dims)})")
+    return body.reshape(dims)
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (root / name).is_file():
+            return root / name
+    raise EdgeclsError(
+        f"Fashion-MNIST not found: {root / (stem + '.gz')} is missing. Install it with "
+        f"'apt-get install dataset-fashion-mnist', or put the four upstream IDX files in a folder "
+        f"and pass --data-dir DIR (or set {FASHION_ENV})")
+
+
+def fashion_mnist(image_size: int = 28, data_dir: str | Path | None = None, **_) -> Data:
+    root = Path(data_dir or os.environ.get(FASHION_ENV) or FASHION_DEFAULT_DIR)
+    parts = {}
+    for part, prefix in (("train", "train"), ("test", "t10k")):
+        x = _read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte"))
+        y = _read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte"))
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise EdgeclsError(f"{root}: {prefix} images and labels do not match ({x.shape} vs {y.shape})")
+        parts[part] = (x, y)
+    x = np.concatenate([parts["train"][0], parts["test"][0]])
+    y = np.concatenate([parts["train"][1], parts["test"][1]]).astype(np.int64)
+    x = _resize_all(x, image_size)[..., None]
+    n_train = len(parts["train"][1])
+    return Data("fashion-mnist", list(FASHION_CLASSES), (image_size, image_size, 1), y,
+                list(range(len(y))),
+                {"name": "fashion-mnist", "image_size": image_size, "data_dir": str(root)},
+                flip=True, official_test=np.arange(n_train, len(y)), array=x)
+
+
+SYNTHETIC_CLASSES = ["hstripes", "vstripes", "blob", "ring"]
+
+
+def synthetic(image_size: int = 16, n: int = 240, seed: int = 0, **_) -> Data:
+    """Generated RGB images of four flip-invariant patterns, with random colour, phase and noise.
+
+    For fast tests only: a tiny CNN learns it in a few epochs.
+    """
+    rng = np.random.default_rng(seed)
+    s = image_size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    y = np.arange(n) % len(SYNTHETIC_CLASSES)
+    x = np.empty((n, s, s, 3), np.uint8)
+    for i, k in enumerate(y):
+        period = rng.uniform(3.0, 5.0)
+        phase = rng.uniform(0, 2 * np.pi)
+        r = np.hypot(yy - (s - 1) / 2 + rng.uniform(-1, 1), xx - (s - 1) / 2 + rng.uniform(-1, 1))
+        if k == 0:
+            m = 0.5 + 0.5 * np.sin(2 * np.pi * yy / period + phase)
+        elif k == 1:
+            m = 0.5 + 0.5 * np.sin(2 * np.pi * xx / period + phase)
+        elif k == 2:
+            m = (r < s * rng.uniform(0.2, 0.3)).astype(np.float32)
+        else:
+            m = (np.abs(r - s * 0.35) < s * 0.08).astype(np.float32)
+        colour = rng.uniform(0.5, 1.0, 3)
+        img = m[..., None] * colour * 255 + rng.normal(0, 12, (s, s, 3))
+        x[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return Data("synthetic", list(SYNTHETIC_CLASSES), (s, s, 3), y.astype(np.int64), list(range(n)),
+                {"name": "synthetic", "image_size": s, "n": n, "seed": seed}, flip=True, array=x)
+
+
+def _scan_one(path: Path, size: tuple[int, int]) -> str | None:
+    try:
+        load_image(path, size, 3)
+    except BadImage as e:
+        return str(e)
+    return None
+
+
+def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: list[str] | None = None,
+           classes: list[str] | None = None, **_) -> Data:
+    """An image folder ``root/<class>/<image>``: every image is decoded once up front to find bad files.
+
+    With `ids` and `classes` (from a manifest) only those files are taken, and none is decoded.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise EdgeclsError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise EdgeclsError(f"{root}: not a folder (expected root/<class>/<image> files)")
+    if ids is not None:
+        rel = [Path(i) for i in ids]
+    else:
+        dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        rel = [f.relative_to(root) for c in dirs for f in sorted((root / c).rglob("*"))
+               if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)]
+    skipped: list[str] = []
+    if ids is None:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            errors = list(pool.map(lambda p: _scan_one(root / p, (image_size, image_size)), rel))
+        bad = [e for e in errors if e]
+        if bad and not skip_bad:
+            more = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
+            raise EdgeclsError(f"{bad[0]}{more}; fix or remove it, or pass --skip-bad to skip bad files")
+        skipped = bad
+        rel = [p for p, e in zip(rel, errors) if not e]
+    present = list(classes) if classes is not None else sorted({p.parts[0] for p in rel})
+    if not present:
+        raise EdgeclsError(f"{root}: no images found (expected root/<class>/<image> files)")
+    if len(present) < 2:
+        raise EdgeclsError(f"{root}: only one class ('{present[0]}') has images; a classifier needs at least 2")
+    classes = present
+    index = {c: k for k, c in enumerate(classes)}
+    labels = np.array([index[p.parts[0]] for p in rel], np.int64)
+    return Data("folder", classes, (image_size, image_size, 3), labels, [p.as_posix() for p in rel],
+                {"name": "folder", "root": str(root.resolve()), "image_size": image_size},
+                flip=True, skipped=skipped, paths=[root / p for p in rel])
+
+
+#: name -> loader(image_size=..., data_dir=..., ...) -> Data. A folder path is the fifth source.
+SOURCES: dict[str, Callable[..., Data]] = {
+    "digits": digits,
+    "fashion-mnist": fashion_mnist,
+    "synthetic": synthetic,
+}
+DEFAULT_IMAGE_SIZE = {"digits": 32, "fashion-mnist": 28, "synthetic": 16, "folder": 64}
+
+
+def load(spec: str, *, image_size: int | None = None, data_dir: str | None = None,
+         skip_bad: bool = False) -> Data:
+    """Open a dataset by registry name or folder path.
+
+    Raises:
+        EdgeclsError: unknown name and no such folder; missing files; bad images.
+    """
+    kind = spec if spec in SOURCES else "folder"
+    size = image_size or DEFAULT_IMAGE_SIZE[kind]
+    if size < 8 or size > 1024:
+        raise EdgeclsError(f"--image-size {size}: must be between 8 and 1024 pixels")
+    if kind != "folder":
+        return SOURCES[kind](image_size=size, data_dir=data_dir)
+    if not Path(spec).exists():
+        raise EdgeclsError(
+            f"--data {spec!r}: no such dataset or folder (datasets: {', '.join(SOURCES)}; "
+            "or a folder root/<class>/<image>)")
+    return folder(spec, image_size=size, skip_bad=skip_bad)
+
+
+def open_source(source: dict, ids: list | None = None, classes: list[str] | None = None,
+                data_dir: str | None = None) -> Data:
+    """Open the data a manifest's ``dataset.source`` describes (for verify and export calibration).
+
+    For a folder, `data_dir` replaces the recorded root (the bundle moved to another machine).
+    """
+    kind = source["name"]
+    if kind == "folder":
+        return folder(data_dir or source["root"], image_size=source["image_size"], ids=ids,
+                      classes=classes)
+    if kind == "synthetic":
+        return synthetic(image_size=source["image_size"], n=source["n"], seed=source["seed"])
+    if kind not in SOURCES:
+        raise EdgeclsError(f"manifest names an unknown dataset source {kind!r}")
+    return SOURCES[kind](image_size=source["image_size"], data_dir=data_dir or source.get("data_dir"))
+
+
+# ----------------------------------------------------------------------------- split
+
+
+@dataclass
+class Split:
+    """Indices into a `Data`: train (fit), val (early stopping), test (held out, reported)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(idx, test_size=fraction, stratify=labels[idx], random_state=seed)
+
+
+def subset(data: Data, n: int, seed: int) -> np.ndarray:
+    """A stratified, seeded subset of `n` indices (all of them if n >= len(data))."""
+    idx = np.arange(len(data))
+    if n >= len(idx):
+        return idx
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(idx, train_size=n, stratify=data.labels, random_state=seed)
+    return np.sort(keep)
+
+
+def split(data: Data, *, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0,
+          limit: int | None = None) -> Split:
+    """Stratified, seeded train/val/test split.
+
+    The test part is the source's official test split where it has one (Fashion-MNIST), else
+    `test_fraction` of the data. The validation part is `val_fraction` of the training part.
+    `limit` keeps a stratified subset of that many images first (in the official ratio).
+
+    Raises:
+        EdgeclsError: a fraction out of range, or a class too small to appear in every part.
+    """
+    for name, f in (("--test-split", test_fraction), ("--val-split", val_fraction)):
+        if not 0 < f < 1:
+            raise EdgeclsError(f"{name} {f}: must be between 0 and 1 (exclusive)")
+    if limit is not None and limit < 1:
+        raise EdgeclsError(f"--limit {limit}: must be a positive number of images")
+    idx = subset(data, limit, seed) if limit else np.arange(len(data))
+    if data.official_test is not None:
+        official = np.isin(idx, data.official_test)
+        rest, test = idx[~official], idx[official]
+    else:
+        need = int(np.ceil(1 / min(test_fraction, 1 - test_fraction)))
+        need = max(need, 3)
+        for k, c in enumerate(data.classes):
+            n = int((data.labels[idx] == k).sum())
+            if n < need:
+                where = data.source.get("root", data.name)
+                raise EdgeclsError(
+                    f"{where}: class '{c}' has {n} image{'s' * (n != 1)}; at least {need} are needed "
+                    f"for a {test_fraction:.0%} held-out split and a validation split")
+        rest, test = _stratified(idx, data.labels, test_fraction, seed)
+    try:
+        train, val = _stratified(rest, data.labels, val_fraction, seed)
+    except ValueError as e:
+        raise EdgeclsError(f"{data.name}: too few images per class for a {val_fraction:.0%} validation "
+                           f"split ({e})") from e
+    return Split(np.sort(train), np.sort(val), np.sort(test))
+
+
+# ----------------------------------------------------------------------------- tf.data
+
+
+def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = False,
+               augment: bool = False, seed: int = 0):
+    """A batched tf.data pipeline of (float32 raw 0-255 NHWC images, int labels).
+
+    Folder images are decoded in parallel (Pillow, via `load_image`) as the pipeline streams;
+    nothing is held in memory. Augmentation (random flip where the source allows it, random
+    rotation up to +-18 degrees) runs here, never inside the model.
+    """
+    from ._tf import keras, tensorflow
+
+    tf = tensorflow()
+    h, w, c = data.input_shape
+    labels = data.labels[idx]
+    if data.array is not None:
+        ds = tf.data.Dataset.from_tensor_slices((data.array[idx], labels))
+    else:
+        paths = [str(data.paths[i]) for i in idx]
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle:
+        ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+    if data.paths is not None and data.array is None:
+        def decode(p):
+            return load_image(p.decode(), (h, w), c)
+
+        def tf_decode(p, y):
+            x = tf.numpy_function(decode, [p], tf.uint8, stateful=False)
+            x.set_shape((h, w, c))
+            return x, y
+
+        ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    if augment:
+        k = keras()
+        layers = ([k.layers.RandomFlip("horizontal", seed=seed)] if data.flip else []) + [
+            k.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1)]
+        aug = k.Sequential(layers)
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,29 @@
+"""The project's error types. The CLI maps each to an exit code; none of them prints a traceback."""
+
+
+class EdgeclsError(Exception):
+    """A user mistake or bad input (exit code 2). The message is one line and names the file."""
+
+    exit_code = 2
+
+
+class CheckFailed(EdgeclsError):
+    """A check ran and failed: a parity gate, an export self-test (exit code 1)."""
+
+    exit_code = 1
+
+
+class MissingDependency(EdgeclsError):
+    """An optional package is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import an optional module, or raise MissingDependency naming `pip install edgecls[extra]`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependency(
+            f"the Python package for '{module}' is not installed: pip install 'edgecls[{extra}]'"
+        ) from e

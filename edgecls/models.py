@@ -1,0 +1,92 @@
+"""Architectures (a registry). Each takes raw 0-255 NHWC pixels and returns class probabilities.
+
+Every model starts with ``Rescaling(1/255)`` (normalisation travels inside every exported model)
+and ends in softmax, and uses only ops that ONNX, int8 TFLite and OpenVINO support.
+Batch-norm uses momentum 0.9: with ~20 steps per epoch (digits) the default 0.99 leaves the
+moving statistics far off for many epochs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ._tf import keras
+
+BN_MOMENTUM = 0.9
+
+
+def _head(k, x, num_classes: int, dropout: float):
+    x = k.layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout:
+        x = k.layers.Dropout(dropout, name="dropout")(x)
+    x = k.layers.Dense(num_classes, name="logits")(x)
+    return k.layers.Softmax(name="probabilities")(x)
+
+
+def tiny(input_shape, num_classes: int, **_):
+    """The seed's five layers: input, one convolution, one pooling, one fully-connected, softmax."""
+    k = keras()
+    inp = k.Input(input_shape, name="images")
+    x = k.layers.Rescaling(1 / 255, name="rescale")(inp)
+    x = k.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(x)
+    x = k.layers.MaxPooling2D(2, name="maxpool")(x)
+    x = k.layers.Flatten(name="flatten")(x)
+    x = k.layers.Dense(32, activation="relu", name="dense")(x)
+    x = k.layers.Dense(num_classes, name="logits")(x)
+    out = k.layers.Softmax(name="probabilities")(x)
+    return k.Model(inp, out, name="tiny")
+
+
+def _conv_bn(k, x, filters: int, name: str, kernel: int = 3, strides: int = 1):
+    x = k.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = k.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
+    return k.layers.ReLU(name=name + "_relu")(x)
+
+
+def small(input_shape, num_classes: int, **_):
+    """Default: three conv blocks (conv, batch-norm, ReLU, 2x max-pool) of 24/48/96 filters,
+    a last 3x3 conv, dropout, global average pooling, dense softmax (~137k parameters).
+
+    24/48/96 rather than 32/64/128: 1.8x faster per epoch on 2 cores for the same digits accuracy.
+    """
+    k = keras()
+    inp = k.Input(input_shape, name="images")
+    x = k.layers.Rescaling(1 / 255, name="rescale")(inp)
+    for i, f in enumerate((24, 48, 96)):
+        x = _conv_bn(k, x, f, f"block{i + 1}_conv")
+        x = k.layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)
+    x = _conv_bn(k, x, 96, "top_conv")
+    return k.Model(inp, _head(k, x, num_classes, 0.3), name="small")
+
+
+def mobile(input_shape, num_classes: int, width: float = 1.0, **_):
+    """Depthwise-separable blocks in the MobileNet manner; `width` multiplies every filter count."""
+    k = keras()
+
+    def w(f: int) -> int:
+        return max(8, int(round(f * width / 8)) * 8)
+
+    inp = k.Input(input_shape, name="images")
+    x = k.layers.Rescaling(1 / 255, name="rescale")(inp)
+    x = _conv_bn(k, x, w(32), "stem")
+    for i, (f, s) in enumerate(((64, 1), (128, 2), (128, 1), (256, 2), (256, 1))):
+        x = k.layers.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False, name=f"dw{i + 1}")(x)
+        x = k.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dw{i + 1}_bn")(x)
+        x = k.layers.ReLU(name=f"dw{i + 1}_relu")(x)
+        x = _conv_bn(k, x, w(f), f"pw{i + 1}", kernel=1)
+    return k.Model(inp, _head(k, x, num_classes, 0.2), name="mobile")
+
+
+#: name -> builder(input_shape, num_classes, width=...) -> keras.Model
+ARCHITECTURES: dict[str, Callable] = {"tiny": tiny, "small": small, "mobile": mobile}
+
+
+def build(name: str, input_shape, num_classes: int, *, width: float = 1.0):
+    """Build a registered architecture. Raises EdgeclsError for an unknown name."""
+    from .errors import EdgeclsError
+
+    if name not in ARCHITECTURES:
+        raise EdgeclsError(f"--arch {name!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")
+    if not 0.1 <= width <= 4:
+        raise EdgeclsError(f"--width {width}: must be between 0.1 and 4")
+    return ARCHITECTURES[name](tuple(input_shape), num_classes, width=width)

@@ -1,0 +1,225 @@
+"""Fit, evaluate on the held-out split, and write the bundle."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import data as data_mod
+from .bundle import Bundle, file_entry, new_manifest, staged_bundle
+from .errors import EdgeclsError
+
+
+@dataclass
+class TrainConfig:
+    """Options of `edgecls train` (defaults: the bundled digits, the `small` architecture)."""
+
+    data: str = "digits"
+    arch: str = "small"
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    image_size: int | None = None  # None: the source's default (digits 32, fashion 28, folder 64)
+    val_split: float = 0.1  # of the training part, for early stopping
+    test_split: float = 0.2  # held out; ignored where the source has an official test split
+    seed: int = 0
+    augment: bool = True
+    patience: int = 6  # early stopping on validation loss
+    width: float = 1.0  # width multiplier (`mobile`)
+    limit: int | None = None  # stratified subset of this many images
+    data_dir: str | None = None  # Fashion-MNIST IDX folder
+    skip_bad: bool = False  # skip unreadable files in an image folder instead of refusing
+    out: Path | None = None  # default models/<dataset>-<arch>
+
+    def validate(self) -> None:
+        for name, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                        ("--patience", self.patience)):
+            if v < 1:
+                raise EdgeclsError(f"{name} {v}: must be at least 1")
+        if not 0 < self.lr < 1:
+            raise EdgeclsError(f"--lr {self.lr}: must be between 0 and 1")
+
+    def bundle_dir(self, data: data_mod.Data) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        name = Path(self.data).resolve().name if data.name == "folder" else data.name
+        return Path("models") / f"{name}-{self.arch}"
+
+
+@dataclass
+class EpochLog:
+    epoch: int  # 1-based
+    epochs: int
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+class TrainHooks:
+    """What `train` reports as it goes; the CLI overrides these to draw progress. No-ops here."""
+
+    def start(self, info: dict) -> None: ...
+    def epoch_start(self, epoch: int, steps: int) -> None: ...
+    def batch(self, step: int) -> None: ...
+    def epoch_end(self, log: EpochLog) -> None: ...
+    def evaluating(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    bundle: Path
+    manifest: dict
+    history: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict]):
+    class Hooks(keras.callbacks.Callback):
+        best_loss = np.inf
+        best_weights = None
+        best_epoch = 0
+        train_seconds = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            hooks.epoch_start(epoch + 1, steps)
+
+        def on_train_batch_end(self, batch, logs=None):
+            hooks.batch(batch + 1)
+
+        def on_test_begin(self, logs=None):
+            self.train_seconds += time.perf_counter() - self.t0
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            log = EpochLog(epoch + 1, epochs, float(logs["loss"]), float(logs["accuracy"]),
+                           float(logs["val_loss"]), float(logs["val_accuracy"]),
+                           time.perf_counter() - self.t0)
+            history.append(asdict(log))
+            if log.val_loss < self.best_loss:  # kept so that Ctrl-C can still save the best
+                self.best_loss, self.best_epoch = log.val_loss, epoch + 1
+                self.best_weights = self.model.get_weights()
+            hooks.epoch_end(log)
+
+    return Hooks()
+
+
+def evaluate(model, data: data_mod.Data, idx: np.ndarray, batch_size: int = 256) -> dict:
+    """Accuracy, loss, per-class precision/recall and the confusion matrix on `idx`."""
+    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
+
+    ds = data_mod.tf_dataset(data, idx, batch_size=batch_size)
+    probs = model.predict(ds, verbose=0)
+    y = data.labels[idx]
+    pred = probs.argmax(1)
+    k = list(range(len(data.classes)))
+    p, r, f1, support = precision_recall_fscore_support(y, pred, labels=k, zero_division=0)
+    return {
+        "images": int(len(y)),
+        "accuracy": float((pred == y).mean()),
+        "loss": float(log_loss(y, np.clip(probs, 1e-7, 1), labels=k)),
+        "per_class": [{"label": c, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]),
+                       "support": int(support[i])} for i, c in enumerate(data.classes)],
+        "confusion": confusion_matrix(y, pred, labels=k).tolist(),
+    }
+
+
+def _input_spec(data: data_mod.Data) -> dict:
+    h, w, c = data.input_shape
+    return {"name": "images", "shape": [None, h, w, c], "dtype": "float32", "layout": "NHWC",
+            "range": [0, 255], "color": "grayscale" if c == 1 else "rgb",
+            "resize": "bilinear to HxW, aspect ratio not kept",
+            "preprocessing": "none outside the model: feed raw 0-255 pixels; the model's first layer "
+                             "rescales them by 1/255"}
+
+
+def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
+    """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
+
+    Ctrl-C after at least one epoch keeps the best weights so far and still writes a complete
+    bundle (marked ``interrupted``); before that, nothing is written and any previous bundle
+    is left intact.
+
+    Raises:
+        EdgeclsError: bad options or bad data (nothing is written).
+    """
+    hooks = hooks or TrainHooks()
+    cfg.validate()
+    data = data_mod.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)
+    split = data_mod.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
+                           seed=cfg.seed, limit=cfg.limit)
+    out = cfg.bundle_dir(data)
+
+    from ._tf import keras, tensorflow
+    from .models import build
+
+    tf, k = tensorflow(), keras()
+    k.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = build(cfg.arch, data.input_shape, len(data.classes), width=cfg.width)
+    model.compile(optimizer=k.optimizers.Adam(cfg.lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    train_ds = data_mod.tf_dataset(data, split.train, batch_size=cfg.batch_size, shuffle=True,
+                                   augment=cfg.augment, seed=cfg.seed)
+    val_ds = data_mod.tf_dataset(data, split.val, batch_size=max(cfg.batch_size, 256))
+    steps = int(np.ceil(len(split.train) / cfg.batch_size))
+    hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
+                 "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
+                 "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
+                 "steps": steps})
+
+    history: list[dict] = []
+    cb = _callback(k, hooks, cfg.epochs, steps, history)
+    stop = k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    interrupted = False
+    t0 = time.perf_counter()
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[cb, stop], verbose=0,
+                  shuffle=False)  # the tf.data pipeline shuffles, seeded
+    except KeyboardInterrupt:
+        if cb.best_weights is None:
+            raise
+        interrupted = True
+    fit_seconds = time.perf_counter() - t0
+    if cb.best_weights is not None:
+        model.set_weights(cb.best_weights)
+
+    hooks.evaluating()
+    metrics = evaluate(model, data, split.test)
+    manifest = new_manifest(out.name)
+    manifest["dataset"] = {
+        "name": data.name, "source": data.source, "classes": data.classes,
+        "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
+        "skipped": data.skipped,
+        "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
+                  "test_fraction": cfg.test_split, "val_fraction": cfg.val_split, "limit": cfg.limit,
+                  **{p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}},
+    }
+    manifest["input"] = _input_spec(data)
+    manifest["labels"] = data.classes
+    manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
+    cfg_dict = {key: (str(v) if isinstance(v, Path) else v) for key, v in asdict(cfg).items()}
+    manifest["training"] = {
+        "config": cfg_dict, "epochs_run": len(history), "best_epoch": cb.best_epoch,
+        "interrupted": interrupted, "seconds": round(fit_seconds, 2),
+        "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
+        if cb.train_seconds else None,
+        "versions": {"tensorflow": tf.__version__, "keras": k.__version__},
+    }
+    manifest["metrics"] = {"test": metrics}
+
+    with staged_bundle(out) as stage:
+        model.save(stage / "model.keras")
+        (stage / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        b = Bundle(stage, manifest)
+        b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
+                  "versions": {"keras": k.__version__}})
+        b.record(file_entry(stage / "history.json", stage), key="files")
+        b.save()
+    return TrainResult(out, manifest, history, interrupted)

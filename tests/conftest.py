@@ -1,0 +1,42 @@
+"""Shared fixtures: one tiny model trained on synthetic data, once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory) -> Path:
+    """A bundle of `tiny` trained on `synthetic` (a few seconds). Tests must copy it before changing it."""
+    from edgecls.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("bundles") / "synthetic-tiny"
+    train(TrainConfig(data="synthetic", arch="tiny", epochs=6, batch_size=32, lr=3e-3, out=out))
+    return out
+
+
+@pytest.fixture
+def bundle_copy(trained_bundle, tmp_path) -> Path:
+    dest = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, dest)
+    return dest
+
+
+def make_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(20, 14), fmt="PNG") -> Path:
+    """root/<class>/<i>.<ext> images whose content differs by class (bright vs dark)."""
+    rng = np.random.default_rng(0)
+    ext = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif", "WEBP": "webp"}[fmt]
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 80, (size[1], size[0], 3), dtype=np.uint8) + np.uint8(150 * (k % 2))
+            Image.fromarray(arr).save(root / c / f"{i}.{ext}", fmt)
+    return root
