@@ -136,11 +136,17 @@ class Bundle:
         return None
 
     def checked(self, file: str) -> Path:
-        """The path of a recorded file, after checking that it exists and matches its sha256."""
+        """The path of a recorded file, after checking that it (and its parts, e.g. OpenVINO's .bin)
+        exists and matches its sha256."""
         entry = self.entry(file)
         path = self.path / file
         if entry is None:
             raise EdgeclsError(f"{path}: not recorded in {self.path / MANIFEST}")
+        for part in entry.get("parts", []):
+            self._check_hash(self.path / part["file"], part)
+        return self._check_hash(path, entry)
+
+    def _check_hash(self, path: Path, entry: dict) -> Path:
         if not path.is_file():
             raise EdgeclsError(f"{path}: missing (the manifest records it)")
         digest = sha256(path)
@@ -198,7 +204,5 @@ class Bundle:
                                     data_dir=data_dir)
         idx = np.arange(len(ids)) if folder else np.asarray(ids, dtype=np.int64)
         if limit is not None and limit < len(idx):
-            sub = data_mod.subset(data_mod.Data(data.name, data.classes, data.input_shape,
-                                                data.labels[idx], list(range(len(idx))), {}), limit, seed)
-            idx = idx[sub]
+            idx = idx[data_mod.subset(data.labels[idx], limit, seed)]
         return data.images(idx), data.labels[idx]

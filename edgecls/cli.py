@@ -15,14 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import EdgeclsError
+from .runtimes import Device
 
 app = typer.Typer(
     help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "
          "float and int8, verified against Keras and benchmarked.",
     no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode="rich",
     add_completion=False)
-out = Console()  # results (tables)
-err = Console(stderr=True)  # progress and notes
+# results (tables) on stdout, progress and notes on stderr; wide when not a terminal (logs, CI)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 Arch = enum.Enum("Arch", {n: n for n in ("tiny", "small", "mobile")}, type=str)
 
@@ -178,6 +180,143 @@ def train(
         out.print(f"bundle written: [bold]{result.bundle}[/]")
     if result.interrupted:
         raise typer.Exit(130)
+
+
+# ----------------------------------------------------------------------------- export
+
+DEFAULT_BUNDLE = Path("models/digits-small")
+
+
+def _formats(value: str) -> list[str]:
+    from .export import FORMATS
+
+    return list(FORMATS) if value.strip() == "all" else [f.strip() for f in value.split(",") if f.strip()]
+
+
+def _human(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def _render_export(result) -> None:
+    table = Table(title="exported")
+    for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check"):
+        table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
+    for a in result.artifacts:
+        ratio = a.get("size_ratio_vs_fp32")
+        table.add_row(a["format"], a["precision"], a["file"], _human(a["total_bytes"]),
+                      f"{ratio:.2f}x" if ratio else "", f"{a['export_seconds']:.1f}",
+                      "[green]ok[/]")
+    for f in result.failures:
+        table.add_row(f["format"], f["precision"], "", "", "", "", f"[red]FAILED[/]")
+    out.print(table)
+    for f in result.failures:
+        typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
+
+
+@app.command()
+@handled
+def export(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = False,
+    fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: onnx,tflite,openvino, or all.")] = "all",
+    calib_size: Annotated[int, typer.Option(help="Calibration images for int8 (from the training split).")] = 300,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
+):
+    """Export the bundle's model to ONNX, TFLite and OpenVINO IR (float32; --int8, --fp16 add more).
+
+    Every file is loaded by its runtime and run on a few held-out images right after writing,
+    and recorded with its sha256 in manifest.json. Exit 1 if any format failed.
+
+    Examples:
+
+      edgecls export --int8                       # all formats, float32 and int8
+
+      edgecls export models/pets-mobile --format onnx,tflite --fp16
+    """
+    from .export import ExportConfig, export as run
+
+    cfg = ExportConfig(formats=_formats(fmt), int8=int8, fp16=fp16, calib_size=calib_size, data_dir=data_dir)
+
+    def progress(entry, failure):
+        if entry:
+            err.print(f"wrote {entry['file']} ({_human(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
+                      highlight=False)
+
+    result = run(bundle, cfg, progress)
+    if as_json:
+        _emit_json({"artifacts": result.artifacts, "failures": result.failures})
+    else:
+        _render_export(result)
+    if result.failures:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+def _runtimes(value: str) -> list[str] | None:
+    return None if value.strip() == "all" else [r.strip() for r in value.split(",") if r.strip()]
+
+
+def _render_verify(result) -> None:
+    table = Table(title=f"parity vs Keras on {result.images} held-out images "
+                        f"(Keras accuracy {result.keras_accuracy:.4f})")
+    for col in ("format", "precision", "runtime / device", "ran as", "accuracy", "Δ points", "top-1 agree",
+                "max |Δp|", "mean |Δp|", "gate"):
+        table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device", "ran as",
+                                                        "gate") else "right")
+    for r in result.rows:
+        if r.error:
+            table.add_row(r.format, r.precision, r.runtime, "", "", "", "", "", "", "[red]ERROR[/]")
+            continue
+        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.precision_ran, f"{r.accuracy:.4f}",
+                      f"{r.delta_points:+.2f}", f"{r.agreement:.2%}", f"{r.max_abs_diff:.1e}",
+                      f"{r.mean_abs_diff:.1e}", "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+    out.print(table)
+    for r in result.rows:
+        for f in r.failures:
+            typer.echo(f"FAIL {r.file}: {f}", err=True)
+
+
+@app.command()
+@handled
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    runtime: Annotated[str, typer.Option(help="Comma-separated: onnx,tflite,openvino, or all.")] = "all",
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
+    max_drop: Annotated[float, typer.Option(help="int8 gate: accuracy points it may lose vs Keras.")] = 1.0,
+    ov_precision: Annotated[str, typer.Option(
+        help="OpenVINO execution precision: f32 (parity), or bf16/f16 to measure those on purpose.")] = "f32",
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+):
+    """Prove each exported model still gives the Keras model's answers on the held-out images.
+
+    Float artifacts must agree on top-1 for >= 99.9% of images with max |Δp| <= 1e-4; int8
+    artifacts may lose at most --max-drop accuracy points. Exit 1 when any gate fails.
+
+    Examples:
+
+      edgecls verify                               # models/digits-small, every artifact
+
+      edgecls verify models/fashion-mnist-small --runtime onnx,tflite --max-drop 0.5
+    """
+    from dataclasses import asdict
+
+    from .verify import verify as run
+
+    result = run(bundle, runtime_names=_runtimes(runtime), device=device, threads=threads, max_drop=max_drop,
+                 ov_precision=ov_precision, data_dir=data_dir)
+    if as_json:
+        _emit_json({"images": result.images, "keras_accuracy": result.keras_accuracy, "passed": result.passed,
+                    "rows": [asdict(r) | {"passed": r.passed} for r in result.rows]})
+    else:
+        _render_verify(result)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------- info

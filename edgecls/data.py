@@ -285,14 +285,16 @@ def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int)
     return train_test_split(idx, test_size=fraction, stratify=labels[idx], random_state=seed)
 
 
-def subset(data: Data, n: int, seed: int) -> np.ndarray:
-    """A stratified, seeded subset of `n` indices (all of them if n >= len(data))."""
-    idx = np.arange(len(data))
+def subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted positions of a stratified, seeded subset of `n` of `labels` (all if n >= len)."""
+    idx = np.arange(len(labels))
     if n >= len(idx):
         return idx
+    if n < len(np.unique(labels)):  # too few to hold every class: a plain seeded sample
+        return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
     from sklearn.model_selection import train_test_split
 
-    keep, _ = train_test_split(idx, train_size=n, stratify=data.labels, random_state=seed)
+    keep, _ = train_test_split(idx, train_size=n, stratify=labels, random_state=seed)
     return np.sort(keep)
 
 
@@ -312,7 +314,7 @@ def split(data: Data, *, test_fraction: float = 0.2, val_fraction: float = 0.1, 
             raise EdgeclsError(f"{name} {f}: must be between 0 and 1 (exclusive)")
     if limit is not None and limit < 1:
         raise EdgeclsError(f"--limit {limit}: must be a positive number of images")
-    idx = subset(data, limit, seed) if limit else np.arange(len(data))
+    idx = subset(data.labels, limit, seed) if limit else np.arange(len(data))
     if data.official_test is not None:
         official = np.isin(idx, data.official_test)
         rest, test = idx[~official], idx[official]

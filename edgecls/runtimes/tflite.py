@@ -1,0 +1,65 @@
+"""LiteRT (ai-edge-litert) Interpreter with the XNNPACK delegate on CPU. Not TensorFlow's deprecated one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeclsError, require
+from . import Device, check_threads
+
+
+class TFLiteRunner:
+    name = "tflite"
+
+    def __init__(self):
+        self.device = "XNNPACK (CPU)"
+        self.precision = "?"
+        self._batch = None
+
+    def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
+        interp = require("ai_edge_litert.interpreter", "tflite")
+        check_threads(threads)
+        if device == Device.gpu:
+            raise EdgeclsError("--device gpu: the LiteRT Python package runs on CPU only (its GPU delegate "
+                               "is for Android/iOS builds); use --device cpu for tflite")
+        try:
+            self.interpreter = interp.Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EdgeclsError(f"{path}: LiteRT cannot load it ({str(e).splitlines()[0]})") from e
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+        self.precision = "int8" if self.inp["dtype"] in (np.uint8, np.int8) else "fp32"
+        self._batch = int(self.inp["shape"][0])
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            shape = list(self.inp["shape"])
+            shape[0] = n
+            self.interpreter.resize_tensor_input(self.inp["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def quantize(self, images: np.ndarray) -> np.ndarray:
+        """Raw pixels to the input tensor's dtype (uint8/int8 via its scale and zero point)."""
+        dtype = self.inp["dtype"]
+        if dtype == np.float32:
+            return np.ascontiguousarray(images, dtype=np.float32)
+        scale, zero = self.inp["quantization"]
+        info = np.iinfo(dtype)
+        q = np.rint(np.asarray(images, np.float32) / scale + zero)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def dequantize(self, out: np.ndarray) -> np.ndarray:
+        if self.out["dtype"] == np.float32:
+            return out
+        scale, zero = self.out["quantization"]
+        return (out.astype(np.float32) - zero) * scale
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        self._resize(len(images))
+        self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
+        self.interpreter.invoke()
+        return self.dequantize(self.interpreter.get_tensor(self.out["index"]))
