@@ -40,3 +40,22 @@ def make_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(20, 14), 
             arr = rng.integers(0, 80, (size[1], size[0], 3), dtype=np.uint8) + np.uint8(150 * (k % 2))
             Image.fromarray(arr).save(root / c / f"{i}.{ext}", fmt)
     return root
+
+
+@pytest.fixture(scope="session")
+def exported_bundle(trained_bundle, tmp_path_factory) -> Path:
+    """The trained bundle exported to every format, float32, float16 and int8. Copy before changing."""
+    from edgecls.export import ExportConfig, export
+
+    dest = tmp_path_factory.mktemp("exported") / "bundle"
+    shutil.copytree(trained_bundle, dest)
+    result = export(dest, ExportConfig(int8=True, fp16=True, calib_size=64))
+    assert not result.failures, result.failures
+    return dest
+
+
+@pytest.fixture
+def exported_copy(exported_bundle, tmp_path) -> Path:
+    dest = tmp_path / "exported"
+    shutil.copytree(exported_bundle, dest)
+    return dest

@@ -1,0 +1,152 @@
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecls import runtimes
+from edgecls.bundle import Bundle, sha256
+from edgecls.cli import app
+from edgecls.errors import EdgeclsError
+from edgecls.export import FORMATS, ExportConfig, export, format_module
+
+CASES = [(f, p) for f in FORMATS for p in format_module(f).PRECISIONS]
+
+
+def _artifact(bundle, fmt, precision):
+    return next(a for a in Bundle.open(bundle).manifest["artifacts"]
+                if a["format"] == fmt and a["precision"] == precision)
+
+
+@pytest.mark.parametrize("fmt,precision", CASES)
+def test_artifact_written_recorded_and_runs(exported_bundle, fmt, precision):
+    a = _artifact(exported_bundle, fmt, precision)
+    for entry in [a] + a["parts"]:
+        path = exported_bundle / entry["file"]
+        assert path.stat().st_size == entry["bytes"] and sha256(path) == entry["sha256"]
+    assert a["versions"] and a["check"]["images"] == 8
+    if precision == "int8":
+        assert a["calibration"]["images"] == 64
+    b = Bundle.open(exported_bundle)
+    x, y = b.heldout()
+    runner = runtimes.create(fmt)
+    runner.load(b.checked(a["file"]))
+    for n in (1, 5):  # dynamic batch
+        p = runner.predict(x[:n])
+        assert p.shape == (n, 4) and np.allclose(p.sum(1), 1, atol=0.05)
+    acc = (runner.predict(x).argmax(1) == y).mean()
+    assert acc >= b.manifest["metrics"]["test"]["accuracy"] - 0.1
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_quantized_files_are_smaller(exported_bundle, fmt):
+    a = _artifact(exported_bundle, fmt, "int8")
+    fp32 = _artifact(exported_bundle, fmt, "fp32")
+    assert a["size_ratio_vs_fp32"] == pytest.approx(a["total_bytes"] / fp32["total_bytes"], abs=1e-3)
+    assert a["size_ratio_vs_fp32"] < 0.6
+
+
+def test_onnx_names_metadata_and_quantization(exported_bundle):
+    import onnx
+
+    labels = Bundle.open(exported_bundle).labels()
+    for name in ("model.onnx", "model.int8.onnx"):
+        m = onnx.load(str(exported_bundle / name))
+        onnx.checker.check_model(m, full_check=True)
+        assert [i.name for i in m.graph.input] == ["images"]
+        assert [o.name for o in m.graph.output] == ["probabilities"]
+        assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 0  # dynamic batch
+        assert any(o.version >= 17 for o in m.opset_import if o.domain in ("", "ai.onnx"))
+        props = {p.key: p.value for p in m.metadata_props}
+        assert json.loads(props["edgecls.labels"]) == labels
+        assert json.loads(props["edgecls.input"])["range"] == [0, 255]
+    q = onnx.load(str(exported_bundle / "model.int8.onnx"))
+    ops = {n.op_type for n in q.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # per-channel weights: a DequantizeLinear whose scale is a vector
+    inits = {i.name: i for i in q.graph.initializer}
+    assert any(len(inits[n.input[1]].dims) == 1 and inits[n.input[1]].dims[0] > 1
+               for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits)
+
+
+def test_openvino_rt_info_and_honest_precision(exported_bundle):
+    import openvino as ov
+
+    labels = Bundle.open(exported_bundle).labels()
+    m = ov.Core().read_model(str(exported_bundle / "openvino" / "model.xml"))
+    assert json.loads(m.get_rt_info(["edgecls", "labels"]).astype(str)) == labels
+    types = {c.get("element_type") for c in ET.parse(exported_bundle / "openvino" / "model.xml").iter("data")
+             if c.get("element_type")}
+    assert "f16" not in types and "f32" in types  # labelled fp32, holds fp32 weights
+    types16 = {c.get("element_type") for c in ET.parse(exported_bundle / "openvino" / "model.fp16.xml").iter("data")
+               if c.get("element_type")}
+    assert "f16" in types16
+
+
+def test_tflite_int8_is_full_integer_uint8_io(exported_bundle):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(exported_bundle / "model.int8.tflite"))
+    assert it.get_input_details()[0]["dtype"] == np.uint8
+    assert it.get_output_details()[0]["dtype"] == np.uint8
+    assert it.get_input_details()[0]["quantization"] == (1.0, 0)  # raw pixels go straight in
+    assert (exported_bundle / "labels.txt").read_text().split() == Bundle.open(exported_bundle).labels()
+
+
+def test_calibration_comes_from_training_split(exported_bundle):
+    b = Bundle.open(exported_bundle)
+    calib, _ = b.split_images("train", limit=64, seed=0)
+    train, _ = b.split_images("train")
+    test, _ = b.heldout()
+    as_set = {im.tobytes() for im in train}
+    assert all(im.tobytes() in as_set for im in calib)
+    assert not {im.tobytes() for im in calib} & {im.tobytes() for im in test}
+
+
+def test_tampered_keras_model_refused_nothing_written(bundle_copy):
+    with open(bundle_copy / "model.keras", "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    with pytest.raises(EdgeclsError, match=r"model\.keras: sha256 .* does not match"):
+        export(bundle_copy, ExportConfig(formats=["onnx"]))
+    assert not (bundle_copy / "model.onnx").exists()
+
+
+def test_one_format_failing_does_not_stop_the_others(bundle_copy, monkeypatch):
+    def broken(ctx, precision):
+        raise ValueError("Unsupported layer 'Foo' in the TFLite converter")
+
+    monkeypatch.setattr(format_module("tflite"), "export", broken)
+    r = CliRunner().invoke(app, ["export", str(bundle_copy), "--format", "tflite,onnx"])
+    assert r.exit_code == 1
+    assert "error: tflite fp32: Unsupported layer 'Foo'" in r.stderr
+    files = [a["file"] for a in Bundle.open(bundle_copy).manifest["artifacts"]]
+    assert "model.onnx" in files and "model.tflite" not in files
+
+
+def test_interrupted_export_keeps_earlier_artifacts(bundle_copy, monkeypatch):
+    def interrupted(ctx, precision):
+        (ctx.bundle.path / "openvino").mkdir(exist_ok=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(format_module("openvino"), "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export(bundle_copy, ExportConfig(formats=["onnx", "openvino"]))
+    b = Bundle.open(bundle_copy)
+    b.checked("model.onnx")  # recorded, hash intact
+    assert not [p for p in bundle_copy.rglob("*") if ".tmp" in p.name]
+
+
+def test_cli_export_json_and_bad_options(bundle_copy):
+    runner = CliRunner()
+    r = runner.invoke(app, ["export", str(bundle_copy), "--format", "onnx", "--int8", "--calib-size", "16", "--json"])
+    assert r.exit_code == 0, r.output
+    arts = json.loads(r.stdout)["artifacts"]
+    assert [(a["file"], a["precision"]) for a in arts] == [("model.onnx", "fp32"), ("model.int8.onnx", "int8")]
+    for args, msg in ((["--format", "caffe"], "--format caffe: unknown format"),
+                      (["--calib-size", "0"], "--calib-size 0"),):
+        r = runner.invoke(app, ["export", str(bundle_copy), *args])
+        assert r.exit_code == 2 and r.stderr.strip().startswith("error: ") and msg in r.stderr
+    r = runner.invoke(app, ["export", str(bundle_copy / "nope")])
+    assert r.exit_code == 2 and "no such bundle folder" in r.stderr

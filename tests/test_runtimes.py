@@ -1,0 +1,88 @@
+import sys
+
+import numpy as np
+import pytest
+
+from edgecls import runtimes
+from edgecls.bundle import Bundle
+from edgecls.errors import EdgeclsError, MissingDependency
+from edgecls.runtimes import Device
+
+FILES = {"keras": "model.keras", "onnx": "model.onnx", "tflite": "model.int8.tflite",
+         "openvino": "openvino/model.xml"}
+
+
+@pytest.mark.parametrize("name", list(runtimes.RUNTIMES))
+def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
+    b = Bundle.open(exported_bundle)
+    x, _ = b.heldout()
+    runner = runtimes.create(name)
+    # TensorFlow fixes its thread pools when it starts (already, in this test process): see below
+    runner.load(b.checked(FILES[name]), threads=None if name == "keras" else 1)
+    assert runner.name == name and runner.device and runner.precision
+    for batch in (x[:1], x[:7], x[:7].astype(np.float32)):  # uint8 or float input, any batch
+        p = runner.predict(batch)
+        assert p.dtype == np.float32 and p.shape == (len(batch), 4)
+        assert np.allclose(p.sum(1), 1, atol=0.05)
+
+
+@pytest.mark.parametrize("name", list(runtimes.RUNTIMES))
+def test_gpu_without_gpu_is_a_clear_error(exported_bundle, name):
+    runner = runtimes.create(name)
+    with pytest.raises(EdgeclsError, match="--device gpu: "):
+        runner.load(exported_bundle / FILES[name], device=Device.gpu)
+
+
+@pytest.mark.parametrize("name", list(runtimes.RUNTIMES))
+def test_bad_threads(exported_bundle, name):
+    with pytest.raises(EdgeclsError, match="--threads 0: must be at least 1"):
+        runtimes.create(name).load(exported_bundle / FILES[name], threads=0)
+
+
+@pytest.mark.parametrize("name", ["onnx", "tflite", "openvino"])
+def test_truncated_file_is_refused(exported_copy, name):
+    path = exported_copy / FILES[name]
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(EdgeclsError, match="cannot load it"):
+        runtimes.create(name).load(path)
+
+
+def test_unknown_runtime():
+    with pytest.raises(EdgeclsError, match="unknown runtime 'tensorrt'"):
+        runtimes.create("tensorrt")
+
+
+def test_missing_package_names_the_extra(monkeypatch, exported_bundle):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    with pytest.raises(MissingDependency, match=r"pip install 'edgecls\[openvino\]'"):
+        runtimes.create("openvino").load(exported_bundle / FILES["openvino"])
+
+
+def test_tflite_quantization_round_trip(exported_bundle):
+    r = runtimes.create("tflite")
+    r.load(exported_bundle / "model.int8.tflite")
+    x = np.array([0, 1, 127, 255], np.float32)
+    assert np.array_equal(r.quantize(x), x.astype(np.uint8))  # scale 1, zero point 0
+
+
+def test_no_tensorflow_needed_for_device_runtimes():
+    import subprocess
+
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+            "from edgecls import runtimes\n"
+            "for n in ('onnx', 'tflite', 'openvino'): runtimes.create(n)\n"
+            "import edgecls.runtimes.onnx, edgecls.runtimes.tflite, edgecls.runtimes.openvino\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_keras_threads_honoured_in_a_fresh_process(exported_bundle):
+    import subprocess
+
+    code = ("import sys; from edgecls import runtimes; r = runtimes.create('keras'); "
+            f"r.load(sys.argv[1], threads=1); import tensorflow as tf; "
+            "print(tf.config.threading.get_intra_op_parallelism_threads())")
+    r = subprocess.run([sys.executable, "-c", code, str(exported_bundle / "model.keras")], capture_output=True,
+                       text=True)
+    assert r.stdout.strip().splitlines()[-1] == "1", r.stderr

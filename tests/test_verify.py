@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecls.bundle import Bundle, sha256
+from edgecls.cli import app
+from edgecls.errors import EdgeclsError
+from edgecls.verify import Gate, Parity, compare, default_gates, verify
+
+runner = CliRunner()
+
+
+def test_every_artifact_passes_and_is_stored(exported_copy):
+    r = verify(exported_copy)
+    artifacts = [a for a in Bundle.open(exported_copy).manifest["artifacts"] if a["format"] != "keras"]
+    assert len(r.rows) == len(artifacts) == 8
+    assert r.passed, [(x.file, x.failures) for x in r.rows]
+    for row in r.rows:
+        if row.precision == "fp32":
+            assert row.agreement >= 0.999 and row.max_abs_diff <= 1e-4
+    assert r.keras_accuracy == pytest.approx(Bundle.open(exported_copy).manifest["metrics"]["test"]["accuracy"])
+    stored = Bundle.open(exported_copy).manifest["verify"]
+    assert stored["passed"] and len(stored["rows"]) == 8 and stored["images"] == 48
+
+
+def test_openvino_runs_f32_for_fp32_parity(exported_copy):
+    r = verify(exported_copy, runtime_names=["openvino"])
+    assert {row.precision_ran for row in r.rows} == {"f32"}
+
+
+def _perturb_onnx(bundle, factor=1.5):
+    import onnx
+    from onnx import numpy_helper
+
+    path = bundle / "model.onnx"
+    m = onnx.load(str(path))
+    for init in m.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.ndim == 4:  # the conv kernel
+            init.CopyFrom(numpy_helper.from_array((w * factor).astype(w.dtype), init.name))
+    onnx.save(m, str(path))
+    b = Bundle.open(bundle)
+    entry = b.entry("model.onnx")
+    entry["sha256"], entry["bytes"] = sha256(path), path.stat().st_size  # a damaged but "valid" artifact
+    b.save()
+
+
+def test_damaged_artifact_fails_the_gate(exported_copy):
+    _perturb_onnx(exported_copy)
+    r = runner.invoke(app, ["verify", str(exported_copy), "--runtime", "onnx"])
+    assert r.exit_code == 1, r.output
+    assert "FAIL model.onnx: max abs diff" in r.stderr
+    rows = {row["file"]: row for row in Bundle.open(exported_copy).manifest["verify"]["rows"]}
+    assert not rows["model.onnx"]["passed"] and rows["model.int8.onnx"]["passed"]
+
+
+def test_missing_and_tampered_artifacts_others_still_verified(exported_copy):
+    (exported_copy / "model.tflite").unlink()
+    with open(exported_copy / "openvino" / "model.bin", "r+b") as f:
+        f.write(b"\xff\xff\xff\xff")
+    r = verify(exported_copy)
+    bad = {row.file: row.failures[0] for row in r.rows if row.error}
+    assert set(bad) == {"model.tflite", "openvino/model.xml"}
+    assert "missing" in bad["model.tflite"] and "model.bin: sha256" in bad["openvino/model.xml"]
+    assert sum(row.passed for row in r.rows) == 6 and not r.passed
+
+
+def test_no_artifacts(bundle_copy):
+    with pytest.raises(EdgeclsError, match="no exported artifacts .* run 'edgecls export"):
+        verify(bundle_copy)
+
+
+def test_cli_json_and_usage_errors(exported_copy):
+    r = runner.invoke(app, ["verify", str(exported_copy), "--runtime", "tflite", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["passed"] and [row["precision"] for row in res["rows"]] == ["fp32", "fp16", "int8"]
+    for args, msg in ((["--runtime", "tensorrt"], "--runtime tensorrt: unknown runtime"),
+                      (["--max-drop", "-1"], "--max-drop -1.0"),
+                      (["--threads", "0"], "--threads 0"),
+                      (["--device", "gpu"], "--device gpu: TensorFlow sees no GPU")):
+        r = runner.invoke(app, ["verify", str(exported_copy), *args])
+        assert r.exit_code == 2 and r.stderr.startswith("error: ") and msg in r.stderr, r.output
+
+
+def test_compare_gates_on_known_arrays():
+    ref = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 0, 1])
+    same = compare(Parity("onnx", "fp32", "f"), ref.copy(), ref, labels, default_gates()["fp32"])
+    assert same.passed and same.agreement == 1 and same.max_abs_diff == 0
+    flipped = ref.copy()
+    flipped[2] = [0.4, 0.6]  # one of four answers changes
+    row = compare(Parity("onnx", "fp32", "f"), flipped, ref, labels, default_gates()["fp32"])
+    assert row.agreement == 0.75 and row.max_abs_diff == pytest.approx(0.2)
+    assert row.delta_points == pytest.approx(-25)
+    assert len(row.failures) == 2 and "agreement 75.00%" in row.failures[0]
+    q = compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=1.0))
+    assert q.failures == ["accuracy drop 25.00 points > 1.00 (over by 24.00)"]
+    assert compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=30)).passed
