@@ -139,7 +139,7 @@ def train(
         help="Held-out fraction (sources without an official test split).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation.")] = 0,
     augment: Annotated[bool, typer.Option(help="Random flip/rotation during training.")] = True,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 6,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
     width: Annotated[float, typer.Option(help="Width multiplier (mobile).")] = 1.0,
     limit: Annotated[Optional[int], typer.Option(help="Use a stratified subset of N images.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(
@@ -317,6 +317,86 @@ def verify(
         _render_verify(result)
     if not result.passed:
         raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _ints(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise EdgeclsError(f"{option} {value!r}: expected comma-separated whole numbers, e.g. 1,8,32") from None
+
+
+def _render_bench(result: dict) -> None:
+    env = result["environment"]
+    rows = sorted(result["rows"], key=lambda r: (r["batch"], r["p50_ms"]))
+    table = Table(title=f"latency per batch ({env['cpu']}, {env['cores']} cores, threads: {env['threads']})")
+    cols = ("runtime", "precision", "batch", "p50 ms", "mean", "p90", "p99", "std", "images/s", "× keras",
+            "× ort fp32", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("runtime", "precision") else "right")
+
+    def x(v):
+        return f"{v:.1f}x" if v else "–"
+
+    for r in rows:
+        table.add_row(r["runtime"], r["precision"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['mean_ms']:.3f}",
+                      f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
+                      x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
+                      f"{r['native_p50_ms']:.3f}" if r.get("native_p50_ms") else "–", f"{r['load_ms']:.0f}",
+                      f"{r['first_ms']:.2f}", _human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}")
+    out.print(table)
+    out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
+              "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock.", soft_wrap=True)
+    for note in result["notes"]:
+        out.print(f"[yellow]{note}[/]")
+
+
+@app.command()
+@handled
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    runtime: Annotated[str, typer.Option(help="Comma-separated: onnx,tflite,openvino,keras, or all.")] = "all",
+    precision: Annotated[str, typer.Option(help="Comma-separated: fp32,fp16,int8, or all (fp32,int8).")] = "all",
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
+    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: its own).")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
+    min_runs: Annotated[int, typer.Option(help="At least this many timed runs...")] = 50,
+    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them.")] = 1.0,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
+):
+    """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process.
+
+    Examples:
+
+      edgecls bench                                        # every available runtime, fp32 and int8, batch 1
+
+      edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
+    """
+    from .bench import BenchConfig, bench as run, to_csv
+    from .bundle import atomic_write
+
+    cfg = BenchConfig(runtimes=_runtimes(runtime) or [], precisions=_runtimes(precision) or [], device=device,
+                      batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
+                      min_time=min_time)
+
+    def progress(row):
+        err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms "
+                  f"({row['runs']} runs)", highlight=False)
+
+    result = run(bundle, cfg, progress)
+    if json_file is not None and str(json_file) == "-":
+        _emit_json(result)
+    else:
+        _render_bench(result)
+        if json_file is not None:
+            atomic_write(json_file, json.dumps(result, indent=1, default=str) + "\n")
+    if csv_file is not None:
+        atomic_write(csv_file, to_csv(result["rows"]))
 
 
 # ----------------------------------------------------------------------------- info

@@ -28,7 +28,7 @@ class TrainConfig:
     test_split: float = 0.2  # held out; ignored where the source has an official test split
     seed: int = 0
     augment: bool = True
-    patience: int = 6  # early stopping on validation loss
+    patience: int = 5  # early stopping on validation loss
     width: float = 1.0  # width multiplier (`mobile`)
     limit: int | None = None  # stratified subset of this many images
     data_dir: str | None = None  # Fashion-MNIST IDX folder
@@ -177,10 +177,13 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     history: list[dict] = []
     cb = _callback(k, hooks, cfg.epochs, steps, history)
     stop = k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    # halve the learning rate when validation loss stalls: the last points of accuracy come from there
+    plateau = k.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 3),
+                                            min_lr=cfg.lr / 64)
     interrupted = False
     t0 = time.perf_counter()
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[cb, stop], verbose=0,
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[cb, stop, plateau], verbose=0,
                   shuffle=False)  # the tf.data pipeline shuffles, seeded
     except KeyboardInterrupt:
         if cb.best_weights is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -30,6 +30,10 @@ class Runner(Protocol):
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None: ...
 
     def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+    def bind(self, images: np.ndarray) -> Callable[[], object]:
+        """Prepare `images` once; return the leanest call that runs the model on them (for bench)."""
+        ...
 
 
 #: runtime name -> "module:Class" (imported on use, so `edgecls[onnx]` needs no TensorFlow)

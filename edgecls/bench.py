@@ -1,0 +1,264 @@
+"""Latency and throughput per runtime x precision x device x batch size (DESIGN §7).
+
+Each configuration runs in a fresh process, so thread settings take effect (TensorFlow fixes its
+pools when it starts), one runtime's libraries do not weigh on another's peak RSS, and no state
+carries over. In that process: load (timed), the input batch prepared once and bound with the
+runtime's leanest call path, a first inference (timed), warm-up runs, then timed runs until both
+`min_runs` and `min_time` are reached. Only the runtime call sits between the two
+`perf_counter_ns` readings. Every runtime gets the same batch of held-out images.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from . import runtimes
+from .bundle import Bundle, now
+from .errors import EdgeclsError
+from .runtimes import Device
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class BenchConfig:
+    """Options of `edgecls bench`. Empty lists mean "every available one"."""
+
+    runtimes: list[str] = field(default_factory=list)
+    precisions: list[str] = field(default_factory=list)
+    device: Device = Device.cpu
+    batches: list[int] = field(default_factory=lambda: [1])
+    threads: int | None = None
+    warmup: int = 10
+    min_runs: int = 50
+    min_time: float = 1.0  # seconds
+
+    def validate(self) -> None:
+        for r in self.runtimes:
+            if r not in runtimes.RUNTIMES:
+                raise EdgeclsError(f"--runtime {r}: unknown runtime (choose from {', '.join(runtimes.RUNTIMES)}, "
+                                   "or all)")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise EdgeclsError(f"--precision {p}: unknown precision (choose from {', '.join(PRECISIONS)}, "
+                                   "or all)")
+        for b in self.batches:
+            if b < 1:
+                raise EdgeclsError(f"--batch {b}: batch sizes must be at least 1")
+        runtimes.check_threads(self.threads)
+        if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0:
+            raise EdgeclsError("--warmup must be >= 0, --min-runs >= 1 and --min-time >= 0")
+
+
+def stats(times_ns: np.ndarray, batch: int) -> dict:
+    """Latency statistics in milliseconds, and throughput in images per second."""
+    ms = np.asarray(times_ns, np.float64) / 1e6
+    return {"runs": int(len(ms)), "mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
+            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "std_ms": float(ms.std()), "min_ms": float(ms.min()),
+            "throughput_ips": float(batch * len(ms) / (ms.sum() / 1e3))}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    over from the parent across fork+exec, so every spawned worker would report the parent's peak."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure(spec: dict) -> dict:
+    """One configuration, in its own process."""
+    import importlib
+
+    if spec["runtime"] == "keras":  # library import is not "load" time
+        from ._tf import tensorflow
+
+        tensorflow()
+    else:
+        importlib.import_module(RUNTIME_PACKAGES[spec["runtime"]])
+    runner = runtimes.create(spec["runtime"])
+    t0 = time.perf_counter_ns()
+    runner.load(Path(spec["path"]), device=Device(spec["device"]), threads=spec["threads"])
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    images = np.load(spec["images"])
+    call = runner.bind(images)
+    t0 = time.perf_counter_ns()
+    call()
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    for _ in range(spec["warmup"]):
+        call()
+    native = hasattr(runner, "native_latency_ms")
+    clock = time.perf_counter_ns
+    times, own = [], []
+    min_runs, min_ns = spec["min_runs"], spec["min_time"] * 1e9
+    start = clock()
+    while len(times) < min_runs or clock() - start < min_ns:
+        t = clock()
+        call()
+        times.append(clock() - t)
+        if native:
+            own.append(runner.native_latency_ms())
+    row = {"load_ms": load_ms, "first_ms": first_ms, **stats(np.array(times), len(images)),
+           "device_ran": runner.device, "precision_ran": runner.precision,
+           "peak_rss_mb": peak_rss_mb()}
+    if own:
+        row["native_p50_ms"] = float(np.median(own))
+    return row
+
+
+def environment(threads: int | None) -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "openvino", "tensorflow-cpu", "tensorflow",
+                "keras", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or "runtime default",
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
+
+
+RUNTIME_PACKAGES = {"keras": "tensorflow", "onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter",
+                    "openvino": "openvino"}
+
+
+def _installed(runtime: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(RUNTIME_PACKAGES[runtime].split(".")[0]) is not None
+
+
+def plan(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
+    """The (runtime, precision, file) configurations to measure, and notes on what was skipped."""
+    explicit_rt, explicit_p = bool(cfg.runtimes), bool(cfg.precisions)
+    names = cfg.runtimes or list(runtimes.RUNTIMES)
+    precisions = cfg.precisions or ["fp32", "int8"]
+    todo, notes = [], []
+    for name in names:
+        if not _installed(name):
+            if explicit_rt:
+                raise EdgeclsError(f"--runtime {name}: its package is not installed "
+                                   f"(pip install 'edgecls[{'train' if name == 'keras' else name}]')")
+            notes.append(f"skipped {name}: not installed")
+            continue
+        for p in precisions:
+            art = next((a for a in bundle.manifest["artifacts"] if a["format"] == name and a["precision"] == p),
+                       None)
+            if art is None:
+                if name == "keras" and p != "fp32":
+                    continue
+                if explicit_rt and explicit_p:
+                    raise EdgeclsError(f"{bundle.path}: no {name} {p} artifact; run 'edgecls export"
+                                       f"{' --int8' if p == 'int8' else ' --fp16' if p == 'fp16' else ''}' first")
+                notes.append(f"skipped {name} {p}: not exported")
+                continue
+            todo.append({"runtime": name, "precision": p, "file": art["file"],
+                         "bytes": art.get("total_bytes", art["bytes"])})
+    if not todo:
+        raise EdgeclsError(f"{bundle.path}: nothing to benchmark ({'; '.join(notes) or 'no artifacts'})")
+    return todo, notes
+
+
+def bench(bundle_path: str | Path, cfg: BenchConfig, on_row=None) -> dict:
+    """Measure every planned configuration at every batch size; store and return the results.
+
+    Raises:
+        EdgeclsError: bad options, missing artifacts, a device or runtime that is not available.
+    """
+    import tempfile
+
+    cfg.validate()
+    bundle = Bundle.open(bundle_path)
+    todo, notes = plan(bundle, cfg)
+    for item in todo:
+        bundle.checked(item["file"])
+    x, _ = bundle.heldout()
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
+        for batch in cfg.batches:
+            images = np.resize(x, (batch, *x.shape[1:]))  # held-out images, repeated if batch > held-out
+            path = Path(tmp) / f"batch{batch}.npy"
+            np.save(path, images)
+            for item in todo:
+                spec = {"runtime": item["runtime"], "path": str(bundle.path / item["file"]),
+                        "device": cfg.device.value, "threads": cfg.threads, "images": str(path),
+                        "warmup": cfg.warmup, "min_runs": cfg.min_runs, "min_time": cfg.min_time}
+                with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                    measured = pool.submit(_measure, spec).result()
+                row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
+                       "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
+                       "threads": cfg.threads, **measured,
+                       "timed": "compiled tf.function model call" if item["runtime"] == "keras"
+                       else "runtime inference call (inputs bound once)"}
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+    _speedups(rows)
+    result = {"at": now(), "environment": environment(cfg.threads), "config": asdict(cfg) | {
+        "device": cfg.device.value}, "notes": notes, "rows": rows}
+    bundle.manifest["bench"] = result
+    bundle.save()
+    return result
+
+
+def _speedups(rows: list[dict]) -> None:
+    """p50 speed-up of each row vs Keras float32 and vs onnxruntime float32 at the same batch size."""
+    for ref_rt, key in (("keras", "speedup_vs_keras"), ("onnx", "speedup_vs_onnx_fp32")):
+        for row in rows:
+            ref = next((r for r in rows if r["runtime"] == ref_rt and r["precision"] == "fp32"
+                        and r["batch"] == row["batch"]), None)
+            row[key] = ref["p50_ms"] / row["p50_ms"] if ref else None
+
+
+CSV_FIELDS = ["runtime", "precision", "device", "batch", "threads", "file", "file_bytes", "load_ms", "first_ms",
+              "runs", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "throughput_ips",
+              "native_p50_ms", "peak_rss_mb", "speedup_vs_keras", "speedup_vs_onnx_fp32", "precision_ran",
+              "device_ran", "timed"]
+
+
+def to_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def from_csv(text: str) -> list[dict]:
+    import csv
+    import io
+
+    numeric = {f for f in CSV_FIELDS if f.endswith(("_ms", "_bytes", "_ips", "_mb")) or f.startswith("speedup")}
+    out = []
+    for r in csv.DictReader(io.StringIO(text)):
+        out.append({k: (None if v == "" else float(v) if k in numeric else
+                        int(v) if k in ("batch", "runs", "threads") else v) for k, v in r.items()})
+    return out

@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecls.bench import BenchConfig, bench, from_csv, stats, to_csv
+from edgecls.bundle import Bundle
+from edgecls.cli import app
+from edgecls.errors import EdgeclsError
+
+runner = CliRunner()
+FAST = {"warmup": 1, "min_runs": 5, "min_time": 0.0}
+FIELDS = {"load_ms", "first_ms", "runs", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "std_ms", "min_ms",
+          "throughput_ips", "file_bytes", "peak_rss_mb", "device_ran", "precision_ran", "speedup_vs_keras",
+          "speedup_vs_onnx_fp32", "timed", "batch", "threads"}
+
+
+def test_stats_match_numpy():
+    t = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3], np.int64) * 1_000_000  # ns
+    s = stats(t, batch=8)
+    ms = t / 1e6
+    assert s["runs"] == 10 and s["mean_ms"] == pytest.approx(ms.mean())
+    assert s["p50_ms"] == pytest.approx(np.percentile(ms, 50))
+    assert s["p90_ms"] == pytest.approx(np.percentile(ms, 90)) and s["p99_ms"] == pytest.approx(np.percentile(ms, 99))
+    assert s["std_ms"] == pytest.approx(ms.std()) and s["min_ms"] == 1.0
+    assert s["throughput_ips"] == pytest.approx(8 * 10 / (ms.sum() / 1e3))
+
+
+def test_bench_every_runtime_and_precision(exported_copy):
+    r = bench(exported_copy, BenchConfig(batches=[1, 3], threads=1, **FAST))
+    got = {(row["runtime"], row["precision"], row["batch"]) for row in r["rows"]}
+    expected = {(rt, p, b) for rt in ("onnx", "tflite", "openvino") for p in ("fp32", "int8") for b in (1, 3)}
+    assert got == expected | {("keras", "fp32", 1), ("keras", "fp32", 3)}
+    for row in r["rows"]:
+        assert FIELDS <= set(row), FIELDS - set(row)
+        assert row["runs"] >= 5 and 0 < row["min_ms"] <= row["p50_ms"] <= row["p99_ms"]
+        assert row["throughput_ips"] > 0 and row["peak_rss_mb"] > 10 and row["threads"] == 1
+    ov = [row for row in r["rows"] if row["runtime"] == "openvino"]
+    assert all(row["native_p50_ms"] > 0 for row in ov)  # OpenVINO's own latency, shown beside
+    keras1 = next(row for row in r["rows"] if row["runtime"] == "keras" and row["batch"] == 1)
+    assert keras1["speedup_vs_keras"] == 1.0 and "tf.function" in keras1["timed"]
+    env = r["environment"]
+    assert env["cores"] >= 1 and env["cpu"] and "onnxruntime" in env["versions"]
+    assert Bundle.open(exported_copy).manifest["bench"]["rows"] == r["rows"]
+
+
+def test_cli_bench_json_and_csv_round_trip(exported_copy, tmp_path):
+    csv_path, json_path = tmp_path / "b.csv", tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", str(exported_copy), "--runtime", "onnx", "--precision", "fp32,int8",
+                            "--batch", "2", "--warmup", "1", "--min-runs", "3", "--min-time", "0",
+                            "--csv", str(csv_path), "--json", str(json_path)])
+    assert r.exit_code == 0, r.output
+    assert "p50 ms" in r.stdout and "onnx" in r.stdout
+    data = json.loads(json_path.read_text())
+    rows = from_csv(csv_path.read_text())
+    assert len(rows) == len(data["rows"]) == 2
+    for a, b in zip(rows, data["rows"]):
+        assert a["p50_ms"] == pytest.approx(b["p50_ms"]) and a["batch"] == b["batch"] == 2
+        assert a["runtime"] == b["runtime"] and a["precision"] == b["precision"]
+    assert from_csv(to_csv(data["rows"])) == rows
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--runtime", "tensorrt"], "--runtime tensorrt: unknown runtime"),
+    (["--precision", "int4"], "--precision int4: unknown precision"),
+    (["--batch", "0"], "--batch 0: batch sizes must be at least 1"),
+    (["--batch", "x"], "--batch 'x': expected comma-separated whole numbers"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
+    (["--runtime", "onnx", "--precision", "fp16"], "no onnx fp16 artifact"),
+])
+def test_bad_options_exit_2(exported_copy, args, msg):
+    r = runner.invoke(app, ["bench", str(exported_copy), *args])
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and msg in r.stderr, r.output
+
+
+def test_gpu_without_gpu(exported_copy):
+    with pytest.raises(EdgeclsError, match="--device gpu: onnxruntime has no CUDAExecutionProvider"):
+        from edgecls.runtimes import Device
+
+        bench(exported_copy, BenchConfig(runtimes=["onnx"], device=Device.gpu, **FAST))
+
+
+def test_nothing_exported(bundle_copy):
+    r = bench(bundle_copy, BenchConfig(**FAST))  # only the Keras model: still a baseline
+    assert [row["runtime"] for row in r["rows"]] == ["keras"] and "skipped onnx fp32: not exported" in r["notes"]
