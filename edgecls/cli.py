@@ -399,6 +399,43 @@ def bench(
         atomic_write(csv_file, to_csv(result["rows"]))
 
 
+# ----------------------------------------------------------------------------- predict
+
+
+@app.command()
+@handled
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    bundle: Annotated[Path, typer.Option(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="onnx, tflite or openvino (default: the "
+                                                                "first exported).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
+    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+):
+    """Classify image files with an exported model (no TensorFlow needed).
+
+    Example: edgecls predict photo1.png photo2.jpg --bundle models/digits-small --format tflite --precision int8
+    """
+    from .runtime import Classifier
+
+    if top < 1:
+        raise EdgeclsError(f"--top {top}: must be at least 1")
+    clf = Classifier.open(bundle, format=fmt, precision=precision)
+    results = clf.classify(images, top=top)
+    if as_json:
+        _emit_json([{"file": str(p), "top": [{"label": k, "probability": v} for k, v in r]}
+                    for p, r in zip(images, results)])
+        return
+    table = Table(title=f"{clf.artifact['file']} ({clf.runner.name}, {clf.artifact['precision']})")
+    table.add_column("image")
+    for i in range(min(top, len(clf.labels))):
+        table.add_column(f"#{i + 1}")
+    for p, r in zip(images, results):
+        table.add_row(str(p), *[f"{k} {v:.3f}" for k, v in r])
+    out.print(table)
+
+
 # ----------------------------------------------------------------------------- info
 
 
@@ -450,20 +487,49 @@ def pipeline(
     arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = "1,32",
 ):
-    """Run the main job end to end on the bundled default dataset: train and evaluate.
+    """The main job end to end: train, export (float and int8), verify, bench, report.
+
+    With no arguments it runs on the bundled digits dataset and writes models/digits-small/
+    (report.md inside). Exit 1 if an export or a parity gate fails.
 
     Example: edgecls pipeline
     """
-    from .train import TrainConfig, train as run
+    from .bench import BenchConfig
+    from .export import ExportConfig
+    from .pipeline import PipelineConfig, PipelineHooks, run
+    from .train import TrainConfig
 
     view = _TrainView(err)
+
+    class Hooks(PipelineHooks):
+        def stage(self, name, result):
+            if name == "train":
+                view.progress.stop()
+                _render_metrics(result.manifest)
+                err.print("[bold]export[/] (float32 and int8) …")
+            elif name == "export":
+                _render_export(result)
+                err.print("[bold]verify[/] …")
+            elif name == "verify":
+                _render_verify(result)
+                err.print("[bold]bench[/] (each configuration in a fresh process) …")
+            elif name == "bench":
+                _render_bench(result)
+            elif name == "report":
+                out.print(f"report: [bold]{result}[/]")
+
+    cfg = PipelineConfig(train=TrainConfig(data=data, arch=arch.value, out=out_dir, seed=seed, epochs=epochs),
+                         export=ExportConfig(int8=True),
+                         bench=BenchConfig(batches=_ints(batch, "--batch"), min_runs=50, min_time=0.5))
     try:
-        result = run(TrainConfig(data=data, arch=arch.value, out=out_dir, seed=seed), view.hooks)
+        result = run(cfg, view.hooks, Hooks())
     finally:
         view.progress.stop()
-    _render_metrics(result.manifest)
-    out.print(f"bundle written: [bold]{result.bundle}[/]")
+    if result.export.failures or not result.verify.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

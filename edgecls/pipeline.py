@@ -1,0 +1,50 @@
+"""train -> export -> verify -> bench -> report as one library call (the CLI's `pipeline` renders it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .bench import BenchConfig, bench
+from .export import ExportConfig, export
+from .report import write_report
+from .train import TrainConfig, TrainHooks, train
+from .verify import verify
+
+
+@dataclass
+class PipelineConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=lambda: ExportConfig(int8=True))
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.5))
+    max_drop: float = 1.0
+
+
+@dataclass
+class PipelineResult:
+    train: object
+    export: object
+    verify: object
+    bench: dict
+    report: object
+
+
+class PipelineHooks:
+    """Called between stages; the CLI draws each stage's result."""
+
+    def stage(self, name: str, result) -> None: ...
+
+
+def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: PipelineHooks | None = None,
+        on_export=None, on_verify=None, on_bench=None) -> PipelineResult:
+    hooks = hooks or PipelineHooks()
+    t = train(cfg.train, train_hooks)
+    hooks.stage("train", t)
+    e = export(t.bundle, cfg.export, on_export)
+    hooks.stage("export", e)
+    v = verify(t.bundle, max_drop=cfg.max_drop, on_row=on_verify)
+    hooks.stage("verify", v)
+    b = bench(t.bundle, cfg.bench, on_bench)
+    hooks.stage("bench", b)
+    r = write_report(t.bundle)
+    hooks.stage("report", r)
+    return PipelineResult(t, e, v, b, r)

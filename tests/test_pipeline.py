@@ -1,0 +1,29 @@
+"""`edgecls pipeline` (the main job) and the report, as a user runs them."""
+
+import json
+
+from typer.testing import CliRunner
+
+from edgecls.bundle import Bundle, sha256
+from edgecls.cli import app
+
+
+def test_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "b"
+    r = CliRunner().invoke(app, ["pipeline", "--data", "synthetic", "--arch", "tiny", "--epochs", "3",
+                                 "--out", str(out), "--batch", "1"])
+    assert r.exit_code == 0, r.output
+    for text in ("held-out accuracy", "exported", "parity vs Keras", "latency per batch", "report:"):
+        assert text in r.stdout
+    m = Bundle.open(out).manifest
+    assert {(a["format"], a["precision"]) for a in m["artifacts"]} == {
+        ("keras", "fp32"), *((f, p) for f in ("onnx", "tflite", "openvino") for p in ("fp32", "int8"))}
+    assert m["verify"]["passed"] and len(m["bench"]["rows"]) == 7
+    for entry in m["files"]:
+        assert sha256(out / entry["file"]) == entry["sha256"]
+    names = {e["file"] for e in m["files"]}
+    assert {"report.md", "training.png", "bench.png", "history.json", "labels.txt"} <= names
+    report = (out / "report.md").read_text()
+    assert "## Parity with Keras" in report and "## Latency" in report and "| tflite | int8 |" in report
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    json.loads((out / "manifest.json").read_text())  # still valid JSON after every stage
