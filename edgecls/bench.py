@@ -81,8 +81,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(spec: dict) -> dict:
-    """One configuration, in its own process."""
+def measure_one(spec: dict) -> dict:
+    """Measure one configuration in this process (`bench` calls it in a fresh one).
+
+    `spec`: runtime, path (model file), device, threads, images (an .npy batch), warmup,
+    min_runs, min_time.
+    """
     import importlib
 
     if spec["runtime"] == "keras":  # library import is not "load" time
@@ -119,6 +123,12 @@ def _measure(spec: dict) -> dict:
     if own:
         row["native_p50_ms"] = float(np.median(own))
     return row
+
+
+def isolated(fn, spec: dict, ctx=None):
+    """Run `fn(spec)` in a fresh (spawned) process and return its result; its errors are re-raised here."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx or multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, spec).result()
 
 
 def environment(threads: int | None) -> dict:
@@ -207,8 +217,7 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_row=None) -> dict:
                 spec = {"runtime": item["runtime"], "path": str(bundle.path / item["file"]),
                         "device": cfg.device.value, "threads": cfg.threads, "images": str(path),
                         "warmup": cfg.warmup, "min_runs": cfg.min_runs, "min_time": cfg.min_time}
-                with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                    measured = pool.submit(_measure, spec).result()
+                measured = isolated(measure_one, spec, ctx)
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
                        "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
                        "threads": cfg.threads, **measured,

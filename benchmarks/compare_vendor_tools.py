@@ -1,0 +1,140 @@
+"""Does `edgecls bench` agree with the vendors' own tools? (Issue: within ±15%.)
+
+For the same model file, batch size and thread count, this runs
+  - OpenVINO's `benchmark_app -m IR -shape [B,H,W,C] -hint none -nstreams 1 -nthreads N -infer_precision f32`
+  - LiteRT's `litert-benchmark --model F --num_threads N`
+and edgecls's own measurement (`edgecls.bench.measure_one`, the code behind `edgecls bench`, in a fresh
+process), and prints the medians side by side.
+
+litert-benchmark runs a model at its stored input shape (batch 1), so for batch 32 this script converts
+the bundle's Keras model once more with a fixed batch of 32 (same weights, same quantization recipe),
+and both tools run that same file.
+
+Usage (from the repository root, after `edgecls train` and `edgecls export --int8`):
+
+    .venv/bin/python benchmarks/compare_vendor_tools.py models/digits-small --threads 1 --batches 1,32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.bench import isolated, measure_one
+from edgecls.bundle import Bundle
+
+TOLERANCE = 0.15
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        sys.exit(f"error: {name} not found (it comes with the openvino / ai-edge-litert packages)")
+    return found
+
+
+def benchmark_app(xml: Path, shape, threads: int, seconds: float) -> float:
+    out = subprocess.run([_tool("benchmark_app"), "-m", str(xml), "-shape", "[" + ",".join(map(str, shape)) + "]",
+                          "-hint", "none", "-nstreams", "1", "-nthreads", str(threads), "-infer_precision", "f32",
+                          "-t", str(seconds)], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"Median:\s+([\d.]+)\s+(us|ms)", out)
+    return float(m.group(1)) / (1000 if m.group(2) == "us" else 1)
+
+
+def litert_benchmark(model: Path, threads: int, runs: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([_tool("litert-benchmark"), "--model", str(model), "--num_threads", str(threads),
+                        "--num_runs", str(runs), "--warmup_runs", "10", "--result_json", f"{tmp}/r.json"],
+                       capture_output=True, text=True, check=True)
+        return json.loads(Path(f"{tmp}/r.json").read_text())["latency"]["median_ms"]
+
+
+def fixed_batch_tflite(bundle: Bundle, batch: int, precision: str, dest: Path) -> Path:
+    """The bundle's model as TFLite with a fixed batch (litert-benchmark cannot resize inputs)."""
+    from edgecls._tf import keras, tensorflow
+    from edgecls.export import ExportConfig, ExportContext, Precision
+
+    tf, k = tensorflow(), keras()
+    model = bundle.load_keras()
+    inp = k.Input(bundle.input_shape(), batch_size=batch)
+    fixed = k.Model(inp, model(inp))
+    ctx = ExportContext(bundle, fixed, ExportConfig(calib_size=300), dest.parent)
+    conv = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    if precision == "int8":
+        images = ctx.calibration()
+
+        def representative():
+            for i in range(0, len(images) - batch + 1, batch):
+                yield [images[i:i + batch].astype(np.float32)]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.uint8
+    dest.write_bytes(conv.convert())
+    assert Precision(precision)
+    return dest
+
+
+def edgecls_p50(runtime: str, path: Path, images: np.ndarray, threads: int, seconds: float, tmp: Path) -> dict:
+    np.save(tmp / "x.npy", images)
+    spec = {"runtime": runtime, "path": str(path), "device": "cpu", "threads": threads, "images": str(tmp / "x.npy"),
+            "warmup": 10, "min_runs": 50, "min_time": seconds}
+    return isolated(measure_one, spec)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--json", type=Path, help="write the comparison here")
+    args = ap.parse_args()
+    bundle = Bundle.open(args.bundle)
+    x, _ = bundle.heldout()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for batch in [int(b) for b in args.batches.split(",")]:
+            images = np.resize(x, (batch, *x.shape[1:]))
+            for precision, stem in (("fp32", "model"), ("int8", "model.int8")):
+                xml = bundle.checked(f"openvino/{stem}.xml")
+                vendor = benchmark_app(xml, images.shape, args.threads, args.seconds)
+                ours = edgecls_p50("openvino", xml, images, args.threads, args.seconds, tmp)
+                rows.append({"tool": "benchmark_app", "model": f"openvino {precision}", "batch": batch,
+                             "vendor_median_ms": vendor, "edgecls_p50_ms": ours["p50_ms"],
+                             "edgecls_openvino_own_p50_ms": ours.get("native_p50_ms")})
+                tfl = bundle.checked(f"{stem}.tflite") if batch == 1 else fixed_batch_tflite(
+                    bundle, batch, precision, tmp / f"b{batch}.{precision}.tflite")
+                runs = max(50, int(args.seconds * 1000 / max(ours["p50_ms"], 0.01)))
+                vendor = litert_benchmark(tfl, args.threads, min(runs, 20000))
+                ours = edgecls_p50("tflite", tfl, images, args.threads, args.seconds, tmp)
+                rows.append({"tool": "litert-benchmark", "model": f"tflite {precision}", "batch": batch,
+                             "vendor_median_ms": vendor, "edgecls_p50_ms": ours["p50_ms"]})
+    print(f"{'tool':<17} {'model':<14} {'batch':>5} {'vendor ms':>10} {'edgecls ms':>11} {'ratio':>6}  within ±15%")
+    ok = True
+    for r in rows:
+        r["ratio"] = r["edgecls_p50_ms"] / r["vendor_median_ms"]
+        r["within"] = abs(r["ratio"] - 1) <= TOLERANCE
+        ok &= r["within"]
+        own = (f"  (OpenVINO's own latency in edgecls: {r['edgecls_openvino_own_p50_ms']:.3f} ms)"
+               if r.get("edgecls_openvino_own_p50_ms") else "")
+        print(f"{r['tool']:<17} {r['model']:<14} {r['batch']:>5} {r['vendor_median_ms']:>10.3f} "
+              f"{r['edgecls_p50_ms']:>11.3f} {r['ratio']:>6.2f}  {'yes' if r['within'] else 'NO'}{own}")
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

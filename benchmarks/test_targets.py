@@ -1,0 +1,116 @@
+"""The issues' targets, measured in one run on this machine. Ratios, not absolute times, are the claims.
+
+    .venv/bin/python -m pytest benchmarks/test_targets.py -s
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from edgecls import runtimes
+from edgecls.bench import BenchConfig, bench
+from edgecls.bundle import Bundle
+
+from .conftest import needs_fashion
+
+
+def test_digits_train_accuracy_and_time(digits_run):
+    acc = digits_run["manifest"]["metrics"]["test"]["accuracy"]
+    print(f"\ndigits/small: held-out accuracy {acc:.4f} in {digits_run['train_seconds']:.1f} s (target >= 0.97, < 60 s)")
+    assert acc >= 0.97
+    assert digits_run["train_seconds"] < 60
+
+
+def test_export_all_formats_time_and_sizes(digits_run):
+    ratios = {a["format"]: a["size_ratio_vs_fp32"] for a in digits_run["artifacts"] if a["precision"] == "int8"}
+    print(f"\nexport (all formats, fp32 + int8): {digits_run['export_seconds']:.1f} s (target <= 90 s); "
+          f"int8/fp32 size: {ratios}")
+    assert digits_run["export_seconds"] <= 90
+
+
+def test_training_throughput_vs_bare_fit(digits_run):
+    """edgecls's training pipeline vs a bare `model.fit` on in-memory arrays, same model and data, one run."""
+    from edgecls import data as D
+    from edgecls._tf import keras
+    from edgecls.models import build
+    from edgecls.train import TrainConfig, TrainHooks, train
+
+    k = keras()
+    d = D.load("digits")
+    s = D.split(d)
+    epochs = 4
+    model = build("small", d.input_shape, 10)
+    model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = d.array[s.train].astype("float32"), d.labels[s.train]
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # warm-up (graph tracing)
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
+    bare = len(x) * epochs / (time.perf_counter() - t0)
+
+    class Timer(TrainHooks):
+        times = []
+
+        def epoch_end(self, log):
+            self.times.append(log.seconds)
+
+    hooks = Timer()
+    train(TrainConfig(epochs=epochs + 1, patience=100, out=digits_run["bundle"].parent / "throughput"), hooks)
+    ours = len(s.train) / float(np.median(hooks.times[1:]))  # epoch 1 traces the graph; epochs include validation
+    print(f"\ntraining throughput: edgecls {ours:.0f} images/s (augmentation on), bare model.fit {bare:.0f} images/s, "
+          f"ratio {ours / bare:.2f} (target >= 0.90)")
+    assert ours / bare >= 0.90
+
+
+def test_bench_targets(digits_run):
+    """Best int8 at batch 1 vs onnxruntime fp32; best runtime vs Keras; harness overhead vs a bare loop."""
+    r = bench(digits_run["bundle"], BenchConfig(batches=[1], min_runs=300, min_time=2.0))
+    rows = r["rows"]
+    p50 = {(x["runtime"], x["precision"]): x["p50_ms"] for x in rows}
+    best_int8 = min(v for (rt, p), v in p50.items() if p == "int8")
+    best = min(p50.values())
+    int8_speedup = p50[("onnx", "fp32")] / best_int8
+    keras_speedup = p50[("keras", "fp32")] / best
+    print(f"\nbatch 1 p50 ms: { {f'{a} {b}': round(v, 4) for (a, b), v in sorted(p50.items(), key=lambda kv: kv[1])} }")
+    print(f"best int8 vs onnxruntime fp32: {int8_speedup:.2f}x (target >= 2x); best vs keras: {keras_speedup:.1f}x "
+          f"(target >= 20x)")
+
+    # harness overhead: the same bound onnxruntime call in a bare loop (total / n), same process
+    b = Bundle.open(digits_run["bundle"])
+    x, _ = b.heldout()
+    runner = runtimes.create("onnx")
+    runner.load(b.checked("model.onnx"))
+    call = runner.bind(x[:1])
+    for _ in range(100):
+        call()
+    per_call = []
+    for _ in range(15):
+        t0 = time.perf_counter_ns()
+        for _ in range(200):
+            call()
+        per_call.append((time.perf_counter_ns() - t0) / 200 / 1e6)
+    bare = float(np.median(per_call))
+    from edgecls.bench import isolated, measure_one
+
+    np.save(digits_run["bundle"].parent / "x1.npy", x[:1])
+    harness = isolated(measure_one, {"runtime": "onnx", "path": str(b.path / "model.onnx"), "device": "cpu",
+                                     "threads": None, "images": str(digits_run["bundle"].parent / "x1.npy"),
+                                     "warmup": 100, "min_runs": 3000, "min_time": 2.0})["p50_ms"]
+    print(f"harness p50 {harness:.4f} ms vs bare loop {bare:.4f} ms: overhead {harness / bare - 1:+.1%} (target <= 5%)")
+    assert keras_speedup >= 20
+    assert harness / bare - 1 <= 0.05
+    assert int8_speedup >= 2, "int8 target missed (see docs/measurements.md: this CPU has AVX2 but no VNNI)"
+
+
+@needs_fashion
+@pytest.mark.parametrize("epochs", [10])
+def test_fashion_mnist_accuracy_and_time(tmp_path, epochs):
+    from edgecls.train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    r = train(TrainConfig(data="fashion-mnist", epochs=epochs, patience=3, out=tmp_path / "fashion-small"))
+    seconds = time.perf_counter() - t0
+    acc = r.manifest["metrics"]["test"]["accuracy"]
+    print(f"\nfashion-mnist/small: {acc:.4f} on the official 10,000 test images in {seconds:.0f} s "
+          f"(target >= 0.92 in <= 600 s)")
+    assert acc >= 0.92 and seconds <= 600
