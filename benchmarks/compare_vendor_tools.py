@@ -4,7 +4,8 @@ For the same model file, batch size and thread count, this runs
   - OpenVINO's `benchmark_app -m IR -shape [B,H,W,C] -hint none -nstreams 1 -nthreads N -infer_precision f32`
   - LiteRT's `litert-benchmark --model F --num_threads N`
 and edgecls's own measurement (`edgecls.bench.measure_one`, the code behind `edgecls bench`, in a fresh
-process), and prints the medians side by side.
+process), and prints the medians side by side. This shared 2-core machine drifts by 20-30% over
+minutes, so the two tools alternate `--rounds` times and the medians of their medians are compared.
 
 litert-benchmark runs a model at its stored input shape (batch 1), so for batch 32 this script converts
 the bundle's Keras model once more with a fixed batch of 32 (same weights, same quantization recipe),
@@ -45,7 +46,7 @@ def _tool(name: str) -> str:
 def benchmark_app(xml: Path, shape, threads: int, seconds: float) -> float:
     out = subprocess.run([_tool("benchmark_app"), "-m", str(xml), "-shape", "[" + ",".join(map(str, shape)) + "]",
                           "-hint", "none", "-nstreams", "1", "-nthreads", str(threads), "-infer_precision", "f32",
-                          "-t", str(seconds)], capture_output=True, text=True, check=True).stdout
+                          "-t", str(max(1, round(seconds)))], capture_output=True, text=True, check=True).stdout
     m = re.search(r"Median:\s+([\d.]+)\s+(us|ms)", out)
     return float(m.group(1)) / (1000 if m.group(2) == "us" else 1)
 
@@ -97,7 +98,8 @@ def main() -> int:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating measurements per tool")
     ap.add_argument("--json", type=Path, help="write the comparison here")
     args = ap.parse_args()
     bundle = Bundle.open(args.bundle)
@@ -109,18 +111,26 @@ def main() -> int:
             images = np.resize(x, (batch, *x.shape[1:]))
             for precision, stem in (("fp32", "model"), ("int8", "model.int8")):
                 xml = bundle.checked(f"openvino/{stem}.xml")
-                vendor = benchmark_app(xml, images.shape, args.threads, args.seconds)
-                ours = edgecls_p50("openvino", xml, images, args.threads, args.seconds, tmp)
-                rows.append({"tool": "benchmark_app", "model": f"openvino {precision}", "batch": batch,
-                             "vendor_median_ms": vendor, "edgecls_p50_ms": ours["p50_ms"],
-                             "edgecls_openvino_own_p50_ms": ours.get("native_p50_ms")})
                 tfl = bundle.checked(f"{stem}.tflite") if batch == 1 else fixed_batch_tflite(
                     bundle, batch, precision, tmp / f"b{batch}.{precision}.tflite")
-                runs = max(50, int(args.seconds * 1000 / max(ours["p50_ms"], 0.01)))
-                vendor = litert_benchmark(tfl, args.threads, min(runs, 20000))
-                ours = edgecls_p50("tflite", tfl, images, args.threads, args.seconds, tmp)
+                ov_vendor, ov_ours, ov_own, tfl_vendor, tfl_ours = [], [], [], [], []
+                for _ in range(args.rounds):  # alternate, so drift hits both tools alike
+                    ov_vendor.append(benchmark_app(xml, images.shape, args.threads, args.seconds))
+                    ours = edgecls_p50("openvino", xml, images, args.threads, args.seconds, tmp)
+                    ov_ours.append(ours["p50_ms"])
+                    ov_own.append(ours["native_p50_ms"])
+                    ours = edgecls_p50("tflite", tfl, images, args.threads, args.seconds, tmp)
+                    tfl_ours.append(ours["p50_ms"])
+                    runs = max(50, int(args.seconds * 1000 / max(ours["p50_ms"], 0.01)))
+                    tfl_vendor.append(litert_benchmark(tfl, args.threads, min(runs, 20000)))
+                med = lambda v: float(np.median(v))  # noqa: E731
+                rows.append({"tool": "benchmark_app", "model": f"openvino {precision}", "batch": batch,
+                             "vendor_median_ms": med(ov_vendor), "edgecls_p50_ms": med(ov_ours),
+                             "edgecls_openvino_own_p50_ms": med(ov_own), "rounds": {"vendor": ov_vendor,
+                                                                                    "edgecls": ov_ours}})
                 rows.append({"tool": "litert-benchmark", "model": f"tflite {precision}", "batch": batch,
-                             "vendor_median_ms": vendor, "edgecls_p50_ms": ours["p50_ms"]})
+                             "vendor_median_ms": med(tfl_vendor), "edgecls_p50_ms": med(tfl_ours),
+                             "rounds": {"vendor": tfl_vendor, "edgecls": tfl_ours}})
     print(f"{'tool':<17} {'model':<14} {'batch':>5} {'vendor ms':>10} {'edgecls ms':>11} {'ratio':>6}  within ±15%")
     ok = True
     for r in rows:

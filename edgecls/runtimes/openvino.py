@@ -28,14 +28,23 @@ class OpenVINORunner:
         if target not in core.available_devices:
             raise EdgeclsError(f"--device gpu: OpenVINO sees no GPU device here (devices: "
                                f"{', '.join(core.available_devices)}; needs an Intel GPU and its driver)")
-        config = {"INFERENCE_PRECISION_HINT": self.requested, "PERFORMANCE_HINT": "LATENCY"}
+        # one stream, like benchmark_app -hint none -nstreams 1 -nthreads N
+        config = {"INFERENCE_PRECISION_HINT": self.requested, "NUM_STREAMS": 1}
         if threads and target == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            self.compiled = core.compile_model(str(path), target, config)
-        except RuntimeError as e:
-            raise EdgeclsError(f"{path}: OpenVINO cannot load it ({str(e).splitlines()[0]})") from e
+        self.core, self.path, self.target, self.config = core, path, target, config
+        self._compile(None)
         self.device = target
+
+    def _compile(self, shape) -> None:
+        """Compile the model; with `shape`, reshaped to that static input shape first."""
+        try:
+            model = self.core.read_model(str(self.path))
+            if shape is not None:
+                model.reshape({model.input(0): list(shape)})
+            self.compiled = self.core.compile_model(model, self.target, self.config)
+        except RuntimeError as e:
+            raise EdgeclsError(f"{self.path}: OpenVINO cannot load it ({str(e).splitlines()[0]})") from e
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
         self.request = self.compiled.create_infer_request()
@@ -45,10 +54,12 @@ class OpenVINORunner:
         return self.request.get_output_tensor(0).data.copy()
 
     def bind(self, images: np.ndarray):
-        """The leanest call for timing: the input tensor shares the array's memory, set once; the
-        timed call is a synchronous `infer()` with no inputs to convert."""
+        """The leanest call for timing: the model recompiled for this static batch shape (as an app
+        with a fixed batch, or benchmark_app -shape, runs it), the input tensor sharing the array's
+        memory, set once; the timed call is a synchronous `infer()` with no inputs to convert."""
         import openvino as ov
 
+        self._compile(images.shape)
         self._bound = as_float(images)
         self.request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
         return self.request.infer
