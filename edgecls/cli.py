@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import EdgeclsError
+from .models import ARCHITECTURES
+from .render import TrainView, err, human, out, render_bench, render_export, render_metrics, render_verify
 from .runtimes import Device
 
 app = typer.Typer(
@@ -22,11 +22,8 @@ app = typer.Typer(
          "float and int8, verified against Keras and benchmarked.",
     no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode="rich",
     add_completion=False)
-# results (tables) on stdout, progress and notes on stderr; wide when not a terminal (logs, CI)
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-Arch = enum.Enum("Arch", {n: n for n in ("tiny", "small", "mobile")}, type=str)
+Arch = enum.Enum("Arch", {n: n for n in ARCHITECTURES}, type=str)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -44,7 +41,7 @@ def handled(fn):
         except EdgeclsError as e:
             raise _fail(str(e), e.exit_code) from None
         except KeyboardInterrupt:
-            raise _fail("interrupted; nothing was written", 130) from None
+            raise _fail("interrupted: completed files are kept, none is half-written", 130) from None
 
     return wrapper
 
@@ -54,72 +51,6 @@ def _emit_json(obj) -> None:
 
 
 # ----------------------------------------------------------------------------- train
-
-
-class _TrainView:
-    """Draws `train`'s progress: a bar per epoch, then the seed's one-line epoch trace."""
-
-    def __init__(self, console: Console):
-        from .train import TrainHooks
-
-        self.console = console
-        self.first_loss = None
-        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
-        view = self
-
-        class Hooks(TrainHooks):
-            def start(self, info):
-                console.print(
-                    f"[bold]{info['dataset']}[/]: {info['classes']} classes, input {info['input_shape']}, "
-                    f"train {info['train']} / val {info['val']} / held-out {info['test']} images"
-                    + (f", [yellow]skipped {info['skipped']} unreadable file(s)[/]" if info["skipped"] else "")
-                    + f"; {info['params']:,} parameters → {info['bundle']}", soft_wrap=True)
-                view.progress.start()
-
-            def epoch_start(self, epoch, steps):
-                view.task = view.progress.add_task("", total=steps, epoch=epoch)
-
-            def batch(self, step):
-                view.progress.update(view.task, completed=step)
-
-            def epoch_end(self, log):
-                view.progress.remove_task(view.task)
-                view.first_loss = view.first_loss or max(log.loss, 1e-9)
-                n = max(1, min(30, round(30 * log.loss / view.first_loss)))
-                console.print(
-                    f"epoch {log.epoch:>3}/{log.epochs} [cyan]{'█' * n}{' ' * (30 - n)}[/] "
-                    f"loss {log.loss:.4f} acc {log.accuracy:.4f} │ val_loss {log.val_loss:.4f} "
-                    f"val_acc {log.val_accuracy:.4f} │ {log.seconds:.1f}s", highlight=False, soft_wrap=True)
-
-            def evaluating(self):
-                view.progress.stop()
-
-        self.hooks = Hooks()
-
-
-def _render_metrics(manifest: dict) -> None:
-    m = manifest["metrics"]["test"]
-    t = manifest["training"]
-    out.print(f"\nheld-out accuracy [bold green]{m['accuracy']:.4f}[/], loss {m['loss']:.4f} on "
-              f"{m['images']} images (best epoch {t['best_epoch']} of {t['epochs_run']}, "
-              f"{t['seconds']:.1f}s, {t['train_images_per_second']} train images/s)"
-              + (" [yellow](interrupted: best weights so far)[/]" if t["interrupted"] else ""), soft_wrap=True)
-    table = Table(title="per class (held-out)")
-    for col in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(col, justify="left" if col == "class" else "right")
-    for row in m["per_class"]:
-        table.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                      str(row["support"]))
-    out.print(table)
-    conf = Table(title="confusion matrix (rows: true, columns: predicted)")
-    conf.add_column("")
-    labels = manifest["labels"]
-    for i in range(len(labels)):
-        conf.add_column(str(i), justify="right")
-    for i, row in enumerate(m["confusion"]):
-        conf.add_row(f"{i} {labels[i]}", *[f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)])
-    out.print(conf)
 
 
 @app.command()
@@ -160,15 +91,16 @@ def train(
 
       edgecls train --data ~/pets --arch mobile --image-size 96 --skip-bad
     """
-    from .train import TrainConfig, train as run
+    from .train import TrainConfig
+    from .train import train as run
 
     cfg = TrainConfig(data=data, arch=arch.value, epochs=epochs, batch_size=batch_size, lr=lr,
                       image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
                       augment=augment, patience=patience, width=width, limit=limit, data_dir=data_dir,
                       skip_bad=skip_bad, out=out_dir)
-    view = _TrainView(err)
+    view = TrainView(err)
     try:
-        result = run(cfg, view.hooks)
+        result = run(cfg, view)
     finally:
         view.progress.stop()
     if as_json:
@@ -176,7 +108,7 @@ def train(
         _emit_json({"bundle": str(result.bundle), "metrics": m["metrics"], "training": m["training"],
                     "history": result.history})
     else:
-        _render_metrics(result.manifest)
+        render_metrics(result.manifest)
         out.print(f"bundle written: [bold]{result.bundle}[/]")
     if result.interrupted:
         raise typer.Exit(130)
@@ -191,26 +123,6 @@ def _formats(value: str) -> list[str]:
     from .export import FORMATS
 
     return list(FORMATS) if value.strip() == "all" else [f.strip() for f in value.split(",") if f.strip()]
-
-
-def _human(n: int) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
-
-
-def _render_export(result) -> None:
-    table = Table(title="exported")
-    for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check"):
-        table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
-    for a in result.artifacts:
-        ratio = a.get("size_ratio_vs_fp32")
-        table.add_row(a["format"], a["precision"], a["file"], _human(a["total_bytes"]),
-                      f"{ratio:.2f}x" if ratio else "", f"{a['export_seconds']:.1f}",
-                      "[green]ok[/]")
-    for f in result.failures:
-        table.add_row(f["format"], f["precision"], "", "", "", "", f"[red]FAILED[/]")
-    out.print(table)
-    for f in result.failures:
-        typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
 
 
 @app.command()
@@ -235,20 +147,21 @@ def export(
 
       edgecls export models/pets-mobile --format onnx,tflite --fp16
     """
-    from .export import ExportConfig, export as run
+    from .export import ExportConfig
+    from .export import export as run
 
     cfg = ExportConfig(formats=_formats(fmt), int8=int8, fp16=fp16, calib_size=calib_size, data_dir=data_dir)
 
     def progress(entry, failure):
         if entry:
-            err.print(f"wrote {entry['file']} ({_human(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
+            err.print(f"wrote {entry['file']} ({human(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
                       highlight=False)
 
     result = run(bundle, cfg, progress)
     if as_json:
         _emit_json({"artifacts": result.artifacts, "failures": result.failures})
     else:
-        _render_export(result)
+        render_export(result)
     if result.failures:
         raise typer.Exit(1)
 
@@ -258,26 +171,6 @@ def export(
 
 def _runtimes(value: str) -> list[str] | None:
     return None if value.strip() == "all" else [r.strip() for r in value.split(",") if r.strip()]
-
-
-def _render_verify(result) -> None:
-    table = Table(title=f"parity vs Keras on {result.images} held-out images "
-                        f"(Keras accuracy {result.keras_accuracy:.4f})")
-    for col in ("format", "precision", "runtime / device", "ran as", "accuracy", "Δ points", "top-1 agree",
-                "max |Δp|", "mean |Δp|", "gate"):
-        table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device", "ran as",
-                                                        "gate") else "right")
-    for r in result.rows:
-        if r.error:
-            table.add_row(r.format, r.precision, r.runtime, "", "", "", "", "", "", "[red]ERROR[/]")
-            continue
-        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.precision_ran, f"{r.accuracy:.4f}",
-                      f"{r.delta_points:+.2f}", f"{r.agreement:.2%}", f"{r.max_abs_diff:.1e}",
-                      f"{r.mean_abs_diff:.1e}", "[green]pass[/]" if r.passed else "[red]FAIL[/]")
-    out.print(table)
-    for r in result.rows:
-        for f in r.failures:
-            typer.echo(f"FAIL {r.file}: {f}", err=True)
 
 
 @app.command()
@@ -314,7 +207,7 @@ def verify(
         _emit_json({"images": result.images, "keras_accuracy": result.keras_accuracy, "passed": result.passed,
                     "rows": [asdict(r) | {"passed": r.passed} for r in result.rows]})
     else:
-        _render_verify(result)
+        render_verify(result)
     if not result.passed:
         raise typer.Exit(1)
 
@@ -327,31 +220,6 @@ def _ints(value: str, option: str) -> list[int]:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise EdgeclsError(f"{option} {value!r}: expected comma-separated whole numbers, e.g. 1,8,32") from None
-
-
-def _render_bench(result: dict) -> None:
-    env = result["environment"]
-    rows = sorted(result["rows"], key=lambda r: (r["batch"], r["p50_ms"]))
-    table = Table(title=f"latency per batch ({env['cpu']}, {env['cores']} cores, threads: {env['threads']})")
-    cols = ("runtime", "precision", "batch", "p50 ms", "mean", "p90", "p99", "std", "images/s", "× keras",
-            "× ort fp32", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("runtime", "precision") else "right")
-
-    def x(v):
-        return f"{v:.1f}x" if v else "–"
-
-    for r in rows:
-        table.add_row(r["runtime"], r["precision"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['mean_ms']:.3f}",
-                      f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
-                      x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
-                      f"{r['native_p50_ms']:.3f}" if r.get("native_p50_ms") else "–", f"{r['load_ms']:.0f}",
-                      f"{r['first_ms']:.2f}", _human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}")
-    out.print(table)
-    out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
-              "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock.", soft_wrap=True)
-    for note in result["notes"]:
-        out.print(f"[yellow]{note}[/]")
 
 
 @app.command()
@@ -377,7 +245,8 @@ def bench(
 
       edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
     """
-    from .bench import BenchConfig, bench as run, to_csv
+    from .bench import BenchConfig, to_csv
+    from .bench import bench as run
     from .bundle import atomic_write
 
     cfg = BenchConfig(runtimes=_runtimes(runtime) or [], precisions=_runtimes(precision) or [], device=device,
@@ -392,7 +261,7 @@ def bench(
     if json_file is not None and str(json_file) == "-":
         _emit_json(result)
     else:
-        _render_bench(result)
+        render_bench(result)
         if json_file is not None:
             atomic_write(json_file, json.dumps(result, indent=1, default=str) + "\n")
     if csv_file is not None:
@@ -502,22 +371,22 @@ def pipeline(
     from .pipeline import PipelineConfig, PipelineHooks, run
     from .train import TrainConfig
 
-    view = _TrainView(err)
+    view = TrainView(err)
 
     class Hooks(PipelineHooks):
         def stage(self, name, result):
             if name == "train":
                 view.progress.stop()
-                _render_metrics(result.manifest)
+                render_metrics(result.manifest)
                 err.print("[bold]export[/] (float32 and int8) …")
             elif name == "export":
-                _render_export(result)
+                render_export(result)
                 err.print("[bold]verify[/] …")
             elif name == "verify":
-                _render_verify(result)
+                render_verify(result)
                 err.print("[bold]bench[/] (each configuration in a fresh process) …")
             elif name == "bench":
-                _render_bench(result)
+                render_bench(result)
             elif name == "report":
                 out.print(f"report: [bold]{result}[/]")
 
@@ -525,7 +394,7 @@ def pipeline(
                          export=ExportConfig(int8=True),
                          bench=BenchConfig(batches=_ints(batch, "--batch"), min_runs=50, min_time=0.5))
     try:
-        result = run(cfg, view.hooks, Hooks())
+        result = run(cfg, view, Hooks())
     finally:
         view.progress.stop()
     if result.export.failures or not result.verify.passed:

@@ -150,3 +150,30 @@ def test_cli_export_json_and_bad_options(bundle_copy):
         assert r.exit_code == 2 and r.stderr.strip().startswith("error: ") and msg in r.stderr
     r = runner.invoke(app, ["export", str(bundle_copy / "nope")])
     assert r.exit_code == 2 and "no such bundle folder" in r.stderr
+
+
+def _vendor_tool(name):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else shutil.which(name)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_vendor_tools_accept_the_files_as_they_are(exported_bundle, precision):
+    import subprocess
+
+    stem = "model" if precision == "fp32" else "model.int8"
+    tool = _vendor_tool("benchmark_app")
+    assert tool, "benchmark_app ships with the openvino package"
+    r = subprocess.run([tool, "-m", str(exported_bundle / "openvino" / f"{stem}.xml"), "-shape", "[1,16,16,3]",
+                        "-hint", "none", "-nstreams", "1", "-nthreads", "1", "-niter", "20"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "Median:" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    tool = _vendor_tool("litert-benchmark")
+    assert tool, "litert-benchmark ships with the ai-edge-litert package"
+    r = subprocess.run([tool, "--model", str(exported_bundle / f"{stem}.tflite"), "--num_threads", "1",
+                        "--num_runs", "20", "--warmup_runs", "2"], capture_output=True, text=True)
+    assert r.returncode == 0 and "Inference (median)" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]

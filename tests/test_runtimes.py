@@ -81,7 +81,7 @@ def test_keras_threads_honoured_in_a_fresh_process(exported_bundle):
     import subprocess
 
     code = ("import sys; from edgecls import runtimes; r = runtimes.create('keras'); "
-            f"r.load(sys.argv[1], threads=1); import tensorflow as tf; "
+            "r.load(sys.argv[1], threads=1); import tensorflow as tf; "
             "print(tf.config.threading.get_intra_op_parallelism_threads())")
     r = subprocess.run([sys.executable, "-c", code, str(exported_bundle / "model.keras")], capture_output=True,
                        text=True)

@@ -99,3 +99,14 @@ def test_compare_gates_on_known_arrays():
     q = compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=1.0))
     assert q.failures == ["accuracy drop 25.00 points > 1.00 (over by 24.00)"]
     assert compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=30)).passed
+
+
+def test_threads_option_in_a_fresh_process(exported_copy):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgecls.cli", "verify", str(exported_copy), "--threads", "1",
+                        "--runtime", "onnx", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["passed"]
+    assert Bundle.open(exported_copy).manifest["verify"]["threads"] == 1

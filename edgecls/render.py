@@ -1,0 +1,141 @@
+"""Rich rendering of each command's results (tables, the epoch trace). No logic beyond formatting."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .train import TrainHooks
+
+# results (tables) on stdout, progress and notes on stderr; wide when not a terminal (logs, CI)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class TrainView(TrainHooks):
+    """Draws `train`'s progress: a bar per epoch, then the seed's one-line epoch trace."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.first_loss = None
+        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+
+    def start(self, info):
+        self.console.print(
+            f"[bold]{info['dataset']}[/]: {info['classes']} classes, input {info['input_shape']}, "
+            f"train {info['train']} / val {info['val']} / held-out {info['test']} images"
+            + (f", [yellow]skipped {info['skipped']} unreadable file(s)[/]" if info["skipped"] else "")
+            + f"; {info['params']:,} parameters → {info['bundle']}", soft_wrap=True)
+        self.progress.start()
+
+    def epoch_start(self, epoch, steps):
+        self.task = self.progress.add_task("", total=steps, epoch=epoch)
+
+    def batch(self, step):
+        self.progress.update(self.task, completed=step)
+
+    def epoch_end(self, log):
+        self.progress.remove_task(self.task)
+        self.first_loss = self.first_loss or max(log.loss, 1e-9)
+        n = max(1, min(30, round(30 * log.loss / self.first_loss)))  # a bar proportional to the loss
+        self.console.print(
+            f"epoch {log.epoch:>3}/{log.epochs} [cyan]{'█' * n}{' ' * (30 - n)}[/] "
+            f"loss {log.loss:.4f} acc {log.accuracy:.4f} │ val_loss {log.val_loss:.4f} "
+            f"val_acc {log.val_accuracy:.4f} │ {log.seconds:.1f}s", highlight=False, soft_wrap=True)
+
+    def evaluating(self):
+        self.progress.stop()
+
+
+def render_metrics(manifest: dict) -> None:
+    m = manifest["metrics"]["test"]
+    t = manifest["training"]
+    out.print(f"\nheld-out accuracy [bold green]{m['accuracy']:.4f}[/], loss {m['loss']:.4f} on "
+              f"{m['images']} images (best epoch {t['best_epoch']} of {t['epochs_run']}, "
+              f"{t['seconds']:.1f}s, {t['train_images_per_second']} train images/s)"
+              + (" [yellow](interrupted: best weights so far)[/]" if t["interrupted"] else ""), soft_wrap=True)
+    table = Table(title="per class (held-out)")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in m["per_class"]:
+        table.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      str(row["support"]))
+    out.print(table)
+    conf = Table(title="confusion matrix (rows: true, columns: predicted)")
+    conf.add_column("")
+    labels = manifest["labels"]
+    for i in range(len(labels)):
+        conf.add_column(str(i), justify="right")
+    for i, row in enumerate(m["confusion"]):
+        conf.add_row(f"{i} {labels[i]}", *[f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)])
+    out.print(conf)
+
+
+def human(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def render_export(result) -> None:
+    table = Table(title="exported")
+    for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check"):
+        table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
+    for a in result.artifacts:
+        ratio = a.get("size_ratio_vs_fp32")
+        table.add_row(a["format"], a["precision"], a["file"], human(a["total_bytes"]),
+                      f"{ratio:.2f}x" if ratio else "", f"{a['export_seconds']:.1f}",
+                      "[green]ok[/]")
+    for f in result.failures:
+        table.add_row(f["format"], f["precision"], "", "", "", "", "[red]FAILED[/]")
+    out.print(table)
+    for f in result.failures:
+        typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
+
+
+def render_verify(result) -> None:
+    table = Table(title=f"parity vs Keras on {result.images} held-out images "
+                        f"(Keras accuracy {result.keras_accuracy:.4f})")
+    for col in ("format", "precision", "runtime / device", "ran as", "accuracy", "Δ points", "top-1 agree",
+                "max |Δp|", "mean |Δp|", "gate"):
+        table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device", "ran as",
+                                                        "gate") else "right")
+    for r in result.rows:
+        if r.error:
+            table.add_row(r.format, r.precision, r.runtime, "", "", "", "", "", "", "[red]ERROR[/]")
+            continue
+        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.precision_ran, f"{r.accuracy:.4f}",
+                      f"{r.delta_points:+.2f}", f"{r.agreement:.2%}", f"{r.max_abs_diff:.1e}",
+                      f"{r.mean_abs_diff:.1e}", "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+    out.print(table)
+    for r in result.rows:
+        for f in r.failures:
+            typer.echo(f"FAIL {r.file}: {f}", err=True)
+
+
+def render_bench(result: dict) -> None:
+    env = result["environment"]
+    rows = sorted(result["rows"], key=lambda r: (r["batch"], r["p50_ms"]))
+    table = Table(title=f"latency per batch ({env['cpu']}, {env['cores']} cores, threads: {env['threads']})")
+    cols = ("runtime", "precision", "batch", "p50 ms", "mean", "p90", "p99", "std", "images/s", "× keras",
+            "× ort fp32", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("runtime", "precision") else "right")
+
+    def x(v):
+        return f"{v:.1f}x" if v else "–"
+
+    for r in rows:
+        table.add_row(r["runtime"], r["precision"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['mean_ms']:.3f}",
+                      f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
+                      x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
+                      f"{r['native_p50_ms']:.3f}" if r.get("native_p50_ms") else "–", f"{r['load_ms']:.0f}",
+                      f"{r['first_ms']:.2f}", human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}")
+    out.print(table)
+    out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
+              "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock.", soft_wrap=True)
+    for note in result["notes"]:
+        out.print(f"[yellow]{note}[/]")
