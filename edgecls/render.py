@@ -85,9 +85,10 @@ def render_export(result) -> None:
     for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check"):
         table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
     for a in result.artifacts:
-        ratio = a.get("size_ratio_vs_fp32")
+        ratio, weights = a.get("size_ratio_vs_fp32"), a.get("weights_ratio_vs_fp32")
         table.add_row(a["format"], a["precision"], a["file"], human(a["total_bytes"]),
-                      f"{ratio:.2f}x" if ratio else "", f"{a['export_seconds']:.1f}",
+                      (f"{ratio:.2f}x" if ratio else "") + (f" (weights {weights:.2f}x)" if weights else ""),
+                      f"{a['export_seconds']:.1f}",
                       "[green]ok[/]")
     for f in result.failures:
         table.add_row(f["format"], f["precision"], "", "", "", "", "[red]FAILED[/]")

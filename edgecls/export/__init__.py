@@ -216,6 +216,9 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 if precision != Precision.fp32 and fp32:
                     entry["size_ratio_vs_fp32"] = round(entry["total_bytes"] / fp32.get("total_bytes",
                                                                                          fp32["bytes"]), 3)
+                    if entry["parts"] and fp32.get("parts"):  # OpenVINO: weights (.bin) apart from the XML
+                        entry["weights_ratio_vs_fp32"] = round(sum(p["bytes"] for p in entry["parts"])
+                                                               / sum(p["bytes"] for p in fp32["parts"]), 3)
                 bundle.record(entry)
                 bundle.save()
                 result.artifacts.append(entry)
