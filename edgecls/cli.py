@@ -333,6 +333,15 @@ def info(
     acc = m.get("metrics", {}).get("test", {}).get("accuracy")
     if acc is not None:
         out.print(f"held-out accuracy {acc:.4f}")
+    if "verify" in m:
+        v = m["verify"]
+        out.print(f"verify ({v['at']}): {'[green]pass[/]' if v['passed'] else '[red]FAIL[/]'}, "
+                  f"{len(v['rows'])} artifacts on {v['images']} held-out images")
+    if "bench" in m:
+        rows = m["bench"]["rows"]
+        best = min(rows, key=lambda r: r["p50_ms"])
+        out.print(f"bench ({m['bench']['at']}): {len(rows)} configurations; fastest {best['runtime']} "
+                  f"{best['precision']} at batch {best['batch']}, p50 {best['p50_ms']:.3f} ms")
     table = Table(title="artifacts")
     for col in ("format", "precision", "file", "bytes", "sha256"):
         table.add_column(col)

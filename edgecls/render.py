@@ -12,8 +12,8 @@ from rich.table import Table
 from .train import TrainHooks
 
 # results (tables) on stdout, progress and notes on stderr; wide when not a terminal (logs, CI)
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class TrainView(TrainHooks):

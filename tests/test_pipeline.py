@@ -27,3 +27,6 @@ def test_pipeline_end_to_end(tmp_path):
     assert "## Parity with Keras" in report and "## Latency" in report and "| tflite | int8 |" in report
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     json.loads((out / "manifest.json").read_text())  # still valid JSON after every stage
+    info = CliRunner().invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "verify (" in info.stdout and ": pass, 6 artifacts" in info.stdout
+    assert "bench (" in info.stdout and "7 configurations" in info.stdout
