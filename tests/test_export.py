@@ -181,3 +181,17 @@ def test_vendor_tools_accept_the_files_as_they_are(exported_bundle, precision):
     r = subprocess.run([tool, "--model", str(exported_bundle / f"{stem}.tflite"), "--num_threads", "1",
                         "--num_runs", "20", "--warmup_runs", "2"], capture_output=True, text=True)
     assert r.returncode == 0 and "Inference (median)" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_artifact_failing_its_check_is_removed(exported_copy, monkeypatch):
+    import edgecls.export as exp
+
+    def nan_check(bundle, fmt, written, sample, classes):
+        raise exp.CheckFailed(f"{written.file}: output has NaN or infinite values")
+
+    monkeypatch.setattr(exp, "_check", nan_check)
+    result = export(exported_copy, ExportConfig(formats=["onnx"]))
+    assert [f["error"] for f in result.failures] == ["model.onnx: output has NaN or infinite values"]
+    assert not (exported_copy / "model.onnx").exists()
+    files = [a["file"] for a in Bundle.open(exported_copy).manifest["artifacts"]]
+    assert "model.onnx" not in files and "model.tflite" in files  # the others are untouched

@@ -159,6 +159,14 @@ def _quiet():
                 os.close(fd)
 
 
+def _discard(bundle: Bundle, written: Written) -> None:
+    """Delete a written file that failed its check, and any manifest entry that named that path."""
+    for rel in [written.file, *written.parts]:
+        (bundle.path / rel).unlink(missing_ok=True)
+    bundle.manifest["artifacts"] = [a for a in bundle.manifest["artifacts"] if a["file"] != written.file]
+    bundle.save()
+
+
 def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> ExportResult:
     """Write every requested format x precision into the bundle and record it in the manifest.
 
@@ -187,6 +195,7 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 if precision.value not in module.PRECISIONS:
                     continue
                 t0 = time.perf_counter()
+                written = None
                 try:
                     with _quiet():
                         written = module.export(ctx, precision)
@@ -194,6 +203,8 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # one format's failure must not stop the others
+                    if written is not None:  # written but failed its check: no bad file stays on disk
+                        _discard(bundle, written)
                     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     failure = {"format": fmt, "precision": precision.value, "error": msg}
                     result.failures.append(failure)
