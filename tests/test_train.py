@@ -27,6 +27,14 @@ def test_bundle_contents(trained_bundle):
     assert np.array(test["confusion"]).sum() == 48 and len(test["per_class"]) == 4
 
 
+def test_bundle_folder_has_normal_permissions(trained_bundle):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert trained_bundle.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_heldout_is_what_was_evaluated(trained_bundle):
     b = Bundle.open(trained_bundle)
     x, y = b.heldout()
