@@ -86,3 +86,11 @@ def test_keras_threads_honoured_in_a_fresh_process(exported_bundle):
     r = subprocess.run([sys.executable, "-c", code, str(exported_bundle / "model.keras")], capture_output=True,
                        text=True)
     assert r.stdout.strip().splitlines()[-1] == "1", r.stderr
+
+
+def test_onnx_precision_known_without_the_onnx_package(monkeypatch, exported_bundle):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # a device install has onnxruntime only
+    for name, precision in (("model.onnx", "fp32"), ("model.int8.onnx", "int8")):
+        r = runtimes.create("onnx")
+        r.load(exported_bundle / name)
+        assert r.precision == precision

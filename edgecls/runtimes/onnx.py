@@ -39,8 +39,10 @@ class OnnxRunner:
         if device == Device.gpu and self.device != "CUDAExecutionProvider":
             raise EdgeclsError(f"--device gpu: onnxruntime fell back to {self.device} (no usable CUDA device)")
         self.input = self.session.get_inputs()[0].name
-        self.precision = "int8" if any(n.op_type == "QLinearConv" or n.op_type == "DequantizeLinear"
-                                       for n in _nodes(path)) else "fp32"
+        # our exports say what they hold; another ONNX file is read once more to look for quantization
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.precision = meta.get("edgecls.precision") or ("int8" if any(
+            n.op_type in ("QLinearConv", "DequantizeLinear") for n in _nodes(path)) else "fp32")
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: as_float(images)})[0]
