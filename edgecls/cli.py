@@ -119,10 +119,9 @@ def train(
 DEFAULT_BUNDLE = Path("models/digits-small")
 
 
-def _formats(value: str) -> list[str]:
-    from .export import FORMATS
-
-    return list(FORMATS) if value.strip() == "all" else [f.strip() for f in value.split(",") if f.strip()]
+def _names(value: str) -> list[str] | None:
+    """A comma-separated option value as a list; None for "all"."""
+    return None if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
 
 
 @app.command()
@@ -147,10 +146,12 @@ def export(
 
       edgecls export models/pets-mobile --format onnx,tflite --fp16
     """
-    from .export import ExportConfig
+    from .export import FORMATS, ExportConfig
     from .export import export as run
 
-    cfg = ExportConfig(formats=_formats(fmt), int8=int8, fp16=fp16, calib_size=calib_size, data_dir=data_dir)
+    formats = _names(fmt)
+    cfg = ExportConfig(formats=list(FORMATS) if formats is None else formats, int8=int8, fp16=fp16,
+                       calib_size=calib_size, data_dir=data_dir)
 
     def progress(entry, failure):
         if entry:
@@ -167,10 +168,6 @@ def export(
 
 
 # ----------------------------------------------------------------------------- verify
-
-
-def _runtimes(value: str) -> list[str] | None:
-    return None if value.strip() == "all" else [r.strip() for r in value.split(",") if r.strip()]
 
 
 @app.command()
@@ -201,7 +198,7 @@ def verify(
 
     from .verify import verify as run
 
-    result = run(bundle, runtime_names=_runtimes(runtime), device=device, threads=threads, max_drop=max_drop,
+    result = run(bundle, runtime_names=_names(runtime), device=device, threads=threads, max_drop=max_drop,
                  ov_precision=ov_precision, data_dir=data_dir)
     if as_json:
         _emit_json({"images": result.images, "keras_accuracy": result.keras_accuracy, "passed": result.passed,
@@ -249,7 +246,7 @@ def bench(
     from .bench import bench as run
     from .bundle import atomic_write
 
-    cfg = BenchConfig(runtimes=_runtimes(runtime) or [], precisions=_runtimes(precision) or [], device=device,
+    cfg = BenchConfig(runtimes=_names(runtime) or [], precisions=_names(precision) or [], device=device,
                       batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
                       min_time=min_time)
 
