@@ -117,6 +117,10 @@ def measure_one(spec: dict) -> dict:
         times.append(clock() - t)
         if native:
             own.append(runner.native_latency_ms())
+    timed = runner.bound_output()
+    if timed.shape != (len(images), *timed.shape[1:]) or not np.allclose(timed, runner.predict(images), atol=1e-4):
+        raise EdgeclsError(f"{spec['path']}: the timed {spec['runtime']} call did not compute what predict() does "
+                           "on the same images; its timings would not mean anything")
     row = {"load_ms": load_ms, "first_ms": first_ms, **stats(np.array(times), len(images)),
            "device_ran": runner.device, "precision_ran": runner.precision,
            "peak_rss_mb": peak_rss_mb()}

@@ -84,3 +84,18 @@ def test_gpu_without_gpu(exported_copy):
 def test_nothing_exported(bundle_copy):
     r = bench(bundle_copy, BenchConfig(**FAST))  # only the Keras model: still a baseline
     assert [row["runtime"] for row in r["rows"]] == ["keras"] and "skipped onnx fp32: not exported" in r["notes"]
+
+
+def test_a_timed_call_that_computes_something_else_is_refused(exported_bundle, tmp_path, monkeypatch):
+    """measure_one checks the timed call's output against predict() before reporting its timings."""
+    from edgecls import bench as bench_mod
+    from edgecls.runtimes.onnx import OnnxRunner
+
+    x, _ = Bundle.open(exported_bundle).heldout()
+    np.save(tmp_path / "x.npy", x[:4])
+    spec = {"runtime": "onnx", "path": str(exported_bundle / "model.onnx"), "device": "cpu", "threads": 1,
+            "images": str(tmp_path / "x.npy"), **FAST}
+    assert bench_mod.measure_one(spec)["runs"] >= 5
+    monkeypatch.setattr(OnnxRunner, "bound_output", lambda self: np.zeros((4, 4), np.float32))
+    with pytest.raises(EdgeclsError, match="did not compute what predict"):
+        bench_mod.measure_one(spec)

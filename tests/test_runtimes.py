@@ -26,6 +26,25 @@ def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
         assert np.allclose(p.sum(1), 1, atol=0.05)
 
 
+@pytest.mark.parametrize("name,file", [*FILES.items(), ("onnx", "model.int8.onnx"), ("tflite", "model.tflite"),
+                                       ("openvino", "openvino/model.int8.xml")])
+def test_bound_call_computes_what_predict_does(exported_bundle, name, file):
+    """bench times the call `bind` returns: it must run the model on the bound images, every time."""
+    b = Bundle.open(exported_bundle)
+    x, _ = b.heldout()
+    runner = runtimes.create(name)
+    runner.load(b.checked(file), threads=None if name == "keras" else 1)
+    outputs = []
+    for batch in (x[:5], x[5:10]):
+        call = runner.bind(batch)
+        call()
+        outputs.append(runner.bound_output())
+        np.testing.assert_allclose(outputs[-1], runner.predict(batch), atol=1e-5)
+        call()  # the same buffers again: still the right answer
+        np.testing.assert_allclose(runner.bound_output(), outputs[-1], atol=1e-5)
+    assert outputs[0].shape == (5, 4) and not np.allclose(outputs[0], outputs[1])
+
+
 @pytest.mark.parametrize("name", list(runtimes.RUNTIMES))
 def test_gpu_without_gpu_is_a_clear_error(exported_bundle, name):
     runner = runtimes.create(name)

@@ -35,6 +35,10 @@ class Runner(Protocol):
         """Prepare `images` once; return the leanest call that runs the model on them (for bench)."""
         ...
 
+    def bound_output(self) -> np.ndarray:
+        """The probabilities the last call returned by `bind` computed (to check what was timed)."""
+        ...
+
 
 #: runtime name -> "module:Class" (imported on use, so `edgecls[onnx]` needs no TensorFlow)
 RUNTIMES: dict[str, str] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +49,31 @@ class OnnxRunner:
         return self.session.run(None, {self.input: as_float(images)})[0]
 
     def bind(self, images: np.ndarray):
-        """The leanest call for timing: input and output bound once (IOBinding), no per-call copies."""
+        """The leanest call for timing: input and a preallocated output bound once (IOBinding), so a
+        run neither copies the input nor allocates the output. With CUDA both stay on the GPU."""
+        import onnxruntime as ort
+
         binding = self.session.io_binding()
-        binding.bind_cpu_input(self.input, as_float(images))
-        binding.bind_output(self.session.get_outputs()[0].name, "cpu")
-        run, opts = self.session.run_with_iobinding, None
+        self._bound = as_float(images)
+        out = self.session.get_outputs()[0]
+        dims = out.shape[1:]
+        self._out = None
+        if self.device == "CUDAExecutionProvider":
+            self._bound = ort.OrtValue.ortvalue_from_numpy(self._bound, "cuda", 0)
+            binding.bind_ortvalue_input(self.input, self._bound)
+            binding.bind_output(out.name, "cuda")
+        else:
+            binding.bind_cpu_input(self.input, self._bound)
+            if out.type == "tensor(float)" and all(isinstance(d, int) for d in dims):
+                self._out = np.empty((len(images), *dims), np.float32)
+                binding.bind_output(out.name, "cpu", 0, np.float32, list(self._out.shape), self._out.ctypes.data)
+            else:  # a symbolic or non-float output: ORT allocates it
+                binding.bind_output(out.name, "cpu")
+        self._binding = binding
+        return partial(self.session.run_with_iobinding, binding, None)
 
-        def call():
-            run(binding, opts)
-
-        return call
+    def bound_output(self) -> np.ndarray:
+        return self._out.copy() if self._out is not None else self._binding.copy_outputs_to_cpu()[0]
 
 
 def _nodes(path: Path):

@@ -3,6 +3,7 @@ OpenVINO would otherwise run an fp32 IR in bf16. `precision="bf16"` measures bf1
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,18 @@ class OpenVINORunner:
     def bind(self, images: np.ndarray):
         """The leanest call for timing: the model recompiled for this static batch shape (as an app
         with a fixed batch, or benchmark_app -shape, runs it), the input tensor sharing the array's
-        memory, set once; the timed call is a synchronous `infer()` with no inputs to convert."""
+        memory, set once; the timed call is a synchronous `infer()` with no inputs to convert and
+        outputs returned as views (`share_outputs`), not copied: ~10 us less per call than plain
+        `infer()`, which matters next to benchmark_app on a 0.2 ms model."""
         import openvino as ov
 
         self._compile(images.shape)
         self._bound = as_float(images)
         self.request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
-        return self.request.infer
+        return partial(self.request.infer, share_outputs=True)
+
+    def bound_output(self) -> np.ndarray:
+        return self.request.get_output_tensor(0).data.copy()
 
     def native_latency_ms(self) -> float:
         """OpenVINO's own measure of the last inference (InferRequest.latency), in ms."""

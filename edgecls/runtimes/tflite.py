@@ -64,6 +64,9 @@ class TFLiteRunner:
         self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
         return self.interpreter.invoke
 
+    def bound_output(self) -> np.ndarray:
+        return self.dequantize(self.interpreter.get_tensor(self.out["index"]))
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         self._resize(len(images))
         self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
