@@ -81,6 +81,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def timed_runs(call, min_runs: int, min_time: float, native=None) -> tuple[np.ndarray, list[float]]:
+    """The timing loop: only `call()` between two perf_counter_ns readings, until both `min_runs` calls
+    and `min_time` seconds are reached; `native()` (the runtime's own latency of that call, where it
+    reports one) is read after each, outside the timed span. Returns ns per call and the native ms."""
+    clock = time.perf_counter_ns
+    times, own = [], []
+    min_ns = min_time * 1e9
+    start = clock()
+    while len(times) < min_runs or clock() - start < min_ns:
+        t = clock()
+        call()
+        times.append(clock() - t)
+        if native:
+            own.append(native())
+    return np.array(times), own
+
+
 def measure_one(spec: dict) -> dict:
     """Measure one configuration in this process (`bench` calls it in a fresh one).
 
@@ -106,22 +123,12 @@ def measure_one(spec: dict) -> dict:
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     for _ in range(spec["warmup"]):
         call()
-    native = hasattr(runner, "native_latency_ms")
-    clock = time.perf_counter_ns
-    times, own = [], []
-    min_runs, min_ns = spec["min_runs"], spec["min_time"] * 1e9
-    start = clock()
-    while len(times) < min_runs or clock() - start < min_ns:
-        t = clock()
-        call()
-        times.append(clock() - t)
-        if native:
-            own.append(runner.native_latency_ms())
+    times, own = timed_runs(call, spec["min_runs"], spec["min_time"], getattr(runner, "native_latency_ms", None))
     timed = runner.bound_output()
     if timed.shape != (len(images), *timed.shape[1:]) or not np.allclose(timed, runner.predict(images), atol=1e-4):
         raise EdgeclsError(f"{spec['path']}: the timed {spec['runtime']} call did not compute what predict() does "
                            "on the same images; its timings would not mean anything")
-    row = {"load_ms": load_ms, "first_ms": first_ms, **stats(np.array(times), len(images)),
+    row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images)),
            "device_ran": runner.device, "precision_ran": runner.precision,
            "peak_rss_mb": peak_rss_mb()}
     if own:
