@@ -74,6 +74,49 @@ def test_onnx_names_metadata_and_quantization(exported_bundle):
                for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits)
 
 
+def test_tflite_files_carry_their_metadata(exported_bundle):
+    """labels, input spec, preprocessing and precision inside each .tflite, readable without TensorFlow."""
+    from edgecls.runtimes.tflite import TFLiteRunner, read_metadata
+
+    b = Bundle.open(exported_bundle)
+    for name, precision in (("model.tflite", "fp32"), ("model.fp16.tflite", "fp16"), ("model.int8.tflite", "int8")):
+        meta = read_metadata(exported_bundle / name)
+        assert json.loads(meta["edgecls.labels"]) == b.labels()
+        assert json.loads(meta["edgecls.input"]) == b.manifest["input"]
+        assert meta["edgecls.preprocessing"] == b.manifest["input"]["preprocessing"]
+        assert meta["edgecls.precision"] == precision
+        runner = TFLiteRunner()
+        runner.load(exported_bundle / name, threads=1)
+        assert runner.precision == precision  # fp16 has float32 inputs: only the metadata tells
+    assert read_metadata(exported_bundle / "model.tflite") != read_metadata(exported_bundle / "model.int8.tflite")
+
+
+def test_tflite_metadata_leaves_the_weights_as_they_were(exported_bundle, tmp_path):
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgecls.export.tflite import with_metadata
+    from edgecls.runtimes.tflite import read_metadata
+
+    src = (exported_bundle / "model.int8.tflite").read_bytes()
+    out = with_metadata(src, {"edgecls.labels": '["x"]', "edgecls.extra": "é"})
+
+    def buffers(raw):
+        buf = bytearray(raw)
+        model, base = schema.Model.GetRootAs(buf, 0), np.frombuffer(buf, np.uint8).ctypes.data
+        datas = [model.Buffers(i).DataAsNumpy() for i in range(model.BuffersLength())]
+        return [(d.tobytes(), (d.ctypes.data - base) % 16) if isinstance(d, np.ndarray) else None for d in datas]
+
+    before, after = buffers(src), buffers(out)
+    weights = [i for i, d in enumerate(before) if d and len(d[0]) > 64]
+    assert weights and all(after[i] == before[i] for i in weights)  # same bytes, same alignment
+    path = tmp_path / "with-meta.tflite"
+    path.write_bytes(out)
+    meta = read_metadata(path)
+    assert meta["edgecls.labels"] == '["x"]' and meta["edgecls.extra"] == "é"  # replaced, not duplicated
+    assert meta["edgecls.precision"] == "int8"
+
+
 def test_openvino_rt_info_and_honest_precision(exported_bundle):
     import openvino as ov
 

@@ -1,11 +1,16 @@
 """TFLite: TensorFlow's TFLiteConverter; fp16 weights with --fp16; int8 full-integer
-(TFLITE_BUILTINS_INT8) with uint8 input and output, calibrated on training images."""
+(TFLITE_BUILTINS_INT8) with uint8 input and output, calibrated on training images.
+
+Each file carries the bundle's labels, input spec, preprocessing and precision in the model's
+metadata table (entries named `edgecls.*`, UTF-8 JSON/text), as ONNX and OpenVINO files do;
+`edgecls.runtimes.tflite.read_metadata` reads them back without TensorFlow."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..bundle import atomic_write
+from ..errors import require
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
@@ -35,5 +40,27 @@ def export(ctx, precision):
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.uint8
         details["quantization"] = "full integer (TFLITE_BUILTINS_INT8), uint8 input and output"
-    atomic_write(ctx.bundle.path / FILES[precision.value], conv.convert())
+    atomic_write(ctx.bundle.path / FILES[precision.value], with_metadata(conv.convert(), ctx.metadata(precision)))
     return exp.Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
+
+
+def with_metadata(flatbuffer: bytes, entries: dict[str, str]) -> bytes:
+    """The converted model with `entries` added to its metadata table, each in a buffer of its own.
+
+    As TFLite's metadata writer does: unpack with the schema's object API (LiteRT ships the
+    generated schema), append, pack again. The weights come out byte for byte and at the same
+    alignment as the converter wrote them (tested)."""
+    import flatbuffers
+
+    schema = require("ai_edge_litert.schema_py_generated", "tflite")
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    model.metadata = [m for m in model.metadata or [] if m.name.decode() not in entries]
+    for name, value in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(value.encode(), np.uint8)
+        model.buffers.append(buffer)
+        model.metadata.append(schema.MetadataT(name=name, buffer=len(model.buffers) - 1))
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+

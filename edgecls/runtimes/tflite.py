@@ -31,7 +31,9 @@ class TFLiteRunner:
             raise EdgeclsError(f"{path}: LiteRT cannot load it ({str(e).splitlines()[0]})") from e
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
-        self.precision = "int8" if self.inp["dtype"] in (np.uint8, np.int8) else "fp32"
+        self.metadata = read_metadata(path)
+        self.precision = self.metadata.get("edgecls.precision") or (
+            "int8" if self.inp["dtype"] in (np.uint8, np.int8) else "fp32")
         self._batch = int(self.inp["shape"][0])
 
     def _resize(self, n: int) -> None:
@@ -72,3 +74,22 @@ class TFLiteRunner:
         self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
         self.interpreter.invoke()
         return self.dequantize(self.interpreter.get_tensor(self.out["index"]))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The `edgecls.*` entries of a .tflite file's metadata table (labels, input, preprocessing,
+    precision), read with the flatbuffer schema LiteRT ships: no TensorFlow needed. {} for a file
+    that has none (not exported by edgecls)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+        entries = {}
+        for i in range(model.MetadataLength()):
+            meta = model.Metadata(i)
+            name = meta.Name().decode()
+            if name.startswith("edgecls."):
+                entries[name] = model.Buffers(meta.Buffer()).DataAsNumpy().tobytes().decode()
+        return entries
+    except (IndexError, UnicodeDecodeError, AttributeError, ValueError) as e:
+        raise EdgeclsError(f"{path}: unreadable TFLite metadata ({e})") from e
