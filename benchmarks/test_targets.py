@@ -65,7 +65,7 @@ def test_training_throughput_vs_bare_fit(digits_run):
 
 def test_bench_targets(digits_run):
     """Best int8 at batch 1 vs onnxruntime fp32; best runtime vs Keras; harness overhead vs a bare loop."""
-    r = bench(digits_run["bundle"], BenchConfig(batches=[1], min_runs=300, min_time=2.0))
+    r = bench(digits_run["bundle"], BenchConfig(batches=[1], min_runs=300, min_time=1.0, rounds=3))
     rows = r["rows"]
     p50 = {(x["runtime"], x["precision"]): x["p50_ms"] for x in rows}
     best_int8 = min(v for (rt, p), v in p50.items() if p == "int8")

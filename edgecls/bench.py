@@ -42,6 +42,7 @@ class BenchConfig:
     warmup: int = 10
     min_runs: int = 50
     min_time: float = 1.0  # seconds
+    rounds: int = 1  # measurements per configuration, interleaved with the others, timings pooled
 
     def validate(self) -> None:
         for r in self.runtimes:
@@ -58,6 +59,8 @@ class BenchConfig:
         runtimes.check_threads(self.threads)
         if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0:
             raise EdgeclsError("--warmup must be >= 0, --min-runs >= 1 and --min-time >= 0")
+        if self.rounds < 1:
+            raise EdgeclsError(f"--rounds {self.rounds}: must be at least 1")
 
 
 def stats(times_ns: np.ndarray, batch: int) -> dict:
@@ -102,7 +105,7 @@ def measure_one(spec: dict) -> dict:
     """Measure one configuration in this process (`bench` calls it in a fresh one).
 
     `spec`: runtime, path (model file), device, threads, images (an .npy batch), warmup,
-    min_runs, min_time.
+    min_runs, min_time; with `raw`, the timings themselves too (`times_ns`, `native_ms`).
     """
     import importlib
 
@@ -131,6 +134,23 @@ def measure_one(spec: dict) -> dict:
     row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images)),
            "device_ran": runner.device, "precision_ran": runner.precision,
            "peak_rss_mb": peak_rss_mb()}
+    if own:
+        row["native_p50_ms"] = float(np.median(own))
+    if spec.get("raw"):
+        row["times_ns"], row["native_ms"] = times.tolist(), own
+    return row
+
+
+def pooled(measured: list[dict], batch: int) -> dict:
+    """One row from several measurements of one configuration: statistics over all their timings,
+    the median load and first-inference times, the highest peak RSS, and each round's p50."""
+    times = np.concatenate([m["times_ns"] for m in measured])
+    own = [t for m in measured for t in m["native_ms"]]
+    row = {"load_ms": float(np.median([m["load_ms"] for m in measured])),
+           "first_ms": float(np.median([m["first_ms"] for m in measured])), **stats(times, batch),
+           "device_ran": measured[0]["device_ran"], "precision_ran": measured[0]["precision_ran"],
+           "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
+           "p50_rounds_ms": [m["p50_ms"] for m in measured]}
     if own:
         row["native_p50_ms"] = float(np.median(own))
     return row
@@ -203,8 +223,13 @@ def plan(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
     return todo, notes
 
 
-def bench(bundle_path: str | Path, cfg: BenchConfig, on_row=None) -> dict:
+def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> dict:
     """Measure every planned configuration at every batch size; store and return the results.
+
+    With `cfg.rounds` > 1 each configuration is measured that many times, each time in a fresh
+    process, the configurations taking turns (round r starts at the r-th), and its timings pooled:
+    on a machine whose speed drifts, every configuration then sees the same drift, and the ratios
+    between them hold. `on_progress(row)` is called after each measurement.
 
     Raises:
         EdgeclsError: bad options, missing artifacts, a device or runtime that is not available.
@@ -224,19 +249,25 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_row=None) -> dict:
             images = np.resize(x, (batch, *x.shape[1:]))  # held-out images, repeated if batch > held-out
             path = Path(tmp) / f"batch{batch}.npy"
             np.save(path, images)
-            for item in todo:
-                spec = {"runtime": item["runtime"], "path": str(bundle.path / item["file"]),
-                        "device": cfg.device.value, "threads": cfg.threads, "images": str(path),
-                        "warmup": cfg.warmup, "min_runs": cfg.min_runs, "min_time": cfg.min_time}
-                measured = isolated(measure_one, spec, ctx)
+            specs = [{"runtime": item["runtime"], "path": str(bundle.path / item["file"]), "device": cfg.device.value,
+                      "threads": cfg.threads, "images": str(path), "warmup": cfg.warmup, "min_runs": cfg.min_runs,
+                      "min_time": cfg.min_time, "raw": True} for item in todo]
+            measured = [[] for _ in todo]
+            for r in range(cfg.rounds):  # round r starts at the r-th configuration: drift hits all alike
+                for i in [(r + k) % len(todo) for k in range(len(todo))]:
+                    measured[i].append(isolated(measure_one, specs[i], ctx))
+                    if on_progress and cfg.rounds > 1:
+                        on_progress(todo[i] | {"batch": batch, "round": r + 1, "rounds": cfg.rounds,
+                                               "p50_ms": measured[i][-1]["p50_ms"]})
+            for item, runs in zip(todo, measured):
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
                        "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
-                       "threads": cfg.threads, **measured,
+                       "threads": cfg.threads, **pooled(runs, batch),
                        "timed": "compiled tf.function model call" if item["runtime"] == "keras"
                        else "runtime inference call (inputs bound once)"}
                 rows.append(row)
-                if on_row:
-                    on_row(row)
+                if on_progress and cfg.rounds == 1:
+                    on_progress(row)
     _speedups(rows)
     result = {"at": now(), "environment": environment(cfg.threads), "config": asdict(cfg) | {
         "device": cfg.device.value}, "notes": notes, "rows": rows}

@@ -231,6 +231,8 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
     min_runs: Annotated[int, typer.Option(help="At least this many timed runs...")] = 50,
     min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them.")] = 1.0,
+    rounds: Annotated[int, typer.Option(help="Measure each configuration this many times, taking turns with the "
+                                             "others, timings pooled: steadier ratios on a busy machine.")] = 1,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
 ):
@@ -241,6 +243,8 @@ def bench(
       edgecls bench                                        # every available runtime, fp32 and int8, batch 1
 
       edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
+
+      edgecls bench --rounds 3 --min-time 0.5                # 3 interleaved rounds per configuration
     """
     from .bench import BenchConfig, to_csv
     from .bench import bench as run
@@ -248,11 +252,12 @@ def bench(
 
     cfg = BenchConfig(runtimes=_names(runtime) or [], precisions=_names(precision) or [], device=device,
                       batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
-                      min_time=min_time)
+                      min_time=min_time, rounds=rounds)
 
     def progress(row):
-        err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms "
-                  f"({row['runs']} runs)", highlight=False)
+        done = f"round {row['round']}/{row['rounds']}" if "round" in row else f"{row['runs']} runs"
+        err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms ({done})",
+                  highlight=False)
 
     result = run(bundle, cfg, progress)
     if json_file is not None and str(json_file) == "-":

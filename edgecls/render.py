@@ -138,5 +138,11 @@ def render_bench(result: dict) -> None:
     out.print(table)
     out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
               "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock.", soft_wrap=True)
+    n = result["config"].get("rounds", 1)
+    if n > 1:
+        spread = max(max(r["p50_rounds_ms"]) / min(r["p50_rounds_ms"]) for r in rows)
+        out.print(f"{n} interleaved rounds per configuration, each in a fresh process, timings pooled; the p50 of "
+                  f"one configuration varied up to {spread:.2f}x between rounds (p50_rounds_ms in the JSON).",
+                  soft_wrap=True)
     for note in result["notes"]:
         out.print(f"[yellow]{note}[/]")

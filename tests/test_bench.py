@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,11 +68,49 @@ def test_cli_bench_json_and_csv_round_trip(exported_copy, tmp_path):
     (["--batch", "0"], "--batch 0: batch sizes must be at least 1"),
     (["--batch", "x"], "--batch 'x': expected comma-separated whole numbers"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
+    (["--rounds", "0"], "--rounds 0: must be at least 1"),
     (["--runtime", "onnx", "--precision", "fp16"], "no onnx fp16 artifact"),
 ])
 def test_bad_options_exit_2(exported_copy, args, msg):
     r = runner.invoke(app, ["bench", str(exported_copy), *args])
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and msg in r.stderr, r.output
+
+
+def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
+    """--rounds N: configuration i is measured N times, round r starting at configuration r, and its
+    row's statistics are over all N measurements' timings."""
+    from edgecls import bench as bench_mod
+
+    order, fake = [], {}
+
+    def fake_isolated(fn, spec, ctx=None):
+        key = (Path(spec["path"]).name, len(np.load(spec["images"])))
+        order.append(key[0])
+        n = fake.setdefault(key, 0)
+        fake[key] += 1
+        times = np.full(4, (n + 1) * 1_000_000)  # round k: four calls of k ms
+        return {"load_ms": 10.0 * (n + 1), "first_ms": 1.0, **stats(times, key[1]), "device_ran": "CPU",
+                "precision_ran": "fp32", "peak_rss_mb": 50.0 + n, "times_ns": times.tolist(), "native_ms": []}
+
+    monkeypatch.setattr(bench_mod, "isolated", fake_isolated)
+    progress = []
+    r = bench(exported_copy, BenchConfig(runtimes=["onnx"], batches=[2], rounds=3, **FAST), progress.append)
+    assert order == ["model.onnx", "model.int8.onnx", "model.int8.onnx", "model.onnx", "model.onnx",
+                     "model.int8.onnx"]
+    assert [(p["round"], p["rounds"]) for p in progress] == [(1, 3), (1, 3), (2, 3), (2, 3), (3, 3), (3, 3)]
+    for row in r["rows"]:
+        assert row["runs"] == 12 and row["p50_rounds_ms"] == [1.0, 2.0, 3.0]
+        assert row["mean_ms"] == pytest.approx(2.0) and row["p50_ms"] == pytest.approx(2.0)
+        assert row["min_ms"] == 1.0 and row["load_ms"] == 20.0 and row["peak_rss_mb"] == 52.0
+        assert row["throughput_ips"] == pytest.approx(2 * 12 / 0.024)
+        assert "times_ns" not in row and "native_p50_ms" not in row
+
+
+def test_rounds_for_real(exported_copy):
+    r = bench(exported_copy, BenchConfig(runtimes=["openvino"], precisions=["fp32"], rounds=2, threads=1, **FAST))
+    (row,) = r["rows"]
+    assert len(row["p50_rounds_ms"]) == 2 and row["runs"] >= 10 and row["native_p50_ms"] > 0
+    assert r["config"]["rounds"] == 2
 
 
 def test_gpu_without_gpu(exported_copy):
