@@ -128,7 +128,7 @@ def measure_one(spec: dict) -> dict:
         call()
     times, own = timed_runs(call, spec["min_runs"], spec["min_time"], getattr(runner, "native_latency_ms", None))
     timed = runner.bound_output()
-    if timed.shape != (len(images), *timed.shape[1:]) or not np.allclose(timed, runner.predict(images), atol=1e-4):
+    if len(timed) != len(images) or not np.allclose(timed, runner.predict(images), atol=1e-4):
         raise EdgeclsError(f"{spec['path']}: the timed {spec['runtime']} call did not compute what predict() does "
                            "on the same images; its timings would not mean anything")
     row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images)),

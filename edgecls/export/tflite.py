@@ -63,4 +63,3 @@ def with_metadata(flatbuffer: bytes, entries: dict[str, str]) -> bytes:
     builder = flatbuffers.Builder(len(flatbuffer) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-

@@ -31,9 +31,9 @@ class TFLiteRunner:
             raise EdgeclsError(f"{path}: LiteRT cannot load it ({str(e).splitlines()[0]})") from e
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
-        self.metadata = read_metadata(path)
-        self.precision = self.metadata.get("edgecls.precision") or (
-            "int8" if self.inp["dtype"] in (np.uint8, np.int8) else "fp32")
+        self.metadata = read_metadata(path)  # what the file is: edgecls.precision says fp16 for fp16 weights
+        # what runs: integer kernels for a full-integer model, else float32 (fp16 weights are expanded at load)
+        self.precision = "int8" if self.inp["dtype"] in (np.uint8, np.int8) else "fp32"
         self._batch = int(self.inp["shape"][0])
 
     def _resize(self, n: int) -> None:
