@@ -48,15 +48,14 @@ class KerasRunner:
         with self._tf.device("/GPU:0" if self.device == "GPU" else "/CPU:0"):
             x = self._tf.constant(as_float(images))
         call = self._call
-        last = self._last = [None]
 
         def run():
-            last[0] = call(x).numpy()  # .numpy() waits for the result (matters on GPU)
+            self._last = call(x).numpy()  # .numpy() waits for the result (matters on GPU)
 
         return run
 
     def bound_output(self) -> np.ndarray:
-        return self._last[0]
+        return self._last
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         with self._tf.device("/GPU:0" if self.device == "GPU" else "/CPU:0"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -79,17 +80,22 @@ class TFLiteRunner:
 def read_metadata(path: Path) -> dict[str, str]:
     """The `edgecls.*` entries of a .tflite file's metadata table (labels, input, preprocessing,
     precision), read with the flatbuffer schema LiteRT ships: no TensorFlow needed. {} for a file
-    that has none (not exported by edgecls)."""
+    that has none (not exported by edgecls). The file is memory-mapped: only the pages holding the
+    table and those entries are read, not the weights."""
+    import mmap
+
     from ai_edge_litert import schema_py_generated as schema
 
+    entries = {}
     try:
-        model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
-        entries = {}
-        for i in range(model.MetadataLength()):
-            meta = model.Metadata(i)
-            name = meta.Name().decode()
-            if name.startswith("edgecls."):
-                entries[name] = model.Buffers(meta.Buffer()).DataAsNumpy().tobytes().decode()
-        return entries
-    except (IndexError, UnicodeDecodeError, AttributeError, ValueError) as e:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            model = schema.Model.GetRootAs(buf, 0)
+            for i in range(model.MetadataLength()):
+                meta = model.Metadata(i)
+                name = meta.Name().decode()
+                if name.startswith("edgecls."):
+                    entries[name] = model.Buffers(meta.Buffer()).DataAsNumpy().tobytes().decode()
+            model = meta = None  # no view into the map may outlive it
+    except (IndexError, UnicodeDecodeError, AttributeError, ValueError, struct.error) as e:
         raise EdgeclsError(f"{path}: unreadable TFLite metadata ({e})") from e
+    return entries
