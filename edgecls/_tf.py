@@ -1,14 +1,20 @@
 """Import TensorFlow quietly, and only when a stage needs it."""
 
 import os
+import sys
 
 
 def tensorflow():
     """Return the `tensorflow` module with its C++ info logs silenced."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .errors import require
+    from .quiet import native_output
 
-    tf = require("tensorflow", "train")
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+    else:
+        with native_output():  # oneDNN's and absl's start-up lines come from C++ at import
+            tf = require("tensorflow", "train")
     tf.get_logger().setLevel("ERROR")
     return tf
 

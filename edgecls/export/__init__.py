@@ -6,13 +6,9 @@ Each format module has the same shape: ``PRECISIONS`` (what it can write) and
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import importlib
-import io
 import json
-import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,6 +18,7 @@ import numpy as np
 
 from ..bundle import Bundle, atomic_write, file_entry
 from ..errors import CheckFailed, EdgeclsError
+from ..quiet import silenced
 
 
 class Precision(str, enum.Enum):
@@ -131,32 +128,6 @@ def _check(bundle: Bundle, fmt: str, written: Written, sample: np.ndarray, class
     return {"images": len(sample), "runtime": runner.name, "device": runner.device}
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Converters print chatter (SavedModel listings, progress bars, C++ logs) to stdout and stderr.
-
-    Silence both at the file-descriptor level while one runs; failures still surface as exceptions,
-    whose message is what we report. Keeps stdout clean for results and --json.
-    """
-    import warnings
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        os.dup2(null.fileno(), 1)
-        os.dup2(null.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def _discard(bundle: Bundle, written: Written) -> None:
@@ -197,7 +168,7 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 t0 = time.perf_counter()
                 written = None
                 try:
-                    with _quiet():
+                    with silenced():
                         written = module.export(ctx, precision)
                         check = _check(bundle, fmt, written, sample, classes)
                 except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeclsError, require
+from ..quiet import native_output
 from . import Device, check_threads
 
 
@@ -26,8 +27,9 @@ class TFLiteRunner:
             raise EdgeclsError("--device gpu: the LiteRT Python package runs on CPU only (its GPU delegate "
                                "is for Android/iOS builds); use --device cpu for tflite")
         try:
-            self.interpreter = interp.Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with native_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interpreter = interp.Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise EdgeclsError(f"{path}: LiteRT cannot load it ({str(e).splitlines()[0]})") from e
         self.inp = self.interpreter.get_input_details()[0]
