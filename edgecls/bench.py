@@ -25,17 +25,15 @@ import numpy as np
 from . import runtimes
 from .bundle import Bundle, now
 from .errors import EdgeclsError
-from .runtimes import Device
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from .names import Device, Precision, Runtime, parse
 
 
 @dataclass
 class BenchConfig:
     """Options of `edgecls bench`. Empty lists mean "every available one"."""
 
-    runtimes: list[str] = field(default_factory=list)
-    precisions: list[str] = field(default_factory=list)
+    runtimes: list[Runtime] = field(default_factory=list)
+    precisions: list[Precision] = field(default_factory=list)
     device: Device = Device.cpu
     batches: list[int] = field(default_factory=lambda: [1])
     threads: int | None = None
@@ -45,14 +43,9 @@ class BenchConfig:
     rounds: int = 1  # measurements per configuration, interleaved with the others, timings pooled
 
     def validate(self) -> None:
-        for r in self.runtimes:
-            if r not in runtimes.RUNTIMES:
-                raise EdgeclsError(f"--runtime {r}: unknown runtime (choose from {', '.join(runtimes.RUNTIMES)}, "
-                                   "or all)")
-        for p in self.precisions:
-            if p not in PRECISIONS:
-                raise EdgeclsError(f"--precision {p}: unknown precision (choose from {', '.join(PRECISIONS)}, "
-                                   "or all)")
+        self.runtimes = parse(Runtime, self.runtimes, "--runtime")
+        self.precisions = parse(Precision, self.precisions, "--precision")
+        self.device = Device(self.device)
         for b in self.batches:
             if b < 1:
                 raise EdgeclsError(f"--batch {b}: batch sizes must be at least 1")
@@ -107,32 +100,26 @@ def measure_one(spec: dict) -> dict:
     `spec`: runtime, path (model file), device, threads, images (an .npy batch), warmup,
     min_runs, min_time; with `raw`, the timings themselves too (`times_ns`, `native_ms`).
     """
-    import importlib
-
-    if spec["runtime"] == "keras":  # library import is not "load" time
-        from ._tf import tensorflow
-
-        tensorflow()
-    else:
-        importlib.import_module(RUNTIME_PACKAGES[spec["runtime"]])
-    runner = runtimes.create(spec["runtime"])
+    cls = runtimes.runner_class(spec["runtime"])
+    cls.import_package()  # library import is not "load" time
+    runner = cls()
     t0 = time.perf_counter_ns()
     runner.load(Path(spec["path"]), device=Device(spec["device"]), threads=spec["threads"])
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     images = np.load(spec["images"])
-    call = runner.bind(images)
+    call = runner.timed_call(images)
     t0 = time.perf_counter_ns()
-    call()
+    call.run()
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     for _ in range(spec["warmup"]):
-        call()
-    times, own = timed_runs(call, spec["min_runs"], spec["min_time"], getattr(runner, "native_latency_ms", None))
-    timed = runner.bound_output()
+        call.run()
+    times, own = timed_runs(call.run, spec["min_runs"], spec["min_time"], call.native_ms)
+    timed = call.output()
     if len(timed) != len(images) or not np.allclose(timed, runner.predict(images), atol=1e-4):
         raise EdgeclsError(f"{spec['path']}: the timed {spec['runtime']} call did not compute what predict() does "
                            "on the same images; its timings would not mean anything")
     row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images)),
-           "device_ran": runner.device, "precision_ran": runner.precision,
+           "device_ran": runner.device_ran, "compute": runner.compute,
            "peak_rss_mb": peak_rss_mb()}
     if own:
         row["native_p50_ms"] = float(np.median(own))
@@ -148,7 +135,7 @@ def pooled(measured: list[dict], batch: int) -> dict:
     own = [t for m in measured for t in m["native_ms"]]
     row = {"load_ms": float(np.median([m["load_ms"] for m in measured])),
            "first_ms": float(np.median([m["first_ms"] for m in measured])), **stats(times, batch),
-           "device_ran": measured[0]["device_ran"], "precision_ran": measured[0]["precision_ran"],
+           "device_ran": measured[0]["device_ran"], "compute": measured[0]["compute"],
            "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
            "p50_rounds_ms": [m["p50_ms"] for m in measured]}
     if own:
@@ -182,48 +169,53 @@ def environment(threads: int | None) -> dict:
             "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
 
 
-RUNTIME_PACKAGES = {"keras": "tensorflow", "onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter",
-                    "openvino": "openvino"}
-
-
-def _installed(runtime: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(RUNTIME_PACKAGES[runtime].split(".")[0]) is not None
-
-
 def plan(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
     """The (runtime, precision, file) configurations to measure, and notes on what was skipped."""
     explicit_rt, explicit_p = bool(cfg.runtimes), bool(cfg.precisions)
     names = cfg.runtimes or list(runtimes.RUNTIMES)
-    precisions = cfg.precisions or ["fp32", "int8"]
+    precisions = cfg.precisions or [Precision.fp32, Precision.int8]
     todo, notes = [], []
     for name in names:
-        if not _installed(name):
+        cls = runtimes.runner_class(name)
+        if not cls.installed():
             if explicit_rt:
-                raise EdgeclsError(f"--runtime {name}: its package is not installed "
-                                   f"(pip install 'edgecls[{'train' if name == 'keras' else name}]')")
-            notes.append(f"skipped {name}: not installed")
+                raise EdgeclsError(f"--runtime {name.value}: its package is not installed "
+                                   f"(pip install 'edgecls[{cls.extra}]')")
+            notes.append(f"skipped {name.value}: not installed")
             continue
         for p in precisions:
             art = next((a for a in bundle.manifest["artifacts"] if a["format"] == name and a["precision"] == p),
                        None)
             if art is None:
-                if name == "keras" and p != "fp32":
+                if name == Runtime.keras and p != Precision.fp32:
                     continue
                 if explicit_rt and explicit_p:
-                    raise EdgeclsError(f"{bundle.path}: no {name} {p} artifact; run 'edgecls export"
+                    raise EdgeclsError(f"{bundle.path}: no {name.value} {p.value} artifact; run 'edgecls export"
                                        f"{' --int8' if p == 'int8' else ' --fp16' if p == 'fp16' else ''}' first")
-                notes.append(f"skipped {name} {p}: not exported")
+                notes.append(f"skipped {name.value} {p.value}: not exported")
                 continue
-            todo.append({"runtime": name, "precision": p, "file": art["file"],
+            todo.append({"runtime": name.value, "precision": p.value, "file": art["file"],
                          "bytes": art.get("total_bytes", art["bytes"])})
     if not todo:
         raise EdgeclsError(f"{bundle.path}: nothing to benchmark ({'; '.join(notes) or 'no artifacts'})")
     return todo, notes
 
 
-def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> dict:
+@dataclass
+class BenchResult:
+    """What `bench` measured: one row (a dict of `CSV_FIELDS` and more) per configuration x batch."""
+
+    at: str
+    environment: dict
+    config: dict
+    notes: list[str]
+    rows: list[dict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchResult:
     """Measure every planned configuration at every batch size; store and return the results.
 
     With `cfg.rounds` > 1 each configuration is measured that many times, each time in a fresh
@@ -263,15 +255,13 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> dict:
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
                        "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
                        "threads": cfg.threads, **pooled(runs, batch),
-                       "timed": "compiled tf.function model call" if item["runtime"] == "keras"
-                       else "runtime inference call (inputs bound once)"}
+                       "timed": runtimes.runner_class(item["runtime"]).timed}
                 rows.append(row)
                 if on_progress and cfg.rounds == 1:
                     on_progress(row)
     _speedups(rows)
-    result = {"at": now(), "environment": environment(cfg.threads), "config": asdict(cfg) | {
-        "device": cfg.device.value}, "notes": notes, "rows": rows}
-    bundle.manifest["bench"] = result
+    result = BenchResult(now(), environment(cfg.threads), asdict(cfg), notes, rows)
+    bundle.manifest["bench"] = result.to_dict()
     bundle.save()
     return result
 
@@ -287,7 +277,7 @@ def _speedups(rows: list[dict]) -> None:
 
 CSV_FIELDS = ["runtime", "precision", "device", "batch", "threads", "file", "file_bytes", "load_ms", "first_ms",
               "runs", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "throughput_ips",
-              "native_p50_ms", "peak_rss_mb", "speedup_vs_keras", "speedup_vs_onnx_fp32", "precision_ran",
+              "native_p50_ms", "peak_rss_mb", "speedup_vs_keras", "speedup_vs_onnx_fp32", "compute",
               "device_ran", "timed"]
 
 

@@ -9,6 +9,8 @@ loading refuses a file whose hash does not match.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -20,9 +22,10 @@ from typing import Iterator
 
 from . import __version__
 from .errors import EdgeclsError
+from .manifest import SCHEMA, validate
 
-SCHEMA = 1
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"
 
 
 def sha256(path: Path) -> str:
@@ -55,8 +58,59 @@ def atomic_target(path: Path) -> Iterator[Path]:
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to a temporary file beside `path`, flush it to disk (fsync), rename it into place."""
     with atomic_target(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(Path(path).parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the OS allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the OS cannot."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextlib.contextmanager
+def manifest_lock(folder: Path) -> Iterator[None]:
+    """Serialise manifest writers of one bundle (an exclusive flock on ``folder/.manifest.lock``)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock here (Windows): writers are not serialised
+        yield
+        return
+    with open(Path(folder) / LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def file_entry(path: Path, root: Path) -> dict:
@@ -78,17 +132,58 @@ def staged_bundle(dest: Path) -> Iterator[Path]:
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from other users
     try:
         yield stage
-        old = None
-        if dest.exists():
+        _fsync_dir(stage)
+        if dest.exists() and _exchange(stage, dest):  # one step: `dest` is never missing
+            shutil.rmtree(stage, ignore_errors=True)  # now the old bundle
+        elif dest.exists():  # no atomic exchange on this OS: two renames
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
             os.rmdir(old)
             os.replace(dest, old)
-        os.replace(stage, dest)
-        if old is not None:
+            os.replace(stage, dest)
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, dest)
+        _fsync_dir(dest.parent)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def _read(mpath: Path) -> dict:
+    if not mpath.is_file():
+        raise EdgeclsError(f"{mpath}: missing; {mpath.parent} is not an edgecls bundle")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EdgeclsError(f"{mpath}: corrupt manifest ({e})") from e
+    validate(manifest, str(mpath))
+    return manifest
+
+
+def _merge(base: dict, mine: dict, theirs: dict) -> dict:
+    """`theirs` (on disk now) with what changed from `base` to `mine` applied on top."""
+    out = dict(theirs)
+    for key in set(base) | set(mine):
+        if key in ("artifacts", "files"):
+            out[key] = _merge_entries(base.get(key, []), mine.get(key, []), theirs.get(key, []))
+        elif key not in mine:
+            if key in base:
+                out.pop(key, None)
+        elif mine[key] != base.get(key):
+            out[key] = mine[key]
+    return out
+
+
+def _merge_entries(base: list[dict], mine: list[dict], theirs: list[dict]) -> list[dict]:
+    entries = {e["file"]: e for e in theirs}
+    before = {e["file"]: e for e in base}
+    mine_by_file = {e["file"]: e for e in mine}
+    for file in before.keys() - mine_by_file.keys():  # removed here
+        entries.pop(file, None)
+    for file, e in mine_by_file.items():
+        if before.get(file) != e:  # added or changed here
+            entries[file] = e
+    return list(entries.values())
 
 
 def now() -> str:
@@ -98,6 +193,13 @@ def now() -> str:
 def new_manifest(name: str) -> dict:
     return {"schema": SCHEMA, "edgecls_version": __version__, "created_at": now(), "name": name,
             "artifacts": [], "files": []}
+
+
+@dataclasses.dataclass
+class BundleInfo:
+    path: Path
+    manifest: dict
+    files: list[tuple[dict, bool]]  # (artifact entry, its hash matches)
 
 
 class Bundle:
@@ -111,24 +213,16 @@ class Bundle:
     def __init__(self, path: Path, manifest: dict):
         self.path = Path(path)
         self.manifest = manifest
+        self._loaded: dict | None = None  # the manifest as read: what save() merges this process's changes onto
 
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
         path = Path(path)
-        mpath = path / MANIFEST
         if not path.is_dir():
             raise EdgeclsError(f"{path}: no such bundle folder (train one with 'edgecls train')")
-        if not mpath.is_file():
-            raise EdgeclsError(f"{mpath}: missing; {path} is not an edgecls bundle")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EdgeclsError(f"{mpath}: corrupt manifest ({e})") from e
-        if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-            raise EdgeclsError(f"{mpath}: unsupported manifest schema {manifest.get('schema')!r} "
-                               f"(this edgecls reads schema {SCHEMA})" if isinstance(manifest, dict)
-                               else f"{mpath}: corrupt manifest (not a JSON object)")
-        return cls(path, manifest)
+        bundle = cls(path, _read(path / MANIFEST))
+        bundle._loaded = copy.deepcopy(bundle.manifest)
+        return bundle
 
     # -- files ---------------------------------------------------------------------------
 
@@ -158,6 +252,17 @@ class Bundle:
                                f"{entry['sha256'][:12]}… (the file changed after it was written)")
         return path
 
+    def info(self) -> "BundleInfo":
+        """The manifest, and every recorded artifact with whether it (and its parts) match their sha256."""
+        checked = []
+        for a in self.manifest["artifacts"]:
+            try:
+                self.checked(a["file"])
+                checked.append((a, True))
+            except EdgeclsError:
+                checked.append((a, False))
+        return BundleInfo(self.path, self.manifest, checked)
+
     def record(self, entry: dict, key: str = "artifacts") -> None:
         """Add or replace (same file) an entry in the manifest's artifacts or files list."""
         items = [e for e in self.manifest.setdefault(key, []) if e["file"] != entry["file"]]
@@ -165,20 +270,31 @@ class Bundle:
         self.manifest[key] = items
 
     def save(self) -> None:
-        self.manifest["updated_at"] = now()
-        atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=1) + "\n")
+        """Write this process's changes to the manifest, under the bundle's lock.
+
+        Read-modify-write: the manifest on disk is read again under the lock and only what this
+        process changed since it read it (top-level sections; artifact and file entries by file) is
+        applied, so two commands writing one bundle at once (`verify` and `bench`) both keep their
+        results. Validated against the schema, written atomically (fsync before the rename).
+        """
+        mpath = self.path / MANIFEST
+        fresh = self._loaded is None  # a new bundle being staged: nobody else writes it
+        with contextlib.nullcontext() if fresh else manifest_lock(self.path):
+            merged = self.manifest if fresh or not mpath.is_file() else _merge(self._loaded, self.manifest,
+                                                                                _read(mpath))
+            merged["updated_at"] = now()
+            validate(merged, str(mpath))
+            atomic_write(mpath, json.dumps(merged, indent=1) + "\n")
+        self.manifest = merged
+        self._loaded = copy.deepcopy(merged)
 
     # -- contents ------------------------------------------------------------------------
 
     def load_keras(self):
         """Load model.keras (safe mode) after the sha256 check."""
-        from ._tf import keras
+        from .runtimes.keras import load_model
 
-        path = self.checked("model.keras")
-        try:
-            return keras().models.load_model(path, compile=False, safe_mode=True)
-        except Exception as e:  # Keras raises many types for a bad archive
-            raise EdgeclsError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e
+        return load_model(self.checked("model.keras"))
 
     def labels(self) -> list[str]:
         return list(self.manifest["labels"])
@@ -196,16 +312,24 @@ class Bundle:
 
         `limit` takes a stratified, seeded subset (e.g. calibration images from "train").
         """
+        _, x, y = self.select(part, data_dir=data_dir, limit=limit, seed=seed)
+        return x, y
+
+    def select(self, part: str, *, data_dir: str | None = None, limit: int | None = None, seed: int = 0,
+               exclude: set | None = None):
+        """(ids, uint8 NHWC images, labels) of a recorded split part, less the ids in `exclude`;
+        `limit` takes a stratified, seeded subset of what is left."""
         import numpy as np
 
         from . import data as data_mod
 
         ds = self.manifest["dataset"]
-        ids = ds["split"][part]
+        ids = [i for i in ds["split"][part] if not exclude or i not in exclude]
         folder = ds["source"]["name"] == "folder"
         data = data_mod.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
-                                    data_dir=data_dir)
+                                    data_dir=data_dir, base=self.path)
         idx = np.arange(len(ids)) if folder else np.asarray(ids, dtype=np.int64)
+        pick = np.arange(len(ids))
         if limit is not None and limit < len(idx):
-            idx = idx[data_mod.subset(data.labels[idx], limit, seed)]
-        return data.images(idx), data.labels[idx]
+            pick = data_mod.subset(data.labels[idx], limit, seed)
+        return [ids[i] for i in pick], data.images(idx[pick]), data.labels[idx[pick]]

@@ -10,12 +10,23 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from .errors import EdgeclsError
 from .models import ARCHITECTURES
-from .render import TrainView, err, human, out, render_bench, render_export, render_metrics, render_verify
-from .runtimes import Device
+from .names import Device, Format, Precision, Runtime
+from .render import (
+    TrainView,
+    err,
+    human,
+    out,
+    render_bench,
+    render_export,
+    render_info,
+    render_metrics,
+    render_note,
+    render_predict,
+    render_verify,
+)
 
 app = typer.Typer(
     help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "
@@ -60,9 +71,12 @@ def train(
                                            "(tiny generated images, for tests only), or a folder "
                                            "root/<class>/<image>.")] = "digits",
     arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation loss).")] = 40,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs (default: from the data's size, at least 1,000 optimiser steps; early stopping "
+             "where the validation set has 200+ images).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Batch size (default: 16 under 512 training images, 32 under 1,024, else 64).")] = None,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (warm-up, then cosine decay).")] = 3e-3,
     image_size: Annotated[Optional[int], typer.Option(
         help="Input size in pixels (default: digits 32, fashion-mnist 28, synthetic 16, folder 64).")] = None,
     val_split: Annotated[float, typer.Option(help="Validation fraction of the training part.")] = 0.1,
@@ -105,8 +119,8 @@ def train(
         view.progress.stop()
     if as_json:
         m = result.manifest
-        _emit_json({"bundle": str(result.bundle), "metrics": m["metrics"], "training": m["training"],
-                    "history": result.history})
+        _emit_json({"bundle": str(result.bundle), "metrics": m["metrics"], "baseline": m["baseline"],
+                    "training": m["training"], "history": result.history})
     else:
         render_metrics(result.manifest)
         out.print(f"bundle written: [bold]{result.bundle}[/]")
@@ -119,9 +133,8 @@ def train(
 DEFAULT_BUNDLE = Path("models/digits-small")
 
 
-def _names(value: str) -> list[str] | None:
-    """A comma-separated option value as a list; None for "all"."""
-    return None if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+def _choices(kind) -> str:
+    return ",".join(m.value for m in kind)
 
 
 @app.command()
@@ -130,7 +143,7 @@ def export(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
     int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = False,
     fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: onnx,tflite,openvino, or all.")] = "all",
+    fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
     calib_size: Annotated[int, typer.Option(help="Calibration images for int8 (from the training split).")] = 300,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
@@ -146,11 +159,11 @@ def export(
 
       edgecls export models/pets-mobile --format onnx,tflite --fp16
     """
-    from .export import FORMATS, ExportConfig
+    from .export import ExportConfig
     from .export import export as run
+    from .names import parse
 
-    formats = _names(fmt)
-    cfg = ExportConfig(formats=list(FORMATS) if formats is None else formats, int8=int8, fp16=fp16,
+    cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
                        calib_size=calib_size, data_dir=data_dir)
 
     def progress(entry, failure):
@@ -174,12 +187,12 @@ def export(
 @handled
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    runtime: Annotated[str, typer.Option(help="Comma-separated: onnx,tflite,openvino, or all.")] = "all",
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
     device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = Device.cpu,
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
     max_drop: Annotated[float, typer.Option(help="int8 gate: accuracy points it may lose vs Keras.")] = 1.0,
     ov_precision: Annotated[str, typer.Option(
-        help="OpenVINO execution precision: f32 (parity), or bf16/f16 to measure those on purpose.")] = "f32",
+        help="OpenVINO: what float parts compute in: f32 (parity), or bf16/f16 to measure those on purpose.")] = "f32",
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ):
@@ -194,15 +207,13 @@ def verify(
 
       edgecls verify models/fashion-mnist-small --runtime onnx,tflite --max-drop 0.5
     """
-    from dataclasses import asdict
 
     from .verify import verify as run
 
-    result = run(bundle, runtime_names=_names(runtime), device=device, threads=threads, max_drop=max_drop,
-                 ov_precision=ov_precision, data_dir=data_dir)
+    result = run(bundle, runtime_names=runtime, device=device, threads=threads, max_drop=max_drop,
+                 runtime_options={"compute": ov_precision}, data_dir=data_dir)
     if as_json:
-        _emit_json({"images": result.images, "keras_accuracy": result.keras_accuracy, "passed": result.passed,
-                    "rows": [asdict(r) | {"passed": r.passed} for r in result.rows]})
+        _emit_json(result.to_dict())
     else:
         render_verify(result)
     if not result.passed:
@@ -223,8 +234,9 @@ def _ints(value: str, option: str) -> list[int]:
 @handled
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    runtime: Annotated[str, typer.Option(help="Comma-separated: onnx,tflite,openvino,keras, or all.")] = "all",
-    precision: Annotated[str, typer.Option(help="Comma-separated: fp32,fp16,int8, or all (fp32,int8).")] = "all",
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Runtime)}, or all.")] = "all",
+    precision: Annotated[str, typer.Option(
+        help=f"Comma-separated: {_choices(Precision)}, or all (fp32,int8).")] = "all",
     device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: its own).")] = None,
@@ -250,7 +262,7 @@ def bench(
     from .bench import bench as run
     from .bundle import atomic_write
 
-    cfg = BenchConfig(runtimes=_names(runtime) or [], precisions=_names(precision) or [], device=device,
+    cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
                       batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
                       min_time=min_time, rounds=rounds)
 
@@ -261,13 +273,13 @@ def bench(
 
     result = run(bundle, cfg, progress)
     if json_file is not None and str(json_file) == "-":
-        _emit_json(result)
+        _emit_json(result.to_dict())
     else:
         render_bench(result)
         if json_file is not None:
-            atomic_write(json_file, json.dumps(result, indent=1, default=str) + "\n")
+            atomic_write(json_file, json.dumps(result.to_dict(), indent=1, default=str) + "\n")
     if csv_file is not None:
-        atomic_write(csv_file, to_csv(result["rows"]))
+        atomic_write(csv_file, to_csv(result.rows))
 
 
 # ----------------------------------------------------------------------------- predict
@@ -278,9 +290,9 @@ def bench(
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     bundle: Annotated[Path, typer.Option(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="onnx, tflite or openvino (default: the "
-                                                                "first exported).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="Format (default: the first exported of "
+                                                                   "onnx, openvino, tflite).")] = None,
+    precision: Annotated[Precision, typer.Option(help="Precision.")] = Precision.fp32,
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ):
@@ -293,18 +305,11 @@ def predict(
     if top < 1:
         raise EdgeclsError(f"--top {top}: must be at least 1")
     clf = Classifier.open(bundle, format=fmt, precision=precision)
-    results = clf.classify(images, top=top)
+    result = clf.classify_files(images, top=top)
     if as_json:
-        _emit_json([{"file": str(p), "top": [{"label": k, "probability": v} for k, v in r]}
-                    for p, r in zip(images, results)])
-        return
-    table = Table(title=f"{clf.artifact['file']} ({clf.runner.name}, {clf.artifact['precision']})")
-    table.add_column("image")
-    for i in range(min(top, len(clf.labels))):
-        table.add_column(f"#{i + 1}")
-    for p, r in zip(images, results):
-        table.add_row(str(p), *[f"{k} {v:.3f}" for k, v in r])
-    out.print(table)
+        _emit_json(result.to_json())
+    else:
+        render_predict(result)
 
 
 # ----------------------------------------------------------------------------- info
@@ -328,33 +333,7 @@ def info(
         _emit_json({k: v for k, v in m.items() if k != "dataset"} | {
             "dataset": {k: v for k, v in m["dataset"].items() if k != "split"}})
         return
-    ds, inp = m["dataset"], m["input"]
-    out.print(f"[bold]{b.path}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
-    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {len(ds['split']['test'])} images")
-    out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")
-    acc = m.get("metrics", {}).get("test", {}).get("accuracy")
-    if acc is not None:
-        out.print(f"held-out accuracy {acc:.4f}")
-    if "verify" in m:
-        v = m["verify"]
-        out.print(f"verify ({v['at']}): {'[green]pass[/]' if v['passed'] else '[red]FAIL[/]'}, "
-                  f"{len(v['rows'])} artifacts on {v['images']} held-out images")
-    if "bench" in m:
-        rows = m["bench"]["rows"]
-        best = min(rows, key=lambda r: r["p50_ms"])
-        out.print(f"bench ({m['bench']['at']}): {len(rows)} configurations; fastest {best['runtime']} "
-                  f"{best['precision']} at batch {best['batch']}, p50 {best['p50_ms']:.3f} ms")
-    table = Table(title="artifacts")
-    for col in ("format", "precision", "file", "bytes", "sha256"):
-        table.add_column(col)
-    for a in m["artifacts"]:
-        try:
-            b.checked(a["file"])
-            ok = "[green]ok[/]"
-        except EdgeclsError:
-            ok = "[red]MISMATCH[/]"
-        table.add_row(a["format"], a["precision"], a["file"], f"{a['bytes']:,}", f"{a['sha256'][:12]}… {ok}")
-    out.print(table)
+    render_info(b.info())
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -367,8 +346,10 @@ def pipeline(
     arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")] = None,
     batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = "1,32",
+    as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
+                                                          "progress go to stderr).")] = False,
 ):
     """The main job end to end: train, export (float and int8), verify, bench, report.
 
@@ -377,11 +358,16 @@ def pipeline(
 
     Example: edgecls pipeline
     """
-    from .bench import BenchConfig
-    from .export import ExportConfig
-    from .pipeline import PipelineConfig, PipelineHooks, run
-    from .train import TrainConfig
+    import dataclasses
 
+    from .pipeline import PipelineConfig, PipelineHooks, run
+    from .render import use_stderr
+
+    defaults = PipelineConfig()
+    cfg = dataclasses.replace(
+        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value, out=out_dir, seed=seed,
+                                            epochs=epochs),
+        bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch")))
     view = TrainView(err)
 
     class Hooks(PipelineHooks):
@@ -399,16 +385,16 @@ def pipeline(
             elif name == "bench":
                 render_bench(result)
             elif name == "report":
-                out.print(f"report: [bold]{result}[/]")
+                render_note(f"report: [bold]{result}[/]")
 
-    cfg = PipelineConfig(train=TrainConfig(data=data, arch=arch.value, out=out_dir, seed=seed, epochs=epochs),
-                         export=ExportConfig(int8=True),
-                         bench=BenchConfig(batches=_ints(batch, "--batch"), min_runs=50, min_time=0.5))
     try:
-        result = run(cfg, view, Hooks())
+        with use_stderr(as_json):  # with --json, stdout carries the JSON alone
+            result = run(cfg, view, Hooks())
     finally:
         view.progress.stop()
-    if result.export.failures or not result.verify.passed:
+    if as_json:
+        _emit_json(result.to_dict())
+    if not result.passed:
         raise typer.Exit(1)
 
 

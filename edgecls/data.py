@@ -138,7 +138,8 @@ def fashion_mnist(image_size: int = 28, data_dir: str | Path | None = None, **_)
     n_train = len(parts["train"][1])
     return Data("fashion-mnist", list(FASHION_CLASSES), (image_size, image_size, 1), y,
                 list(range(len(y))),
-                {"name": "fashion-mnist", "image_size": image_size, "data_dir": str(root)},
+                {"name": "fashion-mnist", "image_size": image_size,
+                 "data_dir": str(data_dir) if data_dir else None},  # None: $EDGECLS_FASHION_MNIST_DIR or default
                 flip=True, rotation=0.02, official_test=np.arange(n_train, len(y)), array=x)
 
 
@@ -251,21 +252,38 @@ def load(spec: str, *, image_size: int | None = None, data_dir: str | None = Non
     return folder(spec, image_size=size, skip_bad=skip_bad)
 
 
+def portable(source: dict, bundle_dir: Path) -> dict:
+    """`source` as the manifest stores it: a folder root (or a data dir given by the user) relative to
+    the bundle folder, so no absolute path of the training machine is written."""
+    out = dict(source)
+    for key in ("root", "data_dir"):
+        if out.get(key):
+            out[key] = os.path.relpath(Path(out[key]).resolve(), Path(bundle_dir).resolve())
+    return out
+
+
 def open_source(source: dict, ids: list | None = None, classes: list[str] | None = None,
-                data_dir: str | None = None) -> Data:
+                data_dir: str | None = None, base: Path | None = None) -> Data:
     """Open the data a manifest's ``dataset.source`` describes (for verify and export calibration).
 
-    For a folder, `data_dir` replaces the recorded root (the bundle moved to another machine).
+    Recorded paths are relative to the bundle folder `base`. `data_dir` replaces the recorded
+    folder (the data moved, or the bundle was copied to another machine).
     """
     kind = source["name"]
+
+    def where(key: str) -> Path | None:
+        if data_dir:
+            return Path(data_dir)
+        recorded = source.get(key)
+        return None if not recorded else Path(recorded) if base is None else Path(base) / recorded
+
     if kind == "folder":
-        return folder(data_dir or source["root"], image_size=source["image_size"], ids=ids,
-                      classes=classes)
+        return folder(where("root"), image_size=source["image_size"], ids=ids, classes=classes)
     if kind == "synthetic":
         return synthetic(image_size=source["image_size"], n=source["n"], seed=source["seed"])
     if kind not in SOURCES:
         raise EdgeclsError(f"manifest names an unknown dataset source {kind!r}")
-    return SOURCES[kind](image_size=source["image_size"], data_dir=data_dir or source.get("data_dir"))
+    return SOURCES[kind](image_size=source["image_size"], data_dir=where("data_dir"))
 
 
 # ----------------------------------------------------------------------------- split
@@ -341,14 +359,24 @@ def split(data: Data, *, test_fraction: float = 0.2, val_fraction: float = 0.1, 
 # ----------------------------------------------------------------------------- tf.data
 
 
+CACHE_BYTES = 256 << 20  # decoded training images up to this size are kept in memory after the first epoch
+
+
+def cache_in_memory(n: int, shape: tuple[int, int, int]) -> bool:
+    """Are `n` decoded images of `shape` (uint8) small enough to keep in memory for training?"""
+    return n * int(np.prod(shape)) <= CACHE_BYTES
+
+
 def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = False,
-               augment: bool = False, seed: int = 0):
+               augment: bool | str = False, seed: int = 0):
     """A batched tf.data pipeline of (float32 raw 0-255 NHWC images, int labels).
 
-    Folder images are decoded in parallel (Pillow, via `load_image`) as the pipeline streams;
-    nothing is held in memory. Augmentation (random flip where the source allows it, random
-    rotation up to +-18 degrees; +-7 for Fashion-MNIST, whose items are all upright and centred)
-    runs here, never inside the model.
+    Folder images are decoded in parallel (Pillow, via `load_image`) as the pipeline streams; for
+    training, a folder whose decoded images fit in `CACHE_BYTES` is cached in memory after the
+    first epoch, a larger one streams from disk every epoch (memory stays bounded).
+    Augmentation (random flip where the source allows it, random rotation up to +-18 degrees;
+    +-7 for Fashion-MNIST, whose items are all upright and centred) runs here, never inside the model.
+    ``augment="strong"`` adds shifts and zoom of up to 10% (for small training sets).
     """
     from ._tf import keras, tensorflow
 
@@ -360,9 +388,11 @@ def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = 
     else:
         paths = [str(data.paths[i]) for i in idx]
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    if shuffle:
+    on_disk = data.paths is not None and data.array is None
+    cache = on_disk and cache_in_memory(len(idx), data.input_shape) and (shuffle or augment)
+    if shuffle and not cache:  # shuffle file names before decoding: the buffer holds paths, not pixels
         ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
-    if data.paths is not None and data.array is None:
+    if on_disk:
         def decode(p):
             return load_image(p.decode(), (h, w), c)
 
@@ -372,12 +402,19 @@ def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = 
             return x, y
 
         ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:  # a small folder is decoded once, not once per epoch
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if augment:
         k = keras()
         layers = ([k.layers.RandomFlip("horizontal", seed=seed)] if data.flip else []) + [
             k.layers.RandomRotation(data.rotation, fill_mode="constant", seed=seed + 1)]
+        if augment == "strong":  # small data: shifts and zoom as well
+            layers += [k.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2),
+                       k.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 3)]
         aug = k.Sequential(layers)
         ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)

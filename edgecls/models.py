@@ -13,6 +13,7 @@ from typing import Callable
 from ._tf import keras
 
 BN_MOMENTUM = 0.9
+DOWNSAMPLE_FROM = 48  # `small`: inputs this large (pixels per side) are averaged 2x2 first
 
 
 def _head(k, x, num_classes: int, dropout: float):
@@ -47,11 +48,17 @@ def small(input_shape, num_classes: int, **_):
     """Default: three conv blocks (conv, batch-norm, ReLU, 2x max-pool) of 24/48/96 filters,
     a last 3x3 conv, dropout, global average pooling, dense softmax (~137k parameters).
 
+    Inputs of `DOWNSAMPLE_FROM` pixels or more are first averaged 2x2 (64x64 -> 32x32): on folders of a
+    few hundred to a thousand 64x64 photos this trained better than full resolution (Fashion-MNIST,
+    1,000 images: 82.0% vs 77.5%; 300 images, 3 classes: 96.7% vs 91.7%) in a third less time.
+
     24/48/96 rather than 32/64/128: 1.8x faster per epoch on 2 cores for the same digits accuracy.
     """
     k = keras()
     inp = k.Input(input_shape, name="images")
     x = k.layers.Rescaling(1 / 255, name="rescale")(inp)
+    if min(input_shape[:2]) >= DOWNSAMPLE_FROM:
+        x = k.layers.AveragePooling2D(2, name="downsample")(x)
     for i, f in enumerate((24, 48, 96)):
         x = _conv_bn(k, x, f, f"block{i + 1}_conv")
         x = k.layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .bench import BenchConfig, bench
-from .export import ExportConfig, export
+from .bench import BenchConfig, BenchResult, bench
+from .export import ExportConfig, ExportResult, export
 from .report import write_report
-from .train import TrainConfig, TrainHooks, train
-from .verify import verify
+from .train import TrainConfig, TrainHooks, TrainResult, train
+from .verify import VerifyResult, verify
 
 
 @dataclass
@@ -21,11 +22,24 @@ class PipelineConfig:
 
 @dataclass
 class PipelineResult:
-    train: object
-    export: object
-    verify: object
-    bench: dict
-    report: object
+    train: TrainResult
+    export: ExportResult
+    verify: VerifyResult
+    bench: BenchResult
+    report: Path
+
+    @property
+    def passed(self) -> bool:
+        return not self.export.failures and self.verify.passed
+
+    def to_dict(self) -> dict:
+        """Every stage's result, as `edgecls pipeline --json` prints it."""
+        m = self.train.manifest
+        return {"bundle": str(self.train.bundle), "passed": self.passed,
+                "train": {"metrics": m["metrics"], "baseline": m.get("baseline"), "training": m["training"]},
+                "export": {"artifacts": self.export.artifacts, "failures": self.export.failures},
+                "verify": self.verify.to_dict(),
+                "bench": self.bench.to_dict(), "report": str(self.report)}
 
 
 class PipelineHooks:
@@ -36,6 +50,7 @@ class PipelineHooks:
 
 def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: PipelineHooks | None = None,
         on_export=None, on_verify=None, on_bench=None) -> PipelineResult:
+    """Train, export, verify, bench and report; `hooks.stage(name, result)` after each stage."""
     hooks = hooks or PipelineHooks()
     t = train(cfg.train, train_hooks)
     hooks.stage("train", t)

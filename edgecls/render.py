@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import typer
@@ -14,6 +15,19 @@ from .train import TrainHooks
 # results (tables) on stdout, progress and notes on stderr; wide when not a terminal (logs, CI)
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+@contextlib.contextmanager
+def use_stderr(on: bool = True):
+    """Send what would go to stdout (tables) to stderr for a while: stdout is kept for --json."""
+    global out
+    saved = out
+    if on:
+        out = err
+    try:
+        yield
+    finally:
+        out = saved
 
 
 class TrainView(TrainHooks):
@@ -31,6 +45,14 @@ class TrainView(TrainHooks):
             f"train {info['train']} / val {info['val']} / held-out {info['test']} images"
             + (f", [yellow]skipped {info['skipped']} unreadable file(s)[/]" if info["skipped"] else "")
             + f"; {info['params']:,} parameters → {info['bundle']}", soft_wrap=True)
+        p = info["plan"]
+        auto = f" [dim](from the data's size: {', '.join(p['auto']).replace('_', ' ')})[/]" if p["auto"] else ""
+        stopping = (f"early stopping after epoch {p['start_from_epoch']} (patience {p['patience']})"
+                    if p["early_stopping"] else "no early stopping (validation set too small to be evidence)")
+        self.console.print(
+            f"plan: batch {p['batch_size']}, {p['epochs']} epochs x {p['steps_per_epoch']} steps = "
+            f"{p['total_steps']:,} steps, warm-up {p['warmup_steps']} then cosine; {stopping}; "
+            f"{p['augment']} augmentation{auto}", soft_wrap=True, highlight=False)
         self.progress.start()
 
     def epoch_start(self, epoch, steps):
@@ -56,9 +78,18 @@ def render_metrics(manifest: dict) -> None:
     m = manifest["metrics"]["test"]
     t = manifest["training"]
     out.print(f"\nheld-out accuracy [bold green]{m['accuracy']:.4f}[/], loss {m['loss']:.4f} on "
-              f"{m['images']} images (best epoch {t['best_epoch']} of {t['epochs_run']}, "
+              f"{m['images']} images (weights of epoch {t['best_epoch']} of {t['epochs_run']}, "
               f"{t['seconds']:.1f}s, {t['train_images_per_second']} train images/s)"
               + (" [yellow](interrupted: best weights so far)[/]" if t["interrupted"] else ""), soft_wrap=True)
+    b = manifest.get("baseline")
+    if b:
+        gain = 100 * (m["accuracy"] - b["accuracy"])
+        colour = "green" if gain > 0 else "red"
+        out.print(f"pixel baseline ({b['method']}, same split): {b['accuracy']:.4f} → CNN "
+                  f"[{colour}]{gain:+.1f} points[/]; always guessing the commonest class: {b['chance']:.4f}",
+                  soft_wrap=True, highlight=False)
+    for w in t.get("warnings", []):
+        err.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
     table = Table(title="per class (held-out)")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -74,6 +105,10 @@ def render_metrics(manifest: dict) -> None:
     for i, row in enumerate(m["confusion"]):
         conf.add_row(f"{i} {labels[i]}", *[f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)])
     out.print(conf)
+
+
+def render_note(text: str) -> None:
+    out.print(text, soft_wrap=True, highlight=False)
 
 
 def human(n: int) -> str:
@@ -98,28 +133,36 @@ def render_export(result) -> None:
 
 
 def render_verify(result) -> None:
-    table = Table(title=f"parity vs Keras on {result.images} held-out images "
-                        f"(Keras accuracy {result.keras_accuracy:.4f})")
-    for col in ("format", "precision", "runtime / device", "ran as", "accuracy", "Δ points", "top-1 agree",
-                "max |Δp|", "mean |Δp|", "gate"):
-        table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device", "ran as",
-                                                        "gate") else "right")
+    table = Table(title=f"parity vs Keras: accuracy on {result.images} held-out images (Keras "
+                        f"{result.keras_accuracy:.4f}); agreement on {result.agreement_images} images "
+                        "(held-out + unseen by calibration)")
+    for col in ("format", "precision", "runtime / device", "float parts ran in", "accuracy", "Δ points (95%)",
+                "lost/gained", "top-1 agree", "changed", "max |Δp|", "mean |Δp|", "gate"):
+        table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device",
+                                                        "float parts ran in", "gate") else "right")
     for r in result.rows:
         if r.error:
-            table.add_row(r.format, r.precision, r.runtime, "", "", "", "", "", "", "[red]ERROR[/]")
+            table.add_row(r.format, r.precision, r.runtime, *[""] * 8, "[red]ERROR[/]")
             continue
-        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.precision_ran, f"{r.accuracy:.4f}",
-                      f"{r.delta_points:+.2f}", f"{r.agreement:.2%}", f"{r.max_abs_diff:.1e}",
+        low, high = r.drop_interval
+        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.compute, f"{r.accuracy:.4f}",
+                      f"{r.delta_points:+.2f} ({-high:+.1f}…{-low:+.1f})", f"{r.lost}/{r.gained}",
+                      f"{r.agreement:.2%}", f"{r.changed}/{r.images}", f"{r.max_abs_diff:.1e}",
                       f"{r.mean_abs_diff:.1e}", "[green]pass[/]" if r.passed else "[red]FAIL[/]")
     out.print(table)
+    g = result.gates.get("int8")
+    if g:
+        out.print(f"gates: fp32 agree ≥ 99.9% and max |Δp| ≤ 1e-4; fp16 ≥ 99.5% and ≤ 1e-2; int8 fails only on "
+                  f"evidence: drop interval wholly above {g['max_drop']:.2f} points, or agreement interval wholly "
+                  f"below {g['min_agreement']:.0%} (docs/verify.md)", soft_wrap=True, highlight=False)
     for r in result.rows:
         for f in r.failures:
             typer.echo(f"FAIL {r.file}: {f}", err=True)
 
 
-def render_bench(result: dict) -> None:
-    env = result["environment"]
-    rows = sorted(result["rows"], key=lambda r: (r["batch"], r["p50_ms"]))
+def render_bench(result) -> None:
+    env = result.environment
+    rows = sorted(result.rows, key=lambda r: (r["batch"], r["p50_ms"]))
     table = Table(title=f"latency per batch ({env['cpu']}, {env['cores']} cores, threads: {env['threads']})")
     cols = ("runtime", "precision", "batch", "p50 ms", "mean", "p90", "p99", "std", "images/s", "× keras",
             "× ort fp32", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
@@ -138,11 +181,51 @@ def render_bench(result: dict) -> None:
     out.print(table)
     out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
               "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock.", soft_wrap=True)
-    n = result["config"].get("rounds", 1)
+    n = result.config.get("rounds", 1)
     if n > 1:
         spread = max(max(r["p50_rounds_ms"]) / min(r["p50_rounds_ms"]) for r in rows)
         out.print(f"{n} interleaved rounds per configuration, each in a fresh process, timings pooled; the p50 of "
                   f"one configuration varied up to {spread:.2f}x between rounds (p50_rounds_ms in the JSON).",
                   soft_wrap=True)
-    for note in result["notes"]:
+    for note in result.notes:
         out.print(f"[yellow]{note}[/]")
+
+
+def render_predict(result) -> None:
+    """The table of `edgecls predict`: each image's top classes."""
+    table = Table(title=f"{result.file} ({result.runtime}, {result.precision})")
+    table.add_column("image")
+    for i in range(result.top):
+        table.add_column(f"#{i + 1}")
+    for p, r in zip(result.images, result.top_classes):
+        table.add_row(str(p), *[f"{k} {v:.3f}" for k, v in r])
+    out.print(table)
+
+
+def render_info(info) -> None:
+    """`edgecls info`: the bundle summary and every artifact with its hash check."""
+    m = info.manifest
+    ds, inp = m["dataset"], m["input"]
+    out.print(f"[bold]{info.path}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
+    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {len(ds['split']['test'])} images")
+    out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")
+    acc = m.get("metrics", {}).get("test", {}).get("accuracy")
+    if acc is not None:
+        base = m.get("baseline")
+        out.print(f"held-out accuracy {acc:.4f}" + (f" (pixel baseline {base['accuracy']:.4f})" if base else ""))
+    if "verify" in m:
+        v = m["verify"]
+        out.print(f"verify ({v['at']}): {'[green]pass[/]' if v['passed'] else '[red]FAIL[/]'}, "
+                  f"{len(v['rows'])} artifacts on {v['images']} held-out images")
+    if m.get("bench", {}).get("rows"):
+        rows = m["bench"]["rows"]
+        best = min(rows, key=lambda r: r["p50_ms"])
+        out.print(f"bench ({m['bench']['at']}): {len(rows)} configurations; fastest {best['runtime']} "
+                  f"{best['precision']} at batch {best['batch']}, p50 {best['p50_ms']:.3f} ms")
+    table = Table(title="artifacts")
+    for col in ("format", "precision", "file", "bytes", "sha256"):
+        table.add_column(col)
+    for a, ok in info.files:
+        table.add_row(a["format"], a["precision"], a["file"], f"{a['bytes']:,}",
+                      f"{a['sha256'][:12]}… " + ("[green]ok[/]" if ok else "[red]MISMATCH[/]"))
+    out.print(table)

@@ -54,6 +54,17 @@ def _plots(bundle: Bundle) -> dict[str, bytes]:
     return out
 
 
+def _baseline_lines(m: dict) -> list[str]:
+    b = m.get("baseline")
+    if not b:
+        return []
+    gain = 100 * (m["metrics"]["test"]["accuracy"] - b["accuracy"])
+    lines = [f"Pixel baseline ({b['method']}, fitted on the same training split): **{b['accuracy']:.4f}** on the "
+             f"same held-out images; the CNN is **{gain:+.1f} points** against it. Always answering the commonest "
+             f"class: {b['chance']:.4f}."]
+    return lines + [f"> **Warning:** {w}" for w in m["training"].get("warnings", [])]
+
+
 def write_report(bundle_path: str | Path) -> Path:
     """Write report.md (and training.png, bench.png) into the bundle; record them in the manifest."""
     b = Bundle.open(bundle_path)
@@ -65,8 +76,9 @@ def write_report(bundle_path: str | Path) -> Path:
              f"({len(m['labels'])} classes), input {m['input']['shape'][1:]} raw 0-255 pixels.",
              "## Training",
              f"Held-out accuracy **{test['accuracy']:.4f}** (loss {test['loss']:.4f}) on {test['images']} images; "
-             f"best epoch {t['best_epoch']} of {t['epochs_run']}, {t['seconds']:.1f} s, "
+             f"weights of epoch {t['best_epoch']} of {t['epochs_run']}, {t['seconds']:.1f} s, "
              f"{t['train_images_per_second']} training images/s.",
+             *_baseline_lines(m),
              _table(["class", "precision", "recall", "f1", "support"],
                     [[r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
                      for r in test["per_class"]])]
@@ -83,13 +95,15 @@ def write_report(bundle_path: str | Path) -> Path:
     if "verify" in m:
         v = m["verify"]
         parts += ["## Parity with Keras",
-                  f"On {v['images']} held-out images (Keras accuracy {v['keras_accuracy']:.4f}); "
+                  f"Accuracy on {v['images']} held-out images (Keras {v['keras_accuracy']:.4f}); agreement with "
+                  f"Keras on {v.get('agreement_images', v['images'])} images (held-out + unseen by calibration); "
                   f"overall: **{'pass' if v['passed'] else 'FAIL'}**.",
-                  _table(["format", "precision", "ran as", "accuracy", "Δ points", "top-1 agree", "max abs diff",
-                          "gate"],
-                         [[r["format"], r["precision"], r["precision_ran"],
+                  _table(["format", "precision", "float parts ran in", "accuracy", "Δ points", "lost/gained",
+                          "top-1 agree", "max abs diff", "gate"],
+                         [[r["format"], r["precision"], r["compute"],
                            f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "",
                            f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "",
+                           f"{r['lost']}/{r['gained']}" if r["lost"] is not None else "",
                            f"{r['agreement']:.2%}" if r["agreement"] is not None else "",
                            f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else "",
                            "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])] for r in v["rows"]])]

@@ -12,6 +12,7 @@ The artifact's sha256 is checked against the manifest before it is loaded.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from . import runtimes
 from .bundle import Bundle
 from .errors import EdgeclsError
 from .images import load_image
-from .runtimes import Device
+from .names import Device
 
 DEFAULT_FORMAT_ORDER = ("onnx", "openvino", "tflite")
 
@@ -66,7 +67,26 @@ class Classifier:
         h, w, c = self.input_shape
         return np.stack([load_image(p, (h, w), c) for p in paths])
 
+    def classify_files(self, paths: list[str | Path], top: int = 3) -> "Predictions":
+        """`classify` with what was run, for a table or JSON (`edgecls predict`)."""
+        return Predictions(self.artifact["file"], self.runner.name.value, self.artifact["precision"],
+                           min(top, len(self.labels)), [str(p) for p in paths], self.classify(paths, top))
+
     def classify(self, paths: list[str | Path], top: int = 3) -> list[list[tuple[str, float]]]:
         probs = self.predict(self.load(paths))
         order = np.argsort(-probs, axis=1)[:, :top]
         return [[(self.labels[k], float(p[k])) for k in row] for p, row in zip(probs, order)]
+
+
+@dataclass
+class Predictions:
+    file: str
+    runtime: str
+    precision: str
+    top: int
+    images: list[str]
+    top_classes: list[list[tuple[str, float]]]
+
+    def to_json(self) -> list[dict]:
+        return [{"file": p, "top": [{"label": k, "probability": v} for k, v in r]}
+                for p, r in zip(self.images, self.top_classes)]

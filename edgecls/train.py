@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
+from .baseline import pixel_baseline, verdict
 from .bundle import Bundle, file_entry, new_manifest, staged_bundle
 from .errors import EdgeclsError
+from .plan import TrainPlan, make_plan
 
 
 @dataclass
@@ -20,15 +23,15 @@ class TrainConfig:
 
     data: str = "digits"
     arch: str = "small"
-    epochs: int = 40
-    batch_size: int = 64
+    epochs: int | None = None  # None: enough for edgecls.plan.MIN_STEPS optimiser steps
+    batch_size: int | None = None  # None: from the training set's size (edgecls.plan.auto_batch)
     lr: float = 3e-3
     image_size: int | None = None  # None: the source's default (digits 32, fashion 28, folder 64)
     val_split: float = 0.1  # of the training part, for early stopping
     test_split: float = 0.2  # held out; ignored where the source has an official test split
     seed: int = 0
     augment: bool = True
-    patience: int = 5  # early stopping on validation loss
+    patience: int = 5  # early stopping on validation loss (epochs; at least plan.PATIENCE_STEPS steps)
     width: float = 1.0  # width multiplier (`mobile`)
     limit: int | None = None  # stratified subset of this many images
     data_dir: str | None = None  # Fashion-MNIST IDX folder
@@ -38,7 +41,7 @@ class TrainConfig:
     def validate(self) -> None:
         for name, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                         ("--patience", self.patience)):
-            if v < 1:
+            if v is not None and v < 1:
                 raise EdgeclsError(f"{name} {v}: must be at least 1")
         if not 0 < self.lr < 1:
             raise EdgeclsError(f"--lr {self.lr}: must be between 0 and 1")
@@ -79,11 +82,14 @@ class TrainResult:
     interrupted: bool = False
 
 
-def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict]):
+def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict], keep_best: bool):
+    """Reports progress, records the history, and keeps the weights to end with: the best by validation
+    loss (`keep_best`, with early stopping) or the last completed epoch's (so Ctrl-C can still save them)."""
+
     class Hooks(keras.callbacks.Callback):
         best_loss = np.inf
-        best_weights = None
-        best_epoch = 0
+        kept_weights = None
+        kept_epoch = 0
         train_seconds = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -102,9 +108,9 @@ def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[d
                            float(logs["val_loss"]), float(logs["val_accuracy"]),
                            time.perf_counter() - self.t0)
             history.append(asdict(log))
-            if log.val_loss < self.best_loss:  # kept so that Ctrl-C can still save the best
-                self.best_loss, self.best_epoch = log.val_loss, epoch + 1
-                self.best_weights = self.model.get_weights()
+            if not keep_best or log.val_loss < self.best_loss:
+                self.best_loss, self.kept_epoch = min(self.best_loss, log.val_loss), epoch + 1
+                self.kept_weights = self.model.get_weights()
             hooks.epoch_end(log)
 
     return Hooks()
@@ -139,10 +145,71 @@ def _input_spec(data: data_mod.Data) -> dict:
                              "rescales them by 1/255"}
 
 
+def _recalibrate_bn(model, data: data_mod.Data, idx: np.ndarray, batch_size: int = 128,
+                    max_images: int = 8192, seed: int = 0) -> int:
+    """Re-estimate every batch-norm layer's moving statistics on un-augmented training images.
+
+    The moving averages accumulated during fitting lag behind the weights (few steps) and saw
+    augmented images; a cumulative average of batch statistics over the final weights is right
+    (as ``torch.optim.swa_utils.update_bn`` does). Returns the number of images used.
+    """
+    bns = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
+    if not bns:
+        return 0
+    pick = idx[data_mod.subset(data.labels[idx], max_images, seed)]
+    for layer in bns:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
+    saved = [layer.momentum for layer in bns]
+    try:
+        for i, (x, _) in enumerate(data_mod.tf_dataset(data, pick, batch_size=batch_size)):
+            for layer in bns:
+                layer.momentum = i / (i + 1)  # batch i+1 weighs 1/(i+1): a cumulative mean
+            model(x, training=True)
+    finally:
+        for layer, m in zip(bns, saved):
+            layer.momentum = m
+    return len(pick)
+
+
+def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
+    """Linear warm-up to `cfg.lr`, then cosine decay to 1% of it, counted in optimiser steps."""
+    return k.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr / 100, decay_steps=max(1, plan.total_steps - plan.warmup_steps), alpha=0.01,
+        warmup_target=cfg.lr, warmup_steps=plan.warmup_steps)
+
+
+def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks):
+    """model.fit under the plan; returns (history, the tracking callback, interrupted, seconds)."""
+    history: list[dict] = []
+    cb = _callback(k, hooks, plan.epochs, plan.steps_per_epoch, history, keep_best=plan.early_stopping)
+    callbacks = [cb]
+    if plan.early_stopping:
+        callbacks.append(k.callbacks.EarlyStopping(monitor="val_loss", patience=plan.patience,
+                                                   start_from_epoch=plan.start_from_epoch))
+    interrupted = False
+    t0 = time.perf_counter()
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=plan.epochs, callbacks=callbacks, verbose=0,
+                  shuffle=False)  # the tf.data pipeline shuffles, seeded
+    except KeyboardInterrupt:
+        if cb.kept_weights is None:
+            raise
+        interrupted = True
+    seconds = time.perf_counter() - t0
+    if cb.kept_weights is not None:
+        model.set_weights(cb.kept_weights)
+    return history, cb, interrupted, seconds
+
+
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
 
-    Ctrl-C after at least one epoch keeps the best weights so far and still writes a complete
+    Batch size and epochs not given are derived from the data (`edgecls.plan`); batch-norm
+    statistics are re-estimated after fitting; a pixel baseline (`edgecls.baseline`) is fitted on
+    the same split and the result says when the CNN does not beat it.
+
+    Ctrl-C after at least one epoch keeps the weights so far and still writes a complete
     bundle (marked ``interrupted``); before that, nothing is written and any previous bundle
     is left intact.
 
@@ -155,6 +222,8 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     split = data_mod.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)
+    plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                     patience=cfg.patience, augment=cfg.augment)
 
     from ._tf import keras, tensorflow
     from .models import build
@@ -163,41 +232,25 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     k.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     model = build(cfg.arch, data.input_shape, len(data.classes), width=cfg.width)
-    model.compile(optimizer=k.optimizers.Adam(cfg.lr), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    train_ds = data_mod.tf_dataset(data, split.train, batch_size=cfg.batch_size, shuffle=True,
-                                   augment=cfg.augment, seed=cfg.seed)
-    val_ds = data_mod.tf_dataset(data, split.val, batch_size=max(cfg.batch_size, 256))
-    steps = int(np.ceil(len(split.train) / cfg.batch_size))
+    train_ds = data_mod.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
+                                   augment=plan.augment if plan.augment != "none" else False, seed=cfg.seed)
+    val_ds = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256))
     hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
                  "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
                  "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
-                 "steps": steps})
+                 "steps": plan.steps_per_epoch, "plan": plan.to_dict()})
 
-    history: list[dict] = []
-    cb = _callback(k, hooks, cfg.epochs, steps, history)
-    stop = k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-    # halve the learning rate when validation loss stalls: the last points of accuracy come from there
-    plateau = k.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 3),
-                                            min_lr=cfg.lr / 64)
-    interrupted = False
-    t0 = time.perf_counter()
-    try:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[cb, stop, plateau], verbose=0,
-                  shuffle=False)  # the tf.data pipeline shuffles, seeded
-    except KeyboardInterrupt:
-        if cb.best_weights is None:
-            raise
-        interrupted = True
-    fit_seconds = time.perf_counter() - t0
-    if cb.best_weights is not None:
-        model.set_weights(cb.best_weights)
-
+    history, cb, interrupted, fit_seconds = _fit(k, model, cfg, plan, train_ds, val_ds, hooks)
     hooks.evaluating()
+    bn_images = _recalibrate_bn(model, data, split.train, seed=cfg.seed)
     metrics = evaluate(model, data, split.test)
+    base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
+    smallest = min(data.counts(split.train).values())
     manifest = new_manifest(out.name)
     manifest["dataset"] = {
-        "name": data.name, "source": data.source, "classes": data.classes,
+        "name": data.name, "source": data_mod.portable(data.source, out), "classes": data.classes,
         "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
         "skipped": data.skipped,
         "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
@@ -207,15 +260,21 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     manifest["input"] = _input_spec(data)
     manifest["labels"] = data.classes
     manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
-    cfg_dict = {key: (str(v) if isinstance(v, Path) else v) for key, v in asdict(cfg).items()}
+    cfg_dict = asdict(cfg) | {"out": out.name}  # no absolute path of this machine in the manifest
+    if data.name == "folder" or cfg.data_dir:
+        cfg_dict |= {k: os.path.relpath(Path(v).resolve(), out.resolve()) for k, v in
+                     (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir)) if v}
     manifest["training"] = {
-        "config": cfg_dict, "epochs_run": len(history), "best_epoch": cb.best_epoch,
+        "config": cfg_dict, "plan": plan.to_dict(), "epochs_run": len(history), "best_epoch": cb.kept_epoch,
         "interrupted": interrupted, "seconds": round(fit_seconds, 2),
         "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
         if cb.train_seconds else None,
+        "batchnorm_recalibrated_on": bn_images,
+        "warnings": verdict(metrics["accuracy"], base, smallest),
         "versions": {"tensorflow": tf.__version__, "keras": k.__version__},
     }
     manifest["metrics"] = {"test": metrics}
+    manifest["baseline"] = base.to_dict()
 
     with staged_bundle(out) as stage:
         model.save(stage / "model.keras")

@@ -13,7 +13,7 @@ from edgecls.errors import EdgeclsError
 runner = CliRunner()
 FAST = {"warmup": 1, "min_runs": 5, "min_time": 0.0}
 FIELDS = {"load_ms", "first_ms", "runs", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "std_ms", "min_ms",
-          "throughput_ips", "file_bytes", "peak_rss_mb", "device_ran", "precision_ran", "speedup_vs_keras",
+          "throughput_ips", "file_bytes", "peak_rss_mb", "device_ran", "compute", "speedup_vs_keras",
           "speedup_vs_onnx_fp32", "timed", "batch", "threads"}
 
 
@@ -30,20 +30,20 @@ def test_stats_match_numpy():
 
 def test_bench_every_runtime_and_precision(exported_copy):
     r = bench(exported_copy, BenchConfig(batches=[1, 3], threads=1, **FAST))
-    got = {(row["runtime"], row["precision"], row["batch"]) for row in r["rows"]}
+    got = {(row["runtime"], row["precision"], row["batch"]) for row in r.rows}
     expected = {(rt, p, b) for rt in ("onnx", "tflite", "openvino") for p in ("fp32", "int8") for b in (1, 3)}
     assert got == expected | {("keras", "fp32", 1), ("keras", "fp32", 3)}
-    for row in r["rows"]:
+    for row in r.rows:
         assert FIELDS <= set(row), FIELDS - set(row)
         assert row["runs"] >= 5 and 0 < row["min_ms"] <= row["p50_ms"] <= row["p99_ms"]
         assert row["throughput_ips"] > 0 and row["peak_rss_mb"] > 10 and row["threads"] == 1
-    ov = [row for row in r["rows"] if row["runtime"] == "openvino"]
+    ov = [row for row in r.rows if row["runtime"] == "openvino"]
     assert all(row["native_p50_ms"] > 0 for row in ov)  # OpenVINO's own latency, shown beside
-    keras1 = next(row for row in r["rows"] if row["runtime"] == "keras" and row["batch"] == 1)
+    keras1 = next(row for row in r.rows if row["runtime"] == "keras" and row["batch"] == 1)
     assert keras1["speedup_vs_keras"] == 1.0 and "tf.function" in keras1["timed"]
-    env = r["environment"]
+    env = r.environment
     assert env["cores"] >= 1 and env["cpu"] and "onnxruntime" in env["versions"]
-    assert Bundle.open(exported_copy).manifest["bench"]["rows"] == r["rows"]
+    assert Bundle.open(exported_copy).manifest["bench"]["rows"] == r.rows
 
 
 def test_cli_bench_json_and_csv_round_trip(exported_copy, tmp_path):
@@ -90,7 +90,7 @@ def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
         fake[key] += 1
         times = np.full(4, (n + 1) * 1_000_000)  # round k: four calls of k ms
         return {"load_ms": 10.0 * (n + 1), "first_ms": 1.0, **stats(times, key[1]), "device_ran": "CPU",
-                "precision_ran": "fp32", "peak_rss_mb": 50.0 + n, "times_ns": times.tolist(), "native_ms": []}
+                "compute": "fp32", "peak_rss_mb": 50.0 + n, "times_ns": times.tolist(), "native_ms": []}
 
     monkeypatch.setattr(bench_mod, "isolated", fake_isolated)
     progress = []
@@ -98,7 +98,7 @@ def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
     assert order == ["model.onnx", "model.int8.onnx", "model.int8.onnx", "model.onnx", "model.onnx",
                      "model.int8.onnx"]
     assert [(p["round"], p["rounds"]) for p in progress] == [(1, 3), (1, 3), (2, 3), (2, 3), (3, 3), (3, 3)]
-    for row in r["rows"]:
+    for row in r.rows:
         assert row["runs"] == 12 and row["p50_rounds_ms"] == [1.0, 2.0, 3.0]
         assert row["mean_ms"] == pytest.approx(2.0) and row["p50_ms"] == pytest.approx(2.0)
         assert row["min_ms"] == 1.0 and row["load_ms"] == 20.0 and row["peak_rss_mb"] == 52.0
@@ -108,21 +108,21 @@ def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
 
 def test_rounds_for_real(exported_copy):
     r = bench(exported_copy, BenchConfig(runtimes=["openvino"], precisions=["fp32"], rounds=2, threads=1, **FAST))
-    (row,) = r["rows"]
+    (row,) = r.rows
     assert len(row["p50_rounds_ms"]) == 2 and row["runs"] >= 10 and row["native_p50_ms"] > 0
-    assert r["config"]["rounds"] == 2
+    assert r.config["rounds"] == 2
 
 
 def test_gpu_without_gpu(exported_copy):
     with pytest.raises(EdgeclsError, match="--device gpu: onnxruntime has no CUDAExecutionProvider"):
-        from edgecls.runtimes import Device
+        from edgecls.names import Device
 
         bench(exported_copy, BenchConfig(runtimes=["onnx"], device=Device.gpu, **FAST))
 
 
 def test_nothing_exported(bundle_copy):
     r = bench(bundle_copy, BenchConfig(**FAST))  # only the Keras model: still a baseline
-    assert [row["runtime"] for row in r["rows"]] == ["keras"] and "skipped onnx fp32: not exported" in r["notes"]
+    assert [row["runtime"] for row in r.rows] == ["keras"] and "skipped onnx fp32: not exported" in r.notes
 
 
 def test_a_timed_call_that_computes_something_else_is_refused(exported_bundle, tmp_path, monkeypatch):
@@ -135,6 +135,13 @@ def test_a_timed_call_that_computes_something_else_is_refused(exported_bundle, t
     spec = {"runtime": "onnx", "path": str(exported_bundle / "model.onnx"), "device": "cpu", "threads": 1,
             "images": str(tmp_path / "x.npy"), **FAST}
     assert bench_mod.measure_one(spec)["runs"] >= 5
-    monkeypatch.setattr(OnnxRunner, "bound_output", lambda self: np.zeros((4, 4), np.float32))
+    real = OnnxRunner.timed_call
+
+    def wrong_output(self, images):
+        call = real(self, images)
+        call.output = lambda: np.zeros((4, 4), np.float32)
+        return call
+
+    monkeypatch.setattr(OnnxRunner, "timed_call", wrong_output)
     with pytest.raises(EdgeclsError, match="did not compute what predict"):
         bench_mod.measure_one(spec)

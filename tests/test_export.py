@@ -88,7 +88,7 @@ def test_tflite_files_carry_their_metadata(exported_bundle):
         runner = TFLiteRunner()
         runner.load(exported_bundle / name, threads=1)
         assert runner.metadata == meta  # fp16 has float32 inputs: only the metadata tells it from fp32
-        assert runner.precision == ("int8" if precision == "int8" else "fp32")  # fp16 weights run in fp32
+        assert runner.precision == precision and runner.compute == "fp32"  # fp16 weights run in fp32
     assert read_metadata(exported_bundle / "model.tflite") != read_metadata(exported_bundle / "model.int8.tflite")
 
 

@@ -6,7 +6,7 @@ import pytest
 from edgecls import runtimes
 from edgecls.bundle import Bundle
 from edgecls.errors import EdgeclsError, MissingDependency
-from edgecls.runtimes import Device
+from edgecls.names import Device
 
 FILES = {"keras": "model.keras", "onnx": "model.onnx", "tflite": "model.int8.tflite",
          "openvino": "openvino/model.xml"}
@@ -19,7 +19,8 @@ def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
     runner = runtimes.create(name)
     # TensorFlow fixes its thread pools when it starts (already, in this test process): see below
     runner.load(b.checked(FILES[name]), threads=None if name == "keras" else 1)
-    assert runner.name == name and runner.device and runner.precision
+    assert runner.name == name and runner.device_ran != "?" and runner.precision in ("fp32", "int8")
+    assert runner.compute in ("fp32", "f32")
     for batch in (x[:1], x[:7], x[:7].astype(np.float32)):  # uint8 or float input, any batch
         p = runner.predict(batch)
         assert p.dtype == np.float32 and p.shape == (len(batch), 4)
@@ -29,19 +30,19 @@ def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
 @pytest.mark.parametrize("name,file", [*FILES.items(), ("onnx", "model.int8.onnx"), ("tflite", "model.tflite"),
                                        ("openvino", "openvino/model.int8.xml")])
 def test_bound_call_computes_what_predict_does(exported_bundle, name, file):
-    """bench times the call `bind` returns: it must run the model on the bound images, every time."""
+    """bench times `timed_call(...).run`: it must run the model on the bound images, every time."""
     b = Bundle.open(exported_bundle)
     x, _ = b.heldout()
     runner = runtimes.create(name)
     runner.load(b.checked(file), threads=None if name == "keras" else 1)
     outputs = []
     for batch in (x[:5], x[5:10]):
-        call = runner.bind(batch)
-        call()
-        outputs.append(runner.bound_output())
+        call = runner.timed_call(batch)
+        call.run()
+        outputs.append(call.output())
         np.testing.assert_allclose(outputs[-1], runner.predict(batch), atol=1e-5)
-        call()  # the same buffers again: still the right answer
-        np.testing.assert_allclose(runner.bound_output(), outputs[-1], atol=1e-5)
+        call.run()  # the same buffers again: still the right answer
+        np.testing.assert_allclose(call.output(), outputs[-1], atol=1e-5)
     assert outputs[0].shape == (5, 4) and not np.allclose(outputs[0], outputs[1])
 
 

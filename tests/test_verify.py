@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from edgecls.bundle import Bundle, sha256
 from edgecls.cli import app
 from edgecls.errors import EdgeclsError
+from edgecls.names import Precision
 from edgecls.verify import Gate, Parity, compare, default_gates, verify
 
 runner = CliRunner()
@@ -27,7 +28,7 @@ def test_every_artifact_passes_and_is_stored(exported_copy):
 
 def test_openvino_runs_f32_for_fp32_parity(exported_copy):
     r = verify(exported_copy, runtime_names=["openvino"])
-    assert {row.precision_ran for row in r.rows} == {"f32"}
+    assert {row.compute for row in r.rows} == {"f32"}
 
 
 def _perturb_onnx(bundle, factor=1.5):
@@ -96,9 +97,52 @@ def test_compare_gates_on_known_arrays():
     assert row.agreement == 0.75 and row.max_abs_diff == pytest.approx(0.2)
     assert row.delta_points == pytest.approx(-25)
     assert len(row.failures) == 2 and "agreement 75.00%" in row.failures[0]
-    q = compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=1.0))
-    assert q.failures == ["accuracy drop 25.00 points > 1.00 (over by 24.00)"]
+    q = compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=1.0))  # point estimate
+    assert len(q.failures) == 1 and q.failures[0].startswith("accuracy drop 25.00 points (lost 1, gained 0 of 4")
     assert compare(Parity("onnx", "int8", "f"), flipped, ref, labels, Gate(max_drop=30)).passed
+    assert (q.lost, q.gained, q.changed, q.images) == (1, 0, 1, 4)
+
+
+def _answers(n_labelled: int, n_extra: int, lost: int, changed_extra: int, seed: int = 0):
+    """Keras probabilities that are right on every labelled image, and an artifact's that change `lost`
+    labelled answers (to wrong ones) and `changed_extra` unlabelled ones."""
+    rng = np.random.default_rng(seed)
+    n = n_labelled + n_extra
+    labels = rng.integers(0, 4, n_labelled)
+    top = np.concatenate([labels, rng.integers(0, 4, n_extra)])
+    ref = np.full((n, 4), 0.1)
+    ref[np.arange(n), top] = 0.7
+    other = ref.copy()
+    flip = np.concatenate([rng.choice(n_labelled, lost, replace=False),
+                           n_labelled + rng.choice(n_extra, changed_extra, replace=False)]).astype(int)
+    other[flip] = np.roll(ref[flip], 1, axis=1)
+    return other, ref, labels
+
+
+def test_int8_gate_one_changed_answer_in_a_small_split_is_not_evidence():
+    probs, ref, labels = _answers(40, 0, lost=1, changed_extra=0)  # the small-folder false failure
+    row = compare(Parity("openvino", "int8", "f"), probs, ref, labels, default_gates()[Precision.int8])
+    assert row.delta_points == pytest.approx(-2.5) and row.lost == 1
+    assert row.passed, row.failures  # a point-estimate gate would fail it (2.5 > 1.0)
+    assert row.drop_interval[0] < 1.0 < row.drop_interval[1]
+
+
+def test_int8_gate_real_damage_fails_even_on_small_data():
+    """3% of a few hundred usable images changed: the agreement interval lies below 99%."""
+    probs, ref, labels = _answers(40, 160, lost=1, changed_extra=5)
+    row = compare(Parity("openvino", "int8", "f"), probs, ref, labels, default_gates()[Precision.int8])
+    assert row.changed == 6 and row.images == 200
+    assert not row.passed and "top-1 agreement 97.00% (6 of 200 answers changed" in row.failures[0]
+    # a large accuracy drop on the held-out images alone fails on its own too
+    probs, ref, labels = _answers(300, 0, lost=15, changed_extra=0)
+    row = compare(Parity("onnx", "int8", "f"), probs, ref, labels, Gate(max_drop=1.0, evidence=True))
+    assert not row.passed and row.drop_interval[0] > 1.0 and "accuracy drop 5.00 points" in row.failures[0]
+
+
+def test_float_gates_are_unchanged_point_estimates():
+    probs, ref, labels = _answers(40, 0, lost=1, changed_extra=0)
+    row = compare(Parity("onnx", "fp32", "f"), probs, ref, labels, default_gates()[Precision.fp32])
+    assert not row.passed and "top-1 agreement 97.50% < 99.9%" in row.failures[0]
 
 
 def test_threads_option_in_a_fresh_process(exported_copy):

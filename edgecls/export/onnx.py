@@ -9,6 +9,8 @@ import numpy as np
 
 from ..bundle import atomic_target
 from ..errors import require
+from ..names import Precision
+from .base import Written
 
 OPSET = 17
 PRECISIONS = ("fp32", "int8")
@@ -32,7 +34,6 @@ def _save(model, ctx, precision, path: Path) -> None:
 
 
 def convert_fp32(ctx, path: Path):
-    from .. import export as exp
     from .._tf import tensorflow
 
     tf = tensorflow()
@@ -46,7 +47,7 @@ def convert_fp32(ctx, path: Path):
         return {"probabilities": model(images, training=False)}
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=OPSET)
-    _save(proto, ctx, exp.Precision.fp32, path)
+    _save(proto, ctx, Precision.fp32, path)
 
 
 class _Calibration:
@@ -61,13 +62,11 @@ class _Calibration:
 
 
 def export(ctx, precision):
-    from .. import export as exp
-
     path = ctx.bundle.path / FILES[precision.value]
-    if precision == exp.Precision.fp32:
+    if precision == Precision.fp32:
         convert_fp32(ctx, path)
         ctx.wrote_onnx_fp32(path)
-        return exp.Written(FILES["fp32"], versions=_versions())
+        return Written(FILES["fp32"], versions=_versions())
     import onnx
 
     ort = require("onnxruntime", "onnx")
@@ -81,5 +80,5 @@ def export(ctx, precision):
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     _save(onnx.load(str(out)), ctx, precision, path)
-    return exp.Written(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
+    return Written(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
                        details={"quantization": "static QDQ, S8S8, per-channel weights, MinMax calibration"})

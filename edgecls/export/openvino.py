@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 from ..errors import require
+from ..names import Precision
+from .base import Written
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STEMS = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8"}
@@ -33,18 +35,16 @@ def _save(ov, model, ctx, precision, compress: bool) -> tuple[str, str]:
 
 
 def export(ctx, precision):
-    from .. import export as exp
-
     ov = require("openvino", "openvino")
     model = ov.convert_model(str(ctx.onnx_fp32()))
     versions = {"openvino": ov.__version__, "source": "ONNX"}
     details = {"weights": {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}[precision.value]}
-    if precision == exp.Precision.int8:
+    if precision == Precision.int8:
         nncf = require("nncf", "train")
         images = ctx.calibration()
         dataset = nncf.Dataset(list(images), lambda x: x[None].astype("float32"))
         model = nncf.quantize(model, dataset, subset_size=len(images))
         versions["nncf"] = nncf.__version__
         details["quantization"] = "NNCF post-training quantization (default preset), fast bias correction"
-    xml, bin_ = _save(ov, model, ctx, precision, compress=precision == exp.Precision.fp16)
-    return exp.Written(xml, parts=[bin_], versions=versions, details=details)
+    xml, bin_ = _save(ov, model, ctx, precision, compress=precision == Precision.fp16)
+    return Written(xml, parts=[bin_], versions=versions, details=details)

@@ -11,23 +11,24 @@ import numpy as np
 
 from ..bundle import atomic_write
 from ..errors import require
+from ..names import Precision
+from .base import Written
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
 
 
 def export(ctx, precision):
-    from .. import export as exp
     from .._tf import tensorflow
 
     tf = tensorflow()
     conv = tf.lite.TFLiteConverter.from_keras_model(ctx.model)
     details = {}
-    if precision == exp.Precision.fp16:
+    if precision == Precision.fp16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
         details["quantization"] = "float16 weights, float32 compute"
-    elif precision == exp.Precision.int8:
+    elif precision == Precision.int8:
         images = ctx.calibration()
 
         def representative():
@@ -41,7 +42,7 @@ def export(ctx, precision):
         conv.inference_output_type = tf.uint8
         details["quantization"] = "full integer (TFLITE_BUILTINS_INT8), uint8 input and output"
     atomic_write(ctx.bundle.path / FILES[precision.value], with_metadata(conv.convert(), ctx.metadata(precision)))
-    return exp.Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
+    return Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
 
 
 def with_metadata(flatbuffer: bytes, entries: dict[str, str]) -> bytes:

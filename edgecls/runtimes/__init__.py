@@ -3,63 +3,115 @@
 A runner takes raw 0-255 NHWC pixels (any numeric dtype) and returns float32 class
 probabilities (N, C); quantized uint8 inputs/outputs are handled inside the runner. Each
 artifact format is run by the runtime of the same name.
+
+Each runner class carries its own facts (`Runner`'s class attributes): the package it needs and
+the extra that installs it, the options it accepts, what its timed call is and whether it
+reports its own latency. `bench`, `verify` and the CLI ask these; none of them names a runtime.
+Adding a runtime = one module and one line in `RUNTIMES`.
 """
 
 from __future__ import annotations
 
-import enum
 import importlib
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..errors import EdgeclsError
+from ..errors import EdgeclsError, require
+from ..names import Device, Precision, Runtime
 
 
-class Device(str, enum.Enum):
-    cpu = "cpu"
-    gpu = "gpu"
+@dataclass
+class TimedCall:
+    """What `bench` times: only `run()` sits between the two clock readings; `output()` is what the
+    last `run()` computed (checked against `predict()`); `native_ms()` the runtime's own latency of
+    the last run, where it reports one (`Runner.own_latency`)."""
+
+    run: Callable[[], object]
+    output: Callable[[], np.ndarray]
+    native_ms: Callable[[], float] | None = None
 
 
-class Runner(Protocol):
-    name: str  # "keras", "onnx" (onnxruntime), "tflite" (ai-edge-litert), "openvino"
-    device: str  # what actually ran: e.g. "CPUExecutionProvider", "CPU", "XNNPACK"
-    precision: str  # the execution precision, where the runtime reports it
+class Runner:
+    """Base of every runner: the runtime's facts, and what a loaded runner says about itself."""
 
-    def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None: ...
+    name: ClassVar[Runtime]
+    package: ClassVar[str]  # the module `load` imports
+    extra: ClassVar[str]  # pip install 'edgecls[extra]' brings it
+    options: ClassVar[dict[str, tuple[str, ...]]] = {}  # option -> accepted values (e.g. OpenVINO compute)
+    timed: ClassVar[str]  # what the timed call is, in words
+    own_latency: ClassVar[bool] = False  # reports its own latency of each call (native_ms)
+    devices: ClassVar[tuple[Device, ...]] = (Device.cpu,)
 
-    def predict(self, images: np.ndarray) -> np.ndarray: ...
+    #: after load: where it really ran ("CPUExecutionProvider", "XNNPACK (CPU)", ...), what the file
+    #: holds, and what the non-quantized parts compute in ("fp32"; OpenVINO may run "bf16" or "f16")
+    device_ran: str = "?"
+    precision: Precision | str = "?"
+    compute: str = "?"
 
-    def bind(self, images: np.ndarray) -> Callable[[], object]:
+    def __init__(self, **options: str):
+        for key, value in options.items():
+            allowed = self.options.get(key)
+            if allowed is None:
+                raise EdgeclsError(f"runtime {self.name.value} takes no option {key!r}")
+            if value not in allowed:
+                raise EdgeclsError(f"--{key.replace('_', '-')} {value}: choose {', '.join(allowed)}")
+
+    @classmethod
+    def installed(cls) -> bool:
+        return importlib.util.find_spec(cls.package.split(".")[0]) is not None
+
+    @classmethod
+    def import_package(cls):
+        """The runtime's package, or MissingDependency naming the extra to install."""
+        return require(cls.package, cls.extra)
+
+    def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def timed_call(self, images: np.ndarray) -> TimedCall:
         """Prepare `images` once; return the leanest call that runs the model on them (for bench)."""
-        ...
-
-    def bound_output(self) -> np.ndarray:
-        """The probabilities the last call returned by `bind` computed (to check what was timed)."""
-        ...
+        raise NotImplementedError
 
 
-#: runtime name -> "module:Class" (imported on use, so `edgecls[onnx]` needs no TensorFlow)
-RUNTIMES: dict[str, str] = {
-    "keras": "keras:KerasRunner",
-    "onnx": "onnx:OnnxRunner",
-    "tflite": "tflite:TFLiteRunner",
-    "openvino": "openvino:OpenVINORunner",
+#: runtime -> "module:Class" (imported on use, so `edgecls[onnx]` needs no TensorFlow)
+RUNTIMES: dict[Runtime, str] = {
+    Runtime.keras: "keras:KerasRunner",
+    Runtime.onnx: "onnx:OnnxRunner",
+    Runtime.tflite: "tflite:TFLiteRunner",
+    Runtime.openvino: "openvino:OpenVINORunner",
 }
 
 
-def create(name: str, **options) -> Runner:
+def runner_class(name: Runtime | str) -> type[Runner]:
+    """The runner class of a registered runtime (its module is light: the runtime loads in `load`)."""
+    try:
+        module, cls = RUNTIMES[Runtime(name)].split(":")
+    except ValueError:
+        raise EdgeclsError(f"unknown runtime {name!r} (choose from {', '.join(r.value for r in RUNTIMES)})") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def create(name: Runtime | str, **options: str) -> Runner:
     """A new, unloaded runner of the registered runtime `name`."""
-    if name not in RUNTIMES:
-        raise EdgeclsError(f"unknown runtime {name!r} (choose from {', '.join(RUNTIMES)})")
-    module, cls = RUNTIMES[name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**options)
+    return runner_class(name)(**options)
 
 
 def check_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
         raise EdgeclsError(f"--threads {threads}: must be at least 1")
+
+
+def check_device(cls: type[Runner], device: Device) -> None:
+    if Device(device) not in cls.devices:
+        raise EdgeclsError(f"--device {Device(device).value}: {cls.name.value} runs on "
+                           f"{', '.join(d.value for d in cls.devices)} only here")
 
 
 def as_float(images: np.ndarray) -> np.ndarray:

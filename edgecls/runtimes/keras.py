@@ -7,21 +7,29 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeclsError
-from . import Device, as_float, check_threads
+from ..names import Device, Precision, Runtime
+from . import Runner, TimedCall, as_float, check_threads
 
 
-class KerasRunner:
-    name = "keras"
+class KerasRunner(Runner):
+    name = Runtime.keras
+    package = "tensorflow"
+    extra = "train"
+    timed = "compiled tf.function model call"
+    devices = (Device.cpu, Device.gpu)
+    precision = Precision.fp32
+    compute = "fp32"
+    device_ran = "CPU"
 
-    def __init__(self):
-        self.device = "CPU"
-        self.precision = "fp32"
+    @classmethod
+    def import_package(cls):
+        from .._tf import tensorflow
+
+        return tensorflow()  # quietly: its C++ start-up lines are filtered
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
-        from .._tf import keras, tensorflow
-
         check_threads(threads)
-        tf = tensorflow()
+        tf = self.import_package()
         if threads:
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -34,29 +42,35 @@ class KerasRunner:
             if not tf.config.list_physical_devices("GPU"):
                 raise EdgeclsError("--device gpu: TensorFlow sees no GPU (install the 'tensorflow[and-cuda]' "
                                    "build in place of tensorflow-cpu, on a machine with CUDA)")
-            self.device = "GPU"
-        try:
-            self.model = keras().models.load_model(path, compile=False, safe_mode=True)
-        except Exception as e:
-            raise EdgeclsError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e
-        model = self.model
+            self.device_ran = "GPU"
+        self.model = model = load_model(path)
         self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self._tf = tf
 
-    def bind(self, images: np.ndarray):
+    def timed_call(self, images: np.ndarray) -> TimedCall:
         """The compiled tf.function model call on a prepared tensor (not `predict()`'s per-call overhead)."""
-        with self._tf.device("/GPU:0" if self.device == "GPU" else "/CPU:0"):
+        with self._tf.device(self._device()):
             x = self._tf.constant(as_float(images))
-        call = self._call
+        call, last = self._call, {}
 
         def run():
-            self._last = call(x).numpy()  # .numpy() waits for the result (matters on GPU)
+            last["out"] = call(x).numpy()  # .numpy() waits for the result (matters on GPU)
 
-        return run
+        return TimedCall(run, lambda: last["out"])
 
-    def bound_output(self) -> np.ndarray:
-        return self._last
+    def _device(self) -> str:
+        return "/GPU:0" if self.device_ran == "GPU" else "/CPU:0"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        with self._tf.device("/GPU:0" if self.device == "GPU" else "/CPU:0"):
+        with self._tf.device(self._device()):
             return self._call(self._tf.constant(as_float(images))).numpy()
+
+
+def load_model(path: Path):
+    """Load a .keras file (safe mode, not compiled); EdgeclsError naming the file if it cannot be."""
+    from .._tf import keras
+
+    try:
+        return keras().models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad archive
+        raise EdgeclsError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e

@@ -7,18 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError, require
-from . import Device, as_float, check_threads
+from ..errors import EdgeclsError
+from ..names import Device, Precision, Runtime
+from . import Runner, TimedCall, as_float, check_threads
 
 
-class OnnxRunner:
-    name = "onnx"
-
-    def __init__(self):
-        self.device = self.precision = "?"
+class OnnxRunner(Runner):
+    name = Runtime.onnx
+    package = "onnxruntime"
+    extra = "onnx"
+    timed = "runtime inference call (inputs bound once)"
+    devices = (Device.cpu, Device.gpu)
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
-        ort = require("onnxruntime", "onnx")
+        ort = self.import_package()
         check_threads(threads)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -36,44 +38,42 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise EdgeclsError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
-        self.device = self.session.get_providers()[0]
-        if device == Device.gpu and self.device != "CUDAExecutionProvider":
-            raise EdgeclsError(f"--device gpu: onnxruntime fell back to {self.device} (no usable CUDA device)")
+        self.device_ran = self.session.get_providers()[0]
+        if device == Device.gpu and self.device_ran != "CUDAExecutionProvider":
+            raise EdgeclsError(f"--device gpu: onnxruntime fell back to {self.device_ran} (no usable CUDA device)")
         self.input = self.session.get_inputs()[0].name
         # our exports say what they hold; another ONNX file is read once more to look for quantization
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.precision = meta.get("edgecls.precision") or ("int8" if any(
-            n.op_type in ("QLinearConv", "DequantizeLinear") for n in _nodes(path)) else "fp32")
+        self.precision = Precision(meta.get("edgecls.precision") or ("int8" if any(
+            n.op_type in ("QLinearConv", "DequantizeLinear") for n in _nodes(path)) else "fp32"))
+        self.compute = "fp32"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: as_float(images)})[0]
 
-    def bind(self, images: np.ndarray):
-        """The leanest call for timing: input and a preallocated output bound once (IOBinding), so a
-        run neither copies the input nor allocates the output. With CUDA both stay on the GPU."""
+    def timed_call(self, images: np.ndarray) -> TimedCall:
+        """Input and a preallocated output bound once (IOBinding), so a run neither copies the input
+        nor allocates the output. With CUDA both stay on the GPU."""
         import onnxruntime as ort
 
         binding = self.session.io_binding()
-        self._bound = as_float(images)
+        bound = as_float(images)
         out = self.session.get_outputs()[0]
         dims = out.shape[1:]
-        self._out = None
-        if self.device == "CUDAExecutionProvider":
-            self._bound = ort.OrtValue.ortvalue_from_numpy(self._bound, "cuda", 0)
-            binding.bind_ortvalue_input(self.input, self._bound)
+        if self.device_ran == "CUDAExecutionProvider":
+            bound = ort.OrtValue.ortvalue_from_numpy(bound, "cuda", 0)
+            binding.bind_ortvalue_input(self.input, bound)
             binding.bind_output(out.name, "cuda")
         else:
-            binding.bind_cpu_input(self.input, self._bound)
+            binding.bind_cpu_input(self.input, bound)
             if out.type == "tensor(float)" and all(isinstance(d, int) for d in dims):
-                self._out = np.empty((len(images), *dims), np.float32)
-                binding.bind_output(out.name, "cpu", 0, np.float32, list(self._out.shape), self._out.ctypes.data)
-            else:  # a symbolic or non-float output: ORT allocates it
-                binding.bind_output(out.name, "cpu")
-        self._binding = binding
-        return partial(self.session.run_with_iobinding, binding, None)
-
-    def bound_output(self) -> np.ndarray:
-        return self._out.copy() if self._out is not None else self._binding.copy_outputs_to_cpu()[0]
+                result = np.empty((len(images), *dims), np.float32)
+                binding.bind_output(out.name, "cpu", 0, np.float32, list(result.shape), result.ctypes.data)
+                return TimedCall(partial(self.session.run_with_iobinding, binding, None), result.copy)
+            binding.bind_output(out.name, "cpu")  # a symbolic or non-float output: ORT allocates it
+        # `bound` must outlive the binding: the closure keeps it
+        return TimedCall(partial(self.session.run_with_iobinding, binding, None),
+                         lambda: (bound, binding.copy_outputs_to_cpu()[0])[1])
 
 
 def _nodes(path: Path):

@@ -8,21 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError, require
-from . import Device, as_float, check_threads
+from ..errors import EdgeclsError
+from ..names import Device, Precision, Runtime
+from . import Runner, TimedCall, as_float, check_threads
+
+COMPUTE = ("f32", "bf16", "f16")
 
 
-class OpenVINORunner:
-    name = "openvino"
+class OpenVINORunner(Runner):
+    name = Runtime.openvino
+    package = "openvino"
+    extra = "openvino"
+    options = {"compute": COMPUTE}  # INFERENCE_PRECISION_HINT: f32 for parity, bf16/f16 on purpose
+    timed = "InferRequest.infer() (input tensor shared, set once; static batch shape)"
+    own_latency = True
+    devices = (Device.cpu, Device.gpu)
 
-    def __init__(self, precision: str = "f32"):
-        if precision not in ("f32", "bf16", "f16"):
-            raise EdgeclsError(f"--ov-precision {precision}: choose f32, bf16 or f16")
-        self.requested = precision
-        self.device = self.precision = "?"
+    def __init__(self, compute: str = "f32"):
+        super().__init__(compute=compute)
+        self.requested = compute
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
-        ov = require("openvino", "openvino")
+        ov = self.import_package()
         check_threads(threads)
         core = ov.Core()
         target = "GPU" if device == Device.gpu else "CPU"
@@ -35,7 +42,7 @@ class OpenVINORunner:
             config["INFERENCE_NUM_THREADS"] = threads
         self.core, self.path, self.target, self.config = core, path, target, config
         self._compile(None)
-        self.device = target
+        self.device_ran = target
 
     def _compile(self, shape) -> None:
         """Compile the model; with `shape`, reshaped to that static input shape first."""
@@ -47,29 +54,35 @@ class OpenVINORunner:
         except RuntimeError as e:
             raise EdgeclsError(f"{self.path}: OpenVINO cannot load it ({str(e).splitlines()[0]})") from e
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
+        self.compute = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
+        self.precision = _file_precision(model)
         self.request = self.compiled.create_infer_request()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         self.request.infer({0: as_float(images)})
         return self.request.get_output_tensor(0).data.copy()
 
-    def bind(self, images: np.ndarray):
-        """The leanest call for timing: the model recompiled for this static batch shape (as an app
-        with a fixed batch, or benchmark_app -shape, runs it), the input tensor sharing the array's
-        memory, set once; the timed call is a synchronous `infer()` with no inputs to convert and
-        outputs returned as views (`share_outputs`), not copied: ~10 us less per call than plain
-        `infer()`, which matters next to benchmark_app on a 0.2 ms model."""
+    def timed_call(self, images: np.ndarray) -> TimedCall:
+        """The model recompiled for this static batch shape (as an app with a fixed batch, or
+        benchmark_app -shape, runs it), the input tensor sharing the array's memory, set once; the
+        timed call is a synchronous `infer()` with no inputs to convert and outputs returned as views
+        (`share_outputs`), not copied: ~10 us less per call than plain `infer()`, which matters next
+        to benchmark_app on a 0.2 ms model. `native_ms` is OpenVINO's own InferRequest.latency."""
         import openvino as ov
 
         self._compile(images.shape)
-        self._bound = as_float(images)
-        self.request.set_input_tensor(ov.Tensor(self._bound, shared_memory=True))
-        return partial(self.request.infer, share_outputs=True)
+        bound = as_float(images)
+        self.request.set_input_tensor(ov.Tensor(bound, shared_memory=True))
+        request = self.request
+        return TimedCall(partial(request.infer, share_outputs=True),
+                         lambda: (bound, request.get_output_tensor(0).data.copy())[1],
+                         lambda: float(request.latency))
 
-    def bound_output(self) -> np.ndarray:
-        return self.request.get_output_tensor(0).data.copy()
 
-    def native_latency_ms(self) -> float:
-        """OpenVINO's own measure of the last inference (InferRequest.latency), in ms."""
-        return float(self.request.latency)
+def _file_precision(model) -> Precision:
+    """What the IR holds: its edgecls.precision entry, else int8 if it has FakeQuantize nodes."""
+    try:
+        return Precision(str(model.get_rt_info(["edgecls", "precision"])))
+    except (RuntimeError, ValueError):  # not exported by edgecls
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        return Precision.int8 if quantized else Precision.fp32

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError, require
+from ..errors import EdgeclsError
+from ..names import Device, Precision, Runtime
 from ..quiet import native_output
-from . import Device, check_threads
+from . import Runner, TimedCall, check_threads
 
 
-class TFLiteRunner:
-    name = "tflite"
-
-    def __init__(self):
-        self.device = "XNNPACK (CPU)"
-        self.precision = "?"
-        self._batch = None
+class TFLiteRunner(Runner):
+    name = Runtime.tflite
+    package = "ai_edge_litert.interpreter"
+    extra = "tflite"
+    timed = "Interpreter.invoke() (input tensor set once, as litert-benchmark)"
+    _batch = None
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
-        interp = require("ai_edge_litert.interpreter", "tflite")
+        interp = self.import_package()
         check_threads(threads)
         if device == Device.gpu:
             raise EdgeclsError("--device gpu: the LiteRT Python package runs on CPU only (its GPU delegate "
@@ -34,9 +34,13 @@ class TFLiteRunner:
             raise EdgeclsError(f"{path}: LiteRT cannot load it ({str(e).splitlines()[0]})") from e
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
-        self.metadata = read_metadata(path)  # what the file is: edgecls.precision says fp16 for fp16 weights
-        # what runs: integer kernels for a full-integer model, else float32 (fp16 weights are expanded at load)
-        self.precision = "int8" if self.inp["dtype"] in (np.uint8, np.int8) else "fp32"
+        self.metadata = read_metadata(path)
+        integer = self.inp["dtype"] in (np.uint8, np.int8)
+        # what the file holds (edgecls.precision says fp16 for fp16 weights); float parts run in float32
+        # (fp16 weights are expanded at load)
+        self.precision = Precision(self.metadata.get("edgecls.precision") or ("int8" if integer else "fp32"))
+        self.compute = "fp32"
+        self.device_ran = _delegate(self.interpreter)
         self._batch = int(self.inp["shape"][0])
 
     def _resize(self, n: int) -> None:
@@ -63,20 +67,27 @@ class TFLiteRunner:
         scale, zero = self.out["quantization"]
         return (out.astype(np.float32) - zero) * scale
 
-    def bind(self, images: np.ndarray):
-        """The leanest call for timing: the input tensor set once, then only `invoke()` (as litert-benchmark)."""
+    def timed_call(self, images: np.ndarray) -> TimedCall:
+        """The input tensor set once, then only `invoke()` (as litert-benchmark)."""
         self._resize(len(images))
         self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
-        return self.interpreter.invoke
-
-    def bound_output(self) -> np.ndarray:
-        return self.dequantize(self.interpreter.get_tensor(self.out["index"]))
+        return TimedCall(self.interpreter.invoke,
+                         lambda: self.dequantize(self.interpreter.get_tensor(self.out["index"])))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         self._resize(len(images))
         self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
         self.interpreter.invoke()
         return self.dequantize(self.interpreter.get_tensor(self.out["index"]))
+
+
+def _delegate(interpreter) -> str:
+    """Where the graph runs: XNNPACK when its delegate took the ops over, else LiteRT's built-in kernels."""
+    try:
+        ops = interpreter._get_ops_details()  # LiteRT's op listing; delegated ops show as DELEGATE nodes
+    except AttributeError:
+        return "CPU (delegate unknown)"
+    return "XNNPACK (CPU)" if any(op.get("op_name") == "DELEGATE" for op in ops) else "CPU (built-in kernels)"
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -1,0 +1,108 @@
+"""What the export package and its format modules share: the options, what a format wrote, and the
+context each format module gets (the bundle, the Keras model, calibration images, scratch space).
+
+A module of its own so that format modules import it at the top (no import cycle with the
+package's `export()`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..errors import EdgeclsError
+from ..names import Format, Precision, parse
+
+#: format -> module of this package (imported on use)
+FORMATS: dict[Format, str] = {Format.onnx: "onnx", Format.tflite: "tflite", Format.openvino: "openvino"}
+
+
+def format_module(name: Format | str):
+    return importlib.import_module(f"{__package__}.{FORMATS[Format(name)]}")
+
+
+@dataclass
+class ExportConfig:
+    """Options of `edgecls export`."""
+
+    formats: list[Format] = field(default_factory=lambda: list(FORMATS))
+    int8: bool = False
+    fp16: bool = False
+    calib_size: int = 300  # calibration images, stratified from the training split
+    data_dir: str | None = None  # where the dataset lives now, if it moved
+
+    def validate(self) -> None:
+        if not self.formats:
+            raise EdgeclsError("--format (none): name at least one format (onnx, tflite, openvino), or all")
+        self.formats = parse(Format, self.formats, "--format") or list(FORMATS)
+        if self.calib_size < 1:
+            raise EdgeclsError(f"--calib-size {self.calib_size}: must be at least 1")
+
+    def precisions(self) -> list[Precision]:
+        return [Precision.fp32] + [Precision.fp16] * self.fp16 + [Precision.int8] * self.int8
+
+
+@dataclass
+class Written:
+    """What a format module wrote, relative to the bundle folder."""
+
+    file: str
+    parts: list[str] = field(default_factory=list)  # sidecar files (OpenVINO's .bin)
+    versions: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+class ExportContext:
+    """What every format module gets: the bundle, the Keras model, calibration images, scratch space."""
+
+    def __init__(self, bundle: Bundle, model, cfg: ExportConfig, workdir: Path):
+        self.bundle, self.model, self.cfg, self.workdir = bundle, model, cfg, workdir
+        self._calib = None
+        self._onnx: Path | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.bundle.input_shape()
+
+    def calibration(self) -> np.ndarray:
+        """Calibration images (uint8): `calib_size` of the training split, stratified and seeded, at most
+        half of it (the other half stays unseen by calibration, so verify can judge int8 on it) —
+        never validation or held-out images."""
+        if self._calib is None:
+            seed = self.bundle.manifest["dataset"]["split"]["seed"]
+            n_train = len(self.bundle.manifest["dataset"]["split"]["train"])
+            limit = min(self.cfg.calib_size, max(1, n_train // 2))
+            self._calib_ids, self._calib, _ = self.bundle.select("train", limit=limit, seed=seed,
+                                                                 data_dir=self.cfg.data_dir)
+        return self._calib
+
+    def calibration_record(self) -> dict:
+        """What the manifest says of the calibration: count, split, which ids, a hash of the pixels."""
+        import hashlib
+
+        images = self.calibration()
+        return {"images": len(images), "split": "train", "selection": "stratified, seeded, at most half the split",
+                "ids": list(self._calib_ids), "sha256": hashlib.sha256(np.ascontiguousarray(images)).hexdigest()}
+
+    def metadata(self, precision: Precision) -> dict[str, str]:
+        """Labels, input spec and preprocessing, as strings for formats that embed metadata."""
+        m = self.bundle.manifest
+        return {"edgecls.labels": json.dumps(m["labels"]), "edgecls.input": json.dumps(m["input"]),
+                "edgecls.preprocessing": m["input"]["preprocessing"], "edgecls.precision": precision.value,
+                "edgecls.version": m["edgecls_version"]}
+
+    def onnx_fp32(self) -> Path:
+        """An fp32 ONNX file: the bundle's if written in this run, else a scratch one (OpenVINO's source)."""
+        if self._onnx is None:
+            path = self.workdir / "model.onnx"
+            format_module("onnx").convert_fp32(self, path)
+            self._onnx = path
+        return self._onnx
+
+    def wrote_onnx_fp32(self, path: Path) -> None:
+        self._onnx = path

@@ -1,0 +1,183 @@
+"""The manifest's typed model: a JSON Schema, validated whenever a manifest is read or written.
+
+Every field is described here once; `docs/bundle.md` carries the table `describe()` makes from
+these descriptions (a test keeps the two identical). Sections are added by the stage that
+computes them (`train` the core, `export` artifacts, `verify`, `bench`), so only the core is
+required; every section present must match its schema. Fields inside sections may grow
+(``additionalProperties`` is allowed there), and a new required field or a changed meaning
+bumps `SCHEMA`; a manifest of another version is refused.
+"""
+
+from __future__ import annotations
+
+from .errors import EdgeclsError
+
+SCHEMA = 2
+
+
+def _obj(description: str, properties: dict, required: list[str] | None = None, extra: bool = True) -> dict:
+    return {"type": "object", "description": description, "properties": properties,
+            "required": required if required is not None else list(properties), "additionalProperties": extra}
+
+
+def _f(kind, description: str, **more) -> dict:
+    return {"type": kind, "description": description, **more}
+
+
+_FILE = _obj("a file of the bundle", {
+    "file": _f("string", "path relative to the bundle folder, '/'-separated"),
+    "bytes": _f("integer", "size in bytes"),
+    "sha256": _f("string", "SHA-256 of the content, hex", pattern="^[0-9a-f]{64}$"),
+})
+
+SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured on it", {
+    "schema": _f("integer", "manifest schema version (this edgecls reads 2)"),
+    "edgecls_version": _f("string", "edgecls version that created the bundle"),
+    "created_at": _f("string", "UTC time of training, ISO 8601"),
+    "updated_at": _f("string", "UTC time of the last change by any command"),
+    "name": _f("string", "bundle name (the folder's name)"),
+    "dataset": _obj("the data the model was trained and evaluated on", {
+        "name": _f("string", "digits, fashion-mnist, synthetic or folder"),
+        "source": _obj("how to open the data again; a folder's root is relative to the bundle folder "
+                       "(no absolute path of the training machine is stored)", {
+                           "name": _f("string", "source kind (as dataset.name)"),
+                           "image_size": _f("integer", "side of the square input, pixels"),
+                       }),
+        "classes": _f("array", "class names, in label order", items={"type": "string"}),
+        "counts": _obj("images per class in each split part", {
+            "train": _f("object", "class -> images"), "val": _f("object", "class -> images"),
+            "test": _f("object", "class -> images")}),
+        "skipped": _f("array", "unreadable files skipped with --skip-bad (path: reason)", items={"type": "string"}),
+        "split": _obj("the stratified, seeded split", {
+            "seed": _f("integer", "--seed"),
+            "official_test": _f("boolean", "the source's own test split was used (Fashion-MNIST)"),
+            "test_fraction": _f("number", "--test-split"),
+            "val_fraction": _f("number", "--val-split"),
+            "limit": _f(["integer", "null"], "--limit (stratified subset), or null"),
+            "train": _f("array", "ids of the training images (indices, or paths relative to the folder)"),
+            "val": _f("array", "ids of the validation images (early stopping)"),
+            "test": _f("array", "ids of the held-out images (reported, verified, benchmarked)"),
+        }),
+    }),
+    "input": _obj("the model's input contract", {
+        "name": _f("string", "input tensor name (images)"),
+        "shape": _f("array", "[null, H, W, C]"),
+        "dtype": _f("string", "float32 (int8 TFLite: uint8)"),
+        "layout": _f("string", "NHWC"),
+        "range": _f("array", "raw pixel range fed to the model: [0, 255]"),
+        "color": _f("string", "rgb or grayscale"),
+        "resize": _f("string", "how images are resized to HxW"),
+        "preprocessing": _f("string", "what happens outside the model (nothing: rescaling is its first layer)"),
+    }),
+    "labels": _f("array", "class names, in output order", items={"type": "string"}),
+    "architecture": _obj("the network", {
+        "name": _f("string", "tiny, small or mobile"),
+        "width": _f("number", "--width multiplier"),
+        "params": _f("integer", "parameter count"),
+    }),
+    "training": _obj("how training ran", {
+        "config": _f("object", "the options of edgecls train (paths relative to the bundle folder)"),
+        "plan": _obj("what training derived from the data's size (edgecls.plan)", {
+            "batch_size": _f("integer", "batch size"),
+            "steps_per_epoch": _f("integer", "optimiser steps per epoch"),
+            "epochs": _f("integer", "epochs planned"),
+            "total_steps": _f("integer", "optimiser steps planned (the schedule's length)"),
+            "warmup_steps": _f("integer", "linear warm-up steps before cosine decay"),
+            "early_stopping": _f("boolean", "whether early stopping was on (200+ validation images)"),
+            "patience": _f("integer", "early-stopping patience, epochs"),
+            "start_from_epoch": _f("integer", "no early stopping before this epoch"),
+            "augment": _f("string", "none, standard or strong"),
+            "auto": _f("array", "which of batch_size and epochs were derived rather than given"),
+        }),
+        "epochs_run": _f("integer", "epochs actually run"),
+        "best_epoch": _f("integer", "the epoch whose weights were kept"),
+        "interrupted": _f("boolean", "Ctrl-C ended training (weights so far kept)"),
+        "seconds": _f("number", "wall time of fitting"),
+        "train_images_per_second": _f(["number", "null"], "training throughput"),
+        "batchnorm_recalibrated_on": _f("integer", "training images batch-norm statistics were re-estimated on"),
+        "warnings": _f("array", "plain-language warnings (at chance, below the pixel baseline)",
+                       items={"type": "string"}),
+        "versions": _f("object", "tensorflow and keras versions"),
+    }),
+    "metrics": _obj("the Keras model on the held-out images", {
+        "test": _obj("held-out metrics", {
+            "images": _f("integer", "held-out images"),
+            "accuracy": _f("number", "top-1 accuracy"),
+            "loss": _f("number", "cross-entropy"),
+            "per_class": _f("array", "precision, recall, f1, support per class"),
+            "confusion": _f("array", "confusion matrix, rows true, columns predicted"),
+        }),
+    }),
+    "baseline": _obj("the pixel baseline on the same split (edgecls.baseline)", {
+        "method": _f("string", "what was fitted"),
+        "accuracy": _f("number", "held-out accuracy"),
+        "chance": _f("number", "held-out share of the commonest class"),
+        "train_images": _f("integer", "images it was fitted on"),
+        "test_images": _f("integer", "images it was scored on"),
+        "seconds": _f("number", "time to fit and score"),
+    }),
+    "artifacts": _f("array", "model files: keras, and each exported format x precision", items=_obj(
+        "one model file", {
+            **_FILE["properties"],
+            "format": _f("string", "keras, onnx, tflite or openvino"),
+            "precision": _f("string", "fp32, fp16 or int8: what the file holds"),
+            "parts": _f("array", "sidecar files (OpenVINO's .bin), each with bytes and sha256", items=_FILE),
+            "total_bytes": _f("integer", "bytes with the parts"),
+            "versions": _f("object", "converter and runtime versions"),
+            "calibration": _f("object", "int8: calibration images (count, from which split)"),
+            "export_seconds": _f("number", "time to write and check it"),
+            "check": _f("object", "the self-check run right after writing"),
+            "size_ratio_vs_fp32": _f("number", "total bytes / the fp32 file's"),
+        }, required=["file", "bytes", "sha256", "format", "precision"])),
+    "files": _f("array", "other files (history.json, labels.txt, report.md, figures)", items=_FILE),
+    "verify": _obj("the last edgecls verify", {
+        "at": _f("string", "UTC time"), "device": _f("string", "cpu or gpu"),
+        "images": _f("integer", "held-out images compared"),
+        "keras_accuracy": _f("number", "the Keras model's accuracy on them"),
+        "gates": _f("object", "the gate per precision"),
+        "passed": _f("boolean", "every row passed"),
+        "rows": _f("array", "one per artifact: accuracy, delta, agreement, probability differences, failures"),
+    }, required=["at", "images", "passed", "rows"]),
+    "bench": _obj("the last edgecls bench", {
+        "at": _f("string", "UTC time"),
+        "environment": _f("object", "CPU, cores, threads, library versions"),
+        "config": _f("object", "the options of edgecls bench"),
+        "notes": _f("array", "what was skipped and why"),
+        "rows": _f("array", "one per runtime x precision x batch: latency statistics, throughput, sizes"),
+    }, required=["at", "environment", "rows"]),
+}, required=["schema", "edgecls_version", "created_at", "name", "dataset", "input", "labels", "architecture",
+             "artifacts", "files"])
+
+
+def validate(manifest: dict, where: str) -> None:
+    """Raise EdgeclsError naming `where` and the first field that does not match the schema."""
+    import jsonschema
+
+    if not isinstance(manifest, dict):
+        raise EdgeclsError(f"{where}: corrupt manifest (not a JSON object)")
+    if manifest.get("schema") != SCHEMA:
+        raise EdgeclsError(f"{where}: unsupported manifest schema {manifest.get('schema')!r} "
+                           f"(this edgecls reads schema {SCHEMA}; re-create the bundle with 'edgecls train')")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA_DOC).iter_errors(manifest))
+    if error is not None:
+        field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise EdgeclsError(f"{where}: invalid manifest at {field}: {error.message}")
+
+
+def describe() -> str:
+    """The field-by-field table of docs/bundle.md, made from the schema's descriptions."""
+    rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
+
+    def walk(node: dict, prefix: str, required: bool) -> None:
+        kind = node.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if prefix:
+            rows.append(f"| `{prefix}` | {kind} | {'yes' if required else ''} | {node.get('description', '')} |")
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{prefix}.{name}" if prefix else name, name in node.get("required", []))
+        items = node.get("items", {})
+        for name, child in items.get("properties", {}).items():
+            walk(child, f"{prefix}[].{name}", name in items.get("required", []))
+
+    walk(SCHEMA_DOC, "", True)
+    return "\n".join(rows) + "\n"
