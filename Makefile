@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint clean
+.PHONY: demo test test-slow test-all bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 ## test: the default test suite (slow tests excluded; a few minutes on 2 cores)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
+
+## test-slow: only the slow tests (CI runs them after `make test`)
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
 
 ## test-all: every test, slow ones included
 test-all: $(STAMP)

@@ -72,28 +72,19 @@ def litert_benchmark(model: Path, threads: int, runs: int) -> float:
 
 def fixed_batch_tflite(bundle: Bundle, batch: int, precision: str, dest: Path) -> Path:
     """The bundle's model as TFLite with a fixed batch (litert-benchmark cannot resize inputs)."""
-    from edgecls._tf import keras, tensorflow
-    from edgecls.export import ExportConfig, ExportContext, Precision
+    from edgecls._tf import keras
+    from edgecls.export import ExportConfig, ExportContext
+    from edgecls.export.tflite import converter
+    from edgecls.names import Precision
 
-    tf, k = tensorflow(), keras()
+    k = keras()
     model = bundle.load_keras()
     inp = k.Input(bundle.input_shape(), batch_size=batch)
     fixed = k.Model(inp, model(inp))
     ctx = ExportContext(bundle, fixed, ExportConfig(calib_size=300), dest.parent)
-    conv = tf.lite.TFLiteConverter.from_keras_model(fixed)
-    if precision == "int8":
-        images = ctx.calibration()
-
-        def representative():
-            for i in range(0, len(images) - batch + 1, batch):
-                yield [images[i:i + batch].astype(np.float32)]
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.uint8
+    calibration = ctx.calibration() if precision == "int8" else None
+    conv, _ = converter(fixed, Precision(precision), calibration, batch=batch)  # the recipe export uses
     dest.write_bytes(conv.convert())
-    assert Precision(precision)
     return dest
 
 

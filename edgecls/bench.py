@@ -27,6 +27,8 @@ from .bundle import Bundle, now
 from .errors import EdgeclsError
 from .names import Device, Precision, Runtime, parse
 
+MAX_BATCH = 4096
+
 
 @dataclass
 class BenchConfig:
@@ -46,9 +48,11 @@ class BenchConfig:
         self.runtimes = parse(Runtime, self.runtimes, "--runtime")
         self.precisions = parse(Precision, self.precisions, "--precision")
         self.device = Device(self.device)
+        if not self.batches:
+            raise EdgeclsError("--batch: name at least one batch size, e.g. 1,32")
         for b in self.batches:
-            if b < 1:
-                raise EdgeclsError(f"--batch {b}: batch sizes must be at least 1")
+            if not 1 <= b <= MAX_BATCH:
+                raise EdgeclsError(f"--batch {b}: batch sizes must be between 1 and {MAX_BATCH}")
         runtimes.check_threads(self.threads)
         if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0:
             raise EdgeclsError("--warmup must be >= 0, --min-runs >= 1 and --min-time >= 0")

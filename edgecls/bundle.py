@@ -117,6 +117,32 @@ def file_entry(path: Path, root: Path) -> dict:
     return {"file": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256(path)}
 
 
+def ensure_writable(dest: Path) -> None:
+    """Fail now, with the path, if a bundle cannot be written at `dest` (before minutes of training)."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{dest.name}.probe-", dir=dest.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EdgeclsError(f"--out {dest}: cannot write there ({e.strerror or e})") from e
+    if dest.exists() and not dest.is_dir():
+        raise EdgeclsError(f"--out {dest}: exists and is not a folder")
+
+
+def ensure_file_writable(path: Path, option: str) -> None:
+    """Fail now, naming the option and path, if a result file cannot be written at `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EdgeclsError(f"{option} {path}: cannot write there ({e.strerror or e})") from e
+
+
 @contextlib.contextmanager
 def staged_bundle(dest: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces `dest` whole.

@@ -51,6 +51,9 @@ def handled(fn):
             return fn(*args, **kwargs)
         except EdgeclsError as e:
             raise _fail(str(e), e.exit_code) from None
+        except OSError as e:  # a path the user gave that cannot be written or read (e.g. --out under /proc)
+            where = e.filename or "?"
+            raise _fail(f"{where}: {e.strerror or e}", 2) from None
         except KeyboardInterrupt:
             raise _fail("interrupted: completed files are kept, none is half-written", 130) from None
 
@@ -260,8 +263,11 @@ def bench(
     """
     from .bench import BenchConfig, to_csv
     from .bench import bench as run
-    from .bundle import atomic_write
+    from .bundle import atomic_write, ensure_file_writable
 
+    for option, path in (("--json", json_file), ("--csv", csv_file)):
+        if path is not None and str(path) != "-":
+            ensure_file_writable(path, option)  # before minutes of measuring
     cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
                       batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
                       min_time=min_time, rounds=rounds)

@@ -240,7 +240,7 @@ def load(spec: str, *, image_size: int | None = None, data_dir: str | None = Non
         EdgeclsError: unknown name and no such folder; missing files; bad images.
     """
     kind = spec if spec in SOURCES else "folder"
-    size = image_size or DEFAULT_IMAGE_SIZE[kind]
+    size = DEFAULT_IMAGE_SIZE[kind] if image_size is None else image_size
     if size < 8 or size > 1024:
         raise EdgeclsError(f"--image-size {size}: must be between 8 and 1024 pixels")
     if kind != "folder":

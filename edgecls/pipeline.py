@@ -19,6 +19,16 @@ class PipelineConfig:
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.5))
     max_drop: float = 1.0
 
+    def validate(self) -> None:
+        """Every stage's options, before any work (a bad bench option must not wait for training)."""
+        from .errors import EdgeclsError
+
+        self.train.validate()
+        self.export.validate()
+        self.bench.validate()
+        if not 0 <= self.max_drop <= 100:
+            raise EdgeclsError(f"--max-drop {self.max_drop}: must be between 0 and 100 accuracy points")
+
 
 @dataclass
 class PipelineResult:
@@ -52,6 +62,7 @@ def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: Pipel
         on_export=None, on_verify=None, on_bench=None) -> PipelineResult:
     """Train, export, verify, bench and report; `hooks.stage(name, result)` after each stage."""
     hooks = hooks or PipelineHooks()
+    cfg.validate()
     t = train(cfg.train, train_hooks)
     hooks.stage("train", t)
     e = export(t.bundle, cfg.export, on_export)

@@ -65,63 +65,83 @@ def _baseline_lines(m: dict) -> list[str]:
     return lines + [f"> **Warning:** {w}" for w in m["training"].get("warnings", [])]
 
 
+def _training_section(m: dict) -> list[str]:
+    test, t = m["metrics"]["test"], m["training"]
+    return [f"# {m['name']}",
+            f"{m['architecture']['name']} ({m['architecture']['params']:,} parameters) on {m['dataset']['name']} "
+            f"({len(m['labels'])} classes), input {m['input']['shape'][1:]} raw 0-255 pixels.",
+            "## Training",
+            f"Held-out accuracy **{test['accuracy']:.4f}** (loss {test['loss']:.4f}) on {test['images']} images; "
+            f"weights of epoch {t['best_epoch']} of {t['epochs_run']}, {t['seconds']:.1f} s, "
+            f"{t['train_images_per_second']} training images/s.",
+            *_baseline_lines(m),
+            _table(["class", "precision", "recall", "f1", "support"],
+                   [[r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                    for r in test["per_class"]])]
+
+
+def _artifacts_section(m: dict) -> list[str]:
+    arts = [a for a in m["artifacts"] if a["format"] != "keras"]
+    if not arts:
+        return ["## Artifacts", "Not exported yet: run `edgecls export --int8`."]
+    return ["## Artifacts", _table(
+        ["format", "precision", "file", "bytes", "vs fp32", "sha256"],
+        [[a["format"], a["precision"], a["file"], f"{a['total_bytes']:,}",
+          f"{a['size_ratio_vs_fp32']:.2f}x" if a.get("size_ratio_vs_fp32") else "", a["sha256"][:12]]
+         for a in arts])]
+
+
+def _parity_section(m: dict) -> list[str]:
+    v = m.get("verify")
+    if not v:
+        return ["## Parity with Keras", "Not verified yet: run `edgecls verify`."]
+    return ["## Parity with Keras",
+              f"Accuracy on {v['images']} held-out images (Keras {v['keras_accuracy']:.4f}); agreement with "
+              f"Keras on {v.get('agreement_images', v['images'])} images (held-out + unseen by calibration); "
+              f"overall: **{'pass' if v['passed'] else 'FAIL'}**.",
+              _table(["format", "precision", "float parts ran in", "accuracy", "Δ points", "lost/gained",
+                      "top-1 agree", "max abs diff", "gate"],
+                     [[r["format"], r["precision"], r["compute"],
+                       f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "",
+                       f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "",
+                       f"{r['lost']}/{r['gained']}" if r["lost"] is not None else "",
+                       f"{r['agreement']:.2%}" if r["agreement"] is not None else "",
+                       f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else "",
+                       "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])] for r in v["rows"]])]
+
+
+def _latency_section(m: dict, plots: dict) -> list[str]:
+    bench = m.get("bench")
+    if not bench:
+        return ["## Latency", "Not benchmarked yet: run `edgecls bench`."]
+    env = bench["environment"]
+    parts = ["## Latency",
+              f"{env['cpu']}, {env['cores']} cores, threads {env['threads']}; each configuration in a fresh "
+              "process; the runtime call alone is timed (Keras: the compiled tf.function model call).",
+              _table(["runtime", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "× keras",
+                      "× ort fp32"],
+                     [[r["runtime"], r["precision"], r["batch"], f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
+                       f"{r['p99_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
+                       f"{r['speedup_vs_keras']:.1f}x" if r["speedup_vs_keras"] else "",
+                       f"{r['speedup_vs_onnx_fp32']:.1f}x" if r["speedup_vs_onnx_fp32"] else ""]
+                      for r in sorted(bench["rows"], key=lambda r: (r["batch"], r["p50_ms"]))])]
+    if "bench.png" in plots:
+        parts.append("![latency](bench.png)")
+    return parts
+
+
 def write_report(bundle_path: str | Path) -> Path:
-    """Write report.md (and training.png, bench.png) into the bundle; record them in the manifest."""
+    """Write report.md (and training.png, bench.png) into the bundle; record them in the manifest.
+
+    A bundle that was never exported, verified or benchmarked still gets a report saying what is missing.
+    """
     b = Bundle.open(bundle_path)
     m = b.manifest
-    test = m["metrics"]["test"]
-    t = m["training"]
-    parts = [f"# {m['name']}",
-             f"{m['architecture']['name']} ({m['architecture']['params']:,} parameters) on {m['dataset']['name']} "
-             f"({len(m['labels'])} classes), input {m['input']['shape'][1:]} raw 0-255 pixels.",
-             "## Training",
-             f"Held-out accuracy **{test['accuracy']:.4f}** (loss {test['loss']:.4f}) on {test['images']} images; "
-             f"weights of epoch {t['best_epoch']} of {t['epochs_run']}, {t['seconds']:.1f} s, "
-             f"{t['train_images_per_second']} training images/s.",
-             *_baseline_lines(m),
-             _table(["class", "precision", "recall", "f1", "support"],
-                    [[r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
-                     for r in test["per_class"]])]
     plots = _plots(b)
+    parts = _training_section(m)
     if "training.png" in plots:
         parts.append("![training curves](training.png)")
-    arts = [a for a in m["artifacts"] if a["format"] != "keras"]
-    if arts:
-        parts += ["## Artifacts", _table(
-            ["format", "precision", "file", "bytes", "vs fp32", "sha256"],
-            [[a["format"], a["precision"], a["file"], f"{a['total_bytes']:,}",
-              f"{a['size_ratio_vs_fp32']:.2f}x" if a.get("size_ratio_vs_fp32") else "", a["sha256"][:12]]
-             for a in arts])]
-    if "verify" in m:
-        v = m["verify"]
-        parts += ["## Parity with Keras",
-                  f"Accuracy on {v['images']} held-out images (Keras {v['keras_accuracy']:.4f}); agreement with "
-                  f"Keras on {v.get('agreement_images', v['images'])} images (held-out + unseen by calibration); "
-                  f"overall: **{'pass' if v['passed'] else 'FAIL'}**.",
-                  _table(["format", "precision", "float parts ran in", "accuracy", "Δ points", "lost/gained",
-                          "top-1 agree", "max abs diff", "gate"],
-                         [[r["format"], r["precision"], r["compute"],
-                           f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "",
-                           f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "",
-                           f"{r['lost']}/{r['gained']}" if r["lost"] is not None else "",
-                           f"{r['agreement']:.2%}" if r["agreement"] is not None else "",
-                           f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else "",
-                           "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])] for r in v["rows"]])]
-    if "bench" in m:
-        bench = m["bench"]
-        env = bench["environment"]
-        parts += ["## Latency",
-                  f"{env['cpu']}, {env['cores']} cores, threads {env['threads']}; each configuration in a fresh "
-                  "process; the runtime call alone is timed (Keras: the compiled tf.function model call).",
-                  _table(["runtime", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "× keras",
-                          "× ort fp32"],
-                         [[r["runtime"], r["precision"], r["batch"], f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
-                           f"{r['p99_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
-                           f"{r['speedup_vs_keras']:.1f}x" if r["speedup_vs_keras"] else "",
-                           f"{r['speedup_vs_onnx_fp32']:.1f}x" if r["speedup_vs_onnx_fp32"] else ""]
-                          for r in sorted(bench["rows"], key=lambda r: (r["batch"], r["p50_ms"]))])]
-        if "bench.png" in plots:
-            parts.append("![latency](bench.png)")
+    parts += _artifacts_section(m) + _parity_section(m) + _latency_section(m, plots)
     for name, data in plots.items():
         atomic_write(b.path / name, data)
         b.record(file_entry(b.path / name, b.path), key="files")

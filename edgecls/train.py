@@ -12,9 +12,12 @@ import numpy as np
 
 from . import data as data_mod
 from .baseline import pixel_baseline, verdict
-from .bundle import Bundle, file_entry, new_manifest, staged_bundle
+from .bundle import Bundle, ensure_writable, file_entry, new_manifest, staged_bundle
 from .errors import EdgeclsError
 from .plan import TrainPlan, make_plan
+
+MAX_BATCH = 4096
+MAX_EPOCHS_GIVEN = 10000
 
 
 @dataclass
@@ -45,6 +48,12 @@ class TrainConfig:
                 raise EdgeclsError(f"{name} {v}: must be at least 1")
         if not 0 < self.lr < 1:
             raise EdgeclsError(f"--lr {self.lr}: must be between 0 and 1")
+        if self.batch_size is not None and self.batch_size > MAX_BATCH:
+            raise EdgeclsError(f"--batch-size {self.batch_size}: at most {MAX_BATCH}")
+        if self.epochs is not None and self.epochs > MAX_EPOCHS_GIVEN:
+            raise EdgeclsError(f"--epochs {self.epochs}: at most {MAX_EPOCHS_GIVEN}")
+        if not 0 <= self.seed < 2**32:
+            raise EdgeclsError(f"--seed {self.seed}: must be between 0 and 4294967295")
 
     def bundle_dir(self, data: data_mod.Data) -> Path:
         if self.out is not None:
@@ -172,6 +181,24 @@ def _recalibrate_bn(model, data: data_mod.Data, idx: np.ndarray, batch_size: int
     return len(pick)
 
 
+def _dataset_section(cfg: TrainConfig, data: data_mod.Data, split: data_mod.Split, out: Path) -> dict:
+    return {
+        "name": data.name, "source": data_mod.portable(data.source, out), "classes": data.classes,
+        "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
+        "skipped": data.skipped,
+        "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
+                  "test_fraction": cfg.test_split, "val_fraction": cfg.val_split, "limit": cfg.limit,
+                  **{p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}},
+    }
+
+
+def _portable_config(cfg: TrainConfig, data: data_mod.Data, out: Path) -> dict:
+    """The options as the manifest keeps them: paths relative to the bundle folder, none absolute."""
+    config = asdict(cfg) | {"out": out.name}
+    paths = (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir))
+    return config | {key: os.path.relpath(Path(v).resolve(), out.resolve()) for key, v in paths if v}
+
+
 def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
     """Linear warm-up to `cfg.lr`, then cosine decay to 1% of it, counted in optimiser steps."""
     return k.optimizers.schedules.CosineDecay(
@@ -222,6 +249,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     split = data_mod.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)
+    ensure_writable(out)
     plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
                      patience=cfg.patience, augment=cfg.augment)
 
@@ -247,30 +275,18 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     bn_images = _recalibrate_bn(model, data, split.train, seed=cfg.seed)
     metrics = evaluate(model, data, split.test)
     base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
-    smallest = min(data.counts(split.train).values())
     manifest = new_manifest(out.name)
-    manifest["dataset"] = {
-        "name": data.name, "source": data_mod.portable(data.source, out), "classes": data.classes,
-        "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
-        "skipped": data.skipped,
-        "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
-                  "test_fraction": cfg.test_split, "val_fraction": cfg.val_split, "limit": cfg.limit,
-                  **{p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}},
-    }
+    manifest["dataset"] = _dataset_section(cfg, data, split, out)
     manifest["input"] = _input_spec(data)
     manifest["labels"] = data.classes
     manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
-    cfg_dict = asdict(cfg) | {"out": out.name}  # no absolute path of this machine in the manifest
-    if data.name == "folder" or cfg.data_dir:
-        cfg_dict |= {k: os.path.relpath(Path(v).resolve(), out.resolve()) for k, v in
-                     (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir)) if v}
     manifest["training"] = {
-        "config": cfg_dict, "plan": plan.to_dict(), "epochs_run": len(history), "best_epoch": cb.kept_epoch,
-        "interrupted": interrupted, "seconds": round(fit_seconds, 2),
+        "config": _portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(history),
+        "best_epoch": cb.kept_epoch, "interrupted": interrupted, "seconds": round(fit_seconds, 2),
         "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
         if cb.train_seconds else None,
         "batchnorm_recalibrated_on": bn_images,
-        "warnings": verdict(metrics["accuracy"], base, smallest),
+        "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
         "versions": {"tensorflow": tf.__version__, "keras": k.__version__},
     }
     manifest["metrics"] = {"test": metrics}

@@ -28,6 +28,7 @@ def test_stats_match_numpy():
     assert s["throughput_ips"] == pytest.approx(8 * 10 / (ms.sum() / 1e3))
 
 
+@pytest.mark.slow
 def test_bench_every_runtime_and_precision(exported_copy):
     r = bench(exported_copy, BenchConfig(batches=[1, 3], threads=1, **FAST))
     got = {(row["runtime"], row["precision"], row["batch"]) for row in r.rows}
@@ -65,7 +66,7 @@ def test_cli_bench_json_and_csv_round_trip(exported_copy, tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--runtime", "tensorrt"], "--runtime tensorrt: unknown runtime"),
     (["--precision", "int4"], "--precision int4: unknown precision"),
-    (["--batch", "0"], "--batch 0: batch sizes must be at least 1"),
+    (["--batch", "0"], "--batch 0: batch sizes must be between 1 and 4096"),
     (["--batch", "x"], "--batch 'x': expected comma-separated whole numbers"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
     (["--rounds", "0"], "--rounds 0: must be at least 1"),
@@ -145,3 +146,18 @@ def test_a_timed_call_that_computes_something_else_is_refused(exported_bundle, t
     monkeypatch.setattr(OnnxRunner, "timed_call", wrong_output)
     with pytest.raises(EdgeclsError, match="did not compute what predict"):
         bench_mod.measure_one(spec)
+
+
+def test_timed_runs_time_the_call_itself():
+    """A call of known duration (2 ms): the loop must put it between the two clock readings."""
+    import time
+
+    from edgecls.bench import timed_runs
+
+    times, own = timed_runs(lambda: time.sleep(0.002), min_runs=15, min_time=0)
+    assert len(times) == 15 and own == []
+    assert 2e6 <= np.median(times) < 2e7  # ns: at least the sleep, not the whole loop's bookkeeping
+    calls = []
+    times, own = timed_runs(lambda: calls.append(1), min_runs=3, min_time=0.05, native=lambda: 0.5)
+    assert len(times) == len(calls) >= 3 and own == [0.5] * len(calls)  # min_time keeps it going
+    assert sum(times) < 0.05e9  # only the calls are timed, not the 50 ms the loop ran for

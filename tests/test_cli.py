@@ -103,3 +103,68 @@ def test_unknown_arch_is_usage_error():
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "edgecls.cli", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--image-size" in r.stdout and "Examples" in r.stdout
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--image-size", "0"], "--image-size 0: must be between 8 and 1024"),
+    (["--image-size", "-5"], "--image-size -5: must be between 8 and 1024"),
+    (["--image-size", "100000"], "--image-size 100000"),
+    (["--epochs", "-1"], "--epochs -1: must be at least 1"),
+    (["--epochs", "99999999"], "--epochs 99999999: at most"),
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--batch-size", "10000000"], "--batch-size 10000000: at most"),
+    (["--lr", "0"], "--lr 0.0: must be between 0 and 1"),
+    (["--patience", "0"], "--patience 0: must be at least 1"),
+    (["--seed", "-1"], "--seed -1: must be between 0 and"),
+    (["--width", "0"], "--width 0.0: must be between"),
+    (["--limit", "0"], "--limit 0: must be a positive number"),
+    (["--test-split", "1"], "--test-split 1.0: must be between 0 and 1"),
+    (["--out", "/proc/edgecls-bundle"], "--out /proc/edgecls-bundle: cannot write there"),
+])
+def test_train_option_holes(tmp_path, args, pattern):
+    import re
+
+    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    r = run("train", "--data", "synthetic", "--arch", "tiny", *args, *out)
+    assert re.search(pattern, _one_line_error(r))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command,args,pattern", [
+    ("export", ["--calib-size", "0"], "--calib-size 0: must be at least 1"),
+    ("export", ["--format", "pdf"], "--format pdf: unknown format"),
+    ("verify", ["--threads", "0"], "--threads 0: must be at least 1"),
+    ("verify", ["--max-drop", "-1"], "--max-drop -1.0: must be between 0 and 100"),
+    ("verify", ["--max-drop", "1000"], "--max-drop 1000.0: must be between 0 and 100"),
+    ("verify", ["--runtime", "coreml"], "--runtime coreml: unknown runtime"),
+    ("verify", ["--ov-precision", "int4"], "--compute int4: choose f32, bf16, f16"),
+    ("bench", ["--batch", "0"], "--batch 0: batch sizes must be between 1 and"),
+    ("bench", ["--batch", "1000000"], "--batch 1000000: batch sizes must be between 1 and"),
+    ("bench", ["--batch", "a"], "--batch 'a': expected comma-separated whole numbers"),
+    ("bench", ["--precision", "int4"], "--precision int4: unknown precision"),
+    ("bench", ["--rounds", "0"], "--rounds 0: must be at least 1"),
+    ("bench", ["--min-time", "-1"], "--min-time >= 0"),
+    ("bench", ["--json", "/proc/edgecls/bench.json", "--runtime", "onnx", "--precision", "fp32",
+               "--min-runs", "1", "--min-time", "0", "--warmup", "0"], "--json /proc/edgecls/bench.json: cannot write"),
+])
+def test_option_holes_on_a_bundle(exported_copy, command, args, pattern):
+    import re
+
+    before = (exported_copy / "manifest.json").read_bytes()
+    r = run(command, exported_copy, *args)
+    assert re.search(pattern, _one_line_error(r))
+    if "--json" not in args:  # refused before any work: the bundle is as it was
+        assert (exported_copy / "manifest.json").read_bytes() == before
+
+
+def test_predict_holes(exported_copy, tmp_path):
+    assert "--top 0" in _one_line_error(run("predict", tmp_path / "x.png", "--bundle", exported_copy, "--top", "0"))
+    (tmp_path / "bad.png").write_text("not an image")
+    assert "bad.png" in _one_line_error(run("predict", tmp_path / "bad.png", "--bundle", exported_copy))
+    line = _one_line_error(run("predict", tmp_path / "none.png", "--bundle", exported_copy))
+    assert "none.png" in line
+
+
+def test_pipeline_bad_bench_option_fails_before_training(tmp_path):
+    r = run("pipeline", "--data", "synthetic", "--arch", "tiny", "--out", tmp_path / "b", "--batch", "0")
+    assert "--batch 0" in _one_line_error(r) and not (tmp_path / "b").exists()

@@ -142,14 +142,50 @@ def test_tflite_int8_is_full_integer_uint8_io(exported_bundle):
     assert (exported_bundle / "labels.txt").read_text().split() == Bundle.open(exported_bundle).labels()
 
 
-def test_calibration_comes_from_training_split(exported_bundle):
-    b = Bundle.open(exported_bundle)
-    calib, _ = b.split_images("train", limit=64, seed=0)
-    train, _ = b.split_images("train")
-    test, _ = b.heldout()
-    as_set = {im.tobytes() for im in train}
-    assert all(im.tobytes() in as_set for im in calib)
-    assert not {im.tobytes() for im in calib} & {im.tobytes() for im in test}
+def test_calibration_is_what_the_converters_received_and_is_recorded(bundle_copy, monkeypatch):
+    """Capture what onnxruntime's quantizer and NNCF were given; it must be the recorded training images."""
+    import hashlib
+
+    from edgecls.export import onnx as onnx_export
+
+    seen = []
+    real_reader = onnx_export._Calibration.__init__
+
+    def spy_reader(self, images):
+        seen.append(("onnx", images.copy()))
+        real_reader(self, images)
+
+    monkeypatch.setattr(onnx_export._Calibration, "__init__", spy_reader)
+    import nncf
+
+    real_dataset = nncf.Dataset.__init__
+
+    def spy_dataset(self, items, transform=None):
+        seen.append(("openvino", np.stack(list(items))))
+        real_dataset(self, items, transform)
+
+    monkeypatch.setattr(nncf.Dataset, "__init__", spy_dataset)
+    result = export(bundle_copy, ExportConfig(formats=["onnx", "openvino"], int8=True, calib_size=40))
+    assert not result.failures
+    assert {name for name, _ in seen} == {"onnx", "openvino"}
+    b = Bundle.open(bundle_copy)
+    split = b.manifest["dataset"]["split"]
+    for a in (a for a in b.manifest["artifacts"] if a["precision"] == "int8"):
+        cal = a["calibration"]
+        assert cal["images"] == 40 == len(cal["ids"]) and cal["split"] == "train"
+        assert set(cal["ids"]) <= set(split["train"]) and not set(cal["ids"]) & set(split["test"] + split["val"])
+        for _, images in seen:
+            assert hashlib.sha256(np.ascontiguousarray(images)).hexdigest() == cal["sha256"]
+    _, x, _ = b.select("train")
+    by_id = dict(zip(split["train"], x))
+    np.testing.assert_array_equal(np.stack([by_id[i] for i in cal["ids"]]), seen[0][1])
+
+
+def test_calibration_leaves_half_the_training_split_unseen(bundle_copy):
+    export(bundle_copy, ExportConfig(formats=["onnx"], int8=True, calib_size=10_000))
+    m = Bundle.open(bundle_copy).manifest
+    (int8,) = [a for a in m["artifacts"] if a["precision"] == "int8"]
+    assert int8["calibration"]["images"] == len(m["dataset"]["split"]["train"]) // 2
 
 
 def test_tampered_keras_model_refused_nothing_written(bundle_copy):

@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from edgecls.bundle import Bundle, sha256
 from edgecls.cli import app
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end(tmp_path):
     out = tmp_path / "b"
     r = CliRunner().invoke(app, ["pipeline", "--data", "synthetic", "--arch", "tiny", "--epochs", "3",
@@ -30,3 +32,23 @@ def test_pipeline_end_to_end(tmp_path):
     info = CliRunner().invoke(app, ["info", str(out)])
     assert info.exit_code == 0 and "verify (" in info.stdout and ": pass, 6 artifacts" in info.stdout
     assert "bench (" in info.stdout and "7 configurations" in info.stdout
+
+
+def test_report_of_a_bundle_never_exported_says_what_is_missing(bundle_copy):
+    from edgecls.report import write_report
+
+    text = write_report(bundle_copy).read_text()
+    assert "Not exported yet" in text and "Not verified yet" in text and "Not benchmarked yet" in text
+    assert "Pixel baseline" in text and "## Training" in text
+
+
+@pytest.mark.slow
+def test_pipeline_json(tmp_path):
+    r = CliRunner().invoke(app, ["pipeline", "--data", "synthetic", "--arch", "tiny", "--epochs", "3",
+                                 "--out", str(tmp_path / "b"), "--batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)  # stdout is the JSON alone; tables went to stderr
+    assert res["passed"] and res["bundle"] == str(tmp_path / "b")
+    assert {"train", "export", "verify", "bench", "report"} <= set(res)
+    assert res["verify"]["agreement_images"] >= res["verify"]["images"] and res["bench"]["rows"]
+    assert "parity vs Keras" in r.stderr

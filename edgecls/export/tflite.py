@@ -18,22 +18,23 @@ PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
 
 
-def export(ctx, precision):
+def converter(model, precision: Precision, calibration: np.ndarray | None = None, batch: int = 1):
+    """TensorFlow's TFLiteConverter for `model` set up for `precision` (the one int8 recipe: full
+    integer, uint8 in and out, representative data = `calibration` in batches of `batch`), and
+    what it does, for the manifest."""
     from .._tf import tensorflow
 
     tf = tensorflow()
-    conv = tf.lite.TFLiteConverter.from_keras_model(ctx.model)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
     details = {}
     if precision == Precision.fp16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
         details["quantization"] = "float16 weights, float32 compute"
     elif precision == Precision.int8:
-        images = ctx.calibration()
-
         def representative():
-            for x in images:
-                yield [x[None].astype(np.float32)]
+            for i in range(0, len(calibration) - batch + 1, batch):
+                yield [calibration[i:i + batch].astype(np.float32)]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -41,6 +42,15 @@ def export(ctx, precision):
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.uint8
         details["quantization"] = "full integer (TFLITE_BUILTINS_INT8), uint8 input and output"
+    return conv, details
+
+
+def export(ctx, precision):
+    from .._tf import tensorflow
+
+    tf = tensorflow()
+    calibration = ctx.calibration() if precision == Precision.int8 else None
+    conv, details = converter(ctx.model, precision, calibration)
     atomic_write(ctx.bundle.path / FILES[precision.value], with_metadata(conv.convert(), ctx.metadata(precision)))
     return Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
 

@@ -1,0 +1,95 @@
+"""The manifest: its schema, its documentation, concurrent writers, portable paths, the staged swap."""
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from edgecls.bundle import Bundle, _exchange, staged_bundle
+from edgecls.errors import EdgeclsError
+from edgecls.manifest import SCHEMA, describe
+
+
+def test_docs_carry_the_schema_field_by_field():
+    doc = (Path(__file__).parent.parent / "docs" / "bundle.md").read_text()
+    assert describe() in doc, "docs/bundle.md is out of date: paste edgecls.manifest.describe() into it"
+    assert "| `training.plan.total_steps` | integer |" in describe()
+    assert "| `artifacts[].sha256` | string | yes |" in describe()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m.update(schema=99), "unsupported manifest schema 99"),
+    (lambda m: m.pop("labels"), "invalid manifest at (top level): 'labels' is a required property"),
+    (lambda m: m["artifacts"][0].update(sha256="xyz"), "invalid manifest at artifacts/0/sha256"),
+    (lambda m: m["input"].update(shape="16x16"), "invalid manifest at input/shape"),
+])
+def test_a_manifest_off_its_schema_is_refused_by_name(bundle_copy, change, message):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+    with pytest.raises(EdgeclsError, match=rf"manifest\.json: .*{message.replace('(', '.').replace(')', '.')}"):
+        Bundle.open(bundle_copy)
+    assert SCHEMA == 2
+
+
+def test_no_absolute_path_of_the_training_machine(tmp_path):
+    from edgecls.train import TrainConfig, train
+
+    from .conftest import make_folder
+
+    root = make_folder(tmp_path / "photos" / "pets", per_class=10)
+    out = tmp_path / "models" / "pets"
+    train(TrainConfig(data=str(root), arch="tiny", epochs=1, image_size=12, out=out))
+    text = (out / "manifest.json").read_text()
+    assert str(tmp_path) not in text
+    m = json.loads(text)
+    assert m["dataset"]["source"]["root"] == "../../photos/pets"
+    # the bundle and its images moved together: still found
+    (tmp_path / "elsewhere").mkdir()
+    for name in ("photos", "models"):
+        (tmp_path / name).rename(tmp_path / "elsewhere" / name)
+    x, y = Bundle.open(tmp_path / "elsewhere" / "models" / "pets").heldout()
+    assert len(x) == len(m["dataset"]["split"]["test"])
+
+
+def _write_section(args):
+    path, key, n = args
+    for i in range(n):
+        b = Bundle.open(path)
+        b.manifest[key] = {"at": str(i), "environment": {}, "rows": [], "images": i, "passed": True}
+        b.save()
+
+
+def test_two_writers_at_once_keep_both_results(bundle_copy):
+    """verify and bench writing one bundle at the same time: read-modify-write under the lock."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        pool.map(_write_section, [(bundle_copy, "verify", 15), (bundle_copy, "bench", 15)])
+    m = Bundle.open(bundle_copy).manifest
+    assert m["verify"]["images"] == 14 and m["bench"]["at"] == "14"
+
+
+def test_merge_keeps_the_other_writers_artifacts(bundle_copy):
+    a, b = Bundle.open(bundle_copy), Bundle.open(bundle_copy)
+    a.record({"format": "onnx", "precision": "fp32", "file": "a.onnx", "bytes": 1, "sha256": "0" * 64})
+    a.save()
+    b.record({"format": "tflite", "precision": "fp32", "file": "b.tflite", "bytes": 1, "sha256": "1" * 64})
+    b.save()  # b read the manifest before a saved: a's artifact must survive
+    files = {e["file"] for e in Bundle.open(bundle_copy).manifest["artifacts"]}
+    assert {"a.onnx", "b.tflite", "model.keras"} <= files
+
+
+def test_staged_swap_exchanges_in_one_step(tmp_path):
+    dest = tmp_path / "bundle"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    other = tmp_path / "other"
+    other.mkdir()
+    assert _exchange(dest, other)  # this Linux machine swaps atomically: the folder is never missing
+    assert (other / "old.txt").exists() and not (dest / "old.txt").exists()
+    with staged_bundle(dest) as stage:
+        (stage / "new.txt").write_text("new")
+    assert sorted(p.name for p in dest.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "other"]  # nothing left behind
