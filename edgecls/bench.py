@@ -163,8 +163,8 @@ def environment(threads: int | None) -> dict:
     except OSError:
         pass
     versions = {}
-    for pkg in ("onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "openvino", "tensorflow-cpu", "tensorflow",
-                "keras", "numpy"):
+    dists = [d for name in runtimes.RUNTIMES for d in runtimes.runner_class(name).dists] + ["numpy"]
+    for pkg in dists:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

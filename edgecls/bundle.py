@@ -117,22 +117,9 @@ def file_entry(path: Path, root: Path) -> dict:
     return {"file": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256(path)}
 
 
-def ensure_writable(dest: Path) -> None:
-    """Fail now, with the path, if a bundle cannot be written at `dest` (before minutes of training)."""
-    dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{dest.name}.probe-", dir=dest.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise EdgeclsError(f"--out {dest}: cannot write there ({e.strerror or e})") from e
-    if dest.exists() and not dest.is_dir():
-        raise EdgeclsError(f"--out {dest}: exists and is not a folder")
-
-
-def ensure_file_writable(path: Path, option: str) -> None:
-    """Fail now, naming the option and path, if a result file cannot be written at `path`."""
+def ensure_writable(path: Path, option: str = "--out") -> None:
+    """Fail now, naming the option and path, if `path` (a bundle folder or a result file) cannot be
+    written: before minutes of training or measuring, not after."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +128,8 @@ def ensure_file_writable(path: Path, option: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise EdgeclsError(f"{option} {path}: cannot write there ({e.strerror or e})") from e
+    if option == "--out" and path.exists() and not path.is_dir():
+        raise EdgeclsError(f"--out {path}: exists and is not a folder")
 
 
 @contextlib.contextmanager

@@ -263,11 +263,11 @@ def bench(
     """
     from .bench import BenchConfig, to_csv
     from .bench import bench as run
-    from .bundle import atomic_write, ensure_file_writable
+    from .bundle import atomic_write, ensure_writable
 
     for option, path in (("--json", json_file), ("--csv", csv_file)):
         if path is not None and str(path) != "-":
-            ensure_file_writable(path, option)  # before minutes of measuring
+            ensure_writable(path, option)  # before minutes of measuring
     cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
                       batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
                       min_time=min_time, rounds=rounds)

@@ -40,6 +40,7 @@ class Runner:
 
     name: ClassVar[Runtime]
     package: ClassVar[str]  # the module `load` imports
+    dists: ClassVar[tuple[str, ...]] = ()  # distributions whose versions bench records
     extra: ClassVar[str]  # pip install 'edgecls[extra]' brings it
     options: ClassVar[dict[str, tuple[str, ...]]] = {}  # option -> accepted values (e.g. OpenVINO compute)
     timed: ClassVar[str]  # what the timed call is, in words

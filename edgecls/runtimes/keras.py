@@ -14,6 +14,7 @@ from . import Runner, TimedCall, as_float, check_threads
 class KerasRunner(Runner):
     name = Runtime.keras
     package = "tensorflow"
+    dists = ("tensorflow-cpu", "tensorflow", "keras")
     extra = "train"
     timed = "compiled tf.function model call"
     devices = (Device.cpu, Device.gpu)

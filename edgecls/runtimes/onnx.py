@@ -15,6 +15,7 @@ from . import Runner, TimedCall, as_float, check_threads
 class OnnxRunner(Runner):
     name = Runtime.onnx
     package = "onnxruntime"
+    dists = ("onnxruntime", "onnxruntime-gpu")
     extra = "onnx"
     timed = "runtime inference call (inputs bound once)"
     devices = (Device.cpu, Device.gpu)

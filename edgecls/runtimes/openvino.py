@@ -18,6 +18,7 @@ COMPUTE = ("f32", "bf16", "f16")
 class OpenVINORunner(Runner):
     name = Runtime.openvino
     package = "openvino"
+    dists = ("openvino",)
     extra = "openvino"
     options = {"compute": COMPUTE}  # INFERENCE_PRECISION_HINT: f32 for parity, bf16/f16 on purpose
     timed = "InferRequest.infer() (input tensor shared, set once; static batch shape)"

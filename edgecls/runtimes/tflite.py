@@ -16,6 +16,7 @@ from . import Runner, TimedCall, check_threads
 class TFLiteRunner(Runner):
     name = Runtime.tflite
     package = "ai_edge_litert.interpreter"
+    dists = ("ai-edge-litert",)
     extra = "tflite"
     timed = "Interpreter.invoke() (input tensor set once, as litert-benchmark)"
     _batch = None
