@@ -11,7 +11,6 @@ runtime's leanest call path, a first inference (timed), warm-up runs, then timed
 from __future__ import annotations
 
 import multiprocessing
-import os
 import platform
 import resource
 import time
@@ -24,10 +23,14 @@ import numpy as np
 
 from . import runtimes
 from .bundle import Bundle, now
+from .cpu import detect, int8_note, physical_cores
+from .decide import Constraints, Decision, decide
 from .errors import EdgeclsError
 from .names import Device, Precision, Runtime, parse
+from .peak import probe
 
 MAX_BATCH = 4096
+QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)  # the latency distribution kept per configuration
 
 
 @dataclass
@@ -43,6 +46,7 @@ class BenchConfig:
     min_runs: int = 50
     min_time: float = 1.0  # seconds
     rounds: int = 1  # measurements per configuration, interleaved with the others, timings pooled
+    constraints: Constraints = field(default_factory=Constraints)  # for the recommendation
 
     def validate(self) -> None:
         self.runtimes = parse(Runtime, self.runtimes, "--runtime")
@@ -58,6 +62,7 @@ class BenchConfig:
             raise EdgeclsError("--warmup must be >= 0, --min-runs >= 1 and --min-time >= 0")
         if self.rounds < 1:
             raise EdgeclsError(f"--rounds {self.rounds}: must be at least 1")
+        self.constraints.validate(self.batches)
 
 
 def stats(times_ns: np.ndarray, batch: int) -> dict:
@@ -66,7 +71,8 @@ def stats(times_ns: np.ndarray, batch: int) -> dict:
     return {"runs": int(len(ms)), "mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
             "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
             "std_ms": float(ms.std()), "min_ms": float(ms.min()),
-            "throughput_ips": float(batch * len(ms) / (ms.sum() / 1e3))}
+            "throughput_ips": float(batch * len(ms) / (ms.sum() / 1e3)),
+            "quantiles_ms": {str(q): float(v) for q, v in zip(QUANTILES, np.percentile(ms, QUANTILES))}}
 
 
 def peak_rss_mb() -> float:
@@ -153,15 +159,10 @@ def isolated(fn, spec: dict, ctx=None):
         return pool.submit(fn, spec).result()
 
 
-def environment(threads: int | None) -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def environment(threads: int, explicit: bool) -> dict:
+    """The machine and libraries beside the numbers: the CPU and its int8-relevant instruction set,
+    the threads every runtime got (and why), the measured matrix-multiply peak, library versions."""
+    cpu = detect()
     versions = {}
     dists = [d for name in runtimes.RUNTIMES for d in runtimes.runner_class(name).dists] + ["numpy"]
     for pkg in dists:
@@ -169,8 +170,10 @@ def environment(threads: int | None) -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or "runtime default",
-            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
+    return {"cpu": cpu.model, "cpu_info": cpu.to_dict(), "cores": cpu.logical_cores, "threads": threads,
+            "threads_from": "--threads" if explicit else "physical cores (the same for every runtime)",
+            "peak": probe(threads), "python": platform.python_version(), "platform": platform.platform(),
+            "versions": versions}
 
 
 def plan(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
@@ -207,16 +210,19 @@ def plan(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
 
 @dataclass
 class BenchResult:
-    """What `bench` measured: one row (a dict of `CSV_FIELDS` and more) per configuration x batch."""
+    """What `bench` measured: one row (a dict of `CSV_FIELDS` and more) per configuration x batch, and
+    the recommendation made from it and the verify results."""
 
     at: str
     environment: dict
     config: dict
     notes: list[str]
     rows: list[dict]
+    decision: Decision | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "decision"} | {
+            "decision": self.decision.to_dict() if self.decision else None}
 
 
 def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchResult:
@@ -238,6 +244,7 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     for item in todo:
         bundle.checked(item["file"])
     x, _ = bundle.heldout()
+    threads = cfg.threads or physical_cores()  # the same for every runtime, stated beside the numbers
     rows = []
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
@@ -246,7 +253,7 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             path = Path(tmp) / f"batch{batch}.npy"
             np.save(path, images)
             specs = [{"runtime": item["runtime"], "path": str(bundle.path / item["file"]), "device": cfg.device.value,
-                      "threads": cfg.threads, "images": str(path), "warmup": cfg.warmup, "min_runs": cfg.min_runs,
+                      "threads": threads, "images": str(path), "warmup": cfg.warmup, "min_runs": cfg.min_runs,
                       "min_time": cfg.min_time, "raw": True} for item in todo]
             measured = [[] for _ in todo]
             for r in range(cfg.rounds):  # round r starts at the r-th configuration: drift hits all alike
@@ -258,16 +265,42 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             for item, runs in zip(todo, measured):
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
                        "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
-                       "threads": cfg.threads, **pooled(runs, batch),
+                       "threads": threads, **pooled(runs, batch),
                        "timed": runtimes.runner_class(item["runtime"]).timed}
                 rows.append(row)
                 if on_progress and cfg.rounds == 1:
                     on_progress(row)
     _speedups(rows)
-    result = BenchResult(now(), environment(cfg.threads), asdict(cfg), notes, rows)
+    env = environment(threads, cfg.threads is not None)
+    _efficiency(rows, bundle.manifest["architecture"].get("macs_per_image"), env["peak"])
+    notes += _int8_notes(rows, detect())
+    result = BenchResult(now(), env, asdict(cfg), notes, rows)
     bundle.manifest["bench"] = result.to_dict()
+    result.decision = decide(bundle.manifest, cfg.constraints)
+    bundle.manifest["decision"] = result.decision.to_dict()
     bundle.save()
     return result
+
+
+def _efficiency(rows: list[dict], macs: int | None, peak: dict | None) -> None:
+    """Achieved GOP/s (2 x MACs x images/s) and its share of this CPU's measured peak, per row."""
+    for row in rows:
+        row["gops"] = 2 * macs * row["throughput_ips"] / 1e9 if macs else None
+        ref = peak and peak.get("int8_gops" if row["precision"] == "int8" else "fp32_gops")
+        row["peak_fraction"] = row["gops"] / ref if row["gops"] and ref else None
+
+
+def _int8_notes(rows: list[dict], cpu) -> list[str]:
+    """Where int8 is slower than fp32 for one runtime at one batch size: say so, and why."""
+    notes = []
+    for r in rows:
+        if r["precision"] != "int8":
+            continue
+        fp32 = next((f for f in rows if f["runtime"] == r["runtime"] and f["batch"] == r["batch"]
+                     and f["precision"] == "fp32"), None)
+        if fp32 and r["p50_ms"] > fp32["p50_ms"]:
+            notes.append(int8_note(cpu, r["runtime"], r["batch"], r["p50_ms"] / fp32["p50_ms"]))
+    return notes
 
 
 def _speedups(rows: list[dict]) -> None:

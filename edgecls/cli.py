@@ -140,6 +140,32 @@ def _choices(kind) -> str:
     return ",".join(m.value for m in kind)
 
 
+class Percentile(str, enum.Enum):
+    p90 = "p90"
+    p99 = "p99"
+
+
+# the recommendation's constraints, shared by `bench` and `pipeline`
+ForBatch = Annotated[Optional[int], typer.Option(
+    help="Recommend for this batch size (among --batch; default 1, or the smallest measured).")]
+MaxLatency = Annotated[Optional[float], typer.Option(help="Recommend only artifacts whose --percentile latency "
+                                                          "is at most this many ms.")]
+PercentileOpt = Annotated[Percentile, typer.Option(help="Which latency --max-latency bounds.")]
+MaxSize = Annotated[Optional[float], typer.Option(help="Recommend only artifacts of at most this many KB.")]
+
+
+def _finish_with_decision(decision, verified: bool) -> None:
+    """Render the recommendation; exit 1 when nothing qualifies (after verify: otherwise say what to run)."""
+    from .render import render_decision
+
+    if not verified:
+        render_note("recommendation: none yet: parity is unknown (run 'edgecls verify', then bench again)")
+        return
+    render_decision(decision)
+    if not decision.found:
+        raise typer.Exit(1)
+
+
 @app.command()
 @handled
 def export(
@@ -242,7 +268,8 @@ def bench(
         help=f"Comma-separated: {_choices(Precision)}, or all (fp32,int8).")] = "all",
     device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
-    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime (default: its own).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        help="Threads for every runtime (default: the number of physical cores, the same for all).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
     min_runs: Annotated[int, typer.Option(help="At least this many timed runs...")] = 50,
     min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them.")] = 1.0,
@@ -250,12 +277,22 @@ def bench(
                                              "others, timings pooled: steadier ratios on a busy machine.")] = 1,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
+    for_batch: ForBatch = None,
+    max_latency: MaxLatency = None,
+    percentile: PercentileOpt = Percentile.p90,
+    max_size: MaxSize = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        help="Recommend only artifacts losing at most this many accuracy points vs Keras.")] = None,
 ):
-    """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process.
+    """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process,
+    then recommend the artifact to ship: the fastest at --for-batch among those that pass parity, under
+    the constraints given. Exit 1 when none qualifies.
 
     Examples:
 
       edgecls bench                                        # every available runtime, fp32 and int8, batch 1
+
+      edgecls bench --batch 1,32 --for-batch 32 --max-size 100 --max-latency 5 --percentile p99
 
       edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
 
@@ -263,14 +300,16 @@ def bench(
     """
     from .bench import BenchConfig, to_csv
     from .bench import bench as run
-    from .bundle import atomic_write, ensure_writable
+    from .bundle import Bundle, atomic_write, ensure_writable
+    from .decide import Constraints
 
     for option, path in (("--json", json_file), ("--csv", csv_file)):
         if path is not None and str(path) != "-":
             ensure_writable(path, option)  # before minutes of measuring
     cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
                       batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
-                      min_time=min_time, rounds=rounds)
+                      min_time=min_time, rounds=rounds,
+                      constraints=Constraints(for_batch, max_latency, percentile.value, max_size, max_drop))
 
     def progress(row):
         done = f"round {row['round']}/{row['rounds']}" if "round" in row else f"{row['runs']} runs"
@@ -286,6 +325,7 @@ def bench(
             atomic_write(json_file, json.dumps(result.to_dict(), indent=1, default=str) + "\n")
     if csv_file is not None:
         atomic_write(csv_file, to_csv(result.rows))
+    _finish_with_decision(result.decision, "verify" in Bundle.open(bundle).manifest)
 
 
 # ----------------------------------------------------------------------------- predict
@@ -354,26 +394,44 @@ def pipeline(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")] = None,
     batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = "1,32",
+    runtime: Annotated[str, typer.Option(
+        help=f"Runtimes to bench and recommend from (comma-separated: {_choices(Runtime)}, or all).")] = "all",
+    for_batch: ForBatch = None,
+    max_latency: MaxLatency = None,
+    percentile: PercentileOpt = Percentile.p90,
+    max_size: MaxSize = None,
+    max_drop: Annotated[float, typer.Option(
+        help="int8 gate (accuracy points it may lose vs Keras) and the recommendation's limit.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
                                                           "progress go to stderr).")] = False,
 ):
-    """The main job end to end: train, export (float and int8), verify, bench, report.
+    """The main job end to end: train, export (float and int8), verify, bench, report — and the answer:
+    the artifact to ship.
 
     With no arguments it runs on the bundled digits dataset and writes models/digits-small/
-    (report.md inside). Exit 1 if an export or a parity gate fails.
+    (report.html and report.md inside). Exit 1 if an export or a parity gate fails, or nothing
+    qualifies under the constraints.
 
-    Example: edgecls pipeline
+    Examples:
+
+      edgecls pipeline
+
+      edgecls pipeline --data ~/pets --for-batch 1 --max-latency 2 --max-size 200
     """
     import dataclasses
 
+    from .decide import Constraints
     from .pipeline import PipelineConfig, PipelineHooks, run
-    from .render import use_stderr
+    from .render import render_decision, use_stderr
 
     defaults = PipelineConfig()
     cfg = dataclasses.replace(
         defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value, out=out_dir, seed=seed,
                                             epochs=epochs),
-        bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch")))
+        bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,
+                                  constraints=Constraints(for_batch, max_latency, percentile.value, max_size,
+                                                          max_drop)),
+        max_drop=max_drop)
     view = TrainView(err)
 
     class Hooks(PipelineHooks):
@@ -390,6 +448,7 @@ def pipeline(
                 err.print("[bold]bench[/] (each configuration in a fresh process) …")
             elif name == "bench":
                 render_bench(result)
+                render_decision(result.decision)
             elif name == "report":
                 render_note(f"report: [bold]{result}[/]")
 

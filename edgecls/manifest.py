@@ -74,7 +74,8 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "name": _f("string", "tiny, small or mobile"),
         "width": _f("number", "--width multiplier"),
         "params": _f("integer", "parameter count"),
-    }),
+        "macs_per_image": _f("integer", "multiply-accumulates per image, from the ONNX graph (after export)"),
+    }, required=["name", "width", "params"]),
     "training": _obj("how training ran", {
         "config": _f("object", "the options of edgecls train (paths relative to the bundle folder)"),
         "plan": _obj("what training derived from the data's size (edgecls.plan)", {
@@ -145,6 +146,14 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "notes": _f("array", "what was skipped and why"),
         "rows": _f("array", "one per runtime x precision x batch: latency statistics, throughput, sizes"),
     }, required=["at", "environment", "rows"]),
+    "decision": _obj("the recommendation of the last bench (edgecls.decide)", {
+        "constraints": _f("object", "for_batch, max_latency_ms, percentile, max_size_kb, max_drop, runtimes"),
+        "found": _f("boolean", "an artifact qualified"),
+        "chosen": _f(["object", "null"], "the artifact to ship: runtime, precision, file, p50/tail ms, size, "
+                                         "accuracy, delta"),
+        "others": _f("array", "every other artifact with the reason it was not chosen"),
+        "ruled_out_by": _f(["string", "null"], "when nothing qualified: the constraint that ruled the last out"),
+    }),
 }, required=["schema", "edgecls_version", "created_at", "name", "dataset", "input", "labels", "architecture",
              "artifacts", "files"])
 

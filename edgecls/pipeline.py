@@ -17,7 +17,7 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=lambda: ExportConfig(int8=True))
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.5))
-    max_drop: float = 1.0
+    max_drop: float = 1.0  # the int8 gate
 
     def validate(self) -> None:
         """Every stage's options, before any work (a bad bench option must not wait for training)."""
@@ -40,7 +40,8 @@ class PipelineResult:
 
     @property
     def passed(self) -> bool:
-        return not self.export.failures and self.verify.passed
+        """Every export worked, every gate passed, and an artifact qualifies to ship."""
+        return not self.export.failures and self.verify.passed and self.bench.decision.found
 
     def to_dict(self) -> dict:
         """Every stage's result, as `edgecls pipeline --json` prints it."""
@@ -49,7 +50,8 @@ class PipelineResult:
                 "train": {"metrics": m["metrics"], "baseline": m.get("baseline"), "training": m["training"]},
                 "export": {"artifacts": self.export.artifacts, "failures": self.export.failures},
                 "verify": self.verify.to_dict(),
-                "bench": self.bench.to_dict(), "report": str(self.report)}
+                "bench": self.bench.to_dict(), "recommendation": self.bench.decision.to_dict(),
+                "report": str(self.report)}
 
 
 class PipelineHooks:

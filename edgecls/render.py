@@ -162,25 +162,34 @@ def render_verify(result) -> None:
 
 def render_bench(result) -> None:
     env = result.environment
+    cpu = env.get("cpu_info", {})
     rows = sorted(result.rows, key=lambda r: (r["batch"], r["p50_ms"]))
-    table = Table(title=f"latency per batch ({env['cpu']}, {env['cores']} cores, threads: {env['threads']})")
-    cols = ("runtime", "precision", "batch", "p50 ms", "mean", "p90", "p99", "std", "images/s", "× keras",
-            "× ort fp32", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
+    table = Table(title=f"latency per batch — threads {env['threads']} for every runtime ({env['threads_from']})")
+    cols = ("runtime", "precision", "float parts", "batch", "p50 ms", "p90", "p99", "std", "images/s", "× keras",
+            "× ort fp32", "GOP/s", "% peak", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
     for col in cols:
-        table.add_column(col, justify="left" if col in ("runtime", "precision") else "right")
+        table.add_column(col, justify="left" if col in ("runtime", "precision", "float parts") else "right")
 
     def x(v):
         return f"{v:.1f}x" if v else "–"
 
     for r in rows:
-        table.add_row(r["runtime"], r["precision"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['mean_ms']:.3f}",
+        table.add_row(r["runtime"], r["precision"], r.get("compute", ""), str(r["batch"]), f"{r['p50_ms']:.3f}",
                       f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
                       x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
+                      f"{r['gops']:.1f}" if r.get("gops") else "–",
+                      f"{100 * r['peak_fraction']:.1f}" if r.get("peak_fraction") else "–",
                       f"{r['native_p50_ms']:.3f}" if r.get("native_p50_ms") else "–", f"{r['load_ms']:.0f}",
                       f"{r['first_ms']:.2f}", human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}")
     out.print(table)
+    peak = env.get("peak")
+    out.print(f"CPU: {env['cpu']}, {env['cores']} logical cores; int8-relevant instructions: "
+              f"{', '.join(cpu.get('features', [])) or 'none found'}"
+              + (f"; measured peak {peak['fp32_gops']:.0f} GOP/s fp32, {peak['int8_gops']:.0f} GOP/s int8 "
+                 f"({peak['method']})" if peak else ""), soft_wrap=True, highlight=False)
     out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
-              "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock.", soft_wrap=True)
+              "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock. GOP/s: 2 x the model's "
+              "multiply-accumulates x images/s.", soft_wrap=True)
     n = result.config.get("rounds", 1)
     if n > 1:
         spread = max(max(r["p50_rounds_ms"]) / min(r["p50_rounds_ms"]) for r in rows)
@@ -229,3 +238,19 @@ def render_info(info) -> None:
         table.add_row(a["format"], a["precision"], a["file"], f"{a['bytes']:,}",
                       f"{a['sha256'][:12]}… " + ("[green]ok[/]" if ok else "[red]MISMATCH[/]"))
     out.print(table)
+
+
+def render_decision(d) -> None:
+    """The answer: the artifact to ship, then why not each other one."""
+    c = d.constraints
+    if d.chosen is None:
+        out.print(f"[bold red]nothing to ship[/]: no artifact qualifies; ruled out by {d.ruled_out_by}",
+                  soft_wrap=True, highlight=False)
+    else:
+        x = d.chosen
+        acc = f"accuracy {x.accuracy:.4f} (Δ {x.delta_points + 0:+.2f} vs Keras)" if x.accuracy is not None else ""
+        out.print(f"[bold green]ship {x.file}[/] ({x.runtime} {x.precision}): p50 {x.p50_ms:.3f} ms, "
+                  f"{c['percentile']} {x.tail_ms:.3f} ms at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB",
+                  soft_wrap=True, highlight=False)
+    for x in d.others:
+        out.print(f"  not {x.file} ({x.runtime} {x.precision}): {x.reason}", soft_wrap=True, highlight=False)

@@ -1,57 +1,56 @@
-"""The human report of a bundle: report.md and PNG plots, from what the manifest holds."""
+"""The human report of a bundle, from what the manifest holds: report.html (self-contained: figures
+embedded, no network), report.md beside it with the figures as PNG files. The recommendation leads.
+
+Sections are lists of blocks — text in Markdown's inline subset (**bold**, `code`), tables, figures —
+rendered twice, once as Markdown and once as HTML, so the two always say the same.
+"""
 
 from __future__ import annotations
 
-import io
-import json
+import base64
+import html
+import re
 from pathlib import Path
 
+from . import figures
 from .bundle import Bundle, atomic_write, file_entry
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+class Table:
+    def __init__(self, header: list[str], rows: list[list]):
+        self.header, self.rows = header, rows
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+class Figure:
+    def __init__(self, name: str, alt: str):
+        self.name, self.alt = name, alt
 
 
-def _plots(bundle: Bundle) -> dict[str, bytes]:
-    import matplotlib
+def _table(header: list[str], rows: list[list]) -> Table:
+    return Table(header, rows)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    out = {}
-    history = json.loads((bundle.path / "history.json").read_text())
-    if history:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-        epochs = [h["epoch"] for h in history]
-        for key, axis in (("loss", a), ("accuracy", b)):
-            axis.plot(epochs, [h[key] for h in history], label="train")
-            axis.plot(epochs, [h["val_" + key] for h in history], label="validation")
-            axis.set_xlabel("epoch")
-            axis.set_title(key)
-            axis.legend()
-        out["training.png"] = _png(fig)
-        plt.close(fig)
-    rows = [r for r in bundle.manifest.get("bench", {}).get("rows", []) if r["batch"] == min(
-        r2["batch"] for r2 in bundle.manifest["bench"]["rows"])]
-    if rows:
-        rows = sorted(rows, key=lambda r: r["p50_ms"])
-        fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1))
-        ax.barh([f"{r['runtime']} {r['precision']}" for r in rows], [r["p50_ms"] for r in rows])
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel(f"p50 latency, ms (batch {rows[0]['batch']}, log scale)")
-        out["bench.png"] = _png(fig)
-        plt.close(fig)
-    return out
+def _recommendation_section(m: dict) -> list:
+    d = m.get("decision")
+    if not d:
+        return ["## Recommendation", "None yet: the bundle has not been verified and benchmarked "
+                "(`edgecls verify`, then `edgecls bench`)."]
+    c = d["constraints"]
+    limits = ", ".join(f"{k} {v}" for k, v in (("max latency (ms, " + c["percentile"] + ")", c["max_latency_ms"]),
+                                                ("max size (KB)", c["max_size_kb"]), ("max drop", c["max_drop"]),
+                                                ("runtimes", ",".join(c["runtimes"]))) if v)
+    head = f"Fastest at batch {c['for_batch']} among the artifacts that pass parity" + (f", under {limits}"
+                                                                                      if limits else "") + "."
+    if not d["found"]:
+        lead = f"**Nothing qualifies**: ruled out by {d['ruled_out_by']}."
+    else:
+        x = d["chosen"]
+        lead = (f"**Ship `{x['file']}`** ({x['runtime']} {x['precision']}): p50 {x['p50_ms']:.3f} ms, "
+                f"{c['percentile']} {x['tail_ms']:.3f} ms; accuracy {x['accuracy']:.4f} "
+                f"(Δ {x['delta_points'] + 0:+.2f} points vs Keras); {x['size_kb']:.1f} KB.")
+    return ["## Recommendation", lead, head,
+            _table(["not chosen", "why"], [[f"{x['file']} ({x['runtime']} {x['precision']})", x["reason"]]
+                                           for x in d["others"]])]
 
 
 def _baseline_lines(m: dict) -> list[str]:
@@ -125,28 +124,88 @@ def _latency_section(m: dict, plots: dict) -> list[str]:
                        f"{r['speedup_vs_keras']:.1f}x" if r["speedup_vs_keras"] else "",
                        f"{r['speedup_vs_onnx_fp32']:.1f}x" if r["speedup_vs_onnx_fp32"] else ""]
                       for r in sorted(bench["rows"], key=lambda r: (r["batch"], r["p50_ms"]))])]
-    if "bench.png" in plots:
-        parts.append("![latency](bench.png)")
+    for name, alt in (("latency.png", "latency distribution"), ("tradeoff.png", "accuracy vs latency"),
+                      ("sizes.png", "size per artifact")):
+        if name in plots:
+            parts.append(Figure(name, alt))
+    cpu = env.get("cpu_info", {})
+    parts.insert(2, f"Threads: {env['threads']} for every runtime ({env.get('threads_from', '')}); int8-relevant "
+                    f"instructions: {', '.join(cpu.get('features', [])) or 'none found'}.")
+    parts += [f"Note: {n}" for n in bench.get("notes", []) if "slower than" in n]
     return parts
 
 
+def _inline_html(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def to_markdown(blocks: list) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Table):
+            lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+            out.append("\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in b.rows]))
+        elif isinstance(b, Figure):
+            out.append(f"![{b.alt}]({b.name})")
+        else:
+            out.append(b)
+    return "\n\n".join(out) + "\n"
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px}"
+         "th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}"
+         "blockquote{border-left:4px solid #e6a700;margin:1em 0;padding:0.3em 1em;background:#fff8e1}"
+         "h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}")
+
+
+def to_html(blocks: list, title: str, plots: dict[str, bytes]) -> str:
+    """A self-contained page: figures inlined as data: URIs, no script, no network."""
+    body = []
+    for b in blocks:
+        if isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(str(c))}</td>" for c in row) + "</tr>"
+                           for row in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(b, Figure):
+            data = base64.b64encode(plots[b.name]).decode()
+            body.append(f'<img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}">')
+        elif b.startswith("#"):
+            level = len(b) - len(b.lstrip("#"))
+            body.append(f"<h{level}>{_inline_html(b[level:].strip())}</h{level}>")
+        elif b.startswith("> "):
+            body.append(f"<blockquote>{_inline_html(b[2:])}</blockquote>")
+        else:
+            body.append(f"<p>{_inline_html(b)}</p>")
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
 def write_report(bundle_path: str | Path) -> Path:
-    """Write report.md (and training.png, bench.png) into the bundle; record them in the manifest.
+    """Write report.html (self-contained) and report.md with its PNG figures into the bundle; record them
+    in the manifest. Returns the HTML report's path.
 
     A bundle that was never exported, verified or benchmarked still gets a report saying what is missing.
     """
     b = Bundle.open(bundle_path)
     m = b.manifest
-    plots = _plots(b)
-    parts = _training_section(m)
-    if "training.png" in plots:
-        parts.append("![training curves](training.png)")
-    parts += _artifacts_section(m) + _parity_section(m) + _latency_section(m, plots)
+    batch = ((m.get("decision") or {}).get("constraints") or {}).get("for_batch") or min(
+        (r["batch"] for r in m.get("bench", {}).get("rows", [])), default=1)
+    plots = figures.all_figures(b.path, m, batch)
+    blocks = _training_section(m)
+    blocks[2:2] = _recommendation_section(m)  # the answer first, right under the title
+    for name, alt in (("training.png", "training curves"), ("confusion.png", "confusion matrix")):
+        if name in plots:
+            blocks.append(Figure(name, alt))
+    blocks += _artifacts_section(m) + _parity_section(m) + _latency_section(m, plots)
     for name, data in plots.items():
         atomic_write(b.path / name, data)
         b.record(file_entry(b.path / name, b.path), key="files")
-    path = b.path / "report.md"
-    atomic_write(path, "\n\n".join(parts) + "\n")
-    b.record(file_entry(path, b.path), key="files")
+    for name, text in (("report.md", to_markdown(blocks)), ("report.html", to_html(blocks, m["name"], plots))):
+        atomic_write(b.path / name, text)
+        b.record(file_entry(b.path / name, b.path), key="files")
     b.save()
-    return path
+    return b.path / "report.html"

@@ -1,6 +1,7 @@
 """The CLI as a user runs it."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -168,3 +169,33 @@ def test_predict_holes(exported_copy, tmp_path):
 def test_pipeline_bad_bench_option_fails_before_training(tmp_path):
     r = run("pipeline", "--data", "synthetic", "--arch", "tiny", "--out", tmp_path / "b", "--batch", "0")
     assert "--batch 0" in _one_line_error(r) and not (tmp_path / "b").exists()
+
+
+def test_bench_recommends_and_exits_1_when_nothing_qualifies(exported_copy):
+    fast = ["--min-runs", "3", "--min-time", "0", "--warmup", "0", "--runtime", "onnx,tflite"]
+    r = run("bench", exported_copy, *fast)
+    assert r.exit_code == 0 and "recommendation: none yet" in r.stdout  # not verified: parity unknown
+    assert run("verify", exported_copy).exit_code == 0
+    r = run("bench", exported_copy, *fast)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"ship model\.\S+ \((onnx|tflite) (fp32|int8)\): p50", r.stdout)
+    exported = [a for a in json.loads((exported_copy / "manifest.json").read_text())["artifacts"]
+                if a["format"] != "keras"]
+    assert r.stdout.count("  not ") == len(exported) - 1  # one line per other artifact, with its reason
+    assert "not openvino/model.xml (openvino fp32): not benchmarked at batch 1" in r.stdout
+    r = run("bench", exported_copy, *fast, "--max-size", "1")
+    assert r.exit_code == 1 and "nothing to ship" in r.stdout and "ruled out by --max-size" in r.stdout
+    from edgecls.bundle import Bundle
+
+    m = Bundle.open(exported_copy).manifest
+    assert m["decision"]["found"] is False and m["decision"]["ruled_out_by"] == "--max-size"
+    assert m["bench"]["environment"]["threads"] >= 1 and "physical cores" in m["bench"]["environment"]["threads_from"]
+
+
+@pytest.mark.parametrize("args,msg", [(["--max-latency", "0"], "--max-latency 0.0: must be a positive"),
+                                      (["--max-size", "-1"], "--max-size -1.0: must be a positive"),
+                                      (["--for-batch", "8"], "--for-batch 8: not among the measured batch sizes")])
+def test_bench_impossible_constraints_exit_2_before_measuring(exported_copy, args, msg):
+    before = (exported_copy / "manifest.json").read_bytes()
+    assert msg in _one_line_error(run("bench", exported_copy, *args))
+    assert (exported_copy / "manifest.json").read_bytes() == before

@@ -24,10 +24,12 @@ def test_pipeline_end_to_end(tmp_path):
     for entry in m["files"]:
         assert sha256(out / entry["file"]) == entry["sha256"]
     names = {e["file"] for e in m["files"]}
-    assert {"report.md", "training.png", "bench.png", "history.json", "labels.txt"} <= names
+    assert {"report.md", "report.html", "training.png", "latency.png", "tradeoff.png", "history.json",
+            "labels.txt"} <= names
     report = (out / "report.md").read_text()
     assert "## Parity with Keras" in report and "## Latency" in report and "| tflite | int8 |" in report
-    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ship " in r.stdout and m["decision"]["found"]
     json.loads((out / "manifest.json").read_text())  # still valid JSON after every stage
     info = CliRunner().invoke(app, ["info", str(out)])
     assert info.exit_code == 0 and "verify (" in info.stdout and ": pass, 6 artifacts" in info.stdout
@@ -37,7 +39,9 @@ def test_pipeline_end_to_end(tmp_path):
 def test_report_of_a_bundle_never_exported_says_what_is_missing(bundle_copy):
     from edgecls.report import write_report
 
-    text = write_report(bundle_copy).read_text()
+    html = write_report(bundle_copy).read_text()
+    assert "Not exported yet" in html and "Pixel baseline" in html
+    text = (bundle_copy / "report.md").read_text()
     assert "Not exported yet" in text and "Not verified yet" in text and "Not benchmarked yet" in text
     assert "Pixel baseline" in text and "## Training" in text
 

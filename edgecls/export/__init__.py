@@ -95,6 +95,10 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 result.artifacts.append(entry)
                 if on_artifact:
                     on_artifact(entry, None)
+        if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
+            from ..peak import macs_per_image
+
+            bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(ctx.onnx_fp32())
     bundle.save()
     return result
 

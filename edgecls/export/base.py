@@ -104,5 +104,8 @@ class ExportContext:
             self._onnx = path
         return self._onnx
 
+    def has_onnx_fp32(self) -> bool:
+        return self._onnx is not None and self._onnx.is_file()
+
     def wrote_onnx_fp32(self, path: Path) -> None:
         self._onnx = path

@@ -1,0 +1,92 @@
+"""What this CPU is, as far as int8 speed is concerned, read without any heavy dependency.
+
+int8 inference is fast only where the CPU has int8 dot-product instructions: x86 AVX-512 VNNI,
+AVX-VNNI or AMX; Arm dot-product (asimddp) or i8mm. On an AVX2-only CPU an int8 convolution
+emulates the dot product with several instructions and gains little over fp32 FMA, and at batch 1
+the quantize/dequantize steps of a small model can make it slower. `edgecls bench` records these
+facts beside every number and says so when int8 loses.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+
+#: x86 flags (as /proc/cpuinfo names them) and Arm features that matter for int8, in order of strength
+X86 = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+       "amx_int8": "AMX-INT8"}
+ARM = {"asimddp": "dot-product", "i8mm": "i8mm"}
+INT8_DOT = {"AVX-512 VNNI", "AVX-VNNI", "AMX-INT8", "dot-product", "i8mm"}
+
+
+@dataclass
+class CpuInfo:
+    model: str
+    arch: str
+    logical_cores: int
+    physical_cores: int
+    features: list[str] = field(default_factory=list)  # the int8-relevant ones present
+
+    @property
+    def int8_dot(self) -> bool:
+        """Does the CPU have int8 dot-product instructions (VNNI, AMX, Arm dotprod/i8mm)?"""
+        return bool(INT8_DOT & set(self.features))
+
+    def summary(self) -> str:
+        feats = ", ".join(self.features) or "none of AVX2/AVX-512/VNNI/AMX/dotprod/i8mm"
+        return f"{self.model} ({self.arch}; {self.physical_cores} physical cores; int8-relevant: {feats})"
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"int8_dot_product": self.int8_dot}
+
+
+def _cpuinfo(text: str | None = None) -> str:
+    if text is not None:
+        return text
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def detect(cpuinfo: str | None = None, arch: str | None = None) -> CpuInfo:
+    """This machine's CPU (or the one a /proc/cpuinfo text describes)."""
+    text = _cpuinfo(cpuinfo)
+    arch = arch or platform.machine() or "?"
+    model, flags, cores = platform.processor() or "?", set(), set()
+    physical = None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in ("model name", "Model", "CPU part") and model in ("?", "", arch):
+            model = value
+        elif key in ("flags", "Features"):
+            flags |= set(value.split())
+        elif key == "physical id":
+            physical = value
+        elif key == "core id":
+            cores.add((physical, value))
+    names = X86 if arch in ("x86_64", "AMD64", "i686") else ARM
+    features = [label for flag, label in names.items() if flag in flags]
+    logical = os.cpu_count() or 1
+    return CpuInfo(model, arch, logical, len(cores) or logical, features)
+
+
+def physical_cores() -> int:
+    """Physical cores (hyper-threads not counted): the default thread count of every runtime in bench."""
+    return detect().physical_cores
+
+
+def int8_note(cpu: CpuInfo, runtime: str, batch: int, ratio: float) -> str:
+    """Why int8 is slower than fp32 (`ratio` = int8 p50 / fp32 p50 > 1) for `runtime` at `batch` here."""
+    if not cpu.int8_dot:
+        why = (f"this CPU has no int8 dot-product instructions ({', '.join(cpu.features) or 'none listed'}; "
+               "no VNNI, AMX or Arm dotprod/i8mm), so int8 convolutions emulate them and gain little over fp32, "
+               "while the quantize/dequantize steps add work")
+    else:
+        why = (f"this CPU has int8 dot-product instructions ({', '.join(f for f in cpu.features if f in INT8_DOT)}), "
+               "but the model is small: per-call overhead and the quantize/dequantize steps outweigh the faster "
+               "arithmetic" + (" at batch 1; int8 pays at larger batches" if batch == 1 else ""))
+    return f"{runtime} int8 is {ratio:.2f}x slower than {runtime} fp32 at batch {batch}: {why}."
