@@ -21,6 +21,7 @@ from .render import (
     out,
     render_bench,
     render_export,
+    render_golden,
     render_info,
     render_metrics,
     render_note,
@@ -356,6 +357,39 @@ def predict(
         _emit_json(result.to_json())
     else:
         render_predict(result)
+
+
+# ----------------------------------------------------------------------------- golden
+
+
+@app.command()
+@handled
+def golden(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (exported).")] = DEFAULT_BUNDLE,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (default BUNDLE/golden); "
+                                                    "replaced whole.")] = None,
+    count: Annotated[int, typer.Option(help="Held-out images, stratified.")] = 4,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print golden.json to stdout.")] = False,
+):
+    """Write golden vectors for native ports: images, exact input tensors, every artifact's probabilities.
+
+    A C++, Android or iOS app decodes the images, compares its input with the .npy tensors and its
+    output with golden.json's probabilities, within the tolerances listed there (docs/embedding.md).
+
+    Examples:
+
+      edgecls golden                                   # models/digits-small/golden/
+
+      edgecls golden models/pets-mobile --out app/src/test/golden --count 8
+    """
+    from .golden import write_golden
+
+    result = write_golden(bundle, out=out_dir, count=count, data_dir=data_dir)
+    if as_json:
+        _emit_json(result.index)
+    else:
+        render_golden(result)
 
 
 # ----------------------------------------------------------------------------- info

@@ -254,3 +254,20 @@ def render_decision(d) -> None:
                   soft_wrap=True, highlight=False)
     for x in d.others:
         out.print(f"  not {x.file} ({x.runtime} {x.precision}): {x.reason}", soft_wrap=True, highlight=False)
+
+
+def render_golden(result) -> None:
+    """`edgecls golden`: what each artifact answered on the golden images, and the tolerance a port must meet."""
+    index = result.index
+    labels = ", ".join(i["label"] for i in index["images"])
+    table = Table(title=f"golden vectors: {len(index['images'])} images ({labels})")
+    for col in ("format", "precision", "runtime", "top-1 per image", "port tolerance (abs)"):
+        table.add_column(col)
+    rows = [("keras", "fp32", "keras", index["keras"]["top1"], None)] if "keras" in index else []
+    rows += [(o["format"], o["precision"], o["runtime"], o["top1"], o["tolerance"]["abs"]) for o in index["outputs"]]
+    for fmt, precision, runtime, top1, tol in rows:
+        table.add_row(fmt, precision, runtime, " ".join(top1), "reference" if tol is None else f"{tol:.2g}")
+    out.print(table)
+    for note in result.skipped:
+        err.print(f"skipped {note}", highlight=False)
+    out.print(f"written: [bold]{result.folder}[/] ({result.folder / 'golden.json'})")

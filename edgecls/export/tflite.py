@@ -3,16 +3,20 @@
 
 Each file carries the bundle's labels, input spec, preprocessing and precision in the model's
 metadata table (entries named `edgecls.*`, UTF-8 JSON/text), as ONNX and OpenVINO files do;
-`edgecls.runtimes.tflite.read_metadata` reads them back without TensorFlow."""
+`edgecls.runtimes.tflite.read_metadata` reads them back without TensorFlow. Each also carries the
+standard TFLite image-classifier metadata with labels.txt packed in, so MediaPipe's ImageClassifier
+and the TFLite Task Library run it as it is (`tflite_metadata`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..bundle import atomic_write
-from ..errors import require
 from ..names import Precision
 from .base import Written
+from .tflite_metadata import input_quantization, with_metadata
+
+__all__ = ["FILES", "PRECISIONS", "converter", "export", "with_metadata"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
@@ -51,26 +55,12 @@ def export(ctx, precision):
     tf = tensorflow()
     calibration = ctx.calibration() if precision == Precision.int8 else None
     conv, details = converter(ctx.model, precision, calibration)
-    atomic_write(ctx.bundle.path / FILES[precision.value], with_metadata(conv.convert(), ctx.metadata(precision)))
+    m = ctx.bundle.manifest
+    flatbuffer = conv.convert()
+    quant = input_quantization(flatbuffer)
+    if quant is not None:  # MediaPipe feeds raw bytes: right only for (1.0, 0)
+        details["input_quantization"] = {"scale": quant[0], "zero_point": quant[1]}
+    atomic_write(ctx.bundle.path / FILES[precision.value],
+                 with_metadata(flatbuffer, ctx.metadata(precision), labels=list(m["labels"]),
+                               color=m["input"]["color"], version=m["edgecls_version"]))
     return Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
-
-
-def with_metadata(flatbuffer: bytes, entries: dict[str, str]) -> bytes:
-    """The converted model with `entries` added to its metadata table, each in a buffer of its own.
-
-    As TFLite's metadata writer does: unpack with the schema's object API (LiteRT ships the
-    generated schema), append, pack again. The weights come out byte for byte and at the same
-    alignment as the converter wrote them (tested)."""
-    import flatbuffers
-
-    schema = require("ai_edge_litert.schema_py_generated", "tflite")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    model.metadata = [m for m in model.metadata or [] if m.name.decode() not in entries]
-    for name, value in entries.items():
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(value.encode(), np.uint8)
-        model.buffers.append(buffer)
-        model.metadata.append(schema.MetadataT(name=name, buffer=len(model.buffers) - 1))
-    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
