@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runtimes
+from . import reference, runtimes
 from .bundle import Bundle, now
 from .cpu import detect, int8_note, physical_cores
 from .decide import Constraints, Decision, decide
@@ -243,7 +243,9 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     todo, notes = plan(bundle, cfg)
     for item in todo:
         bundle.checked(item["file"])
-    x, _ = bundle.heldout()
+    x, source = inputs(bundle)
+    if source != "dataset":
+        notes.append(f"inputs: {source}")
     threads = cfg.threads or physical_cores()  # the same for every runtime, stated beside the numbers
     rows = []
     ctx = multiprocessing.get_context("spawn")
@@ -280,6 +282,19 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     bundle.manifest["decision"] = result.decision.to_dict()
     bundle.save()
     return result
+
+
+def inputs(bundle: Bundle) -> tuple[np.ndarray, str]:
+    """The held-out images to time (every runtime the same batch), and where they came from: the dataset,
+    or the bundle's reference data where the dataset is not here (a device)."""
+    try:
+        x, _ = bundle.heldout()
+        return x, "dataset"
+    except EdgeclsError as e:
+        if "reference" not in bundle.manifest:
+            raise EdgeclsError(f"{e}; and the bundle has no reference data to benchmark with instead "
+                               "(re-export it with 'edgecls export')") from e
+        return reference.load(bundle).images, "the bundle's reference images (the dataset is not here)"
 
 
 def _efficiency(rows: list[dict], macs: int | None, peak: dict | None) -> None:

@@ -174,7 +174,11 @@ def export(
     int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = False,
     fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = False,
     fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
-    calib_size: Annotated[int, typer.Option(help="Calibration images for int8 (from the training split).")] = 300,
+    calib_size: Annotated[int, typer.Option(
+        help="Calibration images for int8 (from the training split, at most half of it).")] = 300,
+    reference_size: Annotated[int, typer.Option(
+        help="Held-out images stored in reference.npz with the Keras probabilities, so verify and bench run "
+             "on a device without TensorFlow or the dataset (at most 2048).")] = 256,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ):
@@ -194,7 +198,7 @@ def export(
     from .names import parse
 
     cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
-                       calib_size=calib_size, data_dir=data_dir)
+                       calib_size=calib_size, data_dir=data_dir, reference_size=reference_size)
 
     def progress(entry, failure):
         if entry:

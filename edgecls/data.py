@@ -85,9 +85,9 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def digits(image_size: int = 32, **_) -> Data:
-    from sklearn.datasets import load_digits
+    from .errors import require
 
-    d = load_digits()
+    d = require("sklearn.datasets", "train").load_digits()
     x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
     x = _resize_all(x, image_size)[..., None]
     y = d.target.astype(np.int64)
@@ -299,9 +299,10 @@ class Split:
 
 
 def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
-    from sklearn.model_selection import train_test_split
+    from .errors import require
 
-    return train_test_split(idx, test_size=fraction, stratify=labels[idx], random_state=seed)
+    split = require("sklearn.model_selection", "train").train_test_split
+    return split(idx, test_size=fraction, stratify=labels[idx], random_state=seed)
 
 
 def subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -311,9 +312,10 @@ def subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         return idx
     if n < len(np.unique(labels)):  # too few to hold every class: a plain seeded sample
         return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
-    from sklearn.model_selection import train_test_split
+    from .errors import require
 
-    keep, _ = train_test_split(idx, train_size=n, stratify=labels, random_state=seed)
+    keep, _ = require("sklearn.model_selection", "train").train_test_split(idx, train_size=n, stratify=labels,
+                                                                          random_state=seed)
     return np.sort(keep)
 
 

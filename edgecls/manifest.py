@@ -146,6 +146,14 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "notes": _f("array", "what was skipped and why"),
         "rows": _f("array", "one per runtime x precision x batch: latency statistics, throughput, sizes"),
     }, required=["at", "environment", "rows"]),
+    "reference": _obj("reference data for device-side verify and bench (edgecls.reference)", {
+        "file": _f("string", "reference.npz: images (uint8 NHWC), labels, keras_probabilities"),
+        "images": _f("integer", "how many held-out images it holds"),
+        "ids": _f("array", "which held-out images"),
+        "sha256": _f("string", "hash of the file (also under files)"),
+        "selection": _f("string", "how they were chosen"),
+        "keras_accuracy": _f("number", "the Keras model's accuracy on them"),
+    }),
     "decision": _obj("the recommendation of the last bench (edgecls.decide)", {
         "constraints": _f("object", "for_batch, max_latency_ms, percentile, max_size_kb, max_drop, runtimes"),
         "found": _f("boolean", "an artifact qualified"),

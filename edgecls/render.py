@@ -133,9 +133,10 @@ def render_export(result) -> None:
 
 
 def render_verify(result) -> None:
+    where = ("held-out + unseen by calibration" if result.source == "dataset"
+             else "the bundle's reference images and the Keras probabilities stored with them")
     table = Table(title=f"parity vs Keras: accuracy on {result.images} held-out images (Keras "
-                        f"{result.keras_accuracy:.4f}); agreement on {result.agreement_images} images "
-                        "(held-out + unseen by calibration)")
+                        f"{result.keras_accuracy:.4f}); agreement on {result.agreement_images} images ({where})")
     for col in ("format", "precision", "runtime / device", "float parts ran in", "accuracy", "Δ points (95%)",
                 "lost/gained", "top-1 agree", "changed", "max |Δp|", "mean |Δp|", "gate"):
         table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runtimes
+from . import reference, runtimes
 from .bundle import Bundle, now
 from .errors import EdgeclsError
 from .evidence import paired_drop, wilson
@@ -78,13 +78,14 @@ class VerifyResult:
     keras_accuracy: float
     rows: list[Parity]
     gates: dict
+    source: str = "dataset"  # what the images and the Keras reference came from: dataset or reference
 
     @property
     def passed(self) -> bool:
         return all(r.passed for r in self.rows)
 
     def to_dict(self) -> dict:
-        return {"images": self.images, "agreement_images": self.agreement_images,
+        return {"images": self.images, "agreement_images": self.agreement_images, "source": self.source,
                 "keras_accuracy": self.keras_accuracy, "passed": self.passed, "gates": self.gates,
                 "rows": [asdict(r) | {"passed": r.passed} for r in self.rows]}
 
@@ -158,12 +159,7 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     if not artifacts:
         raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
                            f"run 'edgecls export {bundle.path}' first")
-    x, y = bundle.heldout(data_dir=data_dir)
-    extra = agreement_images(bundle, data_dir)
-    x_all = np.concatenate([x, extra]) if len(extra) else x
-    keras_runner = runtimes.create(Runtime.keras)
-    keras_runner.load(bundle.checked("model.keras"), device=device, threads=threads)
-    ref = _predict(keras_runner, x_all).astype(np.float64)
+    x_all, y, ref, source = evidence(bundle, data_dir, device, threads)
     keras_acc = float((ref[:len(y)].argmax(1) == y).mean())
     gates = default_gates(max_drop)
     rows = []
@@ -181,10 +177,41 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
         rows.append(row)
         if on_row:
             on_row(row)
-    result = VerifyResult(len(y), len(x_all), keras_acc, rows, {k.value: asdict(v) for k, v in gates.items()})
+    result = VerifyResult(len(y), len(x_all), keras_acc, rows, {k.value: asdict(v) for k, v in gates.items()},
+                          source)
     bundle.manifest["verify"] = {"at": now(), "device": Device(device).value, "threads": threads} | result.to_dict()
     bundle.save()
     return result
+
+
+def evidence(bundle: Bundle, data_dir: str | None, device: Device, threads: int | None):
+    """(images, held-out labels for the first len(labels) of them, Keras probabilities, source).
+
+    From the dataset with Keras run here where both are present; otherwise (a device: no TensorFlow,
+    no scikit-learn, no copy of the training folder) from the bundle's reference data, whose Keras
+    probabilities were stored at export. Which one was used is reported.
+    """
+    keras = runtimes.runner_class(Runtime.keras)
+    missing = None if keras.installed() else "TensorFlow is not installed"
+    if missing is None:
+        try:
+            x, y = bundle.heldout(data_dir=data_dir)
+        except EdgeclsError as e:  # the folder is not here, or scikit-learn (digits) is not
+            if data_dir:  # the user said where the data is: that must work
+                raise
+            missing = str(e)
+    if missing is not None:
+        if "reference" not in bundle.manifest:
+            raise EdgeclsError(f"{bundle.path}: cannot verify here: {missing}, and the bundle has no reference data. "
+                               "Re-export it where the data and TensorFlow are ('edgecls export' stores "
+                               "reference.npz), or pass --data-dir with the dataset")
+        ref = reference.load(bundle)
+        return ref.images, ref.labels, ref.keras_probabilities.astype(np.float64), "reference"
+    extra = agreement_images(bundle, data_dir)
+    x_all = np.concatenate([x, extra]) if len(extra) else x
+    runner = keras()
+    runner.load(bundle.checked("model.keras"), device=device, threads=threads)
+    return x_all, y, _predict(runner, x_all).astype(np.float64), "dataset"
 
 
 def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import reference
 from ..bundle import Bundle, atomic_write, file_entry
 from ..errors import CheckFailed
 from ..names import Format, Precision
@@ -95,6 +96,8 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 result.artifacts.append(entry)
                 if on_artifact:
                     on_artifact(entry, None)
+        if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
+            bundle.manifest["reference"] = reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
         if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
             from ..peak import macs_per_image
 

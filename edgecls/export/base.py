@@ -17,6 +17,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..errors import EdgeclsError
 from ..names import Format, Precision, parse
+from ..reference import DEFAULT_IMAGES, MAX_IMAGES
 
 #: format -> module of this package (imported on use)
 FORMATS: dict[Format, str] = {Format.onnx: "onnx", Format.tflite: "tflite", Format.openvino: "openvino"}
@@ -35,8 +36,11 @@ class ExportConfig:
     fp16: bool = False
     calib_size: int = 300  # calibration images, stratified from the training split
     data_dir: str | None = None  # where the dataset lives now, if it moved
+    reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.reference)
 
     def validate(self) -> None:
+        if not 1 <= self.reference_size <= MAX_IMAGES:
+            raise EdgeclsError(f"--reference-size {self.reference_size}: must be between 1 and {MAX_IMAGES}")
         if not self.formats:
             raise EdgeclsError("--format (none): name at least one format (onnx, tflite, openvino), or all")
         self.formats = parse(Format, self.formats, "--format") or list(FORMATS)
