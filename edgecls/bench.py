@@ -171,7 +171,7 @@ def environment(threads: int, explicit: bool) -> dict:
         except metadata.PackageNotFoundError:
             pass
     return {"cpu": cpu.model, "cpu_info": cpu.to_dict(), "cores": cpu.logical_cores, "threads": threads,
-            "threads_from": "--threads" if explicit else "physical cores (the same for every runtime)",
+            "threads_from": "--threads" if explicit else "physical cores",
             "peak": probe(threads), "python": platform.python_version(), "platform": platform.platform(),
             "versions": versions}
 

@@ -147,7 +147,7 @@ def render_verify(result) -> None:
             continue
         low, high = r.drop_interval
         table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.compute, f"{r.accuracy:.4f}",
-                      f"{r.delta_points:+.2f} ({-high:+.1f}…{-low:+.1f})", f"{r.lost}/{r.gained}",
+                      f"{r.delta_points + 0:+.2f} ({-high + 0:+.1f}…{-low + 0:+.1f})", f"{r.lost}/{r.gained}",
                       f"{r.agreement:.2%}", f"{r.changed}/{r.images}", f"{r.max_abs_diff:.1e}",
                       f"{r.mean_abs_diff:.1e}", "[green]pass[/]" if r.passed else "[red]FAIL[/]")
     out.print(table)
