@@ -307,6 +307,7 @@ def bench(
     from .bench import bench as run
     from .bundle import Bundle, atomic_write, ensure_writable
     from .decide import Constraints
+    from .render import use_stderr
 
     for option, path in (("--json", json_file), ("--csv", csv_file)):
         if path is not None and str(path) != "-":
@@ -330,7 +331,8 @@ def bench(
             atomic_write(json_file, json.dumps(result.to_dict(), indent=1, default=str) + "\n")
     if csv_file is not None:
         atomic_write(csv_file, to_csv(result.rows))
-    _finish_with_decision(result.decision, "verify" in Bundle.open(bundle).manifest)
+    with use_stderr(json_file is not None and str(json_file) == "-"):  # stdout carries the JSON alone
+        _finish_with_decision(result.decision, "verify" in Bundle.open(bundle).manifest)
 
 
 # ----------------------------------------------------------------------------- predict

@@ -183,6 +183,8 @@ def test_bench_recommends_and_exits_1_when_nothing_qualifies(exported_copy):
                 if a["format"] != "keras"]
     assert r.stdout.count("  not ") == len(exported) - 1  # one line per other artifact, with its reason
     assert "not openvino/model.xml (openvino fp32): not benchmarked at batch 1" in r.stdout
+    r = run("bench", exported_copy, *fast, "--json", "-")
+    assert json.loads(r.stdout)["decision"]["found"]  # stdout is the JSON alone; the decision went to stderr
     r = run("bench", exported_copy, *fast, "--max-size", "1")
     assert r.exit_code == 1 and "nothing to ship" in r.stdout and "ruled out by --max-size" in r.stdout
     from edgecls.bundle import Bundle
