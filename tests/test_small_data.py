@@ -110,3 +110,17 @@ def test_downsample_stem_only_for_large_inputs():
 
     assert "downsample" in [layer.name for layer in build("small", (64, 64, 3), 2).layers]
     assert "downsample" not in [layer.name for layer in build("small", (32, 32, 1), 2).layers]
+
+
+def test_schedule_warms_up_then_decays_in_optimiser_steps():
+    from edgecls._tf import keras
+    from edgecls.train import _schedule
+
+    plan = make_plan(144, 16)  # 9 steps an epoch, 1,008 steps, 50 of warm-up
+    lr = _schedule(keras(), TrainConfig(lr=3e-3), plan)
+    at = {s: float(lr(s)) for s in (0, plan.warmup_steps // 2, plan.warmup_steps, plan.total_steps // 2,
+                                     plan.total_steps)}
+    assert at[0] == pytest.approx(3e-5, rel=0.05) and at[plan.warmup_steps] == pytest.approx(3e-3, rel=1e-3)
+    assert at[0] < at[plan.warmup_steps // 2] < at[plan.warmup_steps]  # linear warm-up
+    assert at[plan.warmup_steps] > at[plan.total_steps // 2] > at[plan.total_steps]
+    assert at[plan.total_steps] == pytest.approx(3e-5, rel=0.05)  # cosine to 1% of the peak
