@@ -183,7 +183,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
                   "(pip install 'edgecls[train]')")
         return
     from ._tf import tensorflow
-    from .export.tflite import debugger, layer_rows, samples
+    from .export.tflite import debugger, direct, layer_rows
 
     tf = tensorflow()
     record = artifact.get("calibration", {})
@@ -198,12 +198,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
     deny = t8.get("float_layers") if "TFLite" in t8.get("recipe", "") else None
     metric = {"sqnr": lambda f, q, s, z: sqnr(f, (q.astype(np.int32) - z) * s)}
     with silenced():
-        first = debugger(bundle.load_keras(), calibration, x, deny)
-        # from content: the converter path reuses intermediate buffers and misreads direct comparisons
-        dbg = tf.lite.experimental.QuantizationDebugger(
-            quant_debug_model_content=first.get_debug_quantized_model(), debug_dataset=samples(x),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=metric))
-        dbg.run()
+        dbg = direct(debugger(bundle.load_keras(), calibration, x, deny), x, metric)
         interp = tf.lite.Interpreter(model_path=str(bundle.checked(artifact["file"])))
     shapes = {t["name"]: [int(d) for d in t["shape"][1:]] for t in interp.get_tensor_details()}
     for r in layer_rows(dbg):

@@ -97,6 +97,33 @@ def debugger(model, calibration: np.ndarray, images: np.ndarray, denylist: list[
     return dbg
 
 
+def direct(dbg, images: np.ndarray, metrics: dict):
+    """A second debugger over `dbg`'s debug model *content* with `metrics(float, quant, scale, zero_point)`
+    computed per op output (the converter path reuses intermediate buffers and misreads them);
+    ``run()`` already called."""
+    from .._tf import tensorflow
+
+    tf = tensorflow()
+    out = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=dbg.get_debug_quantized_model(), debug_dataset=samples(images),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=metrics))
+    out.run()
+    return out
+
+
+def sqnr(f: np.ndarray, q: np.ndarray) -> float:
+    noise = float(np.linalg.norm(f - q))
+    return 200.0 if noise == 0 else float(min(200.0, 20 * np.log10(max(float(np.linalg.norm(f)), 1e-30) / noise)))
+
+
+def _channel_sqnr(f, q, scale, zero) -> float:
+    """The lower of the tensor's SQNR and its median channel's (last axis): an outlier channel that
+    sets the range hides the others' loss from the whole-tensor figure."""
+    f, d = np.asarray(f, np.float64), (np.asarray(q).astype(np.int32) - zero) * scale
+    per = [sqnr(f[..., c], d[..., c]) for c in range(f.shape[-1])] if f.ndim > 1 else []
+    return min([sqnr(f, d)] + ([float(np.median(per))] if per else []))
+
+
 def layer_rows(dbg) -> list[dict]:
     """The debugger's per-layer CSV as dicts, with `rmse/scale` (about 0.29 is ideal rounding noise)."""
     import csv
@@ -169,9 +196,9 @@ def accuracy_aware(ctx, judging, workdir):
 
     tf = tensorflow()
     dbg = debugger(ctx.model, ctx.calibration(), judging.ranking())
-    rows = [r for r in layer_rows(dbg) if r["tensor_name"]]
-    ranked = [r["tensor_name"] for r in sorted(rows, key=lambda r: -r["rmse/scale"])]
-    score = {r["tensor_name"]: r["rmse/scale"] for r in rows}
+    rows = [r for r in layer_rows(direct(dbg, judging.ranking(), {"sqnr": _channel_sqnr})) if r["tensor_name"]]
+    score = {r["tensor_name"]: float(r["sqnr"]) for r in rows}
+    ranked = sorted(score, key=score.get)
     readers = _readers(selective(dbg, []))
     quantized = set(ranked)
     for i, tensors in enumerate(grow(ranked)):
@@ -182,6 +209,7 @@ def accuracy_aware(ctx, judging, workdir):
         root.mkdir()
         details = {}
         _write(ctx, Precision.int8, selective(dbg, deny), root / FILES["int8"], details)
-        yield Candidate(RECIPE, deny, root, {"float_tensors": list(tensors), "ranked_by": "rmse/scale",
-                                             "worst": [round(score[t], 2) for t in tensors],
+        yield Candidate(RECIPE, deny, root, {"float_tensors": list(tensors),
+                                             "ranked_by": "SQNR dB, min of tensor and median channel",
+                                             "worst_db": [round(score[t], 1) for t in tensors],
                                              "tensorflow": tf.__version__})
