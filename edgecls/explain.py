@@ -33,6 +33,7 @@ from .names import Format, Precision, Runtime, parse
 FLOOR_DB = 20.0
 JUMP_DB = 6.0
 CAP_DB = 200.0  # an exact tensor (zero noise) reads as this
+EXACT_DB = 100.0  # above this a tensor was not quantized (int8 noise is ~50 dB at best): no jump from it
 DEFAULT_IMAGES = 32
 
 
@@ -83,12 +84,13 @@ def keras_layer(name: str) -> str:
 
 
 def flag(rows: list[LayerError]) -> list[LayerError]:
-    """Mark the rows where the error jumps (below FLOOR_DB, or JUMP_DB below the previous row)."""
+    """Mark the rows where the error jumps (below FLOOR_DB, or JUMP_DB below the previous row, unless that
+    one was exact: an unquantized tensor is no baseline)."""
     prev = None
     for r in rows:
         if r.sqnr_db < FLOOR_DB:
             r.flag = f"below {FLOOR_DB:.0f} dB"
-        elif prev is not None and prev - r.sqnr_db > JUMP_DB:
+        elif prev is not None and prev < EXACT_DB and prev - r.sqnr_db > JUMP_DB:
             r.flag = f"{prev - r.sqnr_db:.1f} dB below the previous layer"
         prev = r.sqnr_db
     return rows
