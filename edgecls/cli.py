@@ -20,6 +20,7 @@ from .render import (
     human,
     out,
     render_bench,
+    render_explain,
     render_export,
     render_golden,
     render_info,
@@ -179,13 +180,19 @@ def export(
     reference_size: Annotated[int, typer.Option(
         help="Held-out images stored in reference.npz with the Keras probabilities, so verify and bench run "
              "on a device without TensorFlow or the dataset (at most 2048).")] = 256,
+    max_drop: Annotated[float, typer.Option(
+        help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on the "
+             "validation + unseen training images; a file that misses it is re-made with the format's "
+             "accuracy-aware recipe.")] = 1.0,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ):
     """Export the bundle's model to ONNX, TFLite and OpenVINO IR (float32; --int8, --fp16 add more).
 
     Every file is loaded by its runtime and run on a few held-out images right after writing,
-    and recorded with its sha256 in manifest.json. Exit 1 if any format failed.
+    and recorded with its sha256 in manifest.json. Each int8 file is judged with verify's gate on
+    images that are not held out; one that misses it is re-made with the format's accuracy-aware
+    recipe (some layers left in float). Exit 1 if any format failed or an int8 file misses the gate.
 
     Examples:
 
@@ -198,7 +205,7 @@ def export(
     from .names import parse
 
     cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
-                       calib_size=calib_size, data_dir=data_dir, reference_size=reference_size)
+                       calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop)
 
     def progress(entry, failure):
         if entry:
@@ -210,7 +217,7 @@ def export(
         _emit_json({"artifacts": result.artifacts, "failures": result.failures})
     else:
         render_export(result)
-    if result.failures:
+    if not result.passed:
         raise typer.Exit(1)
 
 
@@ -228,6 +235,9 @@ def verify(
     ov_precision: Annotated[str, typer.Option(
         help="OpenVINO: what float parts compute in: f32 (parity), or bf16/f16 to measure those on purpose.")] = "f32",
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
+                          "where the error jumps (each vendor's tool, 32 held-out images).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ):
     """Prove each exported model still gives the Keras model's answers on the held-out images.
@@ -240,16 +250,30 @@ def verify(
       edgecls verify                               # models/digits-small, every artifact
 
       edgecls verify models/fashion-mnist-small --runtime onnx,tflite --max-drop 0.5
+
+      edgecls verify --explain                     # and where each int8 file loses precision, layer by layer
     """
 
     from .verify import verify as run
 
+    if explain:  # before any work: a bundle with no int8 artifact is a usage error
+        from .bundle import Bundle
+        from .explain import int8_artifacts
+
+        int8_artifacts(Bundle.open(bundle), runtime)
     result = run(bundle, runtime_names=runtime, device=device, threads=threads, max_drop=max_drop,
                  runtime_options={"compute": ov_precision}, data_dir=data_dir)
+    explanations = None
+    if explain:
+        from .explain import explain as explain_layers
+
+        explanations = explain_layers(bundle, runtime, data_dir=data_dir)
     if as_json:
-        _emit_json(result.to_dict())
+        _emit_json(result.to_dict() | ({"explain": [e.to_dict() for e in explanations]} if explain else {}))
     else:
         render_verify(result)
+        if explain:
+            render_explain(explanations)
     if not result.passed:
         raise typer.Exit(1)
 

@@ -126,6 +126,20 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
             "total_bytes": _f("integer", "bytes with the parts"),
             "versions": _f("object", "converter and runtime versions"),
             "calibration": _f("object", "int8: calibration images (count, from which split)"),
+            "int8": _obj("int8: the gate at export and the recipe that met it (edgecls/export/accuracy.py)", {
+                "recipe": _f("string", "default, or the format's accuracy-aware recipe that was kept"),
+                "passed": _f(["boolean", "null"], "the kept file meets verify's int8 gate on the judging set "
+                                                  "(null: no images to judge on)"),
+                "max_drop": _f("number", "--max-drop, accuracy points"),
+                "float_layers": _f("array", "layers left in float (node, tensor or op names of the format)"),
+                "judged_on": _f("object", "judging set: validation + training images calibration did not use "
+                                          "(never held-out); count"),
+                "attempts": _f("array", "every recipe tried, in order: float layers, accuracy, drop with lost/"
+                                        "gained and 95% interval, agreement and its interval, gate failures"),
+                "evidence": _f("object", "the kept file's gate evidence (as in attempts)"),
+                "cost": _f("object", "bytes vs the default int8 file (bytes_ratio), latency_ratio: median "
+                                     "predict() on a batch of 32, kept vs default"),
+            }, required=["recipe", "passed", "attempts"]),
             "export_seconds": _f("number", "time to write and check it"),
             "check": _f("object", "the self-check run right after writing"),
             "size_ratio_vs_fp32": _f("number", "total bytes / the fp32 file's"),

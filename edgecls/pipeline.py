@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,14 +42,15 @@ class PipelineResult:
     @property
     def passed(self) -> bool:
         """Every export worked, every gate passed, and an artifact qualifies to ship."""
-        return not self.export.failures and self.verify.passed and self.bench.decision.found
+        return self.export.passed and self.verify.passed and self.bench.decision.found
 
     def to_dict(self) -> dict:
         """Every stage's result, as `edgecls pipeline --json` prints it."""
         m = self.train.manifest
         return {"bundle": str(self.train.bundle), "passed": self.passed,
                 "train": {"metrics": m["metrics"], "baseline": m.get("baseline"), "training": m["training"]},
-                "export": {"artifacts": self.export.artifacts, "failures": self.export.failures},
+                "export": {"artifacts": self.export.artifacts, "failures": self.export.failures,
+                           "passed": self.export.passed},
                 "verify": self.verify.to_dict(),
                 "bench": self.bench.to_dict(), "recommendation": self.bench.decision.to_dict(),
                 "report": str(self.report)}
@@ -67,7 +69,7 @@ def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: Pipel
     cfg.validate()
     t = train(cfg.train, train_hooks)
     hooks.stage("train", t)
-    e = export(t.bundle, cfg.export, on_export)
+    e = export(t.bundle, dataclasses.replace(cfg.export, max_drop=cfg.max_drop), on_export)
     hooks.stage("export", e)
     v = verify(t.bundle, max_drop=cfg.max_drop, on_row=on_verify)
     hooks.stage("verify", v)

@@ -117,19 +117,41 @@ def human(n: int) -> str:
 
 def render_export(result) -> None:
     table = Table(title="exported")
-    for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check"):
+    for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check", "int8 gate (judging set)"):
         table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
     for a in result.artifacts:
         ratio, weights = a.get("size_ratio_vs_fp32"), a.get("weights_ratio_vs_fp32")
         table.add_row(a["format"], a["precision"], a["file"], human(a["total_bytes"]),
                       (f"{ratio:.2f}x" if ratio else "") + (f" (weights {weights:.2f}x)" if weights else ""),
                       f"{a['export_seconds']:.1f}",
-                      "[green]ok[/]")
+                      "[green]ok[/]", int8_gate(a.get("int8")))
     for f in result.failures:
-        table.add_row(f["format"], f["precision"], "", "", "", "", "[red]FAILED[/]")
+        table.add_row(f["format"], f["precision"], "", "", "", "", "[red]FAILED[/]", "")
     out.print(table)
+    for a in result.artifacts:
+        t = a.get("int8")
+        if t and t.get("attempts") and len(t["attempts"]) > 1:
+            cost = t["cost"]
+            out.print(f"{a['file']}: {len(t['attempts'])} recipes tried; kept {t['recipe']} with "
+                      f"{len(t['float_layers'])} layer(s) in float: {cost['bytes_ratio']:.2f}x the default int8 "
+                      f"bytes, {cost['latency_ratio']:.2f}x its latency (batch 32)", soft_wrap=True, highlight=False)
+        if t and t.get("passed") is False:
+            for f in t["evidence"]["failures"]:
+                typer.echo(f"FAIL {a['file']}: no int8 recipe reached the gate; best kept: {f}", err=True)
     for f in result.failures:
         typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
+
+
+def int8_gate(t: dict | None) -> str:
+    """The export table's int8 cell: the gate on the judging set and the recipe that got there."""
+    if not t:
+        return ""
+    if t.get("passed") is None:
+        return "not judged"
+    e = t["evidence"]
+    what = (f"drop {e['drop_points']:+.2f} pts, agree {e['agreement']:.2%} of {e['images']}; "
+            + ("default" if t["recipe"] == "default" else f"accuracy-aware, {len(t['float_layers'])} float"))
+    return f"[green]pass[/] ({what})" if t["passed"] else f"[red]FAIL[/] ({what})"
 
 
 def render_verify(result) -> None:
@@ -159,6 +181,26 @@ def render_verify(result) -> None:
     for r in result.rows:
         for f in r.failures:
             typer.echo(f"FAIL {r.file}: {f}", err=True)
+
+
+def render_explain(explanations) -> None:
+    """`verify --explain`: one per-layer table per int8 artifact."""
+    for e in explanations:
+        if e.note and not e.layers:
+            out.print(f"[bold]{e.file}[/] ({e.format} int8): no per-layer table: {e.note}", soft_wrap=True,
+                      highlight=False)
+            continue
+        table = Table(title=f"{e.file} ({e.format} int8): per-layer SQNR vs float, {e.measure}, on {e.images} "
+                            f"held-out images — {e.tool}")
+        for col in ("#", "layer", "keras layer", "output shape", "SQNR dB", "flag"):
+            table.add_column(col, justify="right" if col in ("#", "SQNR dB") else "left")
+        for i, r in enumerate(e.layers):
+            colour = "red" if r.flag else "green"
+            table.add_row(str(i), r.layer, r.keras_layer, "x".join(str(d) for d in r.shape or []) or "?",
+                          f"[{colour}]{r.sqnr_db:.1f}[/]", f"[red]{r.flag}[/]" if r.flag else "")
+        out.print(table)
+        out.print(f"{len(e.flagged)} of {len(e.layers)} layers flagged (below 20 dB, or > 6 dB below the previous)"
+                  + (f"; {e.note}" if e.note else ""), soft_wrap=True, highlight=False)
 
 
 def render_bench(result) -> None:

@@ -18,6 +18,7 @@ from ..bundle import Bundle, atomic_write, file_entry
 from ..errors import CheckFailed
 from ..names import Format, Precision
 from ..quiet import silenced
+from . import accuracy
 from .base import FORMATS, ExportConfig, ExportContext, Written, format_module
 
 __all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "Written", "export", "format_module"]
@@ -27,6 +28,15 @@ __all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "Written"
 class ExportResult:
     artifacts: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
+
+    @property
+    def gate_failures(self) -> list[dict]:
+        """int8 artifacts written whose every recipe missed the gate (the best is kept, marked failing)."""
+        return [a for a in self.artifacts if a.get("int8", {}).get("passed") is False]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.gate_failures
 
 
 def _check(bundle: Bundle, fmt: str, written: Written, sample: np.ndarray, classes: int) -> dict:
@@ -111,10 +121,16 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
     bundle = ctx.bundle
     t0 = time.perf_counter()
     written = None
+    tuned = None
+    module = format_module(fmt)
     try:
         with silenced():
-            written = format_module(fmt).export(ctx, precision)
+            written = module.export(ctx, precision)
             check = _check(bundle, fmt, written, sample, classes)
+            if precision == Precision.int8:  # judged as verify does; a more accurate recipe if it misses
+                tuned = accuracy.tune(ctx, fmt, written, module.accuracy_aware)
+                if tuned["recipe"] != "default":
+                    check = _check(bundle, fmt, written, sample, classes)
     except BaseException:
         if written is not None:  # written but failed its check: no bad file stays on disk
             _discard(bundle, written)
@@ -122,6 +138,7 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
     entry = _entry(bundle, fmt, precision, written)
     if precision == Precision.int8:
         entry["calibration"] = ctx.calibration_record()
+        entry["int8"] = tuned
     entry["export_seconds"] = round(time.perf_counter() - t0, 2)
     entry["check"] = check
     bundle.record(entry)

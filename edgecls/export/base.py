@@ -37,6 +37,7 @@ class ExportConfig:
     calib_size: int = 300  # calibration images, stratified from the training split
     data_dir: str | None = None  # where the dataset lives now, if it moved
     reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.reference)
+    max_drop: float = 1.0  # int8 gate at export (accuracy points), judged as verify does (export/accuracy.py)
 
     def validate(self) -> None:
         if not 1 <= self.reference_size <= MAX_IMAGES:
@@ -44,6 +45,8 @@ class ExportConfig:
         if not self.formats:
             raise EdgeclsError("--format (none): name at least one format (onnx, tflite, openvino), or all")
         self.formats = parse(Format, self.formats, "--format") or list(FORMATS)
+        if not 0 <= self.max_drop <= 100:
+            raise EdgeclsError(f"--max-drop {self.max_drop}: must be between 0 and 100 accuracy points")
         if self.calib_size < 1:
             raise EdgeclsError(f"--calib-size {self.calib_size}: must be at least 1")
 
@@ -67,6 +70,7 @@ class ExportContext:
     def __init__(self, bundle: Bundle, model, cfg: ExportConfig, workdir: Path):
         self.bundle, self.model, self.cfg, self.workdir = bundle, model, cfg, workdir
         self._calib = None
+        self._judging = None
         self._onnx: Path | None = None
 
     @property
@@ -84,6 +88,14 @@ class ExportContext:
             self._calib_ids, self._calib, _ = self.bundle.select("train", limit=limit, seed=seed,
                                                                  data_dir=self.cfg.data_dir)
         return self._calib
+
+    def judging(self):
+        """The images int8 files are judged on at export (`accuracy.judging_set`), built once."""
+        if self._judging is None:
+            from .accuracy import judging_set
+
+            self._judging = judging_set(self)
+        return self._judging
 
     def calibration_record(self) -> dict:
         """What the manifest says of the calibration: count, split, which ids, a hash of the pixels."""

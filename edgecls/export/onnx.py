@@ -50,15 +50,38 @@ def convert_fp32(ctx, path: Path):
     _save(proto, ctx, Precision.fp32, path)
 
 
-class _Calibration:
-    """onnxruntime's CalibrationDataReader over the calibration images, one at a time."""
+def _reader(images: np.ndarray):
+    """onnxruntime's CalibrationDataReader over `images`, one at a time (a one-shot iterator)."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, images: np.ndarray):
-        self.it = iter(images)
+    class Reader(CalibrationDataReader):  # subclassed: qdq_loss_debug iterates it
+        def __init__(self):
+            self.it = iter(images)
 
-    def get_next(self):
-        x = next(self.it, None)
-        return None if x is None else {"images": x[None].astype(np.float32)}
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"images": x[None].astype(np.float32)}
+
+    return Reader()
+
+
+def _quantize(ctx, out: Path, exclude: list[str] | None = None) -> Path:
+    """quantize_static of the pre-processed fp32 graph to `out`: QDQ, S8S8, per-channel weights, MinMax.
+    The calibration ranges are cached, so a re-quantization with `exclude` (node names kept in float)
+    is a graph rewrite only."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = ctx.workdir / "pre.onnx"
+    if not pre.is_file():
+        quant_pre_process(str(ctx.onnx_fp32()), str(pre), skip_symbolic_shape=False)
+    cache = ctx.workdir / "onnx-calibration.json"
+    reader = None if cache.is_file() else _reader(ctx.calibration())
+    quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+                    nodes_to_exclude=exclude or [])
+    return out
 
 
 def export(ctx, precision):
@@ -70,15 +93,81 @@ def export(ctx, precision):
     import onnx
 
     ort = require("onnxruntime", "onnx")
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = ctx.workdir / "pre.onnx"
-    quant_pre_process(str(ctx.onnx_fp32()), str(pre), skip_symbolic_shape=False)
-    out = ctx.workdir / "int8.onnx"
-    quantize_static(str(pre), str(out), _Calibration(ctx.calibration()), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+    out = _quantize(ctx, ctx.workdir / "int8.onnx")
     _save(onnx.load(str(out)), ctx, precision, path)
     return Written(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
-                       details={"quantization": "static QDQ, S8S8, per-channel weights, MinMax calibration"})
+                   details={"quantization": "static QDQ, S8S8, per-channel weights, MinMax calibration"})
+
+
+# --------------------------------------------------------------------------- accuracy-aware int8
+
+RECIPE = "onnxruntime qdq_loss_debug ranking + quantize_static(nodes_to_exclude)"
+_FOLDED = {"Relu", "Clip"}  # QDQ folds these into their producer's output Q/DQ
+_COMPUTE = {"Conv", "MatMul", "Gemm"}
+_PASSTHROUGH = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def tensor_errors(float_path: Path, qdq_path: Path, images: np.ndarray, workdir: Path) -> dict:
+    """{tensor: {"qdq_err", "xmodel_err"}} in dB (SQNR, lower is worse) from onnxruntime's qdq_loss_debug:
+    `qdq_err` the tensor's own Q/DQ noise, `xmodel_err` the float model vs the QDQ model up to it.
+    `float_path` must be the float graph the QDQ model was made from (quant_pre_process output)."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    fa, qa = workdir / "float.aug.onnx", workdir / "qdq.aug.onnx"
+    modify_model_output_intermediate_tensors(str(float_path), str(fa))
+    modify_model_output_intermediate_tensors(str(qdq_path), str(qa))
+    f_act = collect_activations(str(fa), _reader(images))  # a fresh reader per pass: each is one-shot
+    q_act = collect_activations(str(qa), _reader(images))
+    return compute_activation_error(create_activation_matching(q_act, f_act))
+
+
+def float_set(graph, tensor: str) -> set[str]:
+    """Node names to exclude so that `tensor` stays float: its producer (the Conv/MatMul behind a folded
+    Relu/Clip, not the Relu alone) and every node that reads it, following data-movement readers
+    (pooling, reshapes) on to the next compute node: a quantized reader would quantize it again
+    with the same range."""
+    producer = {o: n for n in graph.node for o in n.output}
+    names = set()
+    node = producer.get(tensor)
+    while node is not None:
+        names.add(node.name)
+        node = producer.get(node.input[0]) if node.op_type in _FOLDED and node.input else None
+    todo = [tensor]
+    while todo:
+        t = todo.pop()
+        for n in graph.node:
+            if t in n.input and n.name not in names:
+                names.add(n.name)
+                if n.op_type in _PASSTHROUGH | _FOLDED:
+                    todo += list(n.output)
+    return names
+
+
+def accuracy_aware(ctx, judging, workdir: Path):
+    """Candidates keeping the tensors with the worst own Q/DQ noise (qdq_err on judging images) in
+    float, 1, 2, 4, ... of them, re-quantized from the cached calibration."""
+    import onnx
+
+    from .accuracy import Candidate, grow
+
+    pre = ctx.workdir / "pre.onnx"
+    errors = tensor_errors(pre, ctx.workdir / "int8.onnx", judging.ranking(), workdir)
+    graph = onnx.load(str(pre)).graph
+    compute = {n.name for n in graph.node if n.op_type in _COMPUTE}
+    noise = {t: float(e.get("qdq_err", np.inf)) for t, e in errors.items()}
+    ranked = sorted((t for t in noise if np.isfinite(noise[t])), key=noise.get)
+    for i, tensors in enumerate(grow(ranked)):
+        exclude = sorted(set().union(*(float_set(graph, t) for t in tensors)))
+        if compute <= set(exclude):  # nothing left in int8: that is the float model, not an int8 recipe
+            break
+        root = workdir / f"candidate-{i}"
+        root.mkdir()
+        out = _quantize(ctx, workdir / f"candidate-{i}.onnx", exclude)
+        _save(onnx.load(str(out)), ctx, Precision.int8, root / FILES["int8"])
+        yield Candidate(RECIPE, exclude, root, {"float_tensors": list(tensors), "ranked_by": "qdq_err (dB)",
+                                                "worst_db": [round(noise[t], 1) for t in tensors]})

@@ -12,16 +12,17 @@ from pathlib import Path
 
 from ..errors import require
 from ..names import Precision
+from .accuracy import Candidate
 from .base import Written
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STEMS = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8"}
 
 
-def _save(ov, model, ctx, precision, compress: bool) -> tuple[str, str]:
+def _save(ov, model, ctx, precision, compress: bool, root: Path | None = None) -> tuple[str, str]:
     for key, value in ctx.metadata(precision).items():
         model.set_rt_info(value, ["edgecls", key.split(".", 1)[1]])
-    folder = ctx.bundle.path / "openvino"
+    folder = (root or ctx.bundle.path) / "openvino"
     folder.mkdir(exist_ok=True)
     stem = STEMS[precision.value]
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
@@ -42,9 +43,85 @@ def export(ctx, precision):
     if precision == Precision.int8:
         nncf = require("nncf", "train")
         images = ctx.calibration()
-        dataset = nncf.Dataset(list(images), lambda x: x[None].astype("float32"))
-        model = nncf.quantize(model, dataset, subset_size=len(images))
+        model = nncf.quantize(model, _calibration(nncf, images), subset_size=len(images))
         versions["nncf"] = nncf.__version__
         details["quantization"] = "NNCF post-training quantization (default preset), fast bias correction"
     xml, bin_ = _save(ov, model, ctx, precision, compress=precision == Precision.fp16)
     return Written(xml, parts=[bin_], versions=versions, details=details)
+
+
+def _calibration(nncf, images):
+    return nncf.Dataset(list(images), lambda x: x[None].astype("float32"))
+
+
+# --------------------------------------------------------------------------- accuracy-aware int8
+
+RECIPE = "NNCF quantize_with_accuracy_control"
+
+
+def int8_weight_ops(model) -> set[str]:
+    """Friendly names of the Convolution/MatMul ops whose weights are still int8."""
+    import openvino as ov
+
+    found = set()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+            node = op.input_value(1).get_node()
+            while node.get_type_name() != "Constant" and node.get_input_size():
+                node = node.input_value(0).get_node()
+            if node.get_element_type() in (ov.Type.i8, ov.Type.u8):
+                found.add(op.get_friendly_name())
+    return found
+
+
+def fake_quantize_ops(model) -> set[str]:
+    return {o.get_friendly_name() for o in model.get_ordered_ops() if o.get_type_name() == "FakeQuantize"}
+
+
+def _validate(compiled, items) -> tuple[float, list[float]]:
+    """NNCF's validation_fn: top-1 accuracy (a fraction: higher is better) and the per-image hits."""
+    import numpy as np
+
+    items = list(items)
+    out = compiled.output(0)
+    hits: list[float] = []
+    for i in range(0, len(items), 64):
+        x = np.stack([img for img, _ in items[i:i + 64]]).astype(np.float32)
+        y = np.array([label for _, label in items[i:i + 64]])
+        hits += (compiled(x)[out].argmax(1) == y).astype(float).tolist()
+    return float(np.mean(hits)) if hits else 0.0, hits
+
+
+def accuracy_aware(ctx, judging, workdir):
+    """One candidate: NNCF's accuracy control on the judging images with labels (max_drop in its
+    metric's units, a fraction), which reverts the quantized groups that cost most to float until
+    the drop is within max_drop. A result with no int8 layer left (NNCF's answer when it cannot
+    reach the target) is not an int8 file: no candidate then."""
+    import logging
+
+    import openvino as ov
+
+    nncf = require("nncf", "train")
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    images = ctx.calibration()
+    source = ov.convert_model(str(ctx.onnx_fp32()))
+    plain = nncf.quantize(source, _calibration(nncf, images), subset_size=len(images))
+    validation = nncf.Dataset(list(zip(judging.images, judging.labels)), lambda it: it[0][None].astype("float32"))
+    log = logging.getLogger("nncf")
+    level = log.level
+    log.setLevel(logging.WARNING)  # its INFO lines name each step; the diff below says what was reverted
+    try:
+        model = nncf.quantize_with_accuracy_control(
+            ov.convert_model(str(ctx.onnx_fp32())), _calibration(nncf, images), validation, _validate,
+            max_drop=ctx.cfg.max_drop / 100, subset_size=len(images),
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                max_num_iterations=8, ranking_subset_size=min(300, len(judging.images)), num_ranking_workers=1))
+    finally:
+        log.setLevel(level)
+    left = int8_weight_ops(model)
+    reverted = sorted((int8_weight_ops(plain) - left) | (fake_quantize_ops(plain) - fake_quantize_ops(model)))
+    if not left and not fake_quantize_ops(model):
+        return  # everything reverted: NNCF could not reach max_drop with any int8 layer
+    _save(ov, model, ctx, Precision.int8, compress=False, root=workdir)
+    yield Candidate(RECIPE, reverted, workdir, {"int8_weight_ops_left": len(left), "nncf": nncf.__version__})

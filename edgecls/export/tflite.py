@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..bundle import atomic_write
+from ..errors import CheckFailed
 from ..names import Precision
 from .base import Written
 from .tflite_metadata import input_quantization, with_metadata
 
-__all__ = ["FILES", "PRECISIONS", "converter", "export", "with_metadata"]
+__all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "with_metadata"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
@@ -49,18 +50,166 @@ def converter(model, precision: Precision, calibration: np.ndarray | None = None
     return conv, details
 
 
+def _write(ctx, precision: Precision, flatbuffer: bytes, path, details: dict) -> None:
+    """`flatbuffer` with edgecls's and the standard TFLite metadata, written atomically to `path`."""
+    m = ctx.bundle.manifest
+    quant = input_quantization(flatbuffer)
+    if quant is not None:  # MediaPipe feeds raw bytes: right only for (1.0, 0)
+        details["input_quantization"] = {"scale": quant[0], "zero_point": quant[1]}
+    atomic_write(path, with_metadata(flatbuffer, ctx.metadata(precision), labels=list(m["labels"]),
+                                     color=m["input"]["color"], version=m["edgecls_version"]))
+
+
 def export(ctx, precision):
     from .._tf import tensorflow
 
     tf = tensorflow()
     calibration = ctx.calibration() if precision == Precision.int8 else None
     conv, details = converter(ctx.model, precision, calibration)
-    m = ctx.bundle.manifest
-    flatbuffer = conv.convert()
-    quant = input_quantization(flatbuffer)
-    if quant is not None:  # MediaPipe feeds raw bytes: right only for (1.0, 0)
-        details["input_quantization"] = {"scale": quant[0], "zero_point": quant[1]}
-    atomic_write(ctx.bundle.path / FILES[precision.value],
-                 with_metadata(flatbuffer, ctx.metadata(precision), labels=list(m["labels"]),
-                               color=m["input"]["color"], version=m["edgecls_version"]))
+    _write(ctx, precision, conv.convert(), ctx.bundle.path / FILES[precision.value], details)
     return Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
+
+
+# --------------------------------------------------------------------------- accuracy-aware int8
+
+RECIPE = "TFLite QuantizationDebugger ranking + selective quantization (denylisted_nodes)"
+
+
+def samples(images: np.ndarray):
+    def generate():
+        for x in images:
+            yield [x[None].astype(np.float32)]
+
+    return generate
+
+
+def debugger(model, calibration: np.ndarray, images: np.ndarray, denylist: list[str] | None = None):
+    """TensorFlow's QuantizationDebugger over a fresh int8 converter of the Keras `model` (calibrated on
+    `calibration`), its per-layer statistics measured on `images`; ``run()`` already called."""
+    from .._tf import tensorflow
+
+    tf = tensorflow()
+    conv, _ = converter(model, Precision.int8, calibration)  # the debugger changes it: never reused
+    opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist or None)
+    dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=samples(images),
+                                                    debug_options=opts)
+    dbg.run()
+    return dbg
+
+
+def direct(dbg, images: np.ndarray, metrics: dict):
+    """A second debugger over `dbg`'s debug model *content* with `metrics(float, quant, scale, zero_point)`
+    computed per op output (the converter path reuses intermediate buffers and misreads them);
+    ``run()`` already called."""
+    from .._tf import tensorflow
+
+    tf = tensorflow()
+    out = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=dbg.get_debug_quantized_model(), debug_dataset=samples(images),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=metrics))
+    out.run()
+    return out
+
+
+def sqnr(f: np.ndarray, q: np.ndarray) -> float:
+    noise = float(np.linalg.norm(f - q))
+    return 200.0 if noise == 0 else float(min(200.0, 20 * np.log10(max(float(np.linalg.norm(f)), 1e-30) / noise)))
+
+
+def _channel_sqnr(f, q, scale, zero) -> float:
+    """The lower of the tensor's SQNR and its median channel's (last axis): an outlier channel that
+    sets the range hides the others' loss from the whole-tensor figure."""
+    f, d = np.asarray(f, np.float64), (np.asarray(q).astype(np.int32) - zero) * scale
+    per = [sqnr(f[..., c], d[..., c]) for c in range(f.shape[-1])] if f.ndim > 1 else []
+    return min([sqnr(f, d)] + ([float(np.median(per))] if per else []))
+
+
+def layer_rows(dbg) -> list[dict]:
+    """The debugger's per-layer CSV as dicts, with `rmse/scale` (about 0.29 is ideal rounding noise)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    for r in rows:
+        scale = float(r["scale"]) or 1.0
+        r["rmse/scale"] = float(r["mean_squared_error"]) ** 0.5 / scale
+    return rows
+
+
+_PASSTHROUGH = {"MAX_POOL_2D", "RESHAPE", "SQUEEZE", "TRANSPOSE", "EXPAND_DIMS"}
+
+
+def _readers(flatbuffer: bytes) -> dict[str, list[tuple[str, list[str]]]]:
+    """tensor name -> (op type, output tensor names) of each op that reads it (an int8 model's graph)."""
+    from .._tf import tensorflow
+
+    interp = tensorflow().lite.Interpreter(model_content=flatbuffer)
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    out: dict[str, list[tuple[str, list[str]]]] = {}
+    for op in interp._get_ops_details():  # the public API has no graph walk
+        outs = [names[o] for o in op["outputs"] if o in names]
+        for i in op["inputs"]:
+            if i >= 0 and i in names:
+                out.setdefault(names[i], []).append((op["op_name"], outs))
+    return out
+
+
+def float_set(readers: dict, tensor: str) -> set[str]:
+    """Output tensors to denylist so that `tensor` stays float: its op and every op that reads it,
+    following data-movement readers (pooling, reshapes) to the next compute op (a quantized reader
+    would quantize it again with the same range)."""
+    deny, todo = {tensor}, [tensor]
+    while todo:
+        for op, outs in readers.get(todo.pop(), []):
+            new = [o for o in outs if o not in deny]
+            deny.update(new)
+            if op in _PASSTHROUGH:
+                todo += new
+    return deny
+
+
+def selective(dbg, denylist: list[str]) -> bytes:
+    """The calibrated model quantized with `denylist` (output tensor names) left in float, uint8 input
+    and output: the call TFLiteConverter itself makes, plus the denylist. The input must keep
+    scale 1.0 and zero point 0 (raw pixels, as MediaPipe feeds them)."""
+    from tensorflow.lite.python import convert as tfl_convert  # what the converter calls internally
+
+    from .._tf import tensorflow
+
+    tf = tensorflow()
+    flat = tfl_convert.mlir_quantize(dbg.calibrated_model, input_data_type=tf.uint8, output_data_type=tf.uint8,
+                                     denylisted_nodes=denylist)
+    quant = input_quantization(flat)
+    if quant is None or abs(quant[0] - 1.0) > 1e-6 or quant[1] != 0:
+        raise CheckFailed(f"selective TFLite int8: input quantization {quant}, expected scale 1.0, zero point 0")
+    return flat
+
+
+def accuracy_aware(ctx, judging, workdir):
+    """Candidates leaving in float the op outputs with the worst local error on judging images
+    (NumericVerify rmse/scale, the TF guide's measure), each with the ops that read them (else they
+    would be re-quantized with the same range), 1, 2, 4, ... of them."""
+    from .._tf import tensorflow
+    from .accuracy import Candidate, grow
+
+    tf = tensorflow()
+    dbg = debugger(ctx.model, ctx.calibration(), judging.ranking())
+    rows = [r for r in layer_rows(direct(dbg, judging.ranking(), {"sqnr": _channel_sqnr})) if r["tensor_name"]]
+    score = {r["tensor_name"]: float(r["sqnr"]) for r in rows}
+    ranked = sorted(score, key=score.get)
+    readers = _readers(selective(dbg, []))
+    quantized = set(ranked)
+    for i, tensors in enumerate(grow(ranked)):
+        deny = sorted(set().union(*(float_set(readers, t) for t in tensors)) & quantized)
+        if quantized <= set(deny):  # nothing left in int8
+            break
+        root = workdir / f"candidate-{i}"
+        root.mkdir()
+        details = {}
+        _write(ctx, Precision.int8, selective(dbg, deny), root / FILES["int8"], details)
+        yield Candidate(RECIPE, deny, root, {"float_tensors": list(tensors),
+                                             "ranked_by": "SQNR dB, min of tensor and median channel",
+                                             "worst_db": [round(score[t], 1) for t in tensors],
+                                             "tensorflow": tf.__version__})

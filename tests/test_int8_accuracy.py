@@ -1,0 +1,142 @@
+"""Accuracy-aware int8 export (edgecls/export/accuracy.py) and `verify --explain` (edgecls/explain.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecls.bundle import Bundle, file_entry
+from edgecls.cli import app
+from edgecls.explain import FLOOR_DB, LayerError, flag
+from edgecls.export import ExportConfig, export
+from edgecls.export.accuracy import grow
+
+runner = CliRunner()
+
+
+def with_outlier(path, factor: float = 1000.0) -> None:
+    """Give the bundle's `tiny` model an activation outlier that changes nothing in float: conv channel 0
+    (and its bias) x factor, the dense weights reading that channel / factor (ReLU and max-pooling
+    commute with a positive scale). Per-tensor int8 then spends its whole range on that channel and
+    rounds the other 15 to nothing: the default recipe of every format misses the gate."""
+    b = Bundle.open(path)
+    m = b.load_keras()
+    conv, dense = m.get_layer("conv"), m.get_layer("dense")
+    k, bias = conv.get_weights()
+    k[..., 0] *= factor
+    bias[0] *= factor
+    conv.set_weights([k, bias])
+    w, db = dense.get_weights()
+    w[0::k.shape[-1]] /= factor  # Flatten puts channels last: every 16th input row is channel 0
+    dense.set_weights([w, db])
+    m.save(str(b.path / "model.keras"))
+    entry = file_entry(b.path / "model.keras", b.path)
+    next(a for a in b.manifest["artifacts"] if a["file"] == "model.keras").update(entry)
+    b.save()
+
+
+def test_default_recipe_judged_and_recorded(exported_bundle):
+    """Every int8 artifact carries the gate's evidence on the judging set, never the held-out split."""
+    m = Bundle.open(exported_bundle).manifest
+    int8 = [a for a in m["artifacts"] if a["precision"] == "int8"]
+    assert {a["format"] for a in int8} == {"onnx", "tflite", "openvino"}
+    n_val = len(m["dataset"]["split"]["val"])
+    unseen_train = len(set(m["dataset"]["split"]["train"]) - set(int8[0]["calibration"]["ids"]))
+    for a in int8:
+        t = a["int8"]
+        assert t["passed"] is True and t["recipe"] == "default" and t["float_layers"] == []
+        assert t["attempts"][0]["recipe"] == "default" and t["attempts"][0]["passed"]
+        assert t["judged_on"]["images"] == n_val + unseen_train == t["evidence"]["images"]
+        assert t["cost"]["bytes_ratio"] == 1.0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "openvino"])
+def test_outlier_model_default_misses_gate_accuracy_aware_passes(bundle_copy, fmt):
+    with_outlier(bundle_copy)
+    result = export(bundle_copy, ExportConfig(formats=[fmt], int8=True, calib_size=64))
+    assert not result.failures and result.passed
+    art = next(a for a in result.artifacts if a["precision"] == "int8")
+    t = art["int8"]
+    first, last = t["attempts"][0], t["attempts"][-1]
+    assert first["recipe"] == "default" and not first["passed"] and first["drop_points"] > 5
+    assert t["recipe"] != "default" and t["passed"] and last["passed"] and t["float_layers"]
+    assert t["evidence"]["drop_points"] < first["drop_points"]
+    assert t["cost"]["default_bytes"] > 0 and t["cost"]["latency_ratio"] > 0
+    assert 0 < t["cost"]["bytes_ratio"] != 1.0
+    # the installed file is the accuracy-aware one, hashed as recorded
+    assert Bundle.open(bundle_copy).checked(art["file"]).stat().st_size == art["bytes"]
+
+
+def test_no_recipe_reaches_the_gate_best_kept_marked_failing_exit_1(bundle_copy, monkeypatch):
+    from edgecls.export import onnx as onnx_export
+
+    with_outlier(bundle_copy)
+    monkeypatch.setattr(onnx_export, "accuracy_aware", lambda ctx, judging, workdir: iter(()))
+    r = runner.invoke(app, ["export", str(bundle_copy), "--format", "onnx", "--int8", "--calib-size", "64"])
+    assert r.exit_code == 1, r.output
+    assert "FAIL" in r.stdout and "no int8 recipe reached the gate" in r.stderr
+    entry = Bundle.open(bundle_copy).entry("model.int8.onnx")
+    assert entry["int8"]["passed"] is False and entry["int8"]["recipe"] == "default"
+
+
+@pytest.mark.parametrize("value", ["-0.5", "100.5", "nan"])
+def test_export_max_drop_out_of_range_exit_2_before_work(bundle_copy, value):
+    r = runner.invoke(app, ["export", str(bundle_copy), "--int8", "--max-drop", value])
+    assert r.exit_code == 2 and r.stderr.strip().startswith("error: --max-drop") and "between 0 and 100" in r.stderr
+    assert not (bundle_copy / "model.onnx").exists()
+
+
+def test_grow_doubles_then_takes_all():
+    assert list(grow(list("abcdefg"))) == [["a"], ["a", "b"], list("abcd"), list("abcdefg")]
+    assert list(grow([])) == []
+
+
+def test_flags_mark_low_and_jumping_layers():
+    rows = flag([LayerError("x", "", [4], 200.0), LayerError("a", "", [4], 45.0), LayerError("b", "", [4], 41.0),
+                 LayerError("c", "", [4], 30.0), LayerError("d", "", [4], 12.0)])
+    assert [r.flag for r in rows][:3] == ["", "", ""]  # no jump from an exact (unquantized) tensor
+    rows = rows[1:]
+    assert "11.0 dB below the previous" in rows[2].flag and f"below {FLOOR_DB:.0f} dB" == rows[3].flag
+
+
+def test_verify_explain_json_has_layers_per_int8_artifact(exported_copy):
+    r = runner.invoke(app, ["verify", str(exported_copy), "--explain", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["rows"] and {e["format"] for e in out["explain"]} == {"onnx", "tflite", "openvino"}
+    for e in out["explain"]:
+        assert e["precision"] == "int8" and e["images"] > 0 and len(e["layers"]) >= 3, e
+        assert e["measure"] in ("cumulative", "local") and e["tool"]
+        for layer in e["layers"]:
+            assert np.isfinite(layer["sqnr_db"]) and isinstance(layer["flag"], str)
+        expected = flag([LayerError(x["layer"], "", None, x["sqnr_db"]) for x in e["layers"]])
+        assert [x.flag for x in expected] == [x["flag"] for x in e["layers"]]
+
+
+def test_verify_explain_table_after_accuracy_aware_export(bundle_copy):
+    with_outlier(bundle_copy)
+    assert export(bundle_copy, ExportConfig(formats=["onnx"], int8=True, calib_size=64)).passed
+    r = runner.invoke(app, ["verify", str(bundle_copy), "--explain"])
+    assert r.exit_code == 0, r.output
+    assert "per-layer SQNR vs float" in r.stdout and "model.int8.onnx" in r.stdout
+
+
+def test_verify_explain_without_int8_is_exit_2(bundle_copy):
+    assert export(bundle_copy, ExportConfig(formats=["onnx"])).passed
+    r = runner.invoke(app, ["verify", str(bundle_copy), "--explain"])
+    assert r.exit_code == 2 and r.stderr.strip().startswith("error: ")
+    assert "--explain needs an int8 artifact" in r.stderr
+    assert "verify" not in Bundle.open(bundle_copy).manifest  # nothing ran
+
+
+def test_explain_says_when_tensorflow_is_missing(exported_copy, monkeypatch):
+    from edgecls import runtimes
+    from edgecls.explain import explain
+    from edgecls.names import Runtime
+
+    monkeypatch.setattr(runtimes.runner_class(Runtime.keras), "installed", classmethod(lambda cls: False))
+    (e,) = explain(exported_copy, "tflite")
+    assert e.layers == [] and "TensorFlow is not installed" in e.note
