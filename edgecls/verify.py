@@ -171,6 +171,7 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
             compare(row, _predict(runner, x_all), ref, y, gates[Precision(a["precision"])])
+            row.failures += calibration_faults(bundle, a)
         except EdgeclsError as e:
             row.failures.append(str(e))
             row.error = True
@@ -182,6 +183,19 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     bundle.manifest["verify"] = {"at": now(), "device": Device(device).value, "threads": threads} | result.to_dict()
     bundle.save()
     return result
+
+
+def calibration_faults(bundle: Bundle, artifact: dict) -> list[str]:
+    """An int8 artifact calibrated on anything but training images is refused: it would be judged on what
+    it was tuned on."""
+    cal = artifact.get("calibration")
+    if not cal:
+        return []
+    if cal.get("split", "train") != "train":
+        return [f"calibrated on the {cal['split']} split, not the training split"]
+    held_out = set(bundle.manifest["dataset"]["split"]["test"]) | set(bundle.manifest["dataset"]["split"]["val"])
+    leaked = [i for i in cal.get("ids", []) if i in held_out]
+    return [f"calibration used {len(leaked)} validation/held-out images (e.g. {leaked[0]!r})"] if leaked else []
 
 
 def evidence(bundle: Bundle, data_dir: str | None, device: Device, threads: int | None):

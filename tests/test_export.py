@@ -268,7 +268,7 @@ def test_vendor_tools_accept_the_files_as_they_are(exported_bundle, precision):
 def test_artifact_failing_its_check_is_removed(exported_copy, monkeypatch):
     import edgecls.export as exp
 
-    def nan_check(bundle, fmt, written, sample, classes):
+    def nan_check(bundle, fmt, precision, written, sample, classes):
         raise exp.CheckFailed(f"{written.file}: output has NaN or infinite values")
 
     monkeypatch.setattr(exp, "_check", nan_check)
@@ -277,3 +277,15 @@ def test_artifact_failing_its_check_is_removed(exported_copy, monkeypatch):
     assert not (exported_copy / "model.onnx").exists()
     files = [a["file"] for a in Bundle.open(exported_copy).manifest["artifacts"]]
     assert "model.onnx" not in files and "model.tflite" in files  # the others are untouched
+
+
+@pytest.mark.parametrize("fmt,file", [("onnx", "model.int8.onnx"), ("tflite", "model.int8.tflite"),
+                                      ("openvino", "openvino/model.int8.xml")])
+def test_int8_that_stayed_float_is_refused(exported_copy, fmt, file, monkeypatch):
+    """Calibration that had no effect (the quantizer fell back to float) fails the self-check, not silently."""
+    b = Bundle.open(exported_copy)
+    assert next(a for a in b.manifest["artifacts"] if a["file"] == file)["check"]["quantized_ops"] > 0
+    monkeypatch.setattr(format_module(fmt), "quantized_ops", lambda path: 0)
+    result = export(exported_copy, ExportConfig(formats=[fmt], int8=True, calib_size=16))
+    assert [f["precision"] for f in result.failures] == ["int8"]
+    assert "no quantized operation in the int8 file" in result.failures[0]["error"]

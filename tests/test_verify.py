@@ -154,3 +154,43 @@ def test_threads_option_in_a_fresh_process(exported_copy):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["passed"]
     assert Bundle.open(exported_copy).manifest["verify"]["threads"] == 1
+
+
+def test_calibration_from_another_split_is_refused(exported_copy):
+    b = Bundle.open(exported_copy)
+    test_ids = b.manifest["dataset"]["split"]["test"]
+    for a in b.manifest["artifacts"]:
+        if a["format"] == "onnx" and a["precision"] == "int8":
+            a["calibration"]["ids"] = a["calibration"]["ids"][:-1] + [test_ids[0]]
+    b.save()
+    r = verify(exported_copy, runtime_names=["onnx"])
+    (row,) = [x for x in r.rows if x.precision == "int8"]
+    assert not row.passed and "calibration used 1 validation/held-out images" in row.failures[-1]
+
+
+def test_one_flipped_answer_on_a_small_generated_folder_passes(tmp_path, monkeypatch):
+    """The small-folder false failure: one changed answer among ~40 held-out images is not evidence."""
+    from edgecls.export import ExportConfig, export
+    from edgecls.runtimes.onnx import OnnxRunner
+    from edgecls.train import TrainConfig, train
+
+    from .conftest import make_folder
+
+    root = make_folder(tmp_path / "photos", per_class=100, size=(16, 16))
+    train(TrainConfig(data=str(root), arch="tiny", epochs=5, image_size=16, out=tmp_path / "b"))
+    assert not export(tmp_path / "b", ExportConfig(formats=["onnx"], int8=True, calib_size=32)).failures
+    real = OnnxRunner.predict
+    flipped = []
+
+    def one_flip(self, images):
+        p = real(self, images)
+        if self.precision == "int8" and not flipped:  # the first held-out image's answer changes
+            p[0] = p[0][::-1]
+            flipped.append(1)
+        return p
+
+    monkeypatch.setattr(OnnxRunner, "predict", one_flip)
+    r = verify(tmp_path / "b", runtime_names=["onnx"])
+    (row,) = [x for x in r.rows if x.precision == "int8"]
+    assert row.changed == 1 and r.images == 40 and row.lost + row.gained == 1
+    assert row.passed and r.passed, row.failures  # the old point-estimate gate failed this (2.5 > 1.0 points)

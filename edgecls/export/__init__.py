@@ -39,7 +39,8 @@ class ExportResult:
         return not self.failures and not self.gate_failures
 
 
-def _check(bundle: Bundle, fmt: str, written: Written, sample: np.ndarray, classes: int) -> dict:
+def _check(bundle: Bundle, fmt: Format, precision: Precision, written: Written, sample: np.ndarray,
+           classes: int) -> dict:
     """Load the file with its real runtime and run a few held-out images through it."""
     from .. import runtimes
 
@@ -52,7 +53,13 @@ def _check(bundle: Bundle, fmt: str, written: Written, sample: np.ndarray, class
         raise CheckFailed(f"{written.file}: output has NaN or infinite values")
     if np.abs(probs.sum(1) - 1).max() > 0.1:
         raise CheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
-    return {"images": len(sample), "runtime": runner.name.value, "device": runner.device_ran}
+    check = {"images": len(sample), "runtime": runner.name.value, "device": runner.device_ran}
+    if precision == Precision.int8:  # calibration that had no effect must not pass as int8
+        check["quantized_ops"] = quantized = format_module(fmt).quantized_ops(bundle.path / written.file)
+        if quantized == 0:
+            raise CheckFailed(f"{written.file}: no quantized operation in the int8 file (the quantizer fell back "
+                              "to float: calibration had no effect)")
+    return check
 
 
 
@@ -126,11 +133,11 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
     try:
         with silenced():
             written = module.export(ctx, precision)
-            check = _check(bundle, fmt, written, sample, classes)
+            check = _check(bundle, fmt, precision, written, sample, classes)
             if precision == Precision.int8:  # judged as verify does; a more accurate recipe if it misses
                 tuned = accuracy.tune(ctx, fmt, written, module.accuracy_aware)
                 if tuned["recipe"] != "default":
-                    check = _check(bundle, fmt, written, sample, classes)
+                    check = _check(bundle, fmt, precision, written, sample, classes)
     except BaseException:
         if written is not None:  # written but failed its check: no bad file stays on disk
             _discard(bundle, written)

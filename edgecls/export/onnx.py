@@ -171,3 +171,13 @@ def accuracy_aware(ctx, judging, workdir: Path):
         _save(onnx.load(str(out)), ctx, Precision.int8, root / FILES["int8"])
         yield Candidate(RECIPE, exclude, root, {"float_tensors": list(tensors), "ranked_by": "qdq_err (dB)",
                                                 "worst_db": [round(noise[t], 1) for t in tensors]})
+
+
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+
+
+def quantized_ops(path: Path) -> int:
+    """Quantization nodes in an ONNX file (0: the quantizer left it float)."""
+    import onnx
+
+    return sum(n.op_type in QUANTIZED_OPS for n in onnx.load(str(path)).graph.node)

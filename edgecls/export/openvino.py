@@ -125,3 +125,11 @@ def accuracy_aware(ctx, judging, workdir):
         return  # everything reverted: NNCF could not reach max_drop with any int8 layer
     _save(ov, model, ctx, Precision.int8, compress=False, root=workdir)
     yield Candidate(RECIPE, reverted, workdir, {"int8_weight_ops_left": len(left), "nncf": nncf.__version__})
+
+
+def quantized_ops(path) -> int:
+    """FakeQuantize operations and int8 weight constants in an IR (0: NNCF left it float)."""
+    ov = require("openvino", "openvino")
+    model = ov.Core().read_model(str(path))
+    return sum(op.get_type_name() == "FakeQuantize" or (op.get_type_name() == "Constant" and
+               op.get_element_type() in (ov.Type.i8, ov.Type.u8)) for op in model.get_ops())

@@ -213,3 +213,11 @@ def accuracy_aware(ctx, judging, workdir):
                                              "ranked_by": "SQNR dB, min of tensor and median channel",
                                              "worst_db": [round(score[t], 1) for t in tensors],
                                              "tensorflow": tf.__version__})
+
+
+def quantized_ops(path) -> int:
+    """Integer (int8/uint8) tensors in a .tflite file (0: the converter left it float)."""
+    from ..runtimes.tflite import TFLiteRunner
+
+    interp = TFLiteRunner.import_package().Interpreter(model_path=str(path))
+    return sum(t["dtype"] in (np.int8, np.uint8) for t in interp.get_tensor_details())
