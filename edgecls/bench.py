@@ -243,7 +243,7 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     todo, notes = plan(bundle, cfg)
     for item in todo:
         bundle.checked(item["file"])
-    x, _ = bundle.heldout()
+    x, _ = bundle.heldout(limit=max(cfg.batches))  # no more held-out images decoded than a batch needs
     threads = cfg.threads or physical_cores()  # the same for every runtime, stated beside the numbers
     rows = []
     ctx = multiprocessing.get_context("spawn")

@@ -161,6 +161,7 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     x, y = bundle.heldout(data_dir=data_dir)
     extra = agreement_images(bundle, data_dir)
     x_all = np.concatenate([x, extra]) if len(extra) else x
+    del x, extra  # only the concatenation is kept: a large folder's images are not held twice
     keras_runner = runtimes.create(Runtime.keras)
     keras_runner.load(bundle.checked("model.keras"), device=device, threads=threads)
     ref = _predict(keras_runner, x_all).astype(np.float64)
@@ -195,7 +196,7 @@ def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
     parts = []
     budget = MAX_AGREEMENT_IMAGES
     for part in ("val", "train"):
-        n = sum(1 for i in bundle.manifest["dataset"]["split"][part] if i not in seen)
+        n = sum(1 for i in bundle.split_ids(part) if i not in seen)
         if budget <= 0 or n == 0:
             continue
         _, images, _ = bundle.select(part, data_dir=data_dir, exclude=seen, limit=min(n, budget), seed=seed)
