@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -205,8 +206,9 @@ def create(kind: Strategy | str, *, worker_timeout: float = 120.0, heartbeat_tim
 
 
 def _first_line(text: str) -> str:
+    """TensorFlow's message, first line, without its ``{{function_node ...}}`` prefix."""
     line = next((s.strip() for s in str(text).splitlines() if s.strip()), "no detail")
-    return line[:300]
+    return re.sub(r"^(\{\{[^}]*\}\}\s*)+", "", line).rstrip(":")[:300]
 
 
 def lost(e: Exception, placement: Placement) -> WorkerLost:

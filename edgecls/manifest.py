@@ -14,7 +14,7 @@ from .errors import EdgeclsError
 
 SCHEMA = 3
 READS = (2, 3)  # 3: a large split's ids may live in a hashed file (dataset.split.ids_file) instead of inline
-INLINE_IDS = 10000  # split ids kept in the manifest up to this many; more go to split.json
+INLINE_IDS = 2000  # split ids kept in the manifest up to this many (digits: 1,797); more go to split.json
 
 
 def _obj(description: str, properties: dict, required: list[str] | None = None, extra: bool = True) -> dict:
