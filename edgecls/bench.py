@@ -243,7 +243,7 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     todo, notes = plan(bundle, cfg)
     for item in todo:
         bundle.checked(item["file"])
-    x, source = inputs(bundle)
+    x, source = inputs(bundle, limit=max(cfg.batches))  # no more images decoded than a batch needs
     if source != "dataset":
         notes.append(f"inputs: {source}")
     threads = cfg.threads or physical_cores()  # the same for every runtime, stated beside the numbers
@@ -284,11 +284,11 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     return result
 
 
-def inputs(bundle: Bundle) -> tuple[np.ndarray, str]:
-    """The held-out images to time (every runtime the same batch), and where they came from: the dataset,
-    or the bundle's reference data where the dataset is not here (a device)."""
+def inputs(bundle: Bundle, limit: int | None = None) -> tuple[np.ndarray, str]:
+    """Held-out images to time (every runtime the same batch; at most `limit`), and where they came from:
+    the dataset, or the bundle's reference data where the dataset is not here (a device)."""
     try:
-        x, _ = bundle.heldout()
+        x, _ = bundle.heldout(limit=limit)
         return x, "dataset"
     except EdgeclsError as e:
         if "reference" not in bundle.manifest:

@@ -25,6 +25,7 @@ from .errors import EdgeclsError
 from .manifest import SCHEMA, validate
 
 MANIFEST = "manifest.json"
+SPLIT_FILE = "split.json"
 LOCK = ".manifest.lock"
 
 
@@ -229,6 +230,7 @@ class Bundle:
         self.path = Path(path)
         self.manifest = manifest
         self._loaded: dict | None = None  # the manifest as read: what save() merges this process's changes onto
+        self._split: dict | None = None  # dataset.split.ids_file, once read
 
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
@@ -317,6 +319,20 @@ class Bundle:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["input"]["shape"][1:])
 
+    def split_ids(self, part: str) -> list:
+        """The ids of one split part ("train", "val", "test"): inline in the manifest, or from its
+        hashed ids file (large datasets)."""
+        split = self.manifest["dataset"]["split"]
+        if part in split:
+            return split[part]
+        if self._split is None:
+            path = self.checked(split["ids_file"])
+            try:
+                self._split = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise EdgeclsError(f"{path}: cannot read the split ids ({e})") from e
+        return self._split[part]
+
     def heldout(self, data_dir: str | None = None, limit: int | None = None):
         """The held-out (test) images and labels recorded in the manifest, as uint8 NHWC + int64."""
         return self.split_images("test", data_dir=data_dir, limit=limit)
@@ -339,7 +355,7 @@ class Bundle:
         from . import data as data_mod
 
         ds = self.manifest["dataset"]
-        ids = [i for i in ds["split"][part] if not exclude or i not in exclude]
+        ids = [i for i in self.split_ids(part) if not exclude or i not in exclude]
         folder = ds["source"]["name"] == "folder"
         data = data_mod.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
                                     data_dir=data_dir, base=self.path)

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .distribute import Strategy
 from .errors import EdgeclsError
 from .models import ARCHITECTURES
 from .names import Device, Format, Precision, Runtime
@@ -98,6 +99,14 @@ def train(
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable image files (and count them).")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder (default "
                                                     "models/<dataset>-<arch>).")] = None,
+    cache: Annotated[Optional[Path], typer.Option(
+        help="Folder for an on-disk cache of decoded images (large folders: decoded once, not every "
+             "epoch). Small folders are cached in memory anyway.")] = None,
+    strategy: Annotated[Strategy, typer.Option(
+        help="default (one device), mirrored (every local GPU) or multiworker (the machines in "
+             "TF_CONFIG; see docs/scale.md).")] = Strategy.default,
+    worker_timeout: Annotated[float, typer.Option(
+        help="multiworker: seconds to wait for every worker to come up.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
     """Train a CNN and write the bundle (manifest.json, model.keras, history.json).
@@ -109,6 +118,11 @@ def train(
       edgecls train --data fashion-mnist --epochs 15
 
       edgecls train --data ~/pets --arch mobile --image-size 96 --skip-bad
+
+      edgecls train --data /data/big --cache /scratch/edgecls-cache
+
+      TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}' \\
+        edgecls train --strategy multiworker     # on each machine, its own task
     """
     from .train import TrainConfig
     from .train import train as run
@@ -116,13 +130,19 @@ def train(
     cfg = TrainConfig(data=data, arch=arch.value, epochs=epochs, batch_size=batch_size, lr=lr,
                       image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
                       augment=augment, patience=patience, width=width, limit=limit, data_dir=data_dir,
-                      skip_bad=skip_bad, out=out_dir)
+                      skip_bad=skip_bad, out=out_dir, cache=cache, strategy=strategy.value,
+                      worker_timeout=worker_timeout)
     view = TrainView(err)
     try:
         result = run(cfg, view)
     finally:
         view.progress.stop()
-    if as_json:
+    if not result.written:  # a worker that is not the chief: the chief writes the bundle
+        if as_json:
+            _emit_json({"bundle": None, "history": result.history})
+        else:
+            render_note("training done on this worker; the chief writes the bundle")
+    elif as_json:
         m = result.manifest
         _emit_json({"bundle": str(result.bundle), "metrics": m["metrics"], "baseline": m["baseline"],
                     "training": m["training"], "history": result.history})

@@ -362,6 +362,7 @@ def split(data: Data, *, test_fraction: float = 0.2, val_fraction: float = 0.1, 
 
 
 CACHE_BYTES = 256 << 20  # decoded training images up to this size are kept in memory after the first epoch
+SHUFFLE_BYTES = 64 << 20  # decoded images read back from a file cache are shuffled in a buffer of this size
 
 
 def cache_in_memory(n: int, shape: tuple[int, int, int]) -> bool:
@@ -369,13 +370,39 @@ def cache_in_memory(n: int, shape: tuple[int, int, int]) -> bool:
     return n * int(np.prod(shape)) <= CACHE_BYTES
 
 
+def cache_file(cache_dir: str | Path, data: Data, idx: np.ndarray, shard: tuple[int, int] | None,
+               order: tuple = ()) -> Path:
+    """The tf.data cache file of these images: named by a hash of the source, image size, ids, shard and
+    `order` (the first epoch's shuffle, which the cache keeps), so another dataset, split, shard or seed
+    never reads a stale cache. A lock file left by a killed run
+    (no finished index beside it) is removed."""
+    import hashlib
+
+    h = hashlib.sha256(repr((data.source, data.input_shape, shard, order)).encode())
+    for i in idx:
+        h.update(str(data.ids[i]).encode() + b"\0")
+    path = Path(cache_dir) / f"edgecls-{data.name}-{h.hexdigest()[:16]}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgeclsError(f"--cache {cache_dir}: cannot create the folder ({e.strerror or e})") from e
+    lock = Path(f"{path}.lockfile")
+    if lock.exists() and not Path(f"{path}.index").exists():
+        lock.unlink(missing_ok=True)
+    return path
+
+
 def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = False,
-               augment: bool | str = False, seed: int = 0):
+               augment: bool | str = False, seed: int = 0, shard: tuple[int, int] | None = None,
+               repeat: bool = False, cache_dir: str | Path | None = None):
     """A batched tf.data pipeline of (float32 raw 0-255 NHWC images, int labels).
 
     Folder images are decoded in parallel (Pillow, via `load_image`) as the pipeline streams; for
     training, a folder whose decoded images fit in `CACHE_BYTES` is cached in memory after the
-    first epoch, a larger one streams from disk every epoch (memory stays bounded).
+    first epoch; a larger one is cached on disk in `cache_dir` where one is given (decoded once,
+    read back every later epoch), else streams from disk every epoch (memory stays bounded).
+    `shard` = (count, index) keeps every count-th image (one worker's share, chosen before decoding);
+    `repeat` repeats it without end (a distributed loop takes a fixed number of steps an epoch).
     Augmentation (random flip where the source allows it, random rotation up to +-18 degrees;
     +-7 for Fashion-MNIST, whose items are all upright and centred) runs here, never inside the model.
     ``augment="strong"`` adds shifts and zoom of up to 10% (for small training sets).
@@ -390,10 +417,16 @@ def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = 
     else:
         paths = [str(data.paths[i]) for i in idx]
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    n = len(idx)
+    if shard is not None and shard[0] > 1:
+        ds = ds.shard(*shard)
+        n = len(range(shard[1], n, shard[0]))
     on_disk = data.paths is not None and data.array is None
-    cache = on_disk and cache_in_memory(len(idx), data.input_shape) and (shuffle or augment)
-    if shuffle and not cache:  # shuffle file names before decoding: the buffer holds paths, not pixels
-        ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+    in_memory = on_disk and cache_in_memory(n, data.input_shape) and bool(shuffle or augment)
+    to_file = on_disk and not in_memory and cache_dir is not None
+    cache = in_memory or to_file
+    if shuffle and not in_memory:  # shuffle file names before decoding: the buffer holds paths, not pixels
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if on_disk:
         def decode(p):
             return load_image(p.decode(), (h, w), c)
@@ -404,10 +437,13 @@ def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = 
             return x, y
 
         ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache:  # a small folder is decoded once, not once per epoch
-        ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+    if cache:  # decoded once, not once per epoch: a small folder in memory, a large one to a file
+        ds = ds.cache(str(cache_file(cache_dir, data, idx, shard, (bool(shuffle), seed))) if to_file else "")
+        if shuffle:  # a file cache replays its first (shuffled) order: mix it again in a bounded buffer
+            buffer = max(64, min(n, SHUFFLE_BYTES // int(np.prod(data.input_shape)))) if to_file else n
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = ds.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if augment:

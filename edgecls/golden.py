@@ -68,7 +68,7 @@ def _heldout(bundle: Bundle, count: int, data_dir: str | None):
     from . import data as data_mod
 
     ds = bundle.manifest["dataset"]
-    ids = list(ds["split"]["test"])
+    ids = list(bundle.split_ids("test"))
     if count < 1:
         raise EdgeclsError(f"--count {count}: must be at least 1")
     if count > len(ids):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from .errors import EdgeclsError
 
-SCHEMA = 2
+SCHEMA = 3
+READS = (2, 3)  # 3: a large split's ids may live in a hashed file (dataset.split.ids_file) instead of inline
+INLINE_IDS = 2000  # split ids kept in the manifest up to this many (digits: 1,797); more go to split.json
 
 
 def _obj(description: str, properties: dict, required: list[str] | None = None, extra: bool = True) -> dict:
@@ -31,7 +33,7 @@ _FILE = _obj("a file of the bundle", {
 })
 
 SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured on it", {
-    "schema": _f("integer", "manifest schema version (this edgecls reads 2)"),
+    "schema": _f("integer", "manifest schema version (this edgecls writes 3 and reads 2 and 3)"),
     "edgecls_version": _f("string", "edgecls version that created the bundle"),
     "created_at": _f("string", "UTC time of training, ISO 8601"),
     "updated_at": _f("string", "UTC time of the last change by any command"),
@@ -54,10 +56,14 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
             "test_fraction": _f("number", "--test-split"),
             "val_fraction": _f("number", "--val-split"),
             "limit": _f(["integer", "null"], "--limit (stratified subset), or null"),
-            "train": _f("array", "ids of the training images (indices, or paths relative to the folder)"),
-            "val": _f("array", "ids of the validation images (early stopping)"),
-            "test": _f("array", "ids of the held-out images (reported, verified, benchmarked)"),
-        }),
+            "train": _f("array", "ids of the training images (indices, or paths relative to the folder); "
+                                 "absent when ids_file holds them"),
+            "val": _f("array", "ids of the validation images (early stopping); absent when ids_file holds them"),
+            "test": _f("array", "ids of the held-out images (reported, verified, benchmarked); absent when "
+                                "ids_file holds them"),
+            "ids_file": _f("string", f"over {INLINE_IDS:,} ids: the bundle file ({{train, val, test}} as JSON, "
+                                     "recorded in files with its sha256) that holds them instead"),
+        }, required=["seed", "official_test", "test_fraction", "val_fraction", "limit"]),
     }),
     "input": _obj("the model's input contract", {
         "name": _f("string", "input tensor name (images)"),
@@ -99,7 +105,18 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "warnings": _f("array", "plain-language warnings (at chance, below the pixel baseline)",
                        items={"type": "string"}),
         "versions": _f("object", "tensorflow and keras versions"),
-    }),
+        "distribute": _obj("how the work was spread (edgecls.distribute; absent in older bundles)", {
+            "strategy": _f("string", "default, mirrored or multiworker"),
+            "replicas": _f("integer", "replicas that trained in step (all workers together)"),
+            "workers": _f("integer", "machines (processes) that trained together"),
+            "task": _f("string", "the task that wrote the bundle: local, or chief/0 or worker/0"),
+            "global_batch_size": _f("integer", "images per optimiser step over all replicas (the plan's batch)"),
+            "per_replica_batch_size": _f("integer", "images per step on each replica"),
+            "learning_rate": _f("number", "the peak learning rate used (--lr)"),
+            "lr_scale": _f("number", "factor applied to --lr for the replicas (1: the global batch is the plan's)"),
+        }),
+    }, required=["config", "plan", "epochs_run", "best_epoch", "interrupted", "seconds", "train_images_per_second",
+                 "batchnorm_recalibrated_on", "warnings", "versions"]),
     "metrics": _obj("the Keras model on the held-out images", {
         "test": _obj("held-out metrics", {
             "images": _f("integer", "held-out images"),
@@ -186,13 +203,17 @@ def validate(manifest: dict, where: str) -> None:
 
     if not isinstance(manifest, dict):
         raise EdgeclsError(f"{where}: corrupt manifest (not a JSON object)")
-    if manifest.get("schema") != SCHEMA:
+    if manifest.get("schema") not in READS:
         raise EdgeclsError(f"{where}: unsupported manifest schema {manifest.get('schema')!r} "
-                           f"(this edgecls reads schema {SCHEMA}; re-create the bundle with 'edgecls train')")
+                           f"(this edgecls reads schemas {' and '.join(map(str, READS))}; re-create the bundle "
+                           "with 'edgecls train')")
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA_DOC).iter_errors(manifest))
     if error is not None:
         field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise EdgeclsError(f"{where}: invalid manifest at {field}: {error.message}")
+    split = manifest["dataset"]["split"]
+    if "ids_file" not in split and not {"train", "val", "test"} <= set(split):
+        raise EdgeclsError(f"{where}: invalid manifest at dataset/split: needs train, val and test ids, or ids_file")
 
 
 def describe() -> str:

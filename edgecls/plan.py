@@ -53,15 +53,18 @@ def auto_batch(n_train: int) -> int:
 
 
 def make_plan(n_train: int, n_val: int, *, epochs: int | None = None, batch_size: int | None = None,
-              patience: int = 5, augment: bool = True) -> TrainPlan:
+              patience: int = 5, augment: bool = True, replicas: int = 1) -> TrainPlan:
     """The plan for `n_train` training and `n_val` validation images; given options win.
+
+    `batch_size` is the global batch (all `replicas` together); one derived from the data is
+    rounded up to a multiple of `replicas`, so that every replica takes the same share.
 
     >>> p = make_plan(144, 16)
     >>> (p.batch_size, p.steps_per_epoch, p.epochs, p.early_stopping)
     (16, 9, 112, False)
     """
     auto = tuple(name for name, v in (("batch_size", batch_size), ("epochs", epochs)) if v is None)
-    batch = batch_size or auto_batch(n_train)
+    batch = batch_size or math.ceil(auto_batch(n_train) / replicas) * replicas
     steps = max(1, math.ceil(n_train / batch))
     if epochs is None:
         epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))

@@ -53,6 +53,11 @@ class TrainView(TrainHooks):
             f"plan: batch {p['batch_size']}, {p['epochs']} epochs x {p['steps_per_epoch']} steps = "
             f"{p['total_steps']:,} steps, warm-up {p['warmup_steps']} then cosine; {stopping}; "
             f"{p['augment']} augmentation{auto}", soft_wrap=True, highlight=False)
+        d = info.get("distribute")
+        if d and d["strategy"] != "default":
+            self.console.print(distribute_line(d) + ("" if info.get("writes", True) else
+                               "; this worker does not write the bundle (the chief does)"),
+                               soft_wrap=True, highlight=False)
         self.progress.start()
 
     def epoch_start(self, epoch, steps):
@@ -74,6 +79,12 @@ class TrainView(TrainHooks):
         self.progress.stop()
 
 
+def distribute_line(d: dict) -> str:
+    return (f"{d['strategy']}: {d['workers']} worker(s), {d['replicas']} replica(s) in step on {d['task']}; "
+            f"global batch {d['global_batch_size']} ({d['per_replica_batch_size']} per replica), "
+            f"learning rate {d['learning_rate']:g} x {d['lr_scale']:g}")
+
+
 def render_metrics(manifest: dict) -> None:
     m = manifest["metrics"]["test"]
     t = manifest["training"]
@@ -81,6 +92,9 @@ def render_metrics(manifest: dict) -> None:
               f"{m['images']} images (weights of epoch {t['best_epoch']} of {t['epochs_run']}, "
               f"{t['seconds']:.1f}s, {t['train_images_per_second']} train images/s)"
               + (" [yellow](interrupted: best weights so far)[/]" if t["interrupted"] else ""), soft_wrap=True)
+    d = t.get("distribute")
+    if d and d["strategy"] != "default":
+        out.print(distribute_line(d), soft_wrap=True, highlight=False)
     b = manifest.get("baseline")
     if b:
         gain = 100 * (m["accuracy"] - b["accuracy"])

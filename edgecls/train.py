@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
+from . import distribute
 from .baseline import pixel_baseline, verdict
-from .bundle import Bundle, ensure_writable, file_entry, new_manifest, staged_bundle
+from .bundle import SPLIT_FILE, Bundle, ensure_writable, file_entry, new_manifest, staged_bundle
 from .errors import EdgeclsError
+from .manifest import INLINE_IDS
 from .plan import TrainPlan, make_plan
 
 MAX_BATCH = 4096
@@ -40,6 +42,10 @@ class TrainConfig:
     data_dir: str | None = None  # Fashion-MNIST IDX folder
     skip_bad: bool = False  # skip unreadable files in an image folder instead of refusing
     out: Path | None = None  # default models/<dataset>-<arch>
+    cache: Path | None = None  # a folder for tf.data's on-disk cache of decoded images (large folders)
+    strategy: str = "default"  # default, mirrored or multiworker (edgecls.distribute)
+    worker_timeout: float = 120.0  # multiworker: seconds to wait for every worker at start-up
+    heartbeat_timeout: float = 10.0  # multiworker: seconds of silence before a worker is declared lost
 
     def validate(self) -> None:
         for name, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
@@ -54,6 +60,11 @@ class TrainConfig:
             raise EdgeclsError(f"--epochs {self.epochs}: at most {MAX_EPOCHS_GIVEN}")
         if not 0 <= self.seed < 2**32:
             raise EdgeclsError(f"--seed {self.seed}: must be between 0 and 4294967295")
+        if self.strategy not in {s.value for s in distribute.Strategy}:
+            raise EdgeclsError(f"--strategy {self.strategy!r}: expected one of "
+                               f"{', '.join(s.value for s in distribute.Strategy)}")
+        if not 0 < self.worker_timeout <= 86400:
+            raise EdgeclsError(f"--worker-timeout {self.worker_timeout:g}: must be between 0 and 86400 seconds")
 
     def bundle_dir(self, data: data_mod.Data) -> Path:
         if self.out is not None:
@@ -85,10 +96,11 @@ class TrainHooks:
 
 @dataclass
 class TrainResult:
-    bundle: Path
+    bundle: Path | None  # None on a worker that is not the chief (it writes nothing)
     manifest: dict
     history: list[dict] = field(default_factory=list)
     interrupted: bool = False
+    written: bool = True
 
 
 def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict], keep_best: bool):
@@ -181,21 +193,27 @@ def _recalibrate_bn(model, data: data_mod.Data, idx: np.ndarray, batch_size: int
     return len(pick)
 
 
-def _dataset_section(cfg: TrainConfig, data: data_mod.Data, split: data_mod.Split, out: Path) -> dict:
-    return {
+def _dataset_section(cfg: TrainConfig, data: data_mod.Data, split: data_mod.Split, out: Path) -> tuple[dict, dict]:
+    """The manifest's dataset section, and the split ids: inline there up to `INLINE_IDS`, else
+    (returned second) for the hashed ids file, so the manifest stays small."""
+    ids = {p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}
+    inline = sum(map(len, ids.values())) <= INLINE_IDS
+    section = {
         "name": data.name, "source": data_mod.portable(data.source, out), "classes": data.classes,
         "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
         "skipped": data.skipped,
         "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
                   "test_fraction": cfg.test_split, "val_fraction": cfg.val_split, "limit": cfg.limit,
-                  **{p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}},
+                  **(ids if inline else {"ids_file": SPLIT_FILE})},
     }
+    return section, ({} if inline else ids)
 
 
 def _portable_config(cfg: TrainConfig, data: data_mod.Data, out: Path) -> dict:
     """The options as the manifest keeps them: paths relative to the bundle folder, none absolute."""
     config = asdict(cfg) | {"out": out.name}
-    paths = (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir))
+    paths = (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir),
+             ("cache", cfg.cache))
     return config | {key: os.path.relpath(Path(v).resolve(), out.resolve()) for key, v in paths if v}
 
 
@@ -206,8 +224,10 @@ def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
         warmup_target=cfg.lr, warmup_steps=plan.warmup_steps)
 
 
-def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks):
-    """model.fit under the plan; returns (history, the tracking callback, interrupted, seconds)."""
+def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks, run=None):
+    """Fit under the plan: `model.fit` on one device, else `run(callbacks)` (the distributed loop).
+
+    Returns (history, the tracking callback, interrupted, seconds)."""
     history: list[dict] = []
     cb = _callback(k, hooks, plan.epochs, plan.steps_per_epoch, history, keep_best=plan.early_stopping)
     callbacks = [cb]
@@ -217,8 +237,11 @@ def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: T
     interrupted = False
     t0 = time.perf_counter()
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=plan.epochs, callbacks=callbacks, verbose=0,
-                  shuffle=False)  # the tf.data pipeline shuffles, seeded
+        if run is None:
+            model.fit(train_ds, validation_data=val_ds, epochs=plan.epochs, callbacks=callbacks, verbose=0,
+                      shuffle=False)  # the tf.data pipeline shuffles, seeded
+        else:
+            run(callbacks)
     except KeyboardInterrupt:
         if cb.kept_weights is None:
             raise
@@ -229,6 +252,45 @@ def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: T
     return history, cb, interrupted, seconds
 
 
+def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, data, split, build_model):
+    """(model, run) for the loop under `strategy`: the model and optimiser made in its scope, each worker
+    reading its own shard of the training images (split before decoding)."""
+    from . import loop
+
+    with strategy.scope():
+        model = build_model()
+        optimizer = k.optimizers.Adam(_schedule(k, cfg, plan))
+
+    def shard(ctx):
+        return data_mod.tf_dataset(
+            data, split.train, batch_size=ctx.get_per_replica_batch_size(plan.batch_size), shuffle=True,
+            augment=plan.augment if plan.augment != "none" else False, seed=cfg.seed,
+            shard=(ctx.num_input_pipelines, ctx.input_pipeline_id), repeat=True, cache_dir=cfg.cache)
+
+    val = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_dist = strategy.distribute_datasets_from_function(shard)
+    val_dist = strategy.experimental_distribute_dataset(val.with_options(options))
+
+    def run(callbacks):
+        try:
+            loop.fit(tf, k, strategy, model, optimizer, epochs=plan.epochs, steps=plan.steps_per_epoch,
+                     global_batch=plan.batch_size, train_dist=train_dist, val_dist=val_dist, callbacks=callbacks)
+        except tf.errors.OpError as e:
+            raise distribute.lost(e, placement) from None
+
+    return model, run
+
+
+def _scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainConfig) -> dict:
+    """How the work was spread: the global batch (the plan's) and what each replica took; the learning
+    rate is the one given, unscaled, because the global batch is the plan's whatever the replicas."""
+    return placement.to_dict() | {
+        "global_batch_size": plan.batch_size, "per_replica_batch_size": plan.batch_size // placement.replicas,
+        "learning_rate": cfg.lr, "lr_scale": 1.0}
+
+
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
 
@@ -236,22 +298,35 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     statistics are re-estimated after fitting; a pixel baseline (`edgecls.baseline`) is fitted on
     the same split and the result says when the CNN does not beat it.
 
+    With ``cfg.strategy`` ``mirrored`` or ``multiworker`` the replicas train one model together
+    (`edgecls.distribute`, `edgecls.loop`); the batch size is the global one. Only the chief writes
+    the bundle; another worker returns a result with ``written`` False.
+
     Ctrl-C after at least one epoch keeps the weights so far and still writes a complete
     bundle (marked ``interrupted``); before that, nothing is written and any previous bundle
     is left intact.
 
     Raises:
         EdgeclsError: bad options or bad data (nothing is written).
+        distribute.WorkerLost: a worker of a multi-worker run never came up or stopped answering
+            (nothing is written; a previous bundle is left intact).
     """
     hooks = hooks or TrainHooks()
     cfg.validate()
+    chief = distribute.is_chief(cfg.strategy)  # a bad TF_CONFIG fails here, before any work
     data = data_mod.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)
     split = data_mod.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)
-    ensure_writable(out)
+    if chief:
+        ensure_writable(out)
+    strategy, placement = distribute.create(cfg.strategy, worker_timeout=cfg.worker_timeout,
+                                            heartbeat_timeout=cfg.heartbeat_timeout)
     plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                     patience=cfg.patience, augment=cfg.augment)
+                     patience=cfg.patience, augment=cfg.augment, replicas=placement.replicas)
+    if plan.batch_size % placement.replicas:
+        raise EdgeclsError(f"--batch-size {plan.batch_size}: the global batch must be a multiple of the "
+                           f"{placement.replicas} replicas training together")
 
     from ._tf import keras, tensorflow
     from .models import build
@@ -259,24 +334,41 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     tf, k = tensorflow(), keras()
     k.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build(cfg.arch, data.input_shape, len(data.classes), width=cfg.width)
-    model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    train_ds = data_mod.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
-                                   augment=plan.augment if plan.augment != "none" else False, seed=cfg.seed)
-    val_ds = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256))
+
+    def build_model():
+        return build(cfg.arch, data.input_shape, len(data.classes), width=cfg.width)
+
+    augment = plan.augment if plan.augment != "none" else False
+    run = None
+    if strategy is None:
+        model = build_model()
+        model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        train_ds = data_mod.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
+                                       augment=augment, seed=cfg.seed, cache_dir=cfg.cache)
+        val_ds = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
+    else:
+        model, run = _distributed(tf, k, strategy, placement, cfg, plan, data, split, build_model)
+        train_ds = val_ds = None
     hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
                  "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
                  "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
-                 "steps": plan.steps_per_epoch, "plan": plan.to_dict()})
+                 "steps": plan.steps_per_epoch, "plan": plan.to_dict(),
+                 "distribute": _scale_section(placement, plan, cfg), "writes": chief})
 
-    history, cb, interrupted, fit_seconds = _fit(k, model, cfg, plan, train_ds, val_ds, hooks)
+    history, cb, interrupted, fit_seconds = _fit(k, model, cfg, plan, train_ds, val_ds, hooks, run)
+    if strategy is not None:  # the rest runs on the kept weights, one device, outside the strategy
+        weights = cb.kept_weights if cb.kept_weights is not None else model.get_weights()
+        model = build_model()
+        model.set_weights(weights)
+    if not chief:
+        return TrainResult(None, {}, history, interrupted, written=False)
     hooks.evaluating()
     bn_images = _recalibrate_bn(model, data, split.train, seed=cfg.seed)
     metrics = evaluate(model, data, split.test)
     base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
     manifest = new_manifest(out.name)
-    manifest["dataset"] = _dataset_section(cfg, data, split, out)
+    manifest["dataset"], split_ids = _dataset_section(cfg, data, split, out)
     manifest["input"] = _input_spec(data)
     manifest["labels"] = data.classes
     manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
@@ -288,6 +380,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         "batchnorm_recalibrated_on": bn_images,
         "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
         "versions": {"tensorflow": tf.__version__, "keras": k.__version__},
+        "distribute": _scale_section(placement, plan, cfg),
     }
     manifest["metrics"] = {"test": metrics}
     manifest["baseline"] = base.to_dict()
@@ -295,9 +388,13 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     with staged_bundle(out) as stage:
         model.save(stage / "model.keras")
         (stage / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        if split_ids:
+            (stage / SPLIT_FILE).write_text(json.dumps(split_ids, separators=(",", ":")) + "\n")
         b = Bundle(stage, manifest)
         b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
                   "versions": {"keras": k.__version__}})
         b.record(file_entry(stage / "history.json", stage), key="files")
+        if split_ids:
+            b.record(file_entry(stage / SPLIT_FILE, stage), key="files")
         b.save()
     return TrainResult(out, manifest, history, interrupted)

@@ -223,6 +223,7 @@ def evidence(bundle: Bundle, data_dir: str | None, device: Device, threads: int 
         return ref.images, ref.labels, ref.keras_probabilities.astype(np.float64), "reference"
     extra = agreement_images(bundle, data_dir)
     x_all = np.concatenate([x, extra]) if len(extra) else x
+    del x, extra  # only the concatenation is kept: a large folder's images are not held twice
     runner = keras()
     runner.load(bundle.checked("model.keras"), device=device, threads=threads)
     return x_all, y, _predict(runner, x_all).astype(np.float64), "dataset"
@@ -236,7 +237,7 @@ def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
     parts = []
     budget = MAX_AGREEMENT_IMAGES
     for part in ("val", "train"):
-        n = sum(1 for i in bundle.manifest["dataset"]["split"][part] if i not in seen)
+        n = sum(1 for i in bundle.split_ids(part) if i not in seen)
         if budget <= 0 or n == 0:
             continue
         _, images, _ = bundle.select(part, data_dir=data_dir, exclude=seen, limit=min(n, budget), seed=seed)

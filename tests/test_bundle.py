@@ -31,7 +31,31 @@ def test_a_manifest_off_its_schema_is_refused_by_name(bundle_copy, change, messa
     path.write_text(json.dumps(m))
     with pytest.raises(EdgeclsError, match=rf"manifest\.json: .*{message.replace('(', '.').replace(')', '.')}"):
         Bundle.open(bundle_copy)
-    assert SCHEMA == 2
+    assert SCHEMA == 3
+
+
+def test_schema_2_bundles_are_still_read(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    path.write_text(json.dumps(m | {"schema": 2}))
+    assert Bundle.open(bundle_copy).split_ids("test") == m["dataset"]["split"]["test"]
+
+
+def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
+    import edgecls.train as T
+    from edgecls.verify import agreement_images
+
+    monkeypatch.setattr(T, "INLINE_IDS", 100)  # synthetic has 240 images
+    r = T.train(T.TrainConfig(data="synthetic", arch="tiny", epochs=1, out=tmp_path / "b"))
+    b = Bundle.open(r.bundle)
+    split = b.manifest["dataset"]["split"]
+    assert split["ids_file"] == "split.json" and "test" not in split
+    assert b.entry("split.json")["sha256"]
+    assert len(b.split_ids("test")) == 48 and len(b.heldout()[0]) == 48
+    assert len(agreement_images(b)) == 240 - 48
+    (r.bundle / "split.json").write_text('{"train": [], "val": [], "test": [0]}')
+    with pytest.raises(EdgeclsError, match=r"split\.json: sha256 .* does not match"):
+        Bundle.open(r.bundle).heldout()
 
 
 def test_no_absolute_path_of_the_training_machine(tmp_path):

@@ -83,7 +83,7 @@ class ExportContext:
         never validation or held-out images."""
         if self._calib is None:
             seed = self.bundle.manifest["dataset"]["split"]["seed"]
-            n_train = len(self.bundle.manifest["dataset"]["split"]["train"])
+            n_train = len(self.bundle.split_ids("train"))
             limit = min(self.cfg.calib_size, max(1, n_train // 2))
             self._calib_ids, self._calib, _ = self.bundle.select("train", limit=limit, seed=seed,
                                                                  data_dir=self.cfg.data_dir)
