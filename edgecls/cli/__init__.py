@@ -1,0 +1,28 @@
+"""The `edgecls` command line: parse options, call the library, render results. No logic here.
+
+One Typer app; each command lives in the module named for what it does and is registered here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import build, check, device, ship
+
+app = typer.Typer(
+    help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "
+         "float and int8, verified against Keras and benchmarked.",
+    no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode="rich",
+    add_completion=False)
+
+for command in (build.train, build.export, check.verify, check.bench, device.predict, device.golden, device.info,
+                ship.pipeline):
+    app.command()(command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

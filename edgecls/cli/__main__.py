@@ -1,0 +1,5 @@
+"""`python -m edgecls.cli`."""
+
+from . import main
+
+main()

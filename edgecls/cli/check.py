@@ -1,0 +1,153 @@
+"""`edgecls verify` and `edgecls bench`: parity, speed, and the recommendation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..names import Device, Format, Precision, Runtime
+from ..render import (
+    err,
+    render_bench,
+    render_explain,
+    render_verify,
+)
+from .common import (
+    DEFAULT_BUNDLE,
+    ForBatch,
+    MaxLatency,
+    MaxSize,
+    Percentile,
+    PercentileOpt,
+    _choices,
+    _emit_json,
+    _finish_with_decision,
+    _ints,
+    handled,
+)
+
+
+@handled
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
+    max_drop: Annotated[float, typer.Option(help="int8 gate: accuracy points it may lose vs Keras.")] = 1.0,
+    ov_precision: Annotated[str, typer.Option(
+        help="OpenVINO: what float parts compute in: f32 (parity), or bf16/f16 to measure those on purpose.")] = "f32",
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
+                          "where the error jumps (each vendor's tool, 32 held-out images).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+):
+    """Prove each exported model still gives the Keras model's answers on the held-out images.
+
+    Float artifacts must agree on top-1 for >= 99.9% of images with max |Δp| <= 1e-4; int8
+    artifacts may lose at most --max-drop accuracy points. Exit 1 when any gate fails.
+
+    Examples:
+
+      edgecls verify                               # models/digits-small, every artifact
+
+      edgecls verify models/fashion-mnist-small --runtime onnx,tflite --max-drop 0.5
+
+      edgecls verify --explain                     # and where each int8 file loses precision, layer by layer
+    """
+
+    from ..verify import verify as run
+
+    if explain:  # before any work: a bundle with no int8 artifact is a usage error
+        from ..bundle import Bundle
+        from ..explain import int8_artifacts
+
+        int8_artifacts(Bundle.open(bundle), runtime)
+    result = run(bundle, runtime_names=runtime, device=device, threads=threads, max_drop=max_drop,
+                 runtime_options={"compute": ov_precision}, data_dir=data_dir)
+    explanations = None
+    if explain:
+        from ..explain import explain as explain_layers
+
+        explanations = explain_layers(bundle, runtime, data_dir=data_dir)
+    if as_json:
+        _emit_json(result.to_dict() | ({"explain": [e.to_dict() for e in explanations]} if explain else {}))
+    else:
+        render_verify(result)
+        if explain:
+            render_explain(explanations)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@handled
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Runtime)}, or all.")] = "all",
+    precision: Annotated[str, typer.Option(
+        help=f"Comma-separated: {_choices(Precision)}, or all (fp32,int8).")] = "all",
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
+    threads: Annotated[Optional[int], typer.Option(
+        help="Threads for every runtime (default: the number of physical cores, the same for all).")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
+    min_runs: Annotated[int, typer.Option(help="At least this many timed runs...")] = 50,
+    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them.")] = 1.0,
+    rounds: Annotated[int, typer.Option(help="Measure each configuration this many times, taking turns with the "
+                                             "others, timings pooled: steadier ratios on a busy machine.")] = 1,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
+    for_batch: ForBatch = None,
+    max_latency: MaxLatency = None,
+    percentile: PercentileOpt = Percentile.p90,
+    max_size: MaxSize = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        help="Recommend only artifacts losing at most this many accuracy points vs Keras.")] = None,
+):
+    """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process,
+    then recommend the artifact to ship: the fastest at --for-batch among those that pass parity, under
+    the constraints given. Exit 1 when none qualifies.
+
+    Examples:
+
+      edgecls bench                                        # every available runtime, fp32 and int8, batch 1
+
+      edgecls bench --batch 1,32 --for-batch 32 --max-size 100 --max-latency 5 --percentile p99
+
+      edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
+
+      edgecls bench --rounds 3 --min-time 0.5                # 3 interleaved rounds per configuration
+    """
+    from ..bench import BenchConfig, to_csv
+    from ..bench import bench as run
+    from ..bundle import Bundle, atomic_write, ensure_writable
+    from ..decide import Constraints
+    from ..render import use_stderr
+
+    for option, path in (("--json", json_file), ("--csv", csv_file)):
+        if path is not None and str(path) != "-":
+            ensure_writable(path, option)  # before minutes of measuring
+    cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
+                      batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
+                      min_time=min_time, rounds=rounds,
+                      constraints=Constraints(for_batch, max_latency, percentile.value, max_size, max_drop))
+
+    def progress(row):
+        done = f"round {row['round']}/{row['rounds']}" if "round" in row else f"{row['runs']} runs"
+        err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms ({done})",
+                  highlight=False)
+
+    result = run(bundle, cfg, progress)
+    if json_file is not None and str(json_file) == "-":
+        _emit_json(result.to_dict())
+    else:
+        render_bench(result)
+        if json_file is not None:
+            atomic_write(json_file, json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    if csv_file is not None:
+        atomic_write(csv_file, to_csv(result.rows))
+    with use_stderr(json_file is not None and str(json_file) == "-"):  # stdout carries the JSON alone
+        _finish_with_decision(result.decision, "verify" in Bundle.open(bundle).manifest)

@@ -1,0 +1,83 @@
+"""What every command shares: the error mapping, JSON output, and the options of more than one command."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import EdgeclsError
+from ..models import ARCHITECTURES
+from ..render import render_note
+
+Arch = enum.Enum("Arch", {n: n for n in ARCHITECTURES}, type=str)
+DEFAULT_BUNDLE = Path("models/digits-small")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handled(fn):
+    """Map project errors to a one-line message and exit code; Ctrl-C to exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeclsError as e:
+            raise _fail(str(e), e.exit_code) from None
+        except OSError as e:  # a path the user gave that cannot be written or read (e.g. --out under /proc)
+            where = e.filename or "?"
+            raise _fail(f"{where}: {e.strerror or e}", 2) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted: completed files are kept, none is half-written", 130) from None
+
+    return wrapper
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def _choices(kind) -> str:
+    return ",".join(m.value for m in kind)
+
+
+class Percentile(str, enum.Enum):
+    p90 = "p90"
+    p99 = "p99"
+
+
+# the recommendation's constraints, shared by `bench` and `pipeline`
+ForBatch = Annotated[Optional[int], typer.Option(
+    help="Recommend for this batch size (among --batch; default 1, or the smallest measured).")]
+MaxLatency = Annotated[Optional[float], typer.Option(help="Recommend only artifacts whose --percentile latency "
+                                                          "is at most this many ms.")]
+PercentileOpt = Annotated[Percentile, typer.Option(help="Which latency --max-latency bounds.")]
+MaxSize = Annotated[Optional[float], typer.Option(help="Recommend only artifacts of at most this many KB.")]
+
+
+def _finish_with_decision(decision, verified: bool) -> None:
+    """Render the recommendation; exit 1 when nothing qualifies (after verify: otherwise say what to run)."""
+    from ..render import render_decision
+
+    if not verified:
+        render_note("recommendation: none yet: parity is unknown (run 'edgecls verify', then bench again)")
+        return
+    render_decision(decision)
+    if not decision.found:
+        raise typer.Exit(1)
+
+
+def _ints(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise EdgeclsError(f"{option} {value!r}: expected comma-separated whole numbers, e.g. 1,8,32") from None

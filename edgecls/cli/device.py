@@ -1,0 +1,96 @@
+"""`edgecls predict`, `edgecls golden`, `edgecls info`: what works with only a runtime installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import EdgeclsError
+from ..names import Format, Precision
+from ..render import (
+    render_golden,
+    render_info,
+    render_predict,
+)
+from .common import (
+    DEFAULT_BUNDLE,
+    _emit_json,
+    handled,
+)
+
+
+@handled
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    bundle: Annotated[Path, typer.Option(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="Format (default: the first exported of "
+                                                                   "onnx, openvino, tflite).")] = None,
+    precision: Annotated[Precision, typer.Option(help="Precision.")] = Precision.fp32,
+    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+):
+    """Classify image files with an exported model (no TensorFlow needed).
+
+    Example: edgecls predict photo1.png photo2.jpg --bundle models/digits-small --format tflite --precision int8
+    """
+    from ..runtime import Classifier
+
+    if top < 1:
+        raise EdgeclsError(f"--top {top}: must be at least 1")
+    clf = Classifier.open(bundle, format=fmt, precision=precision)
+    result = clf.classify_files(images, top=top)
+    if as_json:
+        _emit_json(result.to_json())
+    else:
+        render_predict(result)
+
+
+@handled
+def golden(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (exported).")] = DEFAULT_BUNDLE,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (default BUNDLE/golden); "
+                                                    "replaced whole.")] = None,
+    count: Annotated[int, typer.Option(help="Held-out images, stratified.")] = 4,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print golden.json to stdout.")] = False,
+):
+    """Write golden vectors for native ports: images, exact input tensors, every artifact's probabilities.
+
+    A C++, Android or iOS app decodes the images, compares its input with the .npy tensors and its
+    output with golden.json's probabilities, within the tolerances listed there (docs/embedding.md).
+
+    Examples:
+
+      edgecls golden                                   # models/digits-small/golden/
+
+      edgecls golden models/pets-mobile --out app/src/test/golden --count 8
+    """
+    from ..golden import write_golden
+
+    result = write_golden(bundle, out=out_dir, count=count, data_dir=data_dir)
+    if as_json:
+        _emit_json(result.index)
+    else:
+        render_golden(result)
+
+
+@handled
+def info(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = Path("models/digits-small"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+):
+    """Show a bundle: dataset, input spec, metrics and every artifact with its size and hash check.
+
+    Example: edgecls info models/digits-small
+    """
+    from ..bundle import Bundle
+
+    b = Bundle.open(bundle)
+    m = b.manifest
+    if as_json:
+        _emit_json({k: v for k, v in m.items() if k != "dataset"} | {
+            "dataset": {k: v for k, v in m["dataset"].items() if k != "split"}})
+        return
+    render_info(b.info())

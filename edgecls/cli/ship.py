@@ -1,0 +1,108 @@
+"""`edgecls pipeline`: the main job end to end, ending with the artifact to ship."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..names import Runtime
+from ..render import (
+    TrainView,
+    err,
+    render_bench,
+    render_export,
+    render_metrics,
+    render_note,
+    render_verify,
+)
+from .common import (
+    Arch,
+    ForBatch,
+    MaxLatency,
+    MaxSize,
+    Percentile,
+    PercentileOpt,
+    _choices,
+    _emit_json,
+    _ints,
+    handled,
+)
+
+
+@handled
+def pipeline(
+    data: Annotated[str, typer.Option(help="Dataset (see 'edgecls train --help').")] = "digits",
+    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")] = None,
+    batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = "1,32",
+    runtime: Annotated[str, typer.Option(
+        help=f"Runtimes to bench and recommend from (comma-separated: {_choices(Runtime)}, or all).")] = "all",
+    for_batch: ForBatch = None,
+    max_latency: MaxLatency = None,
+    percentile: PercentileOpt = Percentile.p90,
+    max_size: MaxSize = None,
+    max_drop: Annotated[float, typer.Option(
+        help="int8 gate (accuracy points it may lose vs Keras) and the recommendation's limit.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
+                                                          "progress go to stderr).")] = False,
+):
+    """The main job end to end: train, export (float and int8), verify, bench, report — and the answer:
+    the artifact to ship.
+
+    With no arguments it runs on the bundled digits dataset and writes models/digits-small/
+    (report.html and report.md inside). Exit 1 if an export or a parity gate fails, or nothing
+    qualifies under the constraints.
+
+    Examples:
+
+      edgecls pipeline
+
+      edgecls pipeline --data ~/pets --for-batch 1 --max-latency 2 --max-size 200
+    """
+    import dataclasses
+
+    from ..decide import Constraints
+    from ..pipeline import PipelineConfig, PipelineHooks, run
+    from ..render import render_decision, use_stderr
+
+    defaults = PipelineConfig()
+    cfg = dataclasses.replace(
+        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value, out=out_dir, seed=seed,
+                                            epochs=epochs),
+        bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,
+                                  constraints=Constraints(for_batch, max_latency, percentile.value, max_size,
+                                                          max_drop)),
+        max_drop=max_drop)
+    view = TrainView(err)
+
+    class Hooks(PipelineHooks):
+        def stage(self, name, result):
+            if name == "train":
+                view.progress.stop()
+                render_metrics(result.manifest)
+                err.print("[bold]export[/] (float32 and int8) …")
+            elif name == "export":
+                render_export(result)
+                err.print("[bold]verify[/] …")
+            elif name == "verify":
+                render_verify(result)
+                err.print("[bold]bench[/] (each configuration in a fresh process) …")
+            elif name == "bench":
+                render_bench(result)
+                render_decision(result.decision)
+            elif name == "report":
+                render_note(f"report: [bold]{result}[/]")
+
+    try:
+        with use_stderr(as_json):  # with --json, stdout carries the JSON alone
+            result = run(cfg, view, Hooks())
+    finally:
+        view.progress.stop()
+    if as_json:
+        _emit_json(result.to_dict())
+    if not result.passed:
+        raise typer.Exit(1)
