@@ -319,6 +319,25 @@ class Bundle:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["input"]["shape"][1:])
 
+    def unseen(self, seen: set, limit: int, data_dir: str | None = None):
+        """(uint8 images, labels) of the validation and training images not in `seen` (e.g. those int8
+        calibration used), a stratified, seeded sample of at most `limit`: validation first."""
+        import numpy as np
+
+        seed = self.manifest["dataset"]["split"]["seed"]
+        xs, ys = [], []
+        for part in ("val", "train"):
+            n = sum(1 for i in self.split_ids(part) if i not in seen)
+            if limit <= 0 or n == 0:
+                continue
+            _, x, y = self.select(part, data_dir=data_dir, exclude=seen, limit=min(n, limit), seed=seed)
+            xs.append(x)
+            ys.append(y)
+            limit -= len(x)
+        if not xs:
+            return np.zeros((0, *self.input_shape()), np.uint8), np.zeros(0, np.int64)
+        return np.concatenate(xs), np.concatenate(ys)
+
     def split_ids(self, part: str) -> list:
         """The ids of one split part ("train", "val", "test"): inline in the manifest, or from its
         hashed ids file (large datasets)."""

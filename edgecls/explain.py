@@ -190,7 +190,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
     tf = tensorflow()
     record = artifact.get("calibration", {})
     ids = set(record.get("ids", []))
-    train = bundle.manifest["dataset"]["split"]["train"]
+    train = bundle.split_ids("train")
     try:  # the same calibration images as the export (their ids are recorded)
         _, calibration, _ = bundle.select("train", data_dir=data_dir, exclude=set(train) - ids)
     except EdgeclsError as err:

@@ -193,7 +193,7 @@ def calibration_faults(bundle: Bundle, artifact: dict) -> list[str]:
         return []
     if cal.get("split", "train") != "train":
         return [f"calibrated on the {cal['split']} split, not the training split"]
-    held_out = set(bundle.manifest["dataset"]["split"]["test"]) | set(bundle.manifest["dataset"]["split"]["val"])
+    held_out = set(bundle.split_ids("test")) | set(bundle.split_ids("val"))
     leaked = [i for i in cal.get("ids", []) if i in held_out]
     return [f"calibration used {len(leaked)} validation/held-out images (e.g. {leaked[0]!r})"] if leaked else []
 
@@ -233,14 +233,5 @@ def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
     """The bundle's training and validation images that no int8 calibration saw (uint8 NHWC), a
     stratified sample of at most `MAX_AGREEMENT_IMAGES`: evidence for agreement, which needs no labels."""
     seen = {i for a in bundle.manifest["artifacts"] for i in a.get("calibration", {}).get("ids", [])}
-    seed = bundle.manifest["dataset"]["split"]["seed"]
-    parts = []
-    budget = MAX_AGREEMENT_IMAGES
-    for part in ("val", "train"):
-        n = sum(1 for i in bundle.split_ids(part) if i not in seen)
-        if budget <= 0 or n == 0:
-            continue
-        _, images, _ = bundle.select(part, data_dir=data_dir, exclude=seen, limit=min(n, budget), seed=seed)
-        parts.append(images)
-        budget -= len(images)
-    return np.concatenate(parts) if parts else np.zeros((0, *bundle.input_shape()), np.uint8)
+    images, _ = bundle.unseen(seen, MAX_AGREEMENT_IMAGES, data_dir)
+    return images

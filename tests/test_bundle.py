@@ -53,6 +53,17 @@ def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
     assert b.entry("split.json")["sha256"]
     assert len(b.split_ids("test")) == 48 and len(b.heldout()[0]) == 48
     assert len(agreement_images(b)) == 240 - 48
+    # every stage reads the ids from the file too: int8 export (its judging set), verify, --explain
+    from edgecls.explain import explain
+    from edgecls.export import ExportConfig, export
+    from edgecls.verify import verify
+
+    assert not export(r.bundle, ExportConfig(formats=["onnx", "tflite"], int8=True, calib_size=32)).failures
+    v = verify(r.bundle)
+    assert v.images == 48 and v.agreement_images == 240 - 32 and not any("calibration" in f for row in v.rows
+                                                                         for f in row.failures)
+    explained = explain(r.bundle)
+    assert {e.format for e in explained} == {"onnx", "tflite"} and all(e.layers and not e.note for e in explained)
     (r.bundle / "split.json").write_text('{"train": [], "val": [], "test": [0]}')
     with pytest.raises(EdgeclsError, match=r"split\.json: sha256 .* does not match"):
         Bundle.open(r.bundle).heldout()

@@ -61,24 +61,12 @@ def judging_set(ctx) -> Judging:
     at most MAX_JUDGING_IMAGES), labelled, with the Keras model's probabilities."""
     ctx.calibration()
     bundle, seen = ctx.bundle, set(ctx.calibration_record()["ids"])
-    seed = bundle.manifest["dataset"]["split"]["seed"]
-    xs, ys, budget = [], [], MAX_JUDGING_IMAGES
-    for part in ("val", "train"):
-        n = sum(1 for i in bundle.manifest["dataset"]["split"][part] if i not in seen)
-        if budget <= 0 or n == 0:
-            continue
-        _, x, y = bundle.select(part, data_dir=ctx.cfg.data_dir, exclude=seen, limit=min(n, budget), seed=seed)
-        xs.append(x)
-        ys.append(y)
-        budget -= len(x)
-    classes = len(bundle.labels())
-    if not xs:
-        return Judging(np.zeros((0, *bundle.input_shape()), np.uint8), np.zeros(0, np.int64),
-                       np.zeros((0, classes)), ctx.cfg.max_drop)
-    x = np.concatenate(xs)
+    x, y = bundle.unseen(seen, MAX_JUDGING_IMAGES, ctx.cfg.data_dir)
+    if not len(x):
+        return Judging(x, y, np.zeros((0, len(bundle.labels()))), ctx.cfg.max_drop)
     keras = np.concatenate([np.asarray(ctx.model(x[i:i + 256].astype(np.float32), training=False))
                             for i in range(0, len(x), 256)]).astype(np.float64)
-    return Judging(x, np.concatenate(ys), keras, ctx.cfg.max_drop)
+    return Judging(x, y, keras, ctx.cfg.max_drop)
 
 
 @dataclass
