@@ -18,6 +18,7 @@ import numpy as np
 
 from .bundle import Bundle, atomic_write, file_entry
 from .errors import EdgeclsError
+from .runtimes.keras import probabilities
 
 FILE = "reference.npz"
 DEFAULT_IMAGES = 256  # a few hundred images: evidence for the gates, a small file (~0.8 MB at 32x32x1)
@@ -44,8 +45,7 @@ def write(bundle: Bundle, model, n: int, data_dir: str | None = None) -> dict:
     seed = bundle.manifest["dataset"]["split"]["seed"]
     n = size_for(n, bundle.input_shape())
     ids, x, y = bundle.select("test", data_dir=data_dir, limit=n, seed=seed)
-    probs = np.concatenate([np.asarray(model(x[i:i + 256].astype(np.float32), training=False))
-                            for i in range(0, len(x), 256)]).astype(np.float32)
+    probs = probabilities(model, x)
     buf = io.BytesIO()
     np.savez_compressed(buf, images=x.astype(np.uint8), labels=y.astype(np.int64), keras_probabilities=probs)
     atomic_write(bundle.path / FILE, buf.getvalue())

@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..names import Format, Precision
+from ..runtimes.keras import probabilities
 from ..verify import Parity, compare, default_gates
 
 MAX_JUDGING_IMAGES = 5000  # keeps each attempt within seconds; a stratified sample beyond
@@ -59,14 +60,11 @@ class Judging:
 def judging_set(ctx) -> Judging:
     """Validation images and the training images `ctx.calibration()` did not take (stratified, seeded,
     at most MAX_JUDGING_IMAGES), labelled, with the Keras model's probabilities."""
-    ctx.calibration()
     bundle, seen = ctx.bundle, set(ctx.calibration_record()["ids"])
     x, y = bundle.unseen(seen, MAX_JUDGING_IMAGES, ctx.cfg.data_dir)
     if not len(x):
         return Judging(x, y, np.zeros((0, len(bundle.labels()))), ctx.cfg.max_drop)
-    keras = np.concatenate([np.asarray(ctx.model(x[i:i + 256].astype(np.float32), training=False))
-                            for i in range(0, len(x), 256)]).astype(np.float64)
-    return Judging(x, y, keras, ctx.cfg.max_drop)
+    return Judging(x, y, probabilities(ctx.model, x).astype(np.float64), ctx.cfg.max_drop)
 
 
 @dataclass

@@ -75,3 +75,9 @@ def load_model(path: Path):
         return keras().models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad archive
         raise EdgeclsError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e
+
+
+def probabilities(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """A loaded Keras model's float32 probabilities for raw uint8 images, `batch` at a time."""
+    return np.concatenate([np.asarray(model(images[i:i + batch].astype(np.float32), training=False))
+                           for i in range(0, len(images), batch)]).astype(np.float32)
