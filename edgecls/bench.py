@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference, runtimes
+from . import reference, results, runtimes
 from .bundle import Bundle, now
 from .cpu import detect, int8_note, physical_cores
 from .decide import Constraints, Decision, decide
@@ -276,8 +276,10 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     env = environment(threads, cfg.threads is not None)
     _efficiency(rows, bundle.manifest["architecture"].get("macs_per_image"), env["peak"])
     notes += _int8_notes(rows, detect())
+    rows[:] = [results.bind(r, bundle.manifest) for r in rows]  # each row names the bytes it measured
     result = BenchResult(now(), env, asdict(cfg), notes, rows)
-    bundle.manifest["bench"] = result.to_dict()
+    old = (bundle.manifest.get("bench") or {}).get("rows", [])
+    bundle.manifest["bench"] = result.to_dict() | {"rows": results.merge(old, rows, "bench")}
     result.decision = decide(bundle.manifest, cfg.constraints)
     bundle.manifest["decision"] = result.decision.to_dict()
     bundle.save()

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__
+from . import __version__, results
 from .errors import EdgeclsError
 from .manifest import SCHEMA, validate
 
@@ -182,11 +182,26 @@ def _merge(base: dict, mine: dict, theirs: dict) -> dict:
     for key in set(base) | set(mine):
         if key in ("artifacts", "files"):
             out[key] = _merge_entries(base.get(key, []), mine.get(key, []), theirs.get(key, []))
+        elif key in results.KEYS and key in mine:
+            out[key] = _merge_results(key, base.get(key) or {}, mine[key], theirs.get(key) or {})
         elif key not in mine:
             if key in base:
                 out.pop(key, None)
         elif mine[key] != base.get(key):
             out[key] = mine[key]
+    return out
+
+
+def _merge_results(section: str, base: dict, mine: dict, theirs: dict) -> dict:
+    """A verify or bench section: rows merge per artifact (what this process added or changed goes on
+    top of what is on disk), the section's other fields are this process's if it changed them."""
+    out = dict(theirs)
+    for k, v in mine.items():
+        if k != "rows" and v != base.get(k):
+            out[k] = v
+    before = {results.key(r, section): r for r in base.get("rows", [])}
+    changed = [r for r in mine.get("rows", []) if before.get(results.key(r, section)) != r]
+    out["rows"] = results.merge(theirs.get("rows", []), changed, section)
     return out
 
 
@@ -207,8 +222,10 @@ def now() -> str:
 
 
 def new_manifest(name: str) -> dict:
-    return {"schema": SCHEMA, "edgecls_version": __version__, "created_at": now(), "name": name,
-            "artifacts": [], "files": []}
+    import uuid
+
+    return {"schema": SCHEMA, "edgecls_version": __version__, "created_at": now(), "bundle_id": uuid.uuid4().hex,
+            "name": name, "artifacts": [], "files": []}
 
 
 @dataclasses.dataclass
@@ -285,6 +302,8 @@ class Bundle:
         items = [e for e in self.manifest.setdefault(key, []) if e["file"] != entry["file"]]
         items.append(entry)
         self.manifest[key] = items
+        if key == "artifacts":
+            results.mark_stale(self.manifest, entry["file"], entry["sha256"])
 
     def save(self) -> None:
         """Write this process's changes to the manifest, under the bundle's lock.
@@ -296,12 +315,19 @@ class Bundle:
         """
         mpath = self.path / MANIFEST
         fresh = self._loaded is None  # a new bundle being staged: nobody else writes it
-        with contextlib.nullcontext() if fresh else manifest_lock(self.path):
-            merged = self.manifest if fresh or not mpath.is_file() else _merge(self._loaded, self.manifest,
-                                                                                _read(mpath))
-            merged["updated_at"] = now()
-            validate(merged, str(mpath))
-            atomic_write(mpath, json.dumps(merged, indent=1) + "\n")
+        try:
+            with contextlib.nullcontext() if fresh else manifest_lock(self.path):
+                on_disk = None if fresh or not mpath.is_file() else _read(mpath)
+                if on_disk is not None and results.identity(on_disk) != results.identity(self._loaded):
+                    raise EdgeclsError(f"{self.path}: the bundle was replaced (trained again) while this command "
+                                       "ran; its results belong to the old model and were not saved")
+                merged = self.manifest if on_disk is None else _merge(self._loaded, self.manifest, on_disk)
+                merged["updated_at"] = now()
+                validate(merged, str(mpath))
+                atomic_write(mpath, json.dumps(merged, indent=1) + "\n")
+        except OSError as e:
+            raise EdgeclsError(f"{mpath}: cannot save the results ({e.strerror or e}); "
+                               "is the bundle read-only?") from e
         self.manifest = merged
         self._loaded = copy.deepcopy(merged)
 
@@ -319,14 +345,14 @@ class Bundle:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["input"]["shape"][1:])
 
-    def unseen(self, seen: set, limit: int, data_dir: str | None = None):
-        """(uint8 images, labels) of the validation and training images not in `seen` (e.g. those int8
-        calibration used), a stratified, seeded sample of at most `limit`: validation first."""
+    def unseen(self, seen: set, limit: int, data_dir: str | None = None, parts: tuple[str, ...] = ("val", "train")):
+        """(uint8 images, labels) of the images of `parts` (validation, training) not in `seen` (e.g. those
+        int8 calibration used), a stratified, seeded sample of at most `limit`, in the order of `parts`."""
         import numpy as np
 
         seed = self.manifest["dataset"]["split"]["seed"]
         xs, ys = [], []
-        for part in ("val", "train"):
+        for part in parts:
             n = sum(1 for i in self.split_ids(part) if i not in seen)
             if limit <= 0 or n == 0:
                 continue

@@ -1,31 +1,45 @@
 """The shipping decision: one recommended artifact under the user's constraints, with a reason for every other.
 
-Fed by the verify and bench results in the manifest. Among the exported artifacts that pass their
-parity gate, the fastest (p50) at the chosen batch size wins, after the constraints: a latency
-ceiling on p90 or p99, a size ceiling, an accuracy-drop ceiling, a set of runtimes. Every other
-artifact gets the first reason it was not chosen. When nothing qualifies, the constraint that
-ruled the last candidates out is named.
+Fed by the verify and bench rows in the manifest that are bound to the bytes now in the bundle
+(`edgecls.results`); rows of older or re-exported files are ignored and said so. The rule:
+
+1. **Parity shown.** Only a file whose verify outcome is `pass` qualifies (`inconclusive` too with
+   `accept_inconclusive`). `--max-drop` re-judges int8 files' accuracy drop on its interval, the
+   same rule as `verify --max-drop` (`edgecls.stats.judge_drop`).
+2. **Measured honestly.** A current bench row at the chosen batch size, whose timed outputs matched
+   the file's own (`outputs_ok`), within `--max-size` and `--max-latency` (on the bounded
+   percentile, which needs enough timed runs to exist).
+3. **Ties are ties.** Among the survivors the fastest p50 sets the bar; every survivor whose p50 is
+   within `tie_margin` of it, or whose p50 interval overlaps its interval, is tied with it. Among
+   tied files the smallest file wins, then the lower tail, then the lower p50. Every other file is
+   slower *beyond noise*, and its reason says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from . import results
 from .errors import EdgeclsError
 from .names import Runtime, parse
+from .stats import Outcome, judge_drop
+
+DEFAULT_TIE_MARGIN = 5.0  # percent of the fastest p50 within which two files are tied
 
 
 @dataclass
 class Constraints:
     """Options of the recommendation (`--for-batch`, `--max-latency`, `--percentile`, `--max-size`,
-    `--max-drop`, `--runtime`)."""
+    `--max-drop`, `--runtime`, `--tie-margin`, `--accept-inconclusive`)."""
 
     for_batch: int | None = None  # None: 1, or the smallest measured batch size when 1 is not measured
     max_latency_ms: float | None = None
     percentile: str = "p90"  # which latency --max-latency bounds: p90 or p99
     max_size_kb: float | None = None
-    max_drop: float | None = None  # accuracy points vs Keras (point estimate on the held-out images)
+    max_drop: float | None = None  # int8: accuracy points vs Keras, judged on the drop's 95% interval
     runtimes: list[Runtime] = field(default_factory=list)  # empty: any
+    tie_margin: float = DEFAULT_TIE_MARGIN  # percent
+    accept_inconclusive: bool = False  # also ship files whose parity is neither shown nor refuted
 
     def validate(self, batches: list[int] | None = None) -> None:
         """Refuse impossible or contradictory constraints before anything is measured."""
@@ -43,7 +57,9 @@ class Constraints:
         if self.max_size_kb is not None and self.max_size_kb <= 0:
             raise EdgeclsError(f"--max-size {self.max_size_kb}: must be a positive number of KB")
         if self.max_drop is not None and not 0 <= self.max_drop <= 100:
-            raise EdgeclsError(f"--max-drop {self.max_drop}: must be between 0 and 100 accuracy points")
+            raise EdgeclsError(f"--max-drop {self.max_drop:g}: must be between 0 and 100 accuracy points")
+        if not 0 <= self.tie_margin < 100:
+            raise EdgeclsError(f"--tie-margin {self.tie_margin:g}: must be at least 0 and below 100 percent")
         self.runtimes = parse(Runtime, self.runtimes, "--runtime")
 
 
@@ -57,6 +73,8 @@ class Candidate:
     size_kb: float
     accuracy: float | None
     delta_points: float | None
+    outcome: str | None = None  # parity: pass, inconclusive, fail (None: no current verify row)
+    p50_ci_ms: list[float] | None = None  # 95% interval of the p50, where bench measured one
     reason: str = ""  # why it was not chosen ("" for the chosen one)
 
 
@@ -66,6 +84,9 @@ class Decision:
     chosen: Candidate | None
     others: list[Candidate]
     ruled_out_by: str | None = None  # when nothing qualifies: the constraint that removed the last ones
+    tied: list[str] = field(default_factory=list)  # files tied with the fastest (the chosen among them)
+    why: str = ""  # why the chosen one, in a sentence
+    ignored: list[str] = field(default_factory=list)  # stored rows ignored (stale, unbound), with why
 
     @property
     def found(self) -> bool:
@@ -75,40 +96,82 @@ class Decision:
         return asdict(self) | {"found": self.found}
 
 
-def _candidates(manifest: dict, c: Constraints) -> list[Candidate]:
-    verify = {(r["format"], r["precision"]): r for r in manifest.get("verify", {}).get("rows", [])}
-    bench = {(r["runtime"], r["precision"]): r for r in manifest.get("bench", {}).get("rows", [])
-             if r["batch"] == c.for_batch}
+def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, dict]:
+    verify = {r["file"]: r for r in results.current(manifest, "verify")}
+    bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench") if r["batch"] == c.for_batch}
     out = []
     for a in manifest["artifacts"]:
         if a["format"] == Runtime.keras:
             continue
-        v, b = verify.get((a["format"], a["precision"])), bench.get((a["format"], a["precision"]))
-        out.append(Candidate(a["format"], a["precision"], a["file"], b and b["p50_ms"],
-                             b and b[f"{c.percentile}_ms"], a.get("total_bytes", a["bytes"]) / 1024,
-                             v and v.get("accuracy"), v and v.get("delta_points")))
-    return out
+        v, b = verify.get(a["file"]) or {}, bench.get((a["file"], a["format"])) or {}
+        delta = (100 * (v["accuracy"] - v["keras_accuracy"])
+                 if v.get("accuracy") is not None and v.get("keras_accuracy") is not None else None)
+        out.append(Candidate(a["format"], a["precision"], a["file"], b.get("p50_ms"), b.get(f"{c.percentile}_ms"),
+                             a.get("total_bytes", a["bytes"]) / 1024, v.get("accuracy"), delta, v.get("outcome"),
+                             b.get("p50_ci_ms")))
+    return out, verify, bench
+
+
+def _parity(x: Candidate, v: dict | None, c: Constraints, stale: dict) -> str | None:
+    """Why `x` fails the parity test, or None."""
+    if v is None:
+        return stale.get(x.file, "not verified (run edgecls verify)")
+    outcome = Outcome(v.get("outcome", "fail"))
+    if outcome == Outcome.failed:
+        return "fails parity: " + "; ".join(v.get("failures") or ["see edgecls verify"])
+    if c.max_drop is not None and x.precision == "int8" and v.get("heldout_images"):
+        drop = judge_drop(v["lost"], v["gained"], v["heldout_images"], c.max_drop)
+        if drop.outcome == Outcome.failed:
+            return f"--max-drop: {drop.sentence()}"
+        outcome = Outcome.combine([o for o in (outcome, drop.outcome)])
+        if drop.outcome == Outcome.inconclusive and not c.accept_inconclusive:
+            return (f"{x.precision} not shown to be within {c.max_drop:.2f} points on {v['heldout_images']} "
+                    f"held-out images ({drop.need()}; --accept-inconclusive to ship it anyway)")
+    if outcome == Outcome.inconclusive and not c.accept_inconclusive:
+        undecided = v.get("undecided") or []
+        return (f"{x.precision} parity not shown on {v.get('images', '?')} images: "
+                + ("; ".join(undecided) or "inconclusive") + " (--accept-inconclusive to ship it anyway)")
+    return None
+
+
+def _bench(x: Candidate, b: dict | None, c: Constraints) -> str | None:
+    if b is None or x.p50_ms is None:
+        return f"not benchmarked at batch {c.for_batch}"
+    if b.get("outputs_ok") is False:
+        return ("its timed outputs differ from its verified outputs "
+                f"(max |Δp| {b.get('outputs_max_abs_diff', float('nan')):.2e}): the timing is not of the same work")
+    return None
+
+
+def _latency(x: Candidate, b: dict, c: Constraints) -> str | None:
+    if c.max_latency_ms is None:
+        return None
+    tail = b.get("tail") or {}
+    if tail.get(c.percentile, {}).get("ok") is False or (b.get("tail_percentile") == c.percentile
+                                                          and b.get("tail_ok") is False):
+        return f"too few runs for {c.percentile} (raise --min-runs or --rounds)"
+    if x.tail_ms is not None and x.tail_ms > c.max_latency_ms:
+        return f"{c.percentile} {x.tail_ms:.3f} ms > --max-latency {c.max_latency_ms:g} ms"
+    return None
+
+
+def _overlap(a: list[float] | None, b: list[float] | None) -> bool:
+    return bool(a and b and a[0] <= b[1] and b[0] <= a[1])
 
 
 def decide(manifest: dict, c: Constraints) -> Decision:
     """The recommendation for a bundle's manifest (with `verify` and `bench` results) under `c`."""
     c.validate()
-    verify = {(r["format"], r["precision"]): r for r in manifest.get("verify", {}).get("rows", [])}
-    cands = _candidates(manifest, c)
-    # each test: (constraint name, reason if the candidate fails it, or None)
+    cands, verify, bench = _candidates(manifest, c)
+    stale = {r["file"]: f"not verified: {results.EXPLAIN[b]}" for r, b in results.ignored(manifest, "verify")}
     tests = [
         ("runtime", lambda x: f"runtime {x.runtime} not among --runtime {','.join(c.runtimes)}"
          if c.runtimes and x.runtime not in c.runtimes else None),
-        ("parity", lambda x: "not verified (run edgecls verify)" if (x.runtime, x.precision) not in verify
-         else "fails parity: " + "; ".join(verify[(x.runtime, x.precision)]["failures"])
-         if not verify[(x.runtime, x.precision)]["passed"] else None),
-        ("bench", lambda x: f"not benchmarked at batch {c.for_batch}" if x.p50_ms is None else None),
-        ("--max-drop", lambda x: f"loses {-x.delta_points:.2f} accuracy points > --max-drop {c.max_drop:g}"
-         if c.max_drop is not None and x.delta_points is not None and -x.delta_points > c.max_drop else None),
+        ("parity", lambda x: _parity(x, verify.get(x.file), c, stale)),
+        ("bench", lambda x: _bench(x, bench.get((x.file, x.runtime)), c)),
         ("--max-size", lambda x: f"{x.size_kb:.1f} KB > --max-size {c.max_size_kb:g} KB"
          if c.max_size_kb is not None and x.size_kb > c.max_size_kb else None),
-        ("--max-latency", lambda x: f"{c.percentile} {x.tail_ms:.3f} ms > --max-latency {c.max_latency_ms:g} ms"
-         if c.max_latency_ms is not None and x.tail_ms is not None and x.tail_ms > c.max_latency_ms else None),
+        ("--max-latency", lambda x: _latency(x, bench[(x.file, x.runtime)], c)),
     ]
     alive, ruled_out_by = list(cands), None
     for name, test in tests:
@@ -119,11 +182,41 @@ def decide(manifest: dict, c: Constraints) -> Decision:
             ruled_out_by = name
         alive = survivors
     constraints = asdict(c)
+    ignored = results.ignored_lines(manifest, "verify") + results.ignored_lines(manifest, "bench")
     if not alive:
-        return Decision(constraints, None, cands, ruled_out_by or "no exported artifact")
-    chosen = min(alive, key=lambda x: x.p50_ms)
+        if ruled_out_by == "parity" and any("--accept-inconclusive" in x.reason for x in cands):
+            ruled_out_by = ("parity (no file shown to pass; inconclusive ones need more images, or "
+                            "--accept-inconclusive to ship the best of them)")
+        return Decision(constraints, None, cands, ruled_out_by or "no exported artifact", ignored=ignored)
+    fastest = min(alive, key=lambda x: x.p50_ms)
+
+    def tied(x: Candidate) -> bool:
+        return (x.p50_ms <= fastest.p50_ms * (1 + c.tie_margin / 100)
+                or _overlap(x.p50_ci_ms, fastest.p50_ci_ms))
+
+    group = [x for x in alive if tied(x)]
+    chosen = min(group, key=lambda x: (x.size_kb, x.tail_ms if x.tail_ms is not None else x.p50_ms, x.p50_ms))
     for x in alive:
-        if x is not chosen:
-            x.reason = (f"slower: p50 {x.p50_ms:.3f} ms, {x.p50_ms / chosen.p50_ms:.2f}x the chosen "
-                        f"{chosen.p50_ms:.3f} ms at batch {c.for_batch}")
-    return Decision(constraints, chosen, [x for x in cands if x is not chosen])
+        if x is chosen:
+            continue
+        ratio = x.p50_ms / chosen.p50_ms
+        if x in group:
+            x.reason = (f"tied with the chosen {chosen.file} ({ratio:.2f}x p50, within noise): "
+                        + (f"larger file ({x.size_kb:.1f} KB vs {chosen.size_kb:.1f} KB)" if x.size_kb > chosen.size_kb
+                           else f"higher {c.percentile} ({x.tail_ms:.3f} ms vs {chosen.tail_ms:.3f} ms)"
+                           if x.tail_ms is not None and chosen.tail_ms is not None and x.tail_ms > chosen.tail_ms
+                           else "same size and tail, slower p50"))
+        else:
+            ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
+            x.reason = (f"slower beyond noise: p50 {x.p50_ms:.3f} ms{ci}, {x.p50_ms / fastest.p50_ms:.2f}x the fastest "
+                        f"{fastest.p50_ms:.3f} ms at batch {c.for_batch} (more than {c.tie_margin:g}% and intervals "
+                        "apart)")
+    others = [x for x in group if x is not chosen]
+    if not others:
+        why = f"the fastest at batch {c.for_batch}; every other qualifying file is slower beyond noise"
+    else:
+        names = ", ".join(f"{x.file} ({x.p50_ms / chosen.p50_ms:.2f}x)" for x in others)
+        rule = "the smaller file" if all(x.size_kb > chosen.size_kb for x in others) else "by size, then tail"
+        why = f"tied with {names} (within noise): chose {rule}"
+    return Decision(constraints, chosen, [x for x in cands if x is not chosen], None,
+                    tied=[x.file for x in group], why=why, ignored=ignored)

@@ -79,7 +79,9 @@ def confusion(m: dict) -> bytes | None:
 
 def latency(m: dict, batch: int) -> bytes | None:
     """Latency distribution per configuration at `batch`: box p25-p75, whiskers p5-p95, p50 line, p99 dot."""
-    rows = sorted((r for r in m.get("bench", {}).get("rows", []) if r["batch"] == batch and r.get("quantiles_ms")),
+    from . import results
+
+    rows = sorted((r for r in results.current(m, "bench") if r["batch"] == batch and r.get("quantiles_ms")),
                   key=lambda r: r["p50_ms"])
     if not rows:
         return None
@@ -99,9 +101,11 @@ def latency(m: dict, batch: int) -> bytes | None:
 
 def tradeoff(m: dict, batch: int) -> bytes | None:
     """Accuracy vs p50 latency per artifact, the Pareto front marked, the recommendation highlighted."""
-    verify = {(r["format"], r["precision"]): r for r in m.get("verify", {}).get("rows", []) if r.get("accuracy")}
-    points = [(r["p50_ms"], verify[(r["runtime"], r["precision"])]["accuracy"], r) for r in m.get("bench", {})
-              .get("rows", []) if r["batch"] == batch and (r["runtime"], r["precision"]) in verify]
+    from . import results
+
+    verify = {r["file"]: r for r in results.current(m, "verify") if r.get("accuracy") is not None}
+    points = [(r["p50_ms"], verify[r["file"]]["accuracy"], r) for r in results.current(m, "bench")
+              if r["batch"] == batch and r["file"] in verify]
     if not points:
         return None
     plt = _plt()

@@ -128,8 +128,11 @@ def _run(bundle: Bundle, artifact: dict, x: np.ndarray):
 def _int8_tolerance(bundle: Bundle, artifact: dict, probs: np.ndarray, keras: np.ndarray | None,
                     fp32: dict[str, np.ndarray]) -> dict:
     """The int8 artifact's own distance from the float model: from `edgecls verify` when it ran (every
-    held-out image), else on these images (vs Keras, else vs the same format's fp32 artifact)."""
-    row = next((r for r in bundle.manifest.get("verify", {}).get("rows", [])
+    held-out image) on these very bytes, else on these images (vs Keras, else vs the same format's fp32
+    artifact). A verify row of other bytes (re-exported since) or without a hash is not used."""
+    from . import results
+
+    row = next((r for r in results.current(bundle.manifest, "verify")
                 if r.get("file") == artifact["file"] and r.get("max_abs_diff") is not None), None)
     if row is not None:
         own, basis = row["max_abs_diff"], f"edgecls verify: max |p - p_keras| on {row.get('images')} images"

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from .errors import EdgeclsError
 
-SCHEMA = 3
-READS = (2, 3)  # 3: a large split's ids may live in a hashed file (dataset.split.ids_file) instead of inline
+SCHEMA = 4
+# 3: a large split's ids may live in a hashed file (dataset.split.ids_file) instead of inline;
+# 4: bundle_id, verify and bench rows bound to the artifact's sha256 and merged per artifact
+READS = (2, 3, 4)
 INLINE_IDS = 2000  # split ids kept in the manifest up to this many (digits: 1,797); more go to split.json
 
 
@@ -33,9 +35,10 @@ _FILE = _obj("a file of the bundle", {
 })
 
 SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured on it", {
-    "schema": _f("integer", "manifest schema version (this edgecls writes 3 and reads 2 and 3)"),
+    "schema": _f("integer", "manifest schema version (this edgecls writes 4 and reads 2, 3 and 4)"),
     "edgecls_version": _f("string", "edgecls version that created the bundle"),
     "created_at": _f("string", "UTC time of training, ISO 8601"),
+    "bundle_id": _f("string", "random id written by train: results are bound to it (schema 4)"),
     "updated_at": _f("string", "UTC time of the last change by any command"),
     "name": _f("string", "bundle name (the folder's name)"),
     "dataset": _obj("the data the model was trained and evaluated on", {
@@ -145,15 +148,19 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
             "calibration": _f("object", "int8: calibration images (count, from which split)"),
             "int8": _obj("int8: the gate at export and the recipe that met it (edgecls/export/accuracy.py)", {
                 "recipe": _f("string", "default, or the format's accuracy-aware recipe that was kept"),
-                "passed": _f(["boolean", "null"], "the kept file meets verify's int8 gate on the judging set "
-                                                  "(null: no images to judge on)"),
+                "passed": _f(["boolean", "null"], "the kept file is shown to meet verify's int8 gate on the judging "
+                                                  "set (null: no images to judge on)"),
+                "outcome": _f(["string", "null"], "pass, inconclusive or fail on the judging set"),
                 "max_drop": _f("number", "--max-drop, accuracy points"),
                 "float_layers": _f("array", "layers left in float (node, tensor or op names of the format)"),
-                "judged_on": _f("object", "judging set: validation + training images calibration did not use "
-                                          "(never held-out); count"),
-                "attempts": _f("array", "every recipe tried, in order: float layers, accuracy, drop with lost/"
-                                        "gained and 95% interval, agreement and its interval, gate failures"),
-                "evidence": _f("object", "the kept file's gate evidence (as in attempts)"),
+                "selected_on": _f("object", "selection set: training images calibration did not use; they choose "
+                                            "the recipe and are never used to judge it; count, hash of the ids"),
+                "judged_on": _f("object", "judging set: the validation split (never held-out, never the selection "
+                                          "set); count, hash of the ids"),
+                "attempts": _f("array", "every recipe tried on the selection set, in order: float layers, outcome, "
+                                        "accuracy, drop with lost/gained and 95% interval, changed answers, checks"),
+                "selection_evidence": _f("object", "the kept file on the selection set (as in attempts)"),
+                "evidence": _f(["object", "null"], "the kept file on the judging set (as in attempts)"),
                 "cost": _f("object", "bytes vs the default int8 file (bytes_ratio), latency_ratio: median "
                                      "predict() on a batch of 32, kept vs default"),
             }, required=["recipe", "passed", "attempts"]),
@@ -162,21 +169,22 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
             "size_ratio_vs_fp32": _f("number", "total bytes / the fp32 file's"),
         }, required=["file", "bytes", "sha256", "format", "precision"])),
     "files": _f("array", "other files (history.json, labels.txt, report.md, figures)", items=_FILE),
-    "verify": _obj("the last edgecls verify", {
-        "at": _f("string", "UTC time"), "device": _f("string", "cpu or gpu"),
-        "images": _f("integer", "held-out images compared"),
-        "keras_accuracy": _f("number", "the Keras model's accuracy on them"),
-        "gates": _f("object", "the gate per precision"),
-        "passed": _f("boolean", "every row passed"),
-        "rows": _f("array", "one per artifact: accuracy, delta, agreement, probability differences, failures"),
-    }, required=["at", "images", "passed", "rows"]),
+    "verify": _obj("parity results of edgecls verify, merged per artifact x runtime x device", {
+        "at": _f("string", "UTC time of the last verify"),
+        "gates": _f("object", "the gate per precision (edgecls.gates) of the last verify"),
+        "rows": _f("array", "one per artifact x runtime x device: sha256 and bundle_id of what it judged, "
+                            "at, outcome (pass, inconclusive, fail), each check with its 95% interval, accuracy, "
+                            "lost/gained, changed answers, |Δp| (99th percentile and max); rows whose sha256 no "
+                            "longer matches the artifact are stale and ignored"),
+    }, required=["rows"]),
     "bench": _obj("the last edgecls bench", {
         "at": _f("string", "UTC time"),
         "environment": _f("object", "CPU, cores, threads, library versions"),
         "config": _f("object", "the options of edgecls bench"),
         "notes": _f("array", "what was skipped and why"),
-        "rows": _f("array", "one per runtime x precision x batch: latency statistics, throughput, sizes"),
-    }, required=["at", "environment", "rows"]),
+        "rows": _f("array", "one per artifact x runtime x device x batch: sha256 and bundle_id of what it "
+                            "measured, latency statistics, throughput, sizes; merged per row"),
+    }, required=["rows"]),
     "reference": _obj("reference data for device-side verify and bench (edgecls.reference)", {
         "file": _f("string", "reference.npz: images (uint8 NHWC), labels, keras_probabilities"),
         "images": _f("integer", "how many held-out images it holds"),
@@ -205,7 +213,7 @@ def validate(manifest: dict, where: str) -> None:
         raise EdgeclsError(f"{where}: corrupt manifest (not a JSON object)")
     if manifest.get("schema") not in READS:
         raise EdgeclsError(f"{where}: unsupported manifest schema {manifest.get('schema')!r} "
-                           f"(this edgecls reads schemas {' and '.join(map(str, READS))}; re-create the bundle "
+                           f"(this edgecls reads schemas {', '.join(map(str, READS))}; re-create the bundle "
                            "with 'edgecls train')")
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA_DOC).iter_errors(manifest))
     if error is not None:

@@ -149,52 +149,82 @@ def render_export(result) -> None:
             out.print(f"{a['file']}: {len(t['attempts'])} recipes tried; kept {t['recipe']} with "
                       f"{len(t['float_layers'])} layer(s) in float: {cost['bytes_ratio']:.2f}x the default int8 "
                       f"bytes, {cost['latency_ratio']:.2f}x its latency (batch 32)", soft_wrap=True, highlight=False)
-        if t and t.get("passed") is False:
+        if t and t.get("outcome") == "fail":
             for f in t["evidence"]["failures"]:
-                typer.echo(f"FAIL {a['file']}: no int8 recipe reached the gate; best kept: {f}", err=True)
+                typer.echo(f"FAIL {a['file']}: no int8 recipe passed; the best kept fails on the judging set: {f}",
+                           err=True)
+        elif t and t.get("outcome") == "inconclusive":
+            for check in t["evidence"]["checks"]:
+                if check["outcome"] == "inconclusive":
+                    typer.echo(f"warning: {a['file']}: int8 parity not shown on the judging set: "
+                               f"{_check_sentence(check)}", err=True)
     for f in result.failures:
         typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
+
+
+OUTCOME = {"pass": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]", "fail": "[red]FAIL[/]"}
+
+
+def _check_sentence(check: dict) -> str:
+    from .stats import Judgement, Outcome
+
+    unit = "%" if check.get("unit", "%") == "%" else " points"
+    return Judgement(check["name"], check["estimate"], *check["interval"], check["limit"], Outcome(check["outcome"]),
+                     check["count"], check.get("images_to_decide"), unit).sentence()
 
 
 def int8_gate(t: dict | None) -> str:
     """The export table's int8 cell: the gate on the judging set and the recipe that got there."""
     if not t:
         return ""
-    if t.get("passed") is None:
+    if t.get("outcome") is None:
         return "not judged"
     e = t["evidence"]
-    what = (f"drop {e['drop_points']:+.2f} pts, agree {e['agreement']:.2%} of {e['images']}; "
+    lo, hi = e["drop_interval"]
+    what = (f"drop {e['drop_points']:+.2f} pts ({lo:+.1f}…{hi:+.1f}), {e['changed']} of {e['images']} changed; "
             + ("default" if t["recipe"] == "default" else f"accuracy-aware, {len(t['float_layers'])} float"))
-    return f"[green]pass[/] ({what})" if t["passed"] else f"[red]FAIL[/] ({what})"
+    return f"{OUTCOME[t['outcome']]} ({what})"
 
 
-def render_verify(result) -> None:
-    where = ("held-out + unseen by calibration" if result.source == "dataset"
+def render_verify(result, strict: bool = False) -> None:
+    where = ("held-out + validation images" if result.source == "dataset"
              else "the bundle's reference images and the Keras probabilities stored with them")
-    table = Table(title=f"parity vs Keras: accuracy on {result.images} held-out images (Keras "
-                        f"{result.keras_accuracy:.4f}); agreement on {result.agreement_images} images ({where})")
-    for col in ("format", "precision", "runtime / device", "float parts ran in", "accuracy", "Δ points (95%)",
-                "lost/gained", "top-1 agree", "changed", "max |Δp|", "mean |Δp|", "gate"):
+    table = Table(title=f"parity vs Keras: accuracy on {result.heldout_images} held-out images (Keras "
+                        f"{result.keras_accuracy:.4f}); changed answers and |Δp| on {result.images} images never "
+                        f"trained on ({where}); 95% intervals")
+    for col in ("format", "precision", "runtime / device", "float parts", "accuracy", "drop pts (95%)",
+                "lost/gained", "changed % (95%)", "|Δp| q99 / max", "outcome"):
         table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device",
-                                                        "float parts ran in", "gate") else "right")
+                                                        "float parts", "outcome") else "right")
     for r in result.rows:
-        if r.error:
-            table.add_row(r.format, r.precision, r.runtime, *[""] * 8, "[red]ERROR[/]")
+        if r.error or r.evidence is None:
+            table.add_row(r.format, r.precision, r.runtime, *[""] * 6, "[red]ERROR[/]")
             continue
-        low, high = r.drop_interval
-        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.compute, f"{r.accuracy:.4f}",
-                      f"{r.delta_points + 0:+.2f} ({-high + 0:+.1f}…{-low + 0:+.1f})", f"{r.lost}/{r.gained}",
-                      f"{r.agreement:.2%}", f"{r.changed}/{r.images}", f"{r.max_abs_diff:.1e}",
-                      f"{r.mean_abs_diff:.1e}", "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+        e = r.evidence
+        drop = next((c for c in e.checks if c.name == "accuracy drop"), None)
+        changed = next(c for c in e.checks if c.name == "changed answers")
+        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.compute, f"{e.accuracy:.4f}",
+                      f"{drop.estimate + 0:+.2f} ({drop.low + 0:+.1f}…{drop.high + 0:+.1f})" if drop
+                      else f"{100 * (e.keras_accuracy - e.accuracy) + 0:+.2f}",
+                      f"{e.lost}/{e.gained}",
+                      f"{changed.estimate:.2f} ({changed.low:.2f}…{changed.high:.2f}) {e.changed}/{e.images}",
+                      f"{e.q99_abs_diff:.1e} / {e.max_abs_diff:.1e}", OUTCOME[r.outcome.value])
     out.print(table)
-    g = result.gates.get("int8")
-    if g:
-        out.print(f"gates: fp32 agree ≥ 99.9% and max |Δp| ≤ 1e-4; fp16 ≥ 99.5% and ≤ 1e-2; int8 fails only on "
-                  f"evidence: drop interval wholly above {g['max_drop']:.2f} points, or agreement interval wholly "
-                  f"below {g['min_agreement']:.0%} (docs/verify.md)", soft_wrap=True, highlight=False)
+    from .gates import summary
+
+    g = result.gates.get("int8") or {}
+    out.print(f"gates: {summary(g.get('max_drop', 1.0))} (docs/verify.md)", soft_wrap=True, highlight=False)
+    counts = result.counts()
+    out.print(f"outcomes: {counts['pass']} pass, {counts['inconclusive']} inconclusive, {counts['fail']} fail",
+              highlight=False)
+    for line in result.ignored:
+        out.print(f"[yellow]not re-verified here, and ignored: {line}[/]", soft_wrap=True, highlight=False)
     for r in result.rows:
         for f in r.failures:
-            typer.echo(f"FAIL {r.file}: {f}", err=True)
+            typer.echo(f"FAIL {r.file} ({r.runtime}): {f}", err=True)
+        if not r.failures:
+            for u in r.undecided:
+                typer.echo(f"{'error' if strict else 'warning'}: {r.file} ({r.runtime}) inconclusive: {u}", err=True)
 
 
 def render_explain(explanations) -> None:
@@ -279,22 +309,42 @@ def render_info(info) -> None:
     if acc is not None:
         base = m.get("baseline")
         out.print(f"held-out accuracy {acc:.4f}" + (f" (pixel baseline {base['accuracy']:.4f})" if base else ""))
-    if "verify" in m:
-        v = m["verify"]
-        out.print(f"verify ({v['at']}): {'[green]pass[/]' if v['passed'] else '[red]FAIL[/]'}, "
-                  f"{len(v['rows'])} artifacts on {v['images']} held-out images")
-    if m.get("bench", {}).get("rows"):
-        rows = m["bench"]["rows"]
-        best = min(rows, key=lambda r: r["p50_ms"])
-        out.print(f"bench ({m['bench']['at']}): {len(rows)} configurations; fastest {best['runtime']} "
+    from . import results
+
+    bench_rows = results.current(m, "bench")
+    if bench_rows:
+        best = min(bench_rows, key=lambda r: r["p50_ms"])
+        out.print(f"bench: {len(bench_rows)} current configurations; fastest {best['runtime']} "
                   f"{best['precision']} at batch {best['batch']}, p50 {best['p50_ms']:.3f} ms")
     table = Table(title="artifacts")
-    for col in ("format", "precision", "file", "bytes", "sha256"):
+    for col in ("format", "precision", "file", "bytes", "sha256", "verified"):
         table.add_column(col)
     for a, ok in info.files:
         table.add_row(a["format"], a["precision"], a["file"], f"{a['bytes']:,}",
-                      f"{a['sha256'][:12]}… " + ("[green]ok[/]" if ok else "[red]MISMATCH[/]"))
+                      f"{a['sha256'][:12]}… " + ("[green]ok[/]" if ok else "[red]MISMATCH[/]"),
+                      verified_cell(m, a))
     out.print(table)
+    for section in ("verify", "bench"):
+        for line in results.ignored_lines(m, section):
+            out.print(f"[yellow]{section} result ignored: {line}[/]", soft_wrap=True, highlight=False)
+
+
+def verified_cell(m: dict, a: dict) -> str:
+    """An artifact's current verify outcomes (one per runtime x device), or why there is none."""
+    from . import results
+
+    if a["format"] == "keras":
+        return "reference"
+    rows = [r for r in results.rows(m, "verify") if r.get("file") == a["file"]]
+    if not rows:
+        return "not verified"
+    cells = []
+    for r in rows:
+        b = results.binding(r, m)
+        where = f"{r.get('runtime')}/{r.get('device')}"
+        cells.append(f"{where} {OUTCOME.get(r.get('outcome'), '?')}" if b == results.Binding.current
+                     else f"{where} [yellow]{b.value} (run verify again)[/]")
+    return "; ".join(cells)
 
 
 def render_decision(d) -> None:
@@ -306,11 +356,15 @@ def render_decision(d) -> None:
     else:
         x = d.chosen
         acc = f"accuracy {x.accuracy:.4f} (Δ {x.delta_points + 0:+.2f} vs Keras)" if x.accuracy is not None else ""
-        out.print(f"[bold green]ship {x.file}[/] ({x.runtime} {x.precision}): p50 {x.p50_ms:.3f} ms, "
-                  f"{c['percentile']} {x.tail_ms:.3f} ms at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB",
+        ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
+        tail = f"{c['percentile']} {x.tail_ms:.3f} ms" if x.tail_ms is not None else f"{c['percentile']} –"
+        out.print(f"[bold green]ship {x.file}[/] ({x.runtime} {x.precision}, parity {x.outcome}): p50 {x.p50_ms:.3f} "
+                  f"ms{ci}, {tail} at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB — {d.why}",
                   soft_wrap=True, highlight=False)
     for x in d.others:
         out.print(f"  not {x.file} ({x.runtime} {x.precision}): {x.reason}", soft_wrap=True, highlight=False)
+    for line in d.ignored:
+        out.print(f"  [yellow]ignored: {line}[/]", soft_wrap=True, highlight=False)
 
 
 def render_golden(result) -> None:

@@ -39,15 +39,21 @@ def _recommendation_section(m: dict) -> list:
     limits = ", ".join(f"{k} {v}" for k, v in (("max latency (ms, " + c["percentile"] + ")", c["max_latency_ms"]),
                                                 ("max size (KB)", c["max_size_kb"]), ("max drop", c["max_drop"]),
                                                 ("runtimes", ",".join(c["runtimes"]))) if v)
-    head = f"Fastest at batch {c['for_batch']} among the artifacts that pass parity" + (f", under {limits}"
-                                                                                      if limits else "") + "."
+    head = ("Among the files whose parity is shown (pass"
+            + (" or inconclusive, accepted" if c.get("accept_inconclusive") else "")
+            + f") at batch {c['for_batch']}: the fastest p50, files within {c.get('tie_margin', 5):g}% of it or "
+            "with overlapping p50 intervals tied, and among tied files the smallest"
+            + (f", under {limits}" if limits else "") + ".")
     if not d["found"]:
         lead = f"**Nothing qualifies**: ruled out by {d['ruled_out_by']}."
     else:
         x = d["chosen"]
-        lead = (f"**Ship `{x['file']}`** ({x['runtime']} {x['precision']}): p50 {x['p50_ms']:.3f} ms, "
-                f"{c['percentile']} {x['tail_ms']:.3f} ms; accuracy {x['accuracy']:.4f} "
-                f"(Δ {x['delta_points'] + 0:+.2f} points vs Keras); {x['size_kb']:.1f} KB.")
+        tail = f"{x['tail_ms']:.3f} ms" if x.get("tail_ms") is not None else "–"
+        ci = f" [{x['p50_ci_ms'][0]:.3f}-{x['p50_ci_ms'][1]:.3f}]" if x.get("p50_ci_ms") else ""
+        acc = (f"accuracy {x['accuracy']:.4f} (Δ {x['delta_points'] + 0:+.2f} points vs Keras); "
+               if x.get("accuracy") is not None else "")
+        lead = (f"**Ship `{x['file']}`** ({x['runtime']} {x['precision']}, parity {x.get('outcome')}): p50 "
+                f"{x['p50_ms']:.3f} ms{ci}, {c['percentile']} {tail}; {acc}{x['size_kb']:.1f} KB — {d.get('why', '')}.")
     return ["## Recommendation", lead, head,
             _table(["not chosen", "why"], [[f"{x['file']} ({x['runtime']} {x['precision']})", x["reason"]]
                                            for x in d["others"]])]
@@ -91,22 +97,38 @@ def _artifacts_section(m: dict) -> list[str]:
 
 
 def _parity_section(m: dict) -> list[str]:
+    from . import results
+    from .gates import summary
+
     v = m.get("verify")
     if not v:
         return ["## Parity with Keras", "Not verified yet: run `edgecls verify`."]
+    rows = results.current(m, "verify")
+    ignored = results.ignored_lines(m, "verify")
+    counts = {o: sum(r.get("outcome") == o for r in rows) for o in ("pass", "inconclusive", "fail")}
+    gate = (v.get("gates") or {}).get("int8") or {}
+
+    def interval(r: dict, name: str) -> str:
+        c = next((c for c in r.get("checks", []) if c["name"] == name), None)
+        return f"{c['estimate']:+.2f} ({c['interval'][0]:+.1f}…{c['interval'][1]:+.1f})" if c else ""
+
     return ["## Parity with Keras",
-              f"Accuracy on {v['images']} held-out images (Keras {v['keras_accuracy']:.4f}); agreement with "
-              f"Keras on {v.get('agreement_images', v['images'])} images (held-out + unseen by calibration); "
-              f"overall: **{'pass' if v['passed'] else 'FAIL'}**.",
-              _table(["format", "precision", "float parts ran in", "accuracy", "Δ points", "lost/gained",
-                      "top-1 agree", "max abs diff", "gate"],
-                     [[r["format"], r["precision"], r["compute"],
-                       f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "",
-                       f"{r['delta_points']:+.2f}" if r["delta_points"] is not None else "",
-                       f"{r['lost']}/{r['gained']}" if r["lost"] is not None else "",
-                       f"{r['agreement']:.2%}" if r["agreement"] is not None else "",
-                       f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else "",
-                       "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])] for r in v["rows"]])]
+            f"Each file against the Keras model on images it never trained on: accuracy on the held-out images, "
+            f"changed answers and |Δp| on held-out + validation images, each with its 95% interval. "
+            f"{summary(gate.get('max_drop', 1.0))} Outcomes: {counts['pass']} pass, {counts['inconclusive']} "
+            f"inconclusive, {counts['fail']} fail.",
+            _table(["file", "runtime", "float parts", "accuracy", "drop pts (95%)", "lost/gained",
+                    "changed % (95%)", "|Δp| q99 / max", "outcome"],
+                   [[r["file"], f"{r['runtime']}/{r.get('device', '')}", r.get("compute", ""),
+                     f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
+                     interval(r, "accuracy drop"),
+                     f"{r['lost']}/{r['gained']}" if r.get("lost") is not None else "",
+                     interval(r, "changed answers") + (f" {r['changed']}/{r['images']}" if r.get("images") else ""),
+                     f"{r['q99_abs_diff']:.1e} / {r['max_abs_diff']:.1e}" if r.get("max_abs_diff") is not None
+                     else "",
+                     r["outcome"] + (": " + "; ".join(r["failures"] + r.get("undecided", []))
+                                     if r["outcome"] != "pass" else "")] for r in rows]),
+            *([f"Ignored (not bound to the bytes in the bundle): {'; '.join(ignored)}."] if ignored else [])]
 
 
 def _latency_section(m: dict, plots: dict) -> list[str]:

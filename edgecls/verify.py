@@ -1,17 +1,11 @@
-"""Parity of every exported artifact against the Keras model (DESIGN §6), decided on evidence.
+"""Parity of every exported artifact against the Keras model, with three honest outcomes.
 
-Agreement with Keras needs no labels, so it is measured on every image the bundle can use: the
-held-out split plus the training and validation images that int8 calibration did not see (up to
-`MAX_AGREEMENT_IMAGES`, a stratified sample beyond). Accuracy, and its drop, stay on the held-out
-split, with the paired counts behind them (Keras right and the artifact wrong: `lost`; the
-reverse: `gained`) and a 95% interval.
-
-Gates are data, per precision. Float32 must agree on top-1 for >= 99.9% of images with a max
-absolute probability difference <= 1e-4; float16 >= 99.5% and <= 1e-2 (point estimates, as
-always). int8 fails only on evidence: when the 95% interval of its accuracy drop lies wholly above
-`max_drop` points, or the 95% interval of its agreement lies wholly below 99%. One changed answer
-in a small held-out split is not evidence; a model whose answers change on 3% of a few hundred
-images is. A failed gate is never a warning.
+Each artifact is run on the held-out images (labelled: accuracy and its paired drop) and the
+validation images (agreement and probability differences need no labels) — images the model
+never trained on; training images are never pooled in. Each check is judged on its 95% interval
+by `edgecls.gates`: pass (shown within the limit), fail (shown beyond it), inconclusive (too few
+images to tell, with how many would decide). Each row is bound to the sha256 of the file it
+judged and merged into the manifest per artifact x runtime x device.
 """
 
 from __future__ import annotations
@@ -21,111 +15,86 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference, runtimes
+from . import reference, results, runtimes
 from .bundle import Bundle, now
 from .errors import EdgeclsError
-from .evidence import paired_drop, wilson
+from .gates import Evidence, check_max_drop, gates, judge
 from .names import Device, Precision, Runtime, parse
+from .stats import Outcome
 
-MAX_AGREEMENT_IMAGES = 20000  # beyond the held-out split: verify stays within seconds per artifact
-
-
-@dataclass(frozen=True)
-class Gate:
-    min_agreement: float | None = None  # top-1 agreement with Keras, fraction
-    max_abs_diff: float | None = None  # max |p - p_keras| over all images and classes
-    max_drop: float | None = None  # accuracy points (percent) lost vs Keras
-    evidence: bool = False  # judge the 95% interval (int8), not the point estimate (float)
-
-
-def default_gates(max_drop: float = 1.0) -> dict[Precision, Gate]:
-    return {Precision.fp32: Gate(min_agreement=0.999, max_abs_diff=1e-4),
-            Precision.fp16: Gate(min_agreement=0.995, max_abs_diff=1e-2),
-            Precision.int8: Gate(min_agreement=0.99, max_drop=max_drop, evidence=True)}
+MAX_AGREEMENT_IMAGES = 20000  # validation images beyond the held-out split: verify stays within seconds
 
 
 @dataclass
-class Parity:
+class ParityRow:
+    """One artifact run by one runtime on one device, judged against Keras."""
+
     format: str
     precision: str
     file: str
     runtime: str = ""
     device: str = ""
     compute: str = ""  # what the float parts ran in (OpenVINO: f32/bf16/f16)
-    accuracy: float | None = None  # on the held-out images
-    delta_points: float | None = None  # accuracy - keras accuracy, in percentage points
-    drop_interval: tuple[float, float] | None = None  # 95% interval of the drop (keras - artifact), points
-    lost: int | None = None  # held-out images Keras got right and the artifact wrong
-    gained: int | None = None  # the reverse
-    agreement: float | None = None  # top-1 agreement with Keras on every usable image
-    agreement_interval: tuple[float, float] | None = None  # its 95% interval
-    changed: int | None = None  # usable images whose top-1 answer differs from Keras'
-    images: int | None = None  # usable images compared (held-out + not seen by calibration)
-    max_abs_diff: float | None = None
-    mean_abs_diff: float | None = None
-    failures: list[str] = field(default_factory=list)  # each gate missed, by how much; or the error
+    at: str = ""
+    source: str = ""  # dataset (Keras run here) or reference (the bundle's stored Keras probabilities)
+    evidence: Evidence | None = None
+    failures: list[str] = field(default_factory=list)  # each check shown beyond its limit; or the error
+    undecided: list[str] = field(default_factory=list)  # each inconclusive check, with how many images would decide
+    calibration: list[str] = field(default_factory=list)  # int8 calibration faults (a fail)
     error: bool = False
 
     @property
+    def outcome(self) -> Outcome:
+        if self.error or self.calibration or self.evidence is None:
+            return Outcome.failed
+        return self.evidence.outcome
+
+    @property
     def passed(self) -> bool:
-        return not self.failures
+        return self.outcome == Outcome.passed
+
+    def to_dict(self) -> dict:
+        ev = self.evidence.to_dict() if self.evidence else {}
+        ev.pop("outcome", None)
+        base = {k: v for k, v in asdict(self).items() if k != "evidence"}
+        return base | ev | {"outcome": self.outcome.value, "passed": self.passed}
 
 
 @dataclass
 class VerifyResult:
-    images: int  # held-out images (accuracy)
-    agreement_images: int  # every usable image (agreement, probability differences)
+    heldout_images: int  # labelled held-out images (accuracy, drop)
+    images: int  # held-out + validation images (changed answers, |Δp|)
     keras_accuracy: float
-    rows: list[Parity]
+    rows: list[ParityRow]
     gates: dict
     source: str = "dataset"  # what the images and the Keras reference came from: dataset or reference
+    ignored: list[str] = field(default_factory=list)  # stored rows of other artifacts ignored (stale, unbound)
+    save_error: str | None = None  # the results could not be stored (read-only, replaced bundle)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.combine(r.outcome for r in self.rows)
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.rows)
+        """No artifact shown to fail (inconclusive ones do not fail the run unless --strict)."""
+        return self.outcome != Outcome.failed
+
+    def counts(self) -> dict[str, int]:
+        return {o.value: sum(r.outcome == o for r in self.rows) for o in Outcome}
 
     def to_dict(self) -> dict:
-        return {"images": self.images, "agreement_images": self.agreement_images, "source": self.source,
-                "keras_accuracy": self.keras_accuracy, "passed": self.passed, "gates": self.gates,
-                "rows": [asdict(r) | {"passed": r.passed} for r in self.rows]}
+        return {"heldout_images": self.heldout_images, "images": self.images, "source": self.source,
+                "keras_accuracy": self.keras_accuracy, "outcome": self.outcome.value, "counts": self.counts(),
+                "gates": self.gates, "rows": [r.to_dict() for r in self.rows], "ignored": self.ignored,
+                "save_error": self.save_error}
 
 
-def _predict(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
+def predict_all(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """`runner`'s probabilities for every image of `x`, in batches."""
+    if not len(x):
+        return np.zeros((0, 0))
     return np.concatenate([runner.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
-def compare(row: Parity, probs: np.ndarray, ref: np.ndarray, labels: np.ndarray, gate: Gate) -> Parity:
-    """Fill `row` from `probs` vs the Keras `ref` on the same images, the first `len(labels)` of which
-    are the held-out ones (labelled), and list every gate it misses."""
-    n = len(labels)
-    mine, theirs = probs.argmax(1), ref.argmax(1)
-    right, ref_right = mine[:n] == labels, theirs[:n] == labels
-    row.accuracy = float(right.mean())
-    row.lost, row.gained = int((ref_right & ~right).sum()), int((right & ~ref_right).sum())
-    drop, low, high = paired_drop(row.lost, row.gained, n)
-    row.delta_points, row.drop_interval = -drop, (low, high)
-    agree = int((mine == theirs).sum())
-    row.images, row.changed = len(mine), len(mine) - agree
-    row.agreement = agree / len(mine)
-    row.agreement_interval = wilson(agree, len(mine))
-    diff = np.abs(probs.astype(np.float64) - ref)
-    row.max_abs_diff, row.mean_abs_diff = float(diff.max()), float(diff.mean())
-    if gate.min_agreement is not None:
-        if gate.evidence and row.agreement_interval[1] < gate.min_agreement:
-            row.failures.append(f"top-1 agreement {row.agreement:.2%} ({row.changed} of {row.images} answers changed; "
-                                f"95% interval up to {row.agreement_interval[1]:.2%}) < {gate.min_agreement:.1%}")
-        elif not gate.evidence and row.agreement < gate.min_agreement:
-            row.failures.append(f"top-1 agreement {row.agreement:.2%} < {gate.min_agreement:.1%} "
-                                f"(short by {gate.min_agreement - row.agreement:.2%})")
-    if gate.max_abs_diff is not None and row.max_abs_diff > gate.max_abs_diff:
-        row.failures.append(f"max abs diff {row.max_abs_diff:.2e} > {gate.max_abs_diff:.0e} "
-                            f"({row.max_abs_diff / gate.max_abs_diff:.1f}x the limit)")
-    if gate.max_drop is not None:
-        judged = low if gate.evidence else drop
-        if judged > gate.max_drop:
-            row.failures.append(f"accuracy drop {drop:.2f} points (lost {row.lost}, gained {row.gained} of {n}; "
-                                f"95% interval {low:.2f} to {high:.2f}) > {gate.max_drop:.2f}")
-    return row
 
 
 def runner_for(name: Runtime | str, runtime_options: dict[str, str] | None = None) -> runtimes.Runner:
@@ -138,18 +107,20 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
            device: Device = Device.cpu, threads: int | None = None, max_drop: float = 1.0,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
            on_row=None) -> VerifyResult:
-    """Run every exported artifact (of the selected runtimes) on the held-out split and compare
-    with the Keras model. Results are stored in the manifest under ``verify``.
+    """Run every exported artifact (of the selected runtimes) on images the model never trained on and
+    judge it against the Keras model. Rows are stored in the manifest under ``verify``, bound to each
+    file's sha256 and merged per artifact x runtime x device.
 
     `runtime_options` go to each runtime that takes them (``{"compute": "f32"}``: OpenVINO's
     execution precision). An artifact that is missing, tampered with, or whose runtime is not
-    installed gets a failed row with the reason; the others are still verified.
+    installed gets a failed row with the reason; the others are still verified. When the results
+    cannot be saved (a read-only bundle, or one trained again meanwhile), they are still returned,
+    with `save_error` set.
 
     Raises:
         EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options.
     """
-    if not 0 <= max_drop <= 100:
-        raise EdgeclsError(f"--max-drop {max_drop}: must be between 0 and 100 accuracy points")
+    check_max_drop(max_drop)
     runtimes.check_threads(threads)
     names = parse(Runtime, runtime_names, "--runtime") or [r for r in runtimes.RUNTIMES if r != Runtime.keras]
     for name in names:  # bad option values fail here, before any work
@@ -159,29 +130,40 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     if not artifacts:
         raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
                            f"run 'edgecls export {bundle.path}' first")
-    x_all, y, ref, source = evidence(bundle, data_dir, device, threads)
-    keras_acc = float((ref[:len(y)].argmax(1) == y).mean())
-    gates = default_gates(max_drop)
-    rows = []
+    x_all, y, ref, source = evidence_images(bundle, data_dir, device, threads)
+    keras_acc = float((ref[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
+    limits = gates(max_drop)
+    rows, at = [], now()
     for a in artifacts:
-        row = Parity(a["format"], a["precision"], a["file"], runtime=a["format"])
+        row = ParityRow(a["format"], a["precision"], a["file"], runtime=a["format"], at=at, source=source)
         try:
             path = bundle.checked(a["file"])
             runner = runner_for(a["format"], runtime_options)
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
-            compare(row, _predict(runner, x_all), ref, y, gates[Precision(a["precision"])])
-            row.failures += calibration_faults(bundle, a)
+            row.evidence = judge(limits[Precision(a["precision"])], predict_all(runner, x_all), ref, y)
+            row.failures, row.undecided = row.evidence.failures(), row.evidence.undecided()
+            row.calibration = calibration_faults(bundle, a)
+            row.failures += row.calibration
         except EdgeclsError as e:
             row.failures.append(str(e))
             row.error = True
+        row.device = row.device or Device(device).value
         rows.append(row)
         if on_row:
             on_row(row)
-    result = VerifyResult(len(y), len(x_all), keras_acc, rows, {k.value: asdict(v) for k, v in gates.items()},
+    result = VerifyResult(len(y), len(x_all), keras_acc, rows, {k.value: asdict(v) for k, v in limits.items()},
                           source)
-    bundle.manifest["verify"] = {"at": now(), "device": Device(device).value, "threads": threads} | result.to_dict()
-    bundle.save()
+    result.ignored = results.ignored_lines(bundle.manifest, "verify", exclude={r.file for r in rows})
+    section = bundle.manifest.get("verify") or {}
+    stored = [results.bind(r.to_dict() | {"device": Device(device).value, "device_ran": r.device,
+                                          "threads": threads}, bundle.manifest) for r in rows]
+    bundle.manifest["verify"] = {"at": at, "gates": result.gates,
+                                 "rows": results.merge(section.get("rows", []), stored, "verify")}
+    try:
+        bundle.save()
+    except EdgeclsError as e:
+        result.save_error = str(e)
     return result
 
 
@@ -198,7 +180,7 @@ def calibration_faults(bundle: Bundle, artifact: dict) -> list[str]:
     return [f"calibration used {len(leaked)} validation/held-out images (e.g. {leaked[0]!r})"] if leaked else []
 
 
-def evidence(bundle: Bundle, data_dir: str | None, device: Device, threads: int | None):
+def evidence_images(bundle: Bundle, data_dir: str | None, device: Device, threads: int | None):
     """(images, held-out labels for the first len(labels) of them, Keras probabilities, source).
 
     From the dataset with Keras run here where both are present; otherwise (a device: no TensorFlow,
@@ -226,12 +208,13 @@ def evidence(bundle: Bundle, data_dir: str | None, device: Device, threads: int 
     del x, extra  # only the concatenation is kept: a large folder's images are not held twice
     runner = keras()
     runner.load(bundle.checked("model.keras"), device=device, threads=threads)
-    return x_all, y, _predict(runner, x_all).astype(np.float64), "dataset"
+    return x_all, y, predict_all(runner, x_all).astype(np.float64), "dataset"
 
 
 def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
-    """The bundle's training and validation images that no int8 calibration saw (uint8 NHWC), a
-    stratified sample of at most `MAX_AGREEMENT_IMAGES`: evidence for agreement, which needs no labels."""
-    seen = {i for a in bundle.manifest["artifacts"] for i in a.get("calibration", {}).get("ids", [])}
-    images, _ = bundle.unseen(seen, MAX_AGREEMENT_IMAGES, data_dir)
+    """The bundle's validation images (uint8 NHWC; a stratified sample of at most `MAX_AGREEMENT_IMAGES`):
+    never trained on, so evidence for changed answers and |Δp| beside the held-out ones. Training
+    images are not used: the model fits them with larger margins, so they flip less and would
+    flatter every file."""
+    images, _ = bundle.unseen(set(), MAX_AGREEMENT_IMAGES, data_dir, parts=("val",))
     return images

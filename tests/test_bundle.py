@@ -31,7 +31,7 @@ def test_a_manifest_off_its_schema_is_refused_by_name(bundle_copy, change, messa
     path.write_text(json.dumps(m))
     with pytest.raises(EdgeclsError, match=rf"manifest\.json: .*{message.replace('(', '.').replace(')', '.')}"):
         Bundle.open(bundle_copy)
-    assert SCHEMA == 3
+    assert SCHEMA == 4
 
 
 def test_schema_2_bundles_are_still_read(bundle_copy):
@@ -52,7 +52,7 @@ def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
     assert split["ids_file"] == "split.json" and "test" not in split
     assert b.entry("split.json")["sha256"]
     assert len(b.split_ids("test")) == 48 and len(b.heldout()[0]) == 48
-    assert len(agreement_images(b)) == 240 - 48
+    assert len(agreement_images(b)) == len(b.split_ids("val"))  # never-trained images beside the held-out ones
     # every stage reads the ids from the file too: int8 export (its judging set), verify, --explain
     from edgecls.explain import explain
     from edgecls.export import ExportConfig, export
@@ -60,8 +60,8 @@ def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
 
     assert not export(r.bundle, ExportConfig(formats=["onnx", "tflite"], int8=True, calib_size=32)).failures
     v = verify(r.bundle)
-    assert v.images == 48 and v.agreement_images == 240 - 32 and not any("calibration" in f for row in v.rows
-                                                                         for f in row.failures)
+    assert v.heldout_images == 48 and v.images == 48 + len(b.split_ids("val"))
+    assert not any("calibration" in f for row in v.rows for f in row.failures)
     explained = explain(r.bundle)
     assert {e.format for e in explained} == {"onnx", "tflite"} and all(e.layers and not e.note for e in explained)
     (r.bundle / "split.json").write_text('{"train": [], "val": [], "test": [0]}')

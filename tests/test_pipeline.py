@@ -13,14 +13,14 @@ from edgecls.cli import app
 def test_pipeline_end_to_end(tmp_path):
     out = tmp_path / "b"
     r = CliRunner().invoke(app, ["pipeline", "--data", "synthetic", "--arch", "tiny", "--epochs", "3",
-                                 "--out", str(out), "--batch", "1"])
+                                 "--out", str(out), "--batch", "1", "--accept-inconclusive"])
     assert r.exit_code == 0, r.output
     for text in ("held-out accuracy", "exported", "parity vs Keras", "latency per batch", "report:"):
         assert text in r.stdout
     m = Bundle.open(out).manifest
     assert {(a["format"], a["precision"]) for a in m["artifacts"]} == {
         ("keras", "fp32"), *((f, p) for f in ("onnx", "tflite", "openvino") for p in ("fp32", "int8"))}
-    assert m["verify"]["passed"] and len(m["bench"]["rows"]) == 7
+    assert {r["outcome"] for r in m["verify"]["rows"]} <= {"pass", "inconclusive"} and len(m["bench"]["rows"]) == 7
     for entry in m["files"]:
         assert sha256(out / entry["file"]) == entry["sha256"]
     names = {e["file"] for e in m["files"]}
@@ -32,8 +32,8 @@ def test_pipeline_end_to_end(tmp_path):
     assert "ship " in r.stdout and m["decision"]["found"]
     json.loads((out / "manifest.json").read_text())  # still valid JSON after every stage
     info = CliRunner().invoke(app, ["info", str(out)])
-    assert info.exit_code == 0 and "verify (" in info.stdout and ": pass, 6 artifacts" in info.stdout
-    assert "bench (" in info.stdout and "7 configurations" in info.stdout
+    assert info.exit_code == 0 and "onnx/cpu" in info.stdout and "not verified" not in info.stdout
+    assert "bench: 7 current configurations" in info.stdout
 
 
 def test_report_of_a_bundle_never_exported_says_what_is_missing(bundle_copy):
@@ -49,10 +49,10 @@ def test_report_of_a_bundle_never_exported_says_what_is_missing(bundle_copy):
 @pytest.mark.slow
 def test_pipeline_json(tmp_path):
     r = CliRunner().invoke(app, ["pipeline", "--data", "synthetic", "--arch", "tiny", "--epochs", "3",
-                                 "--out", str(tmp_path / "b"), "--batch", "1", "--json"])
+                                 "--out", str(tmp_path / "b"), "--batch", "1", "--json", "--accept-inconclusive"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)  # stdout is the JSON alone; tables went to stderr
     assert res["passed"] and res["bundle"] == str(tmp_path / "b")
     assert {"train", "export", "verify", "bench", "report"} <= set(res)
-    assert res["verify"]["agreement_images"] >= res["verify"]["images"] and res["bench"]["rows"]
+    assert res["verify"]["images"] >= res["verify"]["heldout_images"] and res["bench"]["rows"]
     assert "parity vs Keras" in r.stderr

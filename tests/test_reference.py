@@ -41,11 +41,11 @@ def test_verify_on_a_device_uses_the_reference(exported_copy, monkeypatch):
     on_host = verify(exported_copy, runtime_names=["onnx"])
     _device(exported_copy, monkeypatch)
     r = verify(exported_copy, runtime_names=["onnx"])
-    assert r.source == "reference" and r.images == r.agreement_images == 48 and r.passed
+    assert r.source == "reference" and r.images == r.heldout_images == 48 and r.passed
     assert r.keras_accuracy == on_host.keras_accuracy  # the same held-out images here
     for a, b in zip(on_host.rows, r.rows):
-        assert a.accuracy == b.accuracy
-    assert Bundle.open(exported_copy).manifest["verify"]["source"] == "reference"
+        assert a.evidence.accuracy == b.evidence.accuracy
+    assert {x["source"] for x in Bundle.open(exported_copy).manifest["verify"]["rows"]} == {"reference"}
 
 
 def test_bench_on_a_device_times_the_reference_images(exported_copy, monkeypatch):

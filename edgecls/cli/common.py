@@ -62,6 +62,12 @@ MaxLatency = Annotated[Optional[float], typer.Option(help="Recommend only artifa
                                                           "is at most this many ms.")]
 PercentileOpt = Annotated[Percentile, typer.Option(help="Which latency --max-latency bounds.")]
 MaxSize = Annotated[Optional[float], typer.Option(help="Recommend only artifacts of at most this many KB.")]
+TieMargin = Annotated[float, typer.Option(
+    help="Files whose p50 is within this many percent of the fastest's (or whose p50 intervals overlap) are "
+         "tied; the smallest tied file is recommended.")]
+AcceptInconclusive = Annotated[bool, typer.Option(
+    "--accept-inconclusive", help="Also recommend files whose parity is inconclusive (too few images to show it "
+                                  "either way); by default only files shown to pass qualify.")]
 
 
 def _finish_with_decision(decision, verified: bool) -> None:

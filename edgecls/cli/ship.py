@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..decide import DEFAULT_TIE_MARGIN
 from ..names import Runtime
 from ..render import (
     TrainView,
@@ -18,12 +19,14 @@ from ..render import (
     render_verify,
 )
 from .common import (
+    AcceptInconclusive,
     Arch,
     ForBatch,
     MaxLatency,
     MaxSize,
     Percentile,
     PercentileOpt,
+    TieMargin,
     _choices,
     _emit_json,
     _ints,
@@ -46,7 +49,10 @@ def pipeline(
     percentile: PercentileOpt = Percentile.p90,
     max_size: MaxSize = None,
     max_drop: Annotated[float, typer.Option(
-        help="int8 gate (accuracy points it may lose vs Keras) and the recommendation's limit.")] = 1.0,
+        help="int8 gate (accuracy points it may lose vs Keras, judged on the 95% interval) for export, verify "
+             "and the recommendation alike.")] = 1.0,
+    tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
+    accept_inconclusive: AcceptInconclusive = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
                                                           "progress go to stderr).")] = False,
 ):
@@ -75,7 +81,8 @@ def pipeline(
                                             epochs=epochs),
         bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,
                                   constraints=Constraints(for_batch, max_latency, percentile.value, max_size,
-                                                          max_drop)),
+                                                          max_drop, tie_margin=tie_margin,
+                                                          accept_inconclusive=accept_inconclusive)),
         max_drop=max_drop)
     view = TrainView(err)
 

@@ -31,8 +31,9 @@ class ExportResult:
 
     @property
     def gate_failures(self) -> list[dict]:
-        """int8 artifacts written whose every recipe missed the gate (the best is kept, marked failing)."""
-        return [a for a in self.artifacts if a.get("int8", {}).get("passed") is False]
+        """int8 artifacts shown to fail the gate on the judging set (the best recipe is kept, marked failing);
+        inconclusive ones are not failures (verify and the recommendation say so)."""
+        return [a for a in self.artifacts if (a.get("int8") or {}).get("outcome") == "fail"]
 
     @property
     def passed(self) -> bool:

@@ -1,15 +1,18 @@
 """Accuracy-aware int8: judge each int8 file with verify's gate, and retry with a more accurate recipe.
 
-After the default int8 file is written, it is judged with the same gate as `edgecls verify`
-(`verify.compare`, `verify.default_gates`) — but on images that are *not* the held-out split, so
-export never selects on the test set: the validation split plus the training images calibration
-did not use (the *judging set*), against the Keras model's probabilities computed here. When it
-misses the gate, the format module's `accuracy_aware(ctx, judging, workdir)` yields candidates made
-with the vendor's own mechanism (onnxruntime's qdq_loss_debug + nodes_to_exclude, TFLite's
-QuantizationDebugger + denylisted nodes, NNCF's quantize_with_accuracy_control), each keeping more
-layers in float; the first that passes is kept. If none does, the best candidate is kept and marked
-as failing. The manifest records every attempt, the layers left in float, and what it cost in
-bytes and latency against the default int8 file.
+Export never touches the held-out split, and never judges a file on the images it was chosen on.
+The images it may use (the validation split, and the training images calibration did not take)
+are split in two: the **selection set** (those training images) chooses the recipe — each
+candidate is judged there with verify's int8 gate (`edgecls.gates`), the first that passes is
+kept, else the best — and the **judging set** (the validation images) judges the kept file once,
+for the record. `edgecls verify` judges again on held-out + validation images; the selection set
+is never among them. When the default file misses the gate on the selection set, the format
+module's `accuracy_aware(ctx, selection, workdir)` yields candidates made with the vendor's own
+mechanism (onnxruntime's qdq_loss_debug + nodes_to_exclude, TFLite's QuantizationDebugger +
+denylisted nodes, NNCF's quantize_with_accuracy_control), each keeping more layers in float (when
+the default fails there, or is inconclusive leaning to fail: `worth_retrying`). The
+manifest records both sets, every attempt, the layers left in float, and the cost in bytes and
+latency against the default file.
 """
 
 from __future__ import annotations
@@ -22,49 +25,64 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..gates import Evidence, gates, judge
 from ..names import Format, Precision
 from ..runtimes.keras import probabilities
-from ..verify import Parity, compare, default_gates
+from ..stats import Outcome
 
-MAX_JUDGING_IMAGES = 5000  # keeps each attempt within seconds; a stratified sample beyond
-RANKING_IMAGES = 64  # images the per-layer tools rank layers on (taken from the judging set)
-SELECTION = "validation split + training images not used for calibration (never the held-out split)"
+MAX_SET_IMAGES = 5000  # each set: keeps each attempt within seconds; a stratified sample beyond
+RANKING_IMAGES = 64  # images the per-layer tools rank layers on (taken from the selection set)
+SELECTION = "training images not used for calibration (chooses the recipe)"
+JUDGING = "validation split (judges the kept file; never used to choose it)"
 
 
 @dataclass
-class Judging:
-    """The images int8 files are judged on at export, with labels and the Keras probabilities."""
+class ImageSet:
+    """Images int8 files are tried on at export, with labels and the Keras probabilities."""
 
     images: np.ndarray  # uint8 NHWC
     labels: np.ndarray
     keras: np.ndarray  # float64 (N, classes)
     max_drop: float
+    ids: list = field(default_factory=list)
 
-    def judge(self, fmt: Format, path: Path) -> Parity:
-        """`path` run by its runtime on every judging image, compared with Keras under verify's int8 gate."""
+    def judge(self, fmt: Format, path: Path) -> Evidence:
+        """`path` run by its runtime on every image, judged against Keras under verify's int8 gate."""
         from .. import runtimes
-        from ..verify import _predict
+        from ..verify import predict_all
 
         runner = runtimes.create(fmt)
         runner.load(path)
-        row = Parity(Format(fmt).value, Precision.int8.value, path.name, runtime=Format(fmt).value)
-        return compare(row, _predict(runner, self.images), self.keras, self.labels,
-                       default_gates(self.max_drop)[Precision.int8])
+        return judge(gates(self.max_drop)[Precision.int8], predict_all(runner, self.images), self.keras, self.labels)
 
     def ranking(self) -> np.ndarray:
-        """A few judging images for the per-layer tools (evenly spread over the set)."""
+        """A few images for the per-layer tools (evenly spread over the set)."""
         n = min(RANKING_IMAGES, len(self.images))
         return self.images[np.linspace(0, len(self.images) - 1, n).astype(int)] if n else self.images
 
 
-def judging_set(ctx) -> Judging:
-    """Validation images and the training images `ctx.calibration()` did not take (stratified, seeded,
-    at most MAX_JUDGING_IMAGES), labelled, with the Keras model's probabilities."""
-    bundle, seen = ctx.bundle, set(ctx.calibration_record()["ids"])
-    x, y = bundle.unseen(seen, MAX_JUDGING_IMAGES, ctx.cfg.data_dir)
-    if not len(x):
-        return Judging(x, y, np.zeros((0, len(bundle.labels()))), ctx.cfg.max_drop)
-    return Judging(x, y, probabilities(ctx.model, x).astype(np.float64), ctx.cfg.max_drop)
+@dataclass
+class Int8Images:
+    selection: ImageSet  # chooses the recipe
+    judging: ImageSet  # judges the kept file
+
+
+def _image_set(ctx, part: str, seen: set) -> ImageSet:
+    bundle = ctx.bundle
+    n = sum(1 for i in bundle.split_ids(part) if i not in seen)
+    if not n:
+        return ImageSet(np.zeros((0, *bundle.input_shape()), np.uint8), np.zeros(0, np.int64),
+                        np.zeros((0, len(bundle.labels()))), ctx.cfg.max_drop)
+    seed = bundle.manifest["dataset"]["split"]["seed"]
+    ids, x, y = bundle.select(part, data_dir=ctx.cfg.data_dir, exclude=seen, limit=min(n, MAX_SET_IMAGES), seed=seed)
+    return ImageSet(x, y, probabilities(ctx.model, x).astype(np.float64), ctx.cfg.max_drop, list(ids))
+
+
+def int8_images(ctx) -> Int8Images:
+    """The selection set (training images `ctx.calibration()` did not take) and the judging set (validation
+    images), each stratified, seeded, at most MAX_SET_IMAGES, labelled, with the Keras probabilities."""
+    seen = set(ctx.calibration_record()["ids"])
+    return Int8Images(_image_set(ctx, "train", seen), _image_set(ctx, "val", set()))
 
 
 @dataclass
@@ -77,16 +95,31 @@ class Candidate:
     notes: dict = field(default_factory=dict)
 
 
-def _evidence(row: Parity) -> dict:
-    return {"passed": row.passed, "images": row.images, "accuracy": row.accuracy,
-            "drop_points": -row.delta_points, "drop_interval": list(row.drop_interval), "lost": row.lost,
-            "gained": row.gained, "agreement": row.agreement, "agreement_interval": list(row.agreement_interval),
-            "changed": row.changed, "failures": list(row.failures)}
+def _evidence(ev: Evidence) -> dict:
+    drop = next(c for c in ev.checks if c.name == "accuracy drop")
+    return {"outcome": ev.outcome.value, "passed": ev.outcome == Outcome.passed, "images": ev.images,
+            "accuracy": ev.accuracy, "drop_points": drop.estimate, "drop_interval": [drop.low, drop.high],
+            "lost": ev.lost, "gained": ev.gained, "changed": ev.changed,
+            "checks": [c.to_dict() for c in ev.checks], "failures": ev.failures()}
 
 
-def _score(row: Parity) -> tuple:
-    """Higher is better: passing first, then the smallest drop (lower end of its interval), then agreement."""
-    return (row.passed, -row.drop_interval[0], row.agreement)
+_RANK = {Outcome.passed: 2, Outcome.inconclusive: 1, Outcome.failed: 0}
+
+
+def _score(ev: Evidence) -> tuple:
+    """Higher is better: pass, then inconclusive, then fail; among failing files the smallest drop, then the
+    fewest changes. Among passing or inconclusive ones no candidate beats an earlier (smaller) one."""
+    if ev.outcome == Outcome.failed:
+        return (0, ev.gained - ev.lost, -ev.changed)
+    return (_RANK[ev.outcome], 0, 0)
+
+
+def worth_retrying(ev: Evidence) -> bool:
+    """A more accurate recipe is tried when the default file fails, or is inconclusive with an estimate past its
+    limit (leaning to fail). An inconclusive file whose estimates are within the limits (too few images, nothing
+    seen wrong) keeps the default recipe: more float layers would cost size and speed for no shown gain."""
+    return ev.outcome == Outcome.failed or (
+        ev.outcome == Outcome.inconclusive and any(c.estimate > c.limit for c in ev.checks))
 
 
 def _bytes(root: Path, written) -> int:
@@ -114,34 +147,40 @@ def tune(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Candidate
     format's accuracy-aware generator) until one passes or none is left, install the best in the
     bundle, and return the manifest record (`int8` of the artifact's entry)."""
     bundle = ctx.bundle.path
-    judging = ctx.judging()
+    sets = ctx.int8_images()
+    selection, judging = sets.selection, sets.judging
     record = {"recipe": "default", "float_layers": [], "max_drop": ctx.cfg.max_drop,
-              "judged_on": {"images": len(judging.images), "selection": SELECTION}, "attempts": []}
-    if not len(judging.images):
-        record.update(passed=None, note="no validation or unseen training images to judge on; verify judges it")
+              "selected_on": {"images": len(selection.images), "selection": SELECTION,
+                              "ids_sha256": _ids_hash(selection.ids)},
+              "judged_on": {"images": len(judging.images), "selection": JUDGING,
+                            "ids_sha256": _ids_hash(judging.ids)},
+              "attempts": []}
+    if not len(selection.images):
+        record.update(passed=None, outcome=None, note="no unseen training images to choose a recipe on; "
+                                                      "the default file is kept and verify judges it")
         return record
     default_bytes = _bytes(bundle, written)
-    best_row = judging.judge(fmt, bundle / written.file)
+    best_ev = selection.judge(fmt, bundle / written.file)
     best: Candidate | None = None  # None: the default file already in the bundle
-    record["attempts"].append({"recipe": "default", "float_layers": [], **_evidence(best_row)})
-    if not best_row.passed:
+    record["attempts"].append({"recipe": "default", "float_layers": [], **_evidence(best_ev)})
+    if worth_retrying(best_ev):
         workdir = ctx.workdir / f"int8-{Format(fmt).value}"
         workdir.mkdir(exist_ok=True)
-        for cand in candidates(ctx, judging, workdir):
-            row = judging.judge(fmt, cand.root / written.file)
+        for cand in candidates(ctx, selection, workdir):
+            ev = selection.judge(fmt, cand.root / written.file)
             record["attempts"].append({"recipe": cand.recipe, "float_layers": cand.float_layers, **cand.notes,
-                                       **_evidence(row)})
-            if _score(row) > _score(best_row):
-                best, best_row = cand, row
-            if row.passed:
+                                       **_evidence(ev)})
+            if _score(ev) > _score(best_ev):
+                best, best_ev = cand, ev
+            if ev.outcome == Outcome.passed:
                 break
     if best is not None:  # install the chosen candidate's files over the default ones
-        default_ms = _latency_ms(fmt, bundle / written.file, judging.images)
+        default_ms = _latency_ms(fmt, bundle / written.file, selection.images)
         for rel in [written.file, *written.parts]:
             tmp = bundle / (rel + ".tmp-int8")
             shutil.copyfile(best.root / rel, tmp)
             tmp.replace(bundle / rel)
-        final_ms = _latency_ms(fmt, bundle / written.file, judging.images)
+        final_ms = _latency_ms(fmt, bundle / written.file, selection.images)
         record.update(recipe=best.recipe, float_layers=best.float_layers)
         record["cost"] = {"bytes": _bytes(bundle, written), "default_bytes": default_bytes,
                           "bytes_ratio": round(_bytes(bundle, written) / default_bytes, 3),
@@ -150,9 +189,22 @@ def tune(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Candidate
     else:
         record["cost"] = {"bytes": default_bytes, "default_bytes": default_bytes, "bytes_ratio": 1.0,
                           "latency_ratio": 1.0}
-    record["passed"] = best_row.passed
-    record["evidence"] = _evidence(best_row)
+    record["selection_evidence"] = _evidence(best_ev)
+    if len(judging.images):  # the kept file, judged once on images that did not choose it
+        kept = _evidence(judging.judge(fmt, bundle / written.file))
+        record.update(evidence=kept, outcome=kept["outcome"], passed=kept["passed"])
+    else:
+        record.update(evidence=None, outcome=None, passed=None,
+                      note="no validation images to judge the kept file on; verify judges it")
     return record
+
+
+def _ids_hash(ids: list) -> str:
+    """A hash of which images a set holds (the ids themselves are in the split)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(sorted(map(str, ids))).encode()).hexdigest()
 
 
 def grow(ranked: list, first: int = 1) -> Iterator[list]:
@@ -165,4 +217,4 @@ def grow(ranked: list, first: int = 1) -> Iterator[list]:
         yield ranked
 
 
-__all__ = ["Candidate", "Judging", "grow", "judging_set", "tune"]
+__all__ = ["Candidate", "ImageSet", "Int8Images", "grow", "int8_images", "tune"]

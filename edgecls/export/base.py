@@ -70,7 +70,7 @@ class ExportContext:
     def __init__(self, bundle: Bundle, model, cfg: ExportConfig, workdir: Path):
         self.bundle, self.model, self.cfg, self.workdir = bundle, model, cfg, workdir
         self._calib = None
-        self._judging = None
+        self._int8_images = None
         self._onnx: Path | None = None
 
     @property
@@ -89,13 +89,13 @@ class ExportContext:
                                                                  data_dir=self.cfg.data_dir)
         return self._calib
 
-    def judging(self):
-        """The images int8 files are judged on at export (`accuracy.judging_set`), built once."""
-        if self._judging is None:
-            from .accuracy import judging_set
+    def int8_images(self):
+        """The selection and judging sets of accuracy-aware int8 (`accuracy.int8_images`), built once."""
+        if self._int8_images is None:
+            from .accuracy import int8_images
 
-            self._judging = judging_set(self)
-        return self._judging
+            self._int8_images = int8_images(self)
+        return self._int8_images
 
     def calibration_record(self) -> dict:
         """What the manifest says of the calibration: count, split, which ids, a hash of the pixels."""

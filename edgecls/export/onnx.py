@@ -148,15 +148,15 @@ def float_set(graph, tensor: str) -> set[str]:
     return names
 
 
-def accuracy_aware(ctx, judging, workdir: Path):
-    """Candidates keeping the tensors with the worst own Q/DQ noise (qdq_err on judging images) in
+def accuracy_aware(ctx, selection, workdir: Path):
+    """Candidates keeping the tensors with the worst own Q/DQ noise (qdq_err on selection images) in
     float, 1, 2, 4, ... of them, re-quantized from the cached calibration."""
     import onnx
 
     from .accuracy import Candidate, grow
 
     pre = ctx.workdir / "pre.onnx"
-    errors = tensor_errors(pre, ctx.workdir / "int8.onnx", judging.ranking(), workdir)
+    errors = tensor_errors(pre, ctx.workdir / "int8.onnx", selection.ranking(), workdir)
     graph = onnx.load(str(pre)).graph
     compute = {n.name for n in graph.node if n.op_type in _COMPUTE}
     noise = {t: float(e.get("qdq_err", np.inf)) for t, e in errors.items()}

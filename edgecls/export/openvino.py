@@ -96,8 +96,8 @@ def _validate(compiled, items) -> tuple[float, list[float]]:
     return float(np.mean(hits)) if hits else 0.0, hits
 
 
-def accuracy_aware(ctx, judging, workdir):
-    """One candidate: NNCF's accuracy control on the judging images, its metric the agreement with Keras'
+def accuracy_aware(ctx, selection, workdir):
+    """One candidate: NNCF's accuracy control on the selection images, its metric the agreement with Keras'
     answers (max_drop in its units, a fraction: the smaller of --max-drop and 1 - AGREEMENT), which
     reverts the quantized groups that cost most to float until the metric is within max_drop. A result
     with no int8 layer left (NNCF's answer when it cannot reach the target) is not an int8 file: no
@@ -114,8 +114,8 @@ def accuracy_aware(ctx, judging, workdir):
     plain = nncf.quantize(source, _calibration(nncf, images), subset_size=len(images))
     # the metric is agreement with the Keras model's answers (the float model scores 1.0), so NNCF restores
     # what the gate's agreement floor needs, not only accuracy; target AGREEMENT (above the 99% floor)
-    answers = judging.keras.argmax(1)
-    validation = nncf.Dataset(list(zip(judging.images, answers)), lambda it: it[0][None].astype("float32"))
+    answers = selection.keras.argmax(1)
+    validation = nncf.Dataset(list(zip(selection.images, answers)), lambda it: it[0][None].astype("float32"))
     log = logging.getLogger("nncf")
     level = log.level
     log.setLevel(logging.WARNING)  # its INFO lines name each step; the diff below says what was reverted
@@ -124,7 +124,7 @@ def accuracy_aware(ctx, judging, workdir):
             ov.convert_model(str(ctx.onnx_fp32())), _calibration(nncf, images), validation, _validate,
             max_drop=min(ctx.cfg.max_drop / 100, 1 - AGREEMENT), subset_size=len(images),
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                max_num_iterations=8, ranking_subset_size=min(300, len(judging.images)), num_ranking_workers=1))
+                max_num_iterations=8, ranking_subset_size=min(300, len(selection.images)), num_ranking_workers=1))
     finally:
         log.setLevel(level)
     left = int8_weight_ops(model)

@@ -187,16 +187,16 @@ def selective(dbg, denylist: list[str]) -> bytes:
     return flat
 
 
-def accuracy_aware(ctx, judging, workdir):
-    """Candidates leaving in float the op outputs with the worst local error on judging images
+def accuracy_aware(ctx, selection, workdir):
+    """Candidates leaving in float the op outputs with the worst local error on selection images
     (NumericVerify rmse/scale, the TF guide's measure), each with the ops that read them (else they
     would be re-quantized with the same range), 1, 2, 4, ... of them."""
     from .._tf import tensorflow
     from .accuracy import Candidate, grow
 
     tf = tensorflow()
-    dbg = debugger(ctx.model, ctx.calibration(), judging.ranking())
-    rows = [r for r in layer_rows(direct(dbg, judging.ranking(), {"sqnr": _channel_sqnr})) if r["tensor_name"]]
+    dbg = debugger(ctx.model, ctx.calibration(), selection.ranking())
+    rows = [r for r in layer_rows(direct(dbg, selection.ranking(), {"sqnr": _channel_sqnr})) if r["tensor_name"]]
     score = {r["tensor_name"]: float(r["sqnr"]) for r in rows}
     ranked = sorted(score, key=score.get)
     readers = _readers(selective(dbg, []))

@@ -1,0 +1,92 @@
+"""The intervals behind the parity gates: tested by their coverage, computed exactly by enumeration."""
+
+import math
+
+import numpy as np
+import pytest
+
+from edgecls.stats import Outcome, judge_drop, judge_rate, paired_difference, wilson
+
+RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2)  # each discordant cell: lost, gained
+
+
+def _trinomial(n: int, pb: float, pc: float):
+    """Every outcome (lost b, gained c, unchanged n-b-c) of n paired answers, with its exact probability."""
+    b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    keep = b + c <= n
+    b, c = b[keep], c[keep]
+    lg = np.vectorize(math.lgamma)
+    logp = (lg(n + 1) - lg(b + 1) - lg(c + 1) - lg(n - b - c + 1) + b * np.log(pb) + c * np.log(pc)
+            + (n - b - c) * np.log1p(-pb - pc))
+    return b, c, np.exp(logp)
+
+
+def _coverage(interval, n: int, pb: float, pc: float) -> float:
+    b, c, p = _trinomial(n, pb, pc)
+    lo, hi = interval(b, c, n)
+    d = pb - pc
+    return float(p[(lo - 1e-12 <= d) & (d <= hi + 1e-12)].sum())
+
+
+def _newcombe_hybrid(b, c, n):
+    """The interval edgecls used before (independent Wilson intervals of the two discordant counts)."""
+    z = 1.959964
+
+    def w(k):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+        return centre - half, centre + half
+
+    (l1, u1), (l2, u2) = w(b), w(c)
+    p1, p2 = b / n, c / n
+    return (p1 - p2 - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), p1 - p2 + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+
+
+@pytest.mark.parametrize("n", [40, 100, 400])
+def test_paired_interval_coverage_is_near_nominal(n):
+    """Exact coverage over a grid of discordance rates stays within 93-99% (at or above 93% everywhere; at most
+    99% wherever the expected number of changed answers reaches 5 — below that every interval covers more,
+    as most outcomes are "nothing changed", which any interval must cover)."""
+    for pb in RATES:
+        for pc in RATES:
+            cov = _coverage(paired_difference, n, pb, pc)
+            assert cov >= 0.93, (n, pb, pc, cov)
+            if n * (pb + pc) >= 5:
+                assert cov <= 0.99, (n, pb, pc, cov)
+
+
+def test_the_old_interval_fails_the_same_check():
+    assert _coverage(_newcombe_hybrid, 100, 0.2, 0.2) < 0.93
+
+
+def test_wilson_matches_known_values():
+    lo, hi = wilson(0, 381)
+    assert lo == 0 and hi == pytest.approx(0.00998, abs=1e-4)  # 381 images with no change show < 1%
+    lo, hi = wilson(5, 100)
+    assert (lo, hi) == pytest.approx((0.02154, 0.11175), abs=1e-4)
+
+
+def test_three_outcomes_and_how_many_images_would_decide():
+    assert judge_rate("changed answers", 0, 500, 1.0).outcome == Outcome.passed
+    assert judge_rate("changed answers", 5, 100, 1.0).outcome == Outcome.failed
+    j = judge_rate("changed answers", 1, 40, 1.0)
+    assert j.outcome == Outcome.inconclusive and 100 < j.images_to_decide < 1000
+    # at the estimated rate, that many images would decide: check the claim itself
+    assert judge_rate("x", j.images_to_decide / 40, j.images_to_decide, 1.0).outcome != Outcome.inconclusive
+    d = judge_drop(1, 0, 40, 1.0)
+    assert d.outcome == Outcome.inconclusive and d.images_to_decide > 40
+    assert judge_drop(0, 0, 1000, 1.0).outcome == Outcome.passed
+    assert judge_drop(40, 0, 400, 1.0).outcome == Outcome.failed
+    assert "sits on the limit" in judge_rate("x", 1, 100, 1.0).need()
+
+
+def test_docs_worked_examples_equal_the_code():
+    """docs/verify.md's worked examples are the code's own output (edgecls.gates.worked_examples)."""
+    from pathlib import Path
+
+    from edgecls.gates import worked_examples
+
+    doc = (Path(__file__).parent.parent / "docs" / "verify.md").read_text()
+    assert worked_examples() in doc
