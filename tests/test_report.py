@@ -29,7 +29,8 @@ def report(exported_copy):
     from edgecls.verify import verify
 
     verify(exported_copy)
-    bench(exported_copy, BenchConfig(batches=[1], min_runs=5, min_time=0, warmup=1, runtimes=["onnx", "tflite"]))
+    bench(exported_copy, BenchConfig(batches=[1], min_runs=5, min_time=0.01, warmup=1, rounds=1,
+                                     runtimes=["onnx", "tflite"]))
     return write_report(exported_copy)
 
 
