@@ -257,3 +257,12 @@ def test_timed_runs_time_the_call_itself():
     times, own = timed_runs(lambda: calls.append(1), min_runs=3, min_time=0.05, native=lambda: 0.5)
     assert len(times) == len(calls) >= 3 and own == [0.5] * len(calls)  # min_time keeps it going
     assert sum(times) < 0.05e9  # only the calls are timed, not the 50 ms the loop ran for
+
+
+def test_every_benchmark_file_has_a_smoke_run():
+    """CI's `make bench-smoke` runs every file in benchmarks/: pytest suites, and the scripts smoke.py lists."""
+    from benchmarks.smoke import SCRIPTS, uncovered
+
+    assert uncovered() == []
+    for name in SCRIPTS:
+        assert "--smoke" in SCRIPTS[name]
