@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all bench lint clean
+.PHONY: demo test test-slow test-all bench bench-smoke lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,15 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## bench: pytest-benchmark suites (needs Fashion-MNIST for some: apt-get install dataset-fashion-mnist)
+## bench: pytest-benchmark suites on the digits model (Fashion-MNIST ones skip unless installed:
+## apt-get install dataset-fashion-mnist); minutes. Numbers: `-s` prints them, results.json keeps them
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q --benchmark-json=benchmarks/results.json
+	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-json=benchmarks/results.json
+
+## bench-smoke: every file in benchmarks/ run on a tiny model in seconds, nothing judged (CI; ~3 min on 2 cores)
+bench-smoke: $(STAMP)
+	EDGECLS_BENCH_SMOKE=1 $(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-disable
+	$(BIN)/python -m benchmarks.smoke
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgecls tests benchmarks

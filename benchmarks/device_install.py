@@ -7,7 +7,8 @@ and Pillow; the cold start of the embeddable API (import, load, first prediction
 
     .venv/bin/python -m benchmarks.device_install BUNDLE IMAGE [--extras onnx tflite openvino] [--json out.json]
 
-`tests/test_device_install.py` (slow) runs the same workflow as a test.
+`tests/test_device_install.py` (slow) runs the same workflow as a test. `--smoke` (CI): the onnx
+extra only, one cold start; it needs PyPI, as the slow test does.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def workflow(py: Path, extra: str, bundle: Path, image: Path, cwd: Path) -> dict
     return out
 
 
-def measure(py: Path, extra: str, bundle: Path, image: Path) -> dict:
+def measure(py: Path, extra: str, bundle: Path, image: Path, tries: int = 3) -> dict:
     dists = json.loads(subprocess.run([py, "-c", SIZES], capture_output=True, text=True, check=True).stdout)
     sizes = {k: v["bytes"] for k, v in dists.items()}
     theirs = closure(dists, RUNTIME_DISTS[extra] + BASE_DISTS)
@@ -109,7 +110,7 @@ def measure(py: Path, extra: str, bundle: Path, image: Path) -> dict:
     tooling = sum(sizes.get(d, 0) for d in ("pip", "setuptools"))
     total = sum(sizes.values()) - tooling
     colds = []
-    for _ in range(3):
+    for _ in range(tries):
         r = subprocess.run([py, "-c", COLD, str(bundle), FORMAT[extra], "fp32", str(image)], capture_output=True,
                            text=True, check=True)
         colds.append([float(v) for v in r.stdout.split()])
@@ -128,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("image", type=Path)
     ap.add_argument("--extras", nargs="*", default=list(FORMAT))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--smoke", action="store_true", help="the onnx extra only, one cold start (CI)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.extras = ["onnx"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgecls-device-") as tmp:
         copy = Path(tmp) / "bundle"
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         for extra in args.extras:
             py = make_venv(extra, Path(tmp) / f"venv-{extra}")
             workflow(py, extra, copy, args.image, Path(tmp))
-            row = measure(py, extra, copy, args.image)
+            row = measure(py, extra, copy, args.image, tries=1 if args.smoke else 3)
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
     print("| extra | venv installed | runtime + numpy + Pillow (with what they require) | edgecls's share | "

@@ -1,6 +1,8 @@
 """The issues' targets, measured in one run on this machine. Ratios, not absolute times, are the claims.
 
     .venv/bin/python -m pytest benchmarks/test_targets.py -s
+
+With EDGECLS_BENCH_SMOKE=1 the same code runs on the tiny model in seconds and no target is judged.
 """
 
 import time
@@ -9,25 +11,25 @@ import numpy as np
 import pytest
 
 from edgecls import runtimes
-from edgecls.bench import BenchConfig, bench, isolated, timed_runs
+from edgecls.bench import BenchConfig, bench, gc_off, isolated, timed_runs
 from edgecls.bundle import Bundle
 
-from .conftest import needs_fashion
+from .conftest import SMOKE, needs_fashion, smoke_train_config, target
 
 
 def test_digits_train_accuracy_and_time(digits_run):
     acc = digits_run["manifest"]["metrics"]["test"]["accuracy"]
     print(f"\ndigits/small: held-out accuracy {acc:.4f} in {digits_run['train_seconds']:.1f} s "
           "(target >= 0.97, < 60 s)")
-    assert acc >= 0.97
-    assert digits_run["train_seconds"] < 60
+    target(acc >= 0.97, "held-out accuracy >= 0.97")
+    target(digits_run["train_seconds"] < 60, "train < 60 s")
 
 
 def test_export_all_formats_time_and_sizes(digits_run):
     ratios = {a["format"]: a["size_ratio_vs_fp32"] for a in digits_run["artifacts"] if a["precision"] == "int8"}
     print(f"\nexport (all formats, fp32 + int8): {digits_run['export_seconds']:.1f} s (target <= 90 s); "
           f"int8/fp32 size: {ratios}")
-    assert digits_run["export_seconds"] <= 90
+    target(digits_run["export_seconds"] <= 90, "export <= 90 s")
 
 
 def test_training_throughput_vs_bare_fit(digits_run):
@@ -35,13 +37,13 @@ def test_training_throughput_vs_bare_fit(digits_run):
     from edgecls import data as D
     from edgecls._tf import keras
     from edgecls.models import build
-    from edgecls.train import TrainConfig, TrainHooks, train
+    from edgecls.train import TrainHooks, train
 
     k = keras()
-    d = D.load("digits")
+    d = D.load("synthetic" if SMOKE else "digits")
     s = D.split(d)
-    epochs = 4
-    model = build("small", d.input_shape, 10)
+    epochs = 1 if SMOKE else 4
+    model = build("tiny" if SMOKE else "small", d.input_shape, len(d.classes))
     model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = d.array[s.train].astype("float32"), d.labels[s.train]
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # warm-up (graph tracing)
@@ -56,17 +58,19 @@ def test_training_throughput_vs_bare_fit(digits_run):
             self.times.append(log.seconds)
 
     hooks = Timer()
-    train(TrainConfig(epochs=epochs + 1, patience=100, out=digits_run["bundle"].parent / "throughput"), hooks)
+    train(smoke_train_config(epochs=epochs + 1, patience=100, out=digits_run["bundle"].parent / "throughput"), hooks)
     ours = len(s.train) / float(np.median(hooks.times[1:]))  # epoch 1 traces the graph; epochs include validation
     print(f"\ntraining throughput: edgecls {ours:.0f} images/s (augmentation on), bare model.fit {bare:.0f} images/s, "
           f"ratio {ours / bare:.2f} (target >= 0.90)")
-    assert ours / bare >= 0.90
+    target(ours / bare >= 0.90, "training throughput >= 0.90 of a bare model.fit")
 
 
 def test_bench_targets(digits_run):
     """Best int8 at batch 1 vs onnxruntime fp32; best runtime vs Keras; harness overhead vs a bare loop."""
-    r = bench(digits_run["bundle"], BenchConfig(batches=[1], min_runs=300, min_time=1.0, rounds=3))
-    rows = r["rows"]
+    cfg = (BenchConfig(batches=[1], min_runs=10, min_time=0.02, warmup_time=0, rounds=1) if SMOKE
+           else BenchConfig(batches=[1], min_runs=300, min_time=1.0, rounds=3))
+    rows = bench(digits_run["bundle"], cfg).rows
+    assert all(row["outputs_ok"] for row in rows)
     p50 = {(x["runtime"], x["precision"]): x["p50_ms"] for x in rows}
     best_int8 = min(v for (rt, p), v in p50.items() if p == "int8")
     best = min(p50.values())
@@ -82,27 +86,28 @@ def test_bench_targets(digits_run):
     npy = digits_run["bundle"].parent / "x1.npy"
     np.save(npy, x[:1])
     spec = {"runtime": "onnx", "path": str(b.path / "model.onnx"), "threads": None, "images": str(npy),
-            "warmup": 300, "rounds": 40, "calls": 200}
+            "warmup": 300, "rounds": 40, "calls": 200} | ({"warmup": 10, "rounds": 2, "calls": 40} if SMOKE else {})
     r = np.array(isolated(overhead_probe, spec))  # per round: harness p50, bare p50 estimate, harness mean, bare mean
     overhead = float(np.median(r[:, 0] / r[:, 1])) - 1
     mean_overhead = float(np.median(r[:, 2] / r[:, 3])) - 1
     print(f"harness p50 {np.median(r[:, 0]):.4f} ms vs bare loop {np.median(r[:, 1]):.4f} ms ({len(r)} interleaved "
           f"rounds): overhead {overhead:+.1%} (target <= 5%); means {mean_overhead:+.1%}")
-    assert overhead <= 0.05 and mean_overhead <= 0.05
+    target(overhead <= 0.05 and mean_overhead <= 0.05, "harness overhead <= 5%")
     missed = [f"{name} {got:.2f}x < {want}x" for name, got, want in (
         ("best int8 vs onnxruntime fp32", int8_speedup, 2), ("best runtime vs keras", keras_speedup, 20))
         if got < want]
-    if missed:  # hardware-bound on this machine (see docs/measurements.md); shown, not hidden
+    if missed and not SMOKE:  # hardware-bound on this machine (see docs/measurements.md); shown, not hidden
         pytest.xfail("; ".join(missed))
 
 
 def overhead_probe(spec: dict) -> list[tuple[float, float, float, float]]:
     """Per round, in ms: the p50 of `edgecls.bench.timed_runs` over `calls` calls; the bare call's p50 estimate
     (the median over blocks of 20 untimed calls of their mean: a block with a stall does not count, as in a
-    p50); then the two means (timed calls; all untimed calls). The order alternates between rounds."""
+    p50); then the two means (timed calls; all untimed calls). The order alternates between rounds; garbage
+    collection is off in both, as in `timed_runs`."""
     runner = runtimes.create(spec["runtime"])
     runner.load(spec["path"], threads=spec["threads"])
-    call = runner.bind(np.load(spec["images"]))
+    call = runner.timed_call(np.load(spec["images"])).run
     for _ in range(spec["warmup"]):
         call()
 
@@ -112,11 +117,12 @@ def overhead_probe(spec: dict) -> list[tuple[float, float, float, float]]:
 
     def bare():
         blocks = []
-        for _ in range(spec["calls"] // 20):
-            t0 = time.perf_counter_ns()
-            for _ in range(20):
-                call()
-            blocks.append((time.perf_counter_ns() - t0) / 20 / 1e6)
+        with gc_off():
+            for _ in range(spec["calls"] // 20):
+                t0 = time.perf_counter_ns()
+                for _ in range(20):
+                    call()
+                blocks.append((time.perf_counter_ns() - t0) / 20 / 1e6)
         return float(np.median(blocks)), float(np.mean(blocks))
 
     rounds = []
@@ -140,4 +146,4 @@ def test_fashion_mnist_accuracy_and_time(tmp_path, epochs):
     acc = r.manifest["metrics"]["test"]["accuracy"]
     print(f"\nfashion-mnist/small: {acc:.4f} on the official 10,000 test images in {seconds:.0f} s "
           f"(target >= 0.92 in <= 600 s)")
-    assert acc >= 0.92 and seconds <= 600
+    target(acc >= 0.92 and seconds <= 600, "Fashion-MNIST >= 0.92 in <= 600 s")

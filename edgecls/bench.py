@@ -2,35 +2,46 @@
 
 Each configuration runs in a fresh process, so thread settings take effect (TensorFlow fixes its
 pools when it starts), one runtime's libraries do not weigh on another's peak RSS, and no state
-carries over. In that process: load (timed), the input batch prepared once and bound with the
-runtime's leanest call path, a first inference (timed), warm-up runs, then timed runs until both
-`min_runs` and `min_time` are reached. Only the runtime call sits between the two
-`perf_counter_ns` readings. Every runtime gets the same batch of held-out images.
+carries over; what happens in that process (warm-up, the timed span, the outputs' check) is
+`measure.measure_one`. Here: the options, the plan, the interleaved rounds, the environment
+beside the numbers, and the recommendation.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import platform
-import resource
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from . import reference, results, runtimes
+from . import latency, reference, results, runtimes
 from .bundle import Bundle, now
-from .cpu import detect, int8_note, physical_cores
+from .cpu import detect, int8_note, physical_cores, usable_cores
 from .decide import Constraints, Decision, decide
 from .errors import EdgeclsError
+from .measure import (  # noqa: F401  (the timed loop's names, re-exported: tests and benchmarks use them here)
+    OUTPUT_TOLERANCE,
+    QUANTILES,
+    TIMED_SPAN,
+    WARMUP_BLOCK,
+    check_outputs,
+    gc_off,
+    isolated,
+    measure_one,
+    peak_rss_mb,
+    pooled,
+    stats,
+    timed_runs,
+    warm_up,
+)
 from .names import Device, Precision, Runtime, parse
 from .peak import probe
 
 MAX_BATCH = 4096
-QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)  # the latency distribution kept per configuration
 
 
 @dataclass
@@ -42,10 +53,11 @@ class BenchConfig:
     device: Device = Device.cpu
     batches: list[int] = field(default_factory=lambda: [1])
     threads: int | None = None
-    warmup: int = 10
-    min_runs: int = 50
-    min_time: float = 1.0  # seconds
-    rounds: int = 1  # measurements per configuration, interleaved with the others, timings pooled
+    warmup: int = 10  # at least this many untimed runs before timing...
+    warmup_time: float = 0.1  # ...and this many seconds, then on until the per-call time settles
+    min_runs: int = 50  # timed runs per round, at least...
+    min_time: float = 1.0  # ...and at least this many seconds of them
+    rounds: int = 3  # measurements per configuration, interleaved with the others, timings pooled
     constraints: Constraints = field(default_factory=Constraints)  # for the recommendation
 
     def validate(self) -> None:
@@ -58,105 +70,31 @@ class BenchConfig:
             if not 1 <= b <= MAX_BATCH:
                 raise EdgeclsError(f"--batch {b}: batch sizes must be between 1 and {MAX_BATCH}")
         runtimes.check_threads(self.threads)
-        if self.warmup < 0 or self.min_runs < 1 or self.min_time < 0:
-            raise EdgeclsError("--warmup must be >= 0, --min-runs >= 1 and --min-time >= 0")
+        if self.warmup < 0 or self.warmup_time < 0:
+            raise EdgeclsError(f"--warmup {self.warmup} / --warmup-time {self.warmup_time:g}: must be >= 0")
+        if self.min_runs < 1:
+            raise EdgeclsError(f"--min-runs {self.min_runs}: must be at least 1")
+        if not self.min_time > 0:
+            raise EdgeclsError(f"--min-time {self.min_time:g}: must be more than 0 seconds (timing runs until "
+                               "both --min-runs and --min-time are reached), e.g. 0.5")
         if self.rounds < 1:
-            raise EdgeclsError(f"--rounds {self.rounds}: must be at least 1")
+            raise EdgeclsError(f"--rounds {self.rounds}: must be at least 1 ({latency.MIN_ROUNDS} or more give the "
+                               "p50 interval its between-process part)")
         self.constraints.validate(self.batches)
+        self._check_tail()
 
+    def _check_tail(self) -> None:
+        """A tail percentile the decision relies on needs MLPerf's minimum runs, guaranteed before measuring:
+        p99 whenever it is asked for, p90 when --max-latency bounds it."""
+        name = self.constraints.percentile
+        if name != "p99" and self.constraints.max_latency_ms is None:
+            return
+        runs, need = self.min_runs * self.rounds, latency.MIN_RUNS[name]
+        if runs < need:
+            raise EdgeclsError(f"--percentile {name}: too few runs for {name}: --min-runs {self.min_runs} x --rounds "
+                               f"{self.rounds} = {runs} timed runs per configuration, {name} needs at least {need} "
+                               f"(MLPerf's minimum); use --min-runs {math.ceil(need / self.rounds)}")
 
-def stats(times_ns: np.ndarray, batch: int) -> dict:
-    """Latency statistics in milliseconds, and throughput in images per second."""
-    ms = np.asarray(times_ns, np.float64) / 1e6
-    return {"runs": int(len(ms)), "mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
-            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
-            "std_ms": float(ms.std()), "min_ms": float(ms.min()),
-            "throughput_ips": float(batch * len(ms) / (ms.sum() / 1e3)),
-            "quantiles_ms": {str(q): float(v) for q, v in zip(QUANTILES, np.percentile(ms, QUANTILES))}}
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries that
-    over from the parent across fork+exec, so every spawned worker would report the parent's peak."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def timed_runs(call, min_runs: int, min_time: float, native=None) -> tuple[np.ndarray, list[float]]:
-    """The timing loop: only `call()` between two perf_counter_ns readings, until both `min_runs` calls
-    and `min_time` seconds are reached; `native()` (the runtime's own latency of that call, where it
-    reports one) is read after each, outside the timed span. Returns ns per call and the native ms."""
-    clock = time.perf_counter_ns
-    times, own = [], []
-    min_ns = min_time * 1e9
-    start = clock()
-    while len(times) < min_runs or clock() - start < min_ns:
-        t = clock()
-        call()
-        times.append(clock() - t)
-        if native:
-            own.append(native())
-    return np.array(times), own
-
-
-def measure_one(spec: dict) -> dict:
-    """Measure one configuration in this process (`bench` calls it in a fresh one).
-
-    `spec`: runtime, path (model file), device, threads, images (an .npy batch), warmup,
-    min_runs, min_time; with `raw`, the timings themselves too (`times_ns`, `native_ms`).
-    """
-    cls = runtimes.runner_class(spec["runtime"])
-    cls.import_package()  # library import is not "load" time
-    runner = cls()
-    t0 = time.perf_counter_ns()
-    runner.load(Path(spec["path"]), device=Device(spec["device"]), threads=spec["threads"])
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
-    images = np.load(spec["images"])
-    call = runner.timed_call(images)
-    t0 = time.perf_counter_ns()
-    call.run()
-    first_ms = (time.perf_counter_ns() - t0) / 1e6
-    for _ in range(spec["warmup"]):
-        call.run()
-    times, own = timed_runs(call.run, spec["min_runs"], spec["min_time"], call.native_ms)
-    timed = call.output()
-    if len(timed) != len(images) or not np.allclose(timed, runner.predict(images), atol=1e-4):
-        raise EdgeclsError(f"{spec['path']}: the timed {spec['runtime']} call did not compute what predict() does "
-                           "on the same images; its timings would not mean anything")
-    row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images)),
-           "device_ran": runner.device_ran, "compute": runner.compute,
-           "peak_rss_mb": peak_rss_mb()}
-    if own:
-        row["native_p50_ms"] = float(np.median(own))
-    if spec.get("raw"):
-        row["times_ns"], row["native_ms"] = times.tolist(), own
-    return row
-
-
-def pooled(measured: list[dict], batch: int) -> dict:
-    """One row from several measurements of one configuration: statistics over all their timings,
-    the median load and first-inference times, the highest peak RSS, and each round's p50."""
-    times = np.concatenate([m["times_ns"] for m in measured])
-    own = [t for m in measured for t in m["native_ms"]]
-    row = {"load_ms": float(np.median([m["load_ms"] for m in measured])),
-           "first_ms": float(np.median([m["first_ms"] for m in measured])), **stats(times, batch),
-           "device_ran": measured[0]["device_ran"], "compute": measured[0]["compute"],
-           "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
-           "p50_rounds_ms": [m["p50_ms"] for m in measured]}
-    if own:
-        row["native_p50_ms"] = float(np.median(own))
-    return row
-
-
-def isolated(fn, spec: dict, ctx=None):
-    """Run `fn(spec)` in a fresh (spawned) process and return its result; its errors are re-raised here."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx or multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, spec).result()
 
 
 def environment(threads: int, explicit: bool) -> dict:
@@ -170,8 +108,12 @@ def environment(threads: int, explicit: bool) -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu.model, "cpu_info": cpu.to_dict(), "cores": cpu.logical_cores, "threads": threads,
-            "threads_from": "--threads" if explicit else "physical cores",
+    usable = usable_cores()
+    return {"cpu": cpu.model, "cpu_info": cpu.to_dict(), "cores": cpu.logical_cores, "usable_cores": usable,
+            "threads": threads, "threads_from": "--threads" if explicit else usable["from"],
+            "timed_span": TIMED_SPAN, "ci": f"{latency.LEVEL:.0%} order-statistic interval of the pooled runs, "
+            f"widened to the range of the rounds' values from {latency.MIN_ROUNDS} rounds on (docs/bench.md)",
+            "min_runs_for": {k: v for k, v in latency.MIN_RUNS.items() if k != "p50"},
             "peak": probe(threads), "python": platform.python_version(), "platform": platform.platform(),
             "versions": versions}
 
@@ -246,7 +188,7 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     x, source = inputs(bundle, limit=max(cfg.batches))  # no more images decoded than a batch needs
     if source != "dataset":
         notes.append(f"inputs: {source}")
-    threads = cfg.threads or physical_cores()  # the same for every runtime, stated beside the numbers
+    threads = cfg.threads or physical_cores()  # usable cores; the same for every runtime, stated beside the numbers
     rows = []
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
@@ -255,8 +197,9 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             path = Path(tmp) / f"batch{batch}.npy"
             np.save(path, images)
             specs = [{"runtime": item["runtime"], "path": str(bundle.path / item["file"]), "device": cfg.device.value,
-                      "threads": threads, "images": str(path), "warmup": cfg.warmup, "min_runs": cfg.min_runs,
-                      "min_time": cfg.min_time, "raw": True} for item in todo]
+                      "threads": threads, "images": str(path), "warmup": cfg.warmup, "warmup_time": cfg.warmup_time,
+                      "min_runs": cfg.min_runs, "min_time": cfg.min_time, "precision": item["precision"],
+                      "raw": True} for item in todo]
             measured = [[] for _ in todo]
             for r in range(cfg.rounds):  # round r starts at the r-th configuration: drift hits all alike
                 for i in [(r + k) % len(todo) for k in range(len(todo))]:
@@ -276,6 +219,10 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     env = environment(threads, cfg.threads is not None)
     _efficiency(rows, bundle.manifest["architecture"].get("macs_per_image"), env["peak"])
     notes += _int8_notes(rows, detect())
+    notes += [f"{r['runtime']} {r['precision']} batch {r['batch']}: the outputs read while timing differ from a fresh "
+              f"runner's predictions for the same images (max |Δp| {r['outputs_max_abs_diff']}, tolerance "
+              f"{r['outputs_tolerance']}): its timings are of something else; it is never recommended"
+              for r in rows if not r["outputs_ok"]]
     rows[:] = [results.bind(r, bundle.manifest) for r in rows]  # each row names the bytes it measured
     result = BenchResult(now(), env, asdict(cfg), notes, rows)
     old = (bundle.manifest.get("bench") or {}).get("rows", [])
@@ -330,9 +277,15 @@ def _speedups(rows: list[dict]) -> None:
 
 
 CSV_FIELDS = ["runtime", "precision", "device", "batch", "threads", "file", "file_bytes", "load_ms", "first_ms",
-              "runs", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "throughput_ips",
-              "native_p50_ms", "peak_rss_mb", "speedup_vs_keras", "speedup_vs_onnx_fp32", "compute",
-              "device_ran", "timed"]
+              "runs", "mean_ms", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p90_ok", "p99_ms", "p99_ok",
+              "std_ms", "min_ms", "throughput_ips", "native_p50_ms", "peak_rss_mb", "speedup_vs_keras",
+              "speedup_vs_onnx_fp32", "outputs_ok", "outputs_max_abs_diff", "compute", "device_ran", "timed"]
+BOOLS = {"p90_ok", "p99_ok", "outputs_ok"}
+
+
+def _flat(r: dict) -> dict:
+    ci = r.get("p50_ci_ms") or [None, None]
+    return r | {"p50_ci_low_ms": ci[0], "p50_ci_high_ms": ci[1]}
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -342,8 +295,9 @@ def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+    for r in map(_flat, rows):
+        w.writerow({k: ("" if r.get(k) is None else str(r[k]).lower() if k in BOOLS else r.get(k))
+                    for k in CSV_FIELDS})
     return buf.getvalue()
 
 
@@ -351,9 +305,10 @@ def from_csv(text: str) -> list[dict]:
     import csv
     import io
 
-    numeric = {f for f in CSV_FIELDS if f.endswith(("_ms", "_bytes", "_ips", "_mb")) or f.startswith("speedup")}
+    numeric = {f for f in CSV_FIELDS
+               if f.endswith(("_ms", "_bytes", "_ips", "_mb", "_diff")) or f.startswith("speedup")}
     out = []
     for r in csv.DictReader(io.StringIO(text)):
-        out.append({k: (None if v == "" else float(v) if k in numeric else
+        out.append({k: (None if v == "" else float(v) if k in numeric else v == "true" if k in BOOLS else
                         int(v) if k in ("batch", "runs", "threads") else v) for k, v in r.items()})
     return out

@@ -9,9 +9,11 @@ facts beside every number and says so when int8 loses.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 #: x86 flags (as /proc/cpuinfo names them) and Arm features that matter for int8, in order of strength
 X86 = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
@@ -74,9 +76,80 @@ def detect(cpuinfo: str | None = None, arch: str | None = None) -> CpuInfo:
     return CpuInfo(model, arch, logical, len(cores) or logical, features)
 
 
+def _cores_of(text: str) -> dict[int, tuple]:
+    """processor number -> (physical id, core id), from a /proc/cpuinfo text."""
+    cores, cpu, physical = {}, None, None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor" and value.isdigit():
+            cpu, physical = int(value), None
+        elif key == "physical id":
+            physical = value
+        elif key == "core id" and cpu is not None:
+            cores[cpu] = (physical, value)
+    return cores
+
+
+def cgroup_quota(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: str | None = None) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (quota / period), the tightest along its path;
+    None when unlimited or unknown. cgroup v2 (`cpu.max`) and v1 (`cpu.cfs_quota_us`)."""
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            proc_cgroup = ""
+    dirs = []
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: 0::/path
+            base = root
+        elif "cpu" in controllers.split(","):  # v1: N:cpu,cpuacct:/path
+            base = next((root / d for d in (controllers, "cpu,cpuacct", "cpu") if (root / d).is_dir()), None)
+            if base is None:
+                continue
+        else:
+            continue
+        rel = Path(path.lstrip("/"))
+        dirs += [base / rel] + [base / p for p in rel.parents]
+    quotas = []
+    for d in dict.fromkeys(dirs):
+        try:
+            if (d / "cpu.max").is_file():
+                quota, period = (d / "cpu.max").read_text().split()[:2]
+                if quota != "max":
+                    quotas.append(int(quota) / int(period))
+            elif (d / "cpu.cfs_quota_us").is_file():
+                quota = int((d / "cpu.cfs_quota_us").read_text())
+                if quota > 0:
+                    quotas.append(quota / int((d / "cpu.cfs_period_us").read_text()))
+        except (OSError, ValueError):
+            continue
+    return min(quotas) if quotas else None
+
+
+def usable_cores(cpuinfo: str | None = None) -> dict:
+    """The cores this process may use: the CPUs of its affinity mask (`os.sched_getaffinity`), counted as
+    physical cores where /proc/cpuinfo says which share one, capped by the cgroup CPU quota (a 2-CPU
+    container on a 64-core host: 2, not 32). `cores` is the number; the rest says where it came from."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        allowed = list(range(os.cpu_count() or 1))
+    siblings = _cores_of(_cpuinfo(cpuinfo))
+    physical = len({siblings.get(c, ("cpu", c)) for c in allowed}) if siblings else len(allowed)
+    quota = cgroup_quota()
+    cores = max(1, min(physical, math.ceil(quota - 1e-9)) if quota else physical)
+    return {"cores": cores, "affinity_cpus": len(allowed), "physical_in_affinity": physical,
+            "cgroup_quota_cpus": quota, "logical_cpus": os.cpu_count() or 1,
+            "from": "physical cores in the CPU affinity mask" + (", capped by the cgroup CPU quota"
+                                                                 if quota and quota < physical else "")}
+
+
 def physical_cores() -> int:
-    """Physical cores (hyper-threads not counted): the default thread count of every runtime in bench."""
-    return detect().physical_cores
+    """Usable physical cores (hyper-threads not counted; the affinity mask and the cgroup CPU quota
+    respected): the default thread count of every runtime in bench."""
+    return usable_cores()["cores"]
 
 
 def int8_note(cpu: CpuInfo, runtime: str, batch: int, ratio: float) -> str:

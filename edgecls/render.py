@@ -247,42 +247,71 @@ def render_explain(explanations) -> None:
                   + (f"; {e.note}" if e.note else ""), soft_wrap=True, highlight=False)
 
 
+def _p50(r: dict) -> str:
+    """The p50 cell: the value and its 95% interval."""
+    v = r.get("p50_ci_ms")
+    return f"{r['p50_ms']:.3f}" + (f" [dim]({v[0]:.3f}–{v[1]:.3f})[/]" if v else "")
+
+
+def _tail(r: dict, name: str) -> str:
+    """A tail percentile's cell: its value, or why there is none (too few runs for it)."""
+    if r.get(f"{name}_ok") is False:
+        return f"[dim]n={r['runs']} too few[/]"
+    return f"{r[f'{name}_ms']:.3f}"
+
+
 def render_bench(result) -> None:
     env = result.environment
     cpu = env.get("cpu_info", {})
     rows = sorted(result.rows, key=lambda r: (r["batch"], r["p50_ms"]))
-    table = Table(title=f"latency per batch — threads {env['threads']} for every runtime ({env['threads_from']})")
-    cols = ("runtime", "precision", "float parts", "batch", "p50 ms", "p90", "p99", "std", "images/s", "× keras",
-            "× ort fp32", "GOP/s", "% peak", "OV own p50", "load ms", "1st ms", "size", "RSS MB")
+    table = Table(title=f"latency per batch — threads {env['threads']} for every runtime ({env['threads_from']}); "
+                        "timed: the model's execution alone, the same work for every runtime")
+    cols = ("runtime", "precision", "float parts", "batch", "p50 ms (95% CI)", "p90", "p99", "std", "images/s",
+            "× keras", "× ort fp32", "GOP/s", "% peak", "OV own p50", "load ms", "1st ms", "size", "RSS MB", "outputs")
     for col in cols:
-        table.add_column(col, justify="left" if col in ("runtime", "precision", "float parts") else "right")
+        table.add_column(col, justify="left" if col in ("runtime", "precision", "float parts", "outputs") else "right")
 
     def x(v):
         return f"{v:.1f}x" if v else "–"
 
     for r in rows:
-        table.add_row(r["runtime"], r["precision"], r.get("compute", ""), str(r["batch"]), f"{r['p50_ms']:.3f}",
-                      f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput_ips']:,.0f}",
-                      x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
+        ok = r.get("outputs_ok")
+        outputs = "–" if ok is None else "[green]ok[/]" if ok else f"[red]WRONG[/] ({r.get('outputs_max_abs_diff')})"
+        table.add_row(r["runtime"], r["precision"], r.get("compute", ""), str(r["batch"]), _p50(r),
+                      _tail(r, "p90"), _tail(r, "p99"), f"{r['std_ms']:.3f}",
+                      f"{r['throughput_ips']:,.0f}", x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
                       f"{r['gops']:.1f}" if r.get("gops") else "–",
                       f"{100 * r['peak_fraction']:.1f}" if r.get("peak_fraction") else "–",
                       f"{r['native_p50_ms']:.3f}" if r.get("native_p50_ms") else "–", f"{r['load_ms']:.0f}",
-                      f"{r['first_ms']:.2f}", human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}")
+                      f"{r['first_ms']:.2f}", human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}", outputs)
     out.print(table)
     peak = env.get("peak")
     out.print(f"CPU: {env['cpu']}, {env['cores']} logical cores; int8-relevant instructions: "
               f"{', '.join(cpu.get('features', [])) or 'none found'}"
               + (f"; measured peak {peak['fp32_gops']:.0f} GOP/s fp32, {peak['int8_gops']:.0f} GOP/s int8 "
                  f"({peak['method']})" if peak else ""), soft_wrap=True, highlight=False)
-    out.print("Timed: the runtime call alone, inputs bound once (keras: the compiled tf.function model call). "
-              "OV own p50: OpenVINO's InferRequest.latency, beside the wall clock. GOP/s: 2 x the model's "
-              "multiply-accumulates x images/s.", soft_wrap=True)
+    out.print("Timed: the model's execution alone for every runtime (inputs converted and bound before, outputs read "
+              "and converted after; garbage collection off), after a warm-up that runs until the per-call time "
+              "settles. OV own p50: OpenVINO's InferRequest.latency, beside the wall clock. GOP/s: 2 x the model's "
+              "multiply-accumulates x images/s. outputs: what the timed calls returned, checked against a freshly "
+              "loaded runner's predictions (thread policies: thread_policy in the JSON).", soft_wrap=True)
     n = result.config.get("rounds", 1)
+    minimum = env.get("min_runs_for", {})
+    tails = (f"; p90/p99 need at least {minimum.get('p90')}/{minimum.get('p99')} runs (MLPerf)" if minimum else "")
     if n > 1:
         spread = max(max(r["p50_rounds_ms"]) / min(r["p50_rounds_ms"]) for r in rows)
         out.print(f"{n} interleaved rounds per configuration, each in a fresh process, timings pooled; the p50 of "
-                  f"one configuration varied up to {spread:.2f}x between rounds (p50_rounds_ms in the JSON).",
-                  soft_wrap=True)
+                  f"one configuration varied up to {spread:.2f}x between rounds (p50_rounds_ms in the JSON). "
+                  f"95% CI: order statistics of the pooled runs"
+                  + (", widened to the rounds' range" if n >= 3 else " (fewer than 3 rounds: within-process only)")
+                  + tails + ".", soft_wrap=True)
+    elif "p50_ci_ms" in (rows[0] if rows else {}):
+        out.print("One round: the 95% CI is the order-statistic interval of one process's runs and leaves out the "
+                  "spread between processes (use --rounds 3 or more)" + tails + ".", soft_wrap=True)
+    unsettled = [f"{r['runtime']} {r['precision']} batch {r['batch']}" for r in rows
+                 if r.get("warmup_settled") is False]
+    if unsettled:
+        out.print(f"[yellow]warm-up did not settle within its limit for: {', '.join(unsettled)}[/]", soft_wrap=True)
     for note in result.notes:
         out.print(f"[yellow]{note}[/]")
 

@@ -144,9 +144,10 @@ def test_train_option_holes(tmp_path, args, pattern):
     ("bench", ["--batch", "a"], "--batch 'a': expected comma-separated whole numbers"),
     ("bench", ["--precision", "int4"], "--precision int4: unknown precision"),
     ("bench", ["--rounds", "0"], "--rounds 0: must be at least 1"),
-    ("bench", ["--min-time", "-1"], "--min-time >= 0"),
+    ("bench", ["--min-time", "-1"], "--min-time -1: must be more than 0 seconds"),
     ("bench", ["--json", "/proc/edgecls/bench.json", "--runtime", "onnx", "--precision", "fp32",
-               "--min-runs", "1", "--min-time", "0", "--warmup", "0"], "--json /proc/edgecls/bench.json: cannot write"),
+               "--min-runs", "1", "--min-time", "0.01", "--warmup", "0", "--rounds", "1"],
+     "--json /proc/edgecls/bench.json: cannot write"),
 ])
 def test_option_holes_on_a_bundle(exported_copy, command, args, pattern):
     import re
@@ -172,7 +173,7 @@ def test_pipeline_bad_bench_option_fails_before_training(tmp_path):
 
 
 def test_bench_recommends_and_exits_1_when_nothing_qualifies(exported_copy):
-    fast = ["--min-runs", "3", "--min-time", "0", "--warmup", "0", "--runtime", "onnx,tflite"]
+    fast = ["--min-runs", "3", "--min-time", "0.01", "--warmup", "0", "--rounds", "1", "--runtime", "onnx,tflite"]
     r = run("bench", exported_copy, *fast)
     assert r.exit_code == 0 and "recommendation: none yet" in r.stdout  # not verified: parity unknown
     assert run("verify", exported_copy).exit_code == 0
@@ -194,7 +195,8 @@ def test_bench_recommends_and_exits_1_when_nothing_qualifies(exported_copy):
 
     m = Bundle.open(exported_copy).manifest
     assert m["decision"]["found"] is False and m["decision"]["ruled_out_by"] == "--max-size"
-    assert m["bench"]["environment"]["threads"] >= 1 and m["bench"]["environment"]["threads_from"] == "physical cores"
+    env = m["bench"]["environment"]
+    assert env["threads"] >= 1 and env["threads_from"].startswith("physical cores")
 
 
 @pytest.mark.parametrize("args,msg", [(["--max-latency", "0"], "--max-latency 0.0: must be a positive"),

@@ -191,3 +191,13 @@ def test_impossible_constraints_are_refused(kw, msg):
         Constraints(**kw).validate()
     with pytest.raises(EdgeclsError, match="--for-batch 8: not among the measured batch sizes"):
         Constraints(for_batch=8).validate([1, 32])
+
+
+def test_a_tail_on_too_few_runs_is_not_judged():
+    m = _manifest()
+    for r in m["bench"]["rows"]:
+        r.update(runs=150, p90_ok=True, p99_ok=False)
+    d = decide(copy.deepcopy(m), Constraints(max_latency_ms=5, percentile="p99"))
+    assert not d.found and d.ruled_out_by == "--max-latency"
+    assert any(x.reason.startswith("too few runs for p99 (150 timed; MLPerf asks >= 662)") for x in d.others)
+    assert _choice(m, max_latency_ms=5) == ("tflite", "int8")  # p90 rests on enough runs

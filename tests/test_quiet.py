@@ -34,7 +34,8 @@ def test_fds_are_restored_even_on_error(capfd):
 def test_cli_and_bench_subprocesses_print_no_chatter(exported_copy, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
     for args in (["train", "--data", "synthetic", "--arch", "tiny", "--epochs", "1", "--out", str(tmp_path / "b")],
-                 ["bench", str(exported_copy), "--runtime", "tflite,keras", "--min-runs", "2", "--min-time", "0"]):
+                 ["bench", str(exported_copy), "--runtime", "tflite,keras", "--min-runs", "2", "--min-time", "0.01",
+                  "--rounds", "1"]):
         r = subprocess.run([sys.executable, "-m", "edgecls.cli", *args], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr
         assert not any(c in r.stderr + r.stdout for c in CHATTER), r.stderr

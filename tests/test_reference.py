@@ -50,7 +50,8 @@ def test_verify_on_a_device_uses_the_reference(exported_copy, monkeypatch):
 
 def test_bench_on_a_device_times_the_reference_images(exported_copy, monkeypatch):
     _device(exported_copy, monkeypatch)
-    r = bench(exported_copy, BenchConfig(runtimes=["onnx"], precisions=["fp32"], min_runs=3, min_time=0, warmup=0))
+    r = bench(exported_copy, BenchConfig(runtimes=["onnx"], precisions=["fp32"], min_runs=3, min_time=0.01, warmup=0,
+                                         rounds=1))
     assert r.rows and any("reference images" in n for n in r.notes)
 
 

@@ -31,8 +31,8 @@ def report(exported_copy):
     verify(exported_copy)
     from edgecls.decide import Constraints
 
-    bench(exported_copy, BenchConfig(batches=[1], min_runs=5, min_time=0, warmup=1, runtimes=["onnx", "tflite"],
-                                     constraints=Constraints(accept_inconclusive=True)))
+    bench(exported_copy, BenchConfig(batches=[1], min_runs=5, min_time=0.01, warmup=1, rounds=1,
+                                     runtimes=["onnx", "tflite"], constraints=Constraints(accept_inconclusive=True)))
     return write_report(exported_copy)
 
 

@@ -22,7 +22,7 @@ def test_reexport_makes_old_rows_stale_and_the_decision_ignores_them(exported_co
     from edgecls.export import ExportConfig, export
 
     assert runner.invoke(app, ["verify", str(exported_copy), "--runtime", "onnx"]).exit_code == 0
-    bench(exported_copy, BenchConfig(runtimes=["onnx"], warmup=1, min_runs=5, min_time=0))
+    bench(exported_copy, BenchConfig(runtimes=["onnx"], warmup=1, min_runs=5, min_time=0.01, rounds=1))
     before = Bundle.open(exported_copy).manifest
     old_sha = before["artifacts"][[a["file"] for a in before["artifacts"]].index("model.int8.onnx")]["sha256"]
     # export int8 again with other calibration: new bytes, nobody verified them

@@ -105,12 +105,16 @@ def bench(
     device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
     threads: Annotated[Optional[int], typer.Option(
-        help="Threads for every runtime (default: the number of physical cores, the same for all).")] = None,
-    warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
-    min_runs: Annotated[int, typer.Option(help="At least this many timed runs...")] = 50,
-    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them.")] = 1.0,
-    rounds: Annotated[int, typer.Option(help="Measure each configuration this many times, taking turns with the "
-                                             "others, timings pooled: steadier ratios on a busy machine.")] = 1,
+        help="Threads for every runtime (default: the physical cores this process may use — CPU affinity and "
+             "cgroup quota respected — the same for all).")] = None,
+    warmup: Annotated[int, typer.Option(help="At least this many untimed runs after the first inference...")] = 10,
+    warmup_time: Annotated[float, typer.Option(
+        help="...and this many seconds, then on until the per-call time settles (at most 3 s).")] = 0.1,
+    min_runs: Annotated[int, typer.Option(help="At least this many timed runs per round...")] = 50,
+    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them (> 0).")] = 1.0,
+    rounds: Annotated[int, typer.Option(help="Measure each configuration this many times, each in a fresh process, "
+                                             "taking turns with the others, timings pooled; from 3 on the p50 "
+                                             "interval includes the spread between processes.")] = 3,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
     for_batch: ForBatch = None,
@@ -124,8 +128,8 @@ def bench(
     accept_inconclusive: AcceptInconclusive = False,
 ):
     """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process,
-    then recommend the artifact to ship: the fastest at --for-batch among those that pass parity, under
-    the constraints given. Exit 1 when none qualifies.
+    in interleaved rounds, with a 95% interval for every p50; then recommend the artifact to ship among
+    those that pass parity, under the constraints given. Exit 1 when none qualifies.
 
     Examples:
 
@@ -135,7 +139,9 @@ def bench(
 
       edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
 
-      edgecls bench --rounds 3 --min-time 0.5                # 3 interleaved rounds per configuration
+      edgecls bench --rounds 5 --min-time 0.5                # 5 interleaved rounds per configuration
+
+      edgecls bench --percentile p99 --min-runs 221 --max-latency 1  # p99 needs >= 662 runs (3 rounds x 221)
     """
     from ..bench import BenchConfig, to_csv
     from ..bench import bench as run
@@ -147,7 +153,8 @@ def bench(
         if path is not None and str(path) != "-":
             ensure_writable(path, option)  # before minutes of measuring
     cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
-                      batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, min_runs=min_runs,
+                      batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, warmup_time=warmup_time,
+                      min_runs=min_runs,
                       min_time=min_time, rounds=rounds,
                       constraints=Constraints(for_batch, max_latency, percentile.value, max_size, max_drop,
                                               tie_margin=tie_margin, accept_inconclusive=accept_inconclusive))

@@ -72,6 +72,7 @@ def pipeline(
     import dataclasses
 
     from ..decide import Constraints
+    from ..latency import MIN_RUNS
     from ..pipeline import PipelineConfig, PipelineHooks, run
     from ..render import render_decision, use_stderr
 
@@ -80,6 +81,9 @@ def pipeline(
         defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value, out=out_dir, seed=seed,
                                             epochs=epochs),
         bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,
+                                  # pipeline has no --min-runs: enough runs for the tail it is asked to bound
+                                  min_runs=max(defaults.bench.min_runs, -(-MIN_RUNS[percentile.value]
+                                                                          // defaults.bench.rounds)),
                                   constraints=Constraints(for_batch, max_latency, percentile.value, max_size,
                                                           max_drop, tie_margin=tie_margin,
                                                           accept_inconclusive=accept_inconclusive)),

@@ -26,9 +26,12 @@ from ..names import Device, Precision, Runtime
 
 @dataclass
 class TimedCall:
-    """What `bench` times: only `run()` sits between the two clock readings; `output()` is what the
-    last `run()` computed (checked against `predict()`); `native_ms()` the runtime's own latency of
-    the last run, where it reports one (`Runner.own_latency`)."""
+    """What `bench` times. The same work for every runtime: only `run()`, the model's execution, sits
+    between the two clock readings; the input is converted (cast to float32, or quantized to the
+    model's integer type) and bound before, and `output()` reads what the last `run()` computed and
+    converts it (dequantizes, copies, `.numpy()`) after, outside the span. `bench` checks `output()`
+    against a freshly loaded runner's `predict()`. `native_ms()` is the runtime's own latency of the
+    last run, where it reports one (`Runner.own_latency`)."""
 
     run: Callable[[], object]
     output: Callable[[], np.ndarray]
@@ -79,6 +82,10 @@ class Runner:
     def timed_call(self, images: np.ndarray) -> TimedCall:
         """Prepare `images` once; return the leanest call that runs the model on them (for bench)."""
         raise NotImplementedError
+
+    def thread_policy(self) -> dict:
+        """After load: the threading the runtime runs with, as it reports it (recorded beside the numbers)."""
+        return {}
 
 
 #: runtime -> "module:Class" (imported on use, so `edgecls[onnx]` needs no TensorFlow)

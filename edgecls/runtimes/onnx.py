@@ -28,6 +28,9 @@ class OnnxRunner(Runner):
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        # onnxruntime's default, set explicitly so the policy read back (thread_policy) is what ran: the
+        # intra-op threads spin between calls instead of sleeping (OpenVINO's and XNNPACK's pools do too)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
         if device == Device.gpu:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise EdgeclsError("--device gpu: onnxruntime has no CUDAExecutionProvider here "
@@ -51,6 +54,13 @@ class OnnxRunner(Runner):
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: as_float(images)})[0]
+
+    def thread_policy(self) -> dict:
+        o = self.session.get_session_options()
+        return {"intra_op_threads": o.intra_op_num_threads or "onnxruntime default (physical cores)",
+                "inter_op_threads": o.inter_op_num_threads or "onnxruntime default",
+                "intra_op_spinning": o.get_session_config_entry("session.intra_op.allow_spinning") == "1",
+                "execution_mode": str(o.execution_mode).rsplit(".", 1)[-1]}
 
     def timed_call(self, images: np.ndarray) -> TimedCall:
         """Input and a preallocated output bound once (IOBinding), so a run neither copies the input

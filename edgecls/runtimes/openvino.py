@@ -59,6 +59,16 @@ class OpenVINORunner(Runner):
         self.precision = _file_precision(model)
         self.request = self.compiled.create_infer_request()
 
+    def thread_policy(self) -> dict:
+        out = {}
+        for key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING",
+                    "SCHEDULING_CORE_TYPE", "PERFORMANCE_HINT"):
+            try:
+                out[key.lower()] = str(self.compiled.get_property(key))
+            except RuntimeError:  # not a property of this device
+                pass
+        return out
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         self.request.infer({0: as_float(images)})
         return self.request.get_output_tensor(0).data.copy()

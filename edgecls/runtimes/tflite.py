@@ -18,7 +18,7 @@ class TFLiteRunner(Runner):
     package = "ai_edge_litert.interpreter"
     dists = ("ai-edge-litert",)
     extra = "tflite"
-    timed = "Interpreter.invoke() (input tensor set once, as litert-benchmark)"
+    timed = "Interpreter.invoke() (input quantized and set once before, output dequantized after, as litert-benchmark)"
     _batch = None
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
@@ -43,6 +43,7 @@ class TFLiteRunner(Runner):
         self.compute = "fp32"
         self.device_ran = _delegate(self.interpreter)
         self._batch = int(self.inp["shape"][0])
+        self._threads = threads
 
     def _resize(self, n: int) -> None:
         if n != self._batch:
@@ -74,6 +75,9 @@ class TFLiteRunner(Runner):
         self.interpreter.set_tensor(self.inp["index"], self.quantize(images))
         return TimedCall(self.interpreter.invoke,
                          lambda: self.dequantize(self.interpreter.get_tensor(self.out["index"])))
+
+    def thread_policy(self) -> dict:
+        return {"num_threads": self._threads or "LiteRT default", "delegate": self.device_ran}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         self._resize(len(images))
