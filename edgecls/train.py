@@ -13,7 +13,16 @@ import numpy as np
 from . import data as data_mod
 from . import distribute
 from .baseline import pixel_baseline, verdict
-from .bundle import SPLIT_FILE, Bundle, ensure_writable, file_entry, new_manifest, staged_bundle
+from .bundle import (
+    SPLIT_FILE,
+    Bundle,
+    atomic_target,
+    atomic_write,
+    ensure_writable,
+    file_entry,
+    new_manifest,
+    staged_bundle,
+)
 from .errors import EdgeclsError
 from .manifest import INLINE_IDS
 from .plan import TrainPlan, make_plan
@@ -386,10 +395,11 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     manifest["baseline"] = base.to_dict()
 
     with staged_bundle(out) as stage:
-        model.save(stage / "model.keras")
-        (stage / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        with atomic_target(stage / "model.keras") as tmp:
+            model.save(tmp)
+        atomic_write(stage / "history.json", json.dumps(history, indent=1) + "\n")
         if split_ids:
-            (stage / SPLIT_FILE).write_text(json.dumps(split_ids, separators=(",", ":")) + "\n")
+            atomic_write(stage / SPLIT_FILE, json.dumps(split_ids, separators=(",", ":")) + "\n")
         b = Bundle(stage, manifest)
         b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
                   "versions": {"keras": k.__version__}})
