@@ -89,7 +89,7 @@ def _fsync_file(path: Path) -> None:
 
 def _fsync_tree(folder: Path) -> None:
     """fsync every file and folder under `folder` (a staged bundle, before it is swapped in)."""
-    for root, dirs, files in os.walk(folder):
+    for root, _, files in os.walk(folder):
         for name in files:
             _fsync_file(Path(root) / name)
         _fsync_dir(Path(root))

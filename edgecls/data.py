@@ -474,9 +474,8 @@ def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = 
 
         ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:  # decoded once, not once per epoch: a small folder in memory, a large one to a file
-        ds = ds.cache(str(cache_file(cache_dir, data, idx, shard, (bool(shuffle), seed) + ((cache_key,) if cache_key else ())))
-                      if to_file
-                      else "")
+        order = (bool(shuffle), seed) + ((cache_key,) if cache_key else ())
+        ds = ds.cache(str(cache_file(cache_dir, data, idx, shard, order)) if to_file else "")
         if shuffle:  # a file cache replays its first (shuffled) order: mix it again in a bounded buffer
             buffer = max(64, min(n, SHUFFLE_BYTES // int(np.prod(data.input_shape)))) if to_file else n
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)

@@ -52,7 +52,8 @@ def write(bundle: Bundle, model, n: int, data_dir: str | None = None) -> dict:
     np.savez_compressed(buf, images=x.astype(np.uint8), labels=y.astype(np.int64), keras_probabilities=probs)
     data = buf.getvalue()
     section = {"file": FILE, "images": len(x), "ids": list(ids), "sha256": hashlib.sha256(data).hexdigest(),
-               "selection": "held-out split, stratified, seeded", "keras_accuracy": float((probs.argmax(1) == y).mean())}
+               "selection": "held-out split, stratified, seeded",
+               "keras_accuracy": float((probs.argmax(1) == y).mean())}
     bundle.manifest["reference"] = section
     bundle.put(FILE, data)
     return section
