@@ -28,6 +28,7 @@ SCRIPTS = {
     "small_data": ["--smoke"],
     "device_install": ["{bundle}", "{image}", "--smoke"],
     "decision_stability": ["--smoke"],
+    "crash_consistency": ["--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 

@@ -15,9 +15,11 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
 from . import __version__, results
@@ -27,6 +29,7 @@ from .manifest import SCHEMA, validate
 MANIFEST = "manifest.json"
 SPLIT_FILE = "split.json"
 LOCK = ".manifest.lock"
+JOURNAL = ".commit.json"  # a commit in progress: staged files to rename, then the manifest
 
 
 def sha256(path: Path) -> str:
@@ -37,35 +40,92 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _owner() -> str:
+    """``PID@HOST``-tag put in every temporary name, so a later run can tell the leftovers of a killed
+    writer (its process is gone) from those of a writer still running."""
+    return f"{os.getpid()}@{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]}"
+
+
+_STALE = re.compile(r"^\.(?:.*\.)?(?:tmp|stage|staging|old)-(\d+)@([0-9a-f]{6})-")
+
+
+def _is_stale(name: str) -> bool:
+    """A temporary name of this machine whose writing process no longer runs."""
+    m = _STALE.match(name)
+    if not m or m.group(2) != _owner().split("@")[1]:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def remove_stale(folder: Path, prefix: str = ".") -> list[str]:
+    """Remove what killed writers left in `folder` (temporary files, staging folders), names starting
+    with `prefix`; return their names. A live writer's files are never touched."""
+    gone = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return gone
+    for p in entries:
+        if p.name.startswith(prefix) and _is_stale(p.name):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return gone
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a file another library wrote (and closed) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under `folder` (a staged bundle, before it is swapped in)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            _fsync_file(Path(root) / name)
+        _fsync_dir(Path(root))
+
+
 @contextlib.contextmanager
 def atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix); rename it onto `path` on success.
+    """The one write-then-rename primitive: yield a temporary path beside `path` (same folder, same
+    suffix); when the block ends, flush it to disk (fsync), rename it onto `path`, fsync the folder.
 
-    For libraries that write files themselves (``model.save``, ``onnx.save``). On any error,
-    or Ctrl-C, the temporary file is removed and `path` is left as it was.
+    A reader sees the old file or the new one, never half of one, and after a crash the new file is
+    either complete or absent. For libraries that write files themselves (``model.save``,
+    ``onnx.save``) as well as `atomic_write`. On any error, or Ctrl-C, the temporary file is removed
+    and `path` is left as it was; a kill -9 leaves a temporary name that `remove_stale` clears.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-{_owner()}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # some writers refuse to overwrite; they get a fresh name
     tmp = Path(tmp)
     try:
         yield tmp
+        _fsync_file(tmp)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `data` to a temporary file beside `path`, flush it to disk (fsync), rename it into place."""
+    """Write `data` to `path` through `atomic_target` (temporary file, fsync, rename, fsync the folder)."""
     with atomic_target(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-    _fsync_dir(Path(path).parent)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -138,21 +198,24 @@ def staged_bundle(dest: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces `dest` whole.
 
     Until the swap, an existing bundle at `dest` is untouched; after it, `dest` is the complete
-    new bundle. On failure (or Ctrl-C before the swap) the staging folder is removed.
+    new bundle: every file in the stage is flushed to disk (fsync) before the swap. On failure (or
+    Ctrl-C before the swap) the staging folder is removed; what a killed run left beside `dest` is
+    removed by the next one.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+    remove_stale(dest.parent, prefix=f".{dest.name}.")
+    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-{_owner()}-", dir=dest.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from other users
     try:
         yield stage
-        _fsync_dir(stage)
+        _fsync_tree(stage)
         if dest.exists() and _exchange(stage, dest):  # one step: `dest` is never missing
             shutil.rmtree(stage, ignore_errors=True)  # now the old bundle
         elif dest.exists():  # no atomic exchange on this OS: two renames
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{_owner()}-", dir=dest.parent))
             os.rmdir(old)
             os.replace(dest, old)
             os.replace(stage, dest)
@@ -217,6 +280,95 @@ def _merge_entries(base: list[dict], mine: list[dict], theirs: list[dict]) -> li
     return list(entries.values())
 
 
+def _commit(root: Path, journal: dict) -> None:
+    """Apply a durable journal: rename each staged file onto its name, write the manifest, drop the
+    journal. Idempotent, so a run that finds the journal of a killed writer finishes its commit."""
+    for src, dst in journal["renames"]:
+        s, d = root / src, root / dst
+        if s.exists():
+            d.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(s, d)
+            _fsync_dir(d.parent)
+    atomic_write(root / MANIFEST, journal["manifest"])
+    (root / JOURNAL).unlink(missing_ok=True)
+    _fsync_dir(root)
+    for stage in {src.split("/")[0] for src, _ in journal["renames"]}:
+        if stage.startswith(".stage-"):
+            shutil.rmtree(root / stage, ignore_errors=True)
+
+
+def _journal_names(root: Path, stage: Path) -> bool:
+    """Does a pending commit journal of `root` rename files out of `stage`?"""
+    try:
+        journal = json.loads((root / JOURNAL).read_text())
+        return any(src.split("/")[0] == stage.name for src, _ in journal["renames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _recover(root: Path) -> None:
+    """Finish the commit a killed writer left (its journal is durable, so the commit had happened).
+    Call under the bundle's lock."""
+    jpath = root / JOURNAL
+    if not jpath.exists():
+        return
+    try:
+        journal = json.loads(jpath.read_text())
+        if not isinstance(journal, dict) or not {"renames", "manifest"} <= set(journal):
+            raise ValueError("not a commit journal")
+    except (UnicodeDecodeError, ValueError) as e:
+        raise EdgeclsError(f"{jpath}: corrupt commit journal ({e}); the bundle was changed by hand") from e
+    _commit(root, journal)
+
+
+def recover(root: Path) -> None:
+    """`_recover` under the lock; a folder that cannot be written is refused by name."""
+    if not (Path(root) / JOURNAL).exists():
+        return
+    try:
+        with manifest_lock(root):
+            _recover(Path(root))
+    except OSError as e:
+        raise EdgeclsError(f"{Path(root) / JOURNAL}: a write of this bundle was interrupted and must be finished, "
+                           f"but the folder cannot be written ({e.strerror or e}); open it where it can") from e
+
+
+def manifest_paths(manifest: dict) -> Iterator[tuple[str, str]]:
+    """(where, path) of every bundle file a manifest names: artifacts and their parts, files, the
+    reference data, the split ids file, golden vectors."""
+    for key in ("artifacts", "files"):
+        for i, e in enumerate(manifest.get(key, [])):
+            yield f"{key}[{i}].file", e["file"]
+            for j, part in enumerate(e.get("parts", [])):
+                yield f"{key}[{i}].parts[{j}].file", part["file"]
+    if isinstance(manifest.get("reference"), dict) and "file" in manifest["reference"]:
+        yield "reference.file", manifest["reference"]["file"]
+    split = manifest.get("dataset", {}).get("split", {})
+    if "ids_file" in split:
+        yield "dataset.split.ids_file", split["ids_file"]
+    golden = manifest.get("golden")
+    if isinstance(golden, dict):
+        for key in ("file", "folder"):
+            if key in golden:
+                yield f"golden.{key}", golden[key]
+
+
+def _escapes(rel, root: Path) -> str | None:
+    """Why `rel` (a manifest path) does not stay inside the bundle folder `root`, or None."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        return "not a file name"
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+        return "an absolute path"
+    if "\\" in rel:
+        return "a backslash: bundle paths are '/'-separated"
+    if ".." in PurePosixPath(rel).parts:
+        return "'..' leaves the bundle folder"
+    real, top = (root / rel).resolve(), root.resolve()
+    if real != top and top not in real.parents:
+        return f"a symbolic link leads outside the bundle folder, to {real}"
+    return None
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -233,6 +385,21 @@ class BundleInfo:
     path: Path
     manifest: dict
     files: list[tuple[dict, bool]]  # (artifact entry, its hash matches)
+    problems: dict[str, str] = dataclasses.field(default_factory=dict)  # file -> why it fails its check
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def verdicts(self) -> list[dict]:
+        """Per recorded file (artifacts, their parts, other files): ok, and the problem where not."""
+        out = []
+        for kind in ("artifacts", "files"):
+            for e in self.manifest.get(kind, []):
+                for f in [e["file"], *(p["file"] for p in e.get("parts", []))]:
+                    out.append({"file": f, "kind": kind[:-1], "ok": f not in self.problems,
+                                **({"problem": self.problems[f]} if f in self.problems else {})})
+        return out
 
 
 class Bundle:
@@ -254,7 +421,10 @@ class Bundle:
         path = Path(path)
         if not path.is_dir():
             raise EdgeclsError(f"{path}: no such bundle folder (train one with 'edgecls train')")
+        recover(path)
         bundle = cls(path, _read(path / MANIFEST))
+        for where, rel in manifest_paths(bundle.manifest):
+            bundle.inside(rel, where)
         bundle._loaded = copy.deepcopy(bundle.manifest)
         return bundle
 
@@ -270,12 +440,25 @@ class Bundle:
         """The path of a recorded file, after checking that it (and its parts, e.g. OpenVINO's .bin)
         exists and matches its sha256."""
         entry = self.entry(file)
-        path = self.path / file
+        path = self.inside(file, "file")
         if entry is None:
             raise EdgeclsError(f"{path}: not recorded in {self.path / MANIFEST}")
         for part in entry.get("parts", []):
-            self._check_hash(self.path / part["file"], part)
+            self._check_hash(self.inside(part["file"], f"{file}: part"), part)
         return self._check_hash(path, entry)
+
+    def inside(self, rel: str, where: str = "file") -> Path:
+        """The path of `rel` in the bundle, after checking it stays inside the bundle folder (relative,
+        no '..', no symbolic link leading out): a bundle is self-contained, whoever made it.
+
+        Raises:
+            EdgeclsError: naming the manifest entry and why the path leaves the bundle.
+        """
+        why = _escapes(rel, self.path)
+        if why is not None:
+            raise EdgeclsError(f"{self.path / MANIFEST}: {where} {rel!r} is outside the bundle ({why}); "
+                               "a bundle must be self-contained: refused")
+        return self.path / rel
 
     def _check_hash(self, path: Path, entry: dict) -> Path:
         if not path.is_file():
@@ -287,15 +470,21 @@ class Bundle:
         return path
 
     def info(self) -> "BundleInfo":
-        """The manifest, and every recorded artifact with whether it (and its parts) match their sha256."""
-        checked = []
-        for a in self.manifest["artifacts"]:
-            try:
-                self.checked(a["file"])
-                checked.append((a, True))
-            except EdgeclsError:
-                checked.append((a, False))
-        return BundleInfo(self.path, self.manifest, checked)
+        """The manifest, every recorded artifact with whether it (and its parts) match their sha256, and
+        the problem of every recorded file (artifacts, parts, other files) that does not."""
+        checked, problems = [], {}
+        for kind in ("artifacts", "files"):
+            for e in self.manifest.get(kind, []):
+                ok = True
+                for part in [*e.get("parts", []), e]:
+                    try:
+                        self._check_hash(self.inside(part["file"]), part)
+                    except EdgeclsError as err:
+                        problems[part["file"]] = str(err)
+                        ok = False
+                if kind == "artifacts":
+                    checked.append((e, ok))
+        return BundleInfo(self.path, self.manifest, checked, problems)
 
     def record(self, entry: dict, key: str = "artifacts") -> None:
         """Add or replace (same file) an entry in the manifest's artifacts or files list."""
@@ -305,18 +494,28 @@ class Bundle:
         if key == "artifacts":
             results.mark_stale(self.manifest, entry["file"], entry["sha256"])
 
-    def save(self) -> None:
-        """Write this process's changes to the manifest, under the bundle's lock.
+    def save(self, installs: dict[str, Path] | None = None) -> None:
+        """Write this process's changes to the manifest, under the bundle's lock, and swap in the
+        staged files of `installs` (bundle path -> a file written in `staging()`) with it.
 
         Read-modify-write: the manifest on disk is read again under the lock and only what this
         process changed since it read it (top-level sections; artifact and file entries by file) is
         applied, so two commands writing one bundle at once (`verify` and `bench`) both keep their
         results. Validated against the schema, written atomically (fsync before the rename).
+
+        With `installs`, the staged files are flushed to disk, then a journal naming them and the new
+        manifest is written (the commit point), then the files are renamed into place and the
+        manifest written: a crash before the journal leaves the old bundle, after it the next run
+        finishes the commit (`recover`), so files and manifest always match, and a multi-file artifact
+        (OpenVINO's .xml and .bin) changes as a unit.
         """
         mpath = self.path / MANIFEST
         fresh = self._loaded is None  # a new bundle being staged: nobody else writes it
         try:
             with contextlib.nullcontext() if fresh else manifest_lock(self.path):
+                if not fresh:
+                    _recover(self.path)  # a killed writer's commit first: its staged files are still named
+                    remove_stale(self.path)
                 on_disk = None if fresh or not mpath.is_file() else _read(mpath)
                 if on_disk is not None and results.identity(on_disk) != results.identity(self._loaded):
                     raise EdgeclsError(f"{self.path}: the bundle was replaced (trained again) while this command "
@@ -324,12 +523,45 @@ class Bundle:
                 merged = self.manifest if on_disk is None else _merge(self._loaded, self.manifest, on_disk)
                 merged["updated_at"] = now()
                 validate(merged, str(mpath))
-                atomic_write(mpath, json.dumps(merged, indent=1) + "\n")
+                text = json.dumps(merged, indent=1) + "\n"
+                if installs:
+                    renames = []
+                    for dst, src in installs.items():
+                        self.inside(dst, "installed file")
+                        _fsync_file(src)
+                        _fsync_dir(Path(src).parent)
+                        renames.append([Path(src).relative_to(self.path).as_posix(), dst])
+                    journal = {"renames": renames, "manifest": text}
+                    atomic_write(self.path / JOURNAL, json.dumps(journal))
+                    _commit(self.path, journal)
+                else:
+                    atomic_write(mpath, text)
         except OSError as e:
             raise EdgeclsError(f"{mpath}: cannot save the results ({e.strerror or e}); "
                                "is the bundle read-only?") from e
         self.manifest = merged
         self._loaded = copy.deepcopy(merged)
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A private folder inside the bundle for new files: write them there (same relative paths),
+        check them, then `save(installs=...)` swaps them in. Removed when the block ends; a killed
+        writer's is removed by the next writer (`remove_stale`)."""
+        stage = Path(tempfile.mkdtemp(prefix=f".stage-{_owner()}-", dir=self.path))
+        try:
+            yield stage
+        finally:
+            if not _journal_names(self.path, stage):  # else a commit failed half-way: the next run finishes it
+                shutil.rmtree(stage, ignore_errors=True)
+
+    def put(self, rel: str, data: bytes | str, key: str = "files") -> dict:
+        """Write one small file into the bundle and record it (staged, then committed with the manifest)."""
+        with self.staging() as stage:
+            atomic_write(stage / rel, data)
+            entry = file_entry(stage / rel, stage)
+            self.record(entry, key=key)
+            self.save(installs={rel: stage / rel})
+        return entry
 
     # -- contents ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from .errors import EdgeclsError
+from .errors import EdgeclsError, RunFailed
 
 ENV = "TF_CONFIG"
 JOBS = ("chief", "worker")  # parameter servers and evaluators are not used by these strategies
@@ -35,8 +35,14 @@ class Strategy(str, enum.Enum):
     multiworker = "multiworker"
 
 
-class WorkerLost(EdgeclsError):
-    """A worker of a multi-worker run stopped answering, or the cluster never came up."""
+#: TensorFlow versions whose private coordination-service API (`_coordination`) this module was tested with
+TESTED_TF = ("2.21",)
+#: TensorFlow error classes that mean a peer stopped answering (a lost worker), not a failure of this one
+LOST_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
+
+
+class WorkerLost(RunFailed):
+    """A worker of a multi-worker run stopped answering, or the cluster never came up (exit code 3)."""
 
 
 @dataclass(frozen=True)
@@ -177,19 +183,21 @@ def create(kind: Strategy | str, *, worker_timeout: float = 120.0, heartbeat_tim
     cluster = parse_tf_config(os.environ.get(ENV))
     check_port_free(cluster.address)
     tf = tensorflow()
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.eager import context
-
-    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=sum(1 for j, _ in cluster.tasks if j == job))
-            for job in JOBS if any(j == job for j, _ in cluster.tasks)]
-    leader = f"/job:{cluster.tasks[0][0]}/replica:0/task:0"
-    context.context().configure_coordination_service(
-        service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
-        cluster_register_timeout_in_ms=int(worker_timeout * 1000),
-        heartbeat_timeout_in_ms=int(heartbeat_timeout * 1000),
-        shutdown_barrier_timeout_in_ms=int(max(worker_timeout, SHUTDOWN_WAIT) * 1000))
-    # registration as a barrier: without it the register timeout is not enforced and start-up waits forever
-    context.context().coordination_service.cluster_register_with_barrier = True
+    coordination_config_pb2, context = _coordination(tf)
+    try:
+        jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=sum(1 for j, _ in cluster.tasks
+                                                                               if j == job))
+                for job in JOBS if any(j == job for j, _ in cluster.tasks)]
+        leader = f"/job:{cluster.tasks[0][0]}/replica:0/task:0"
+        context.context().configure_coordination_service(
+            service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
+            cluster_register_timeout_in_ms=int(worker_timeout * 1000),
+            heartbeat_timeout_in_ms=int(heartbeat_timeout * 1000),
+            shutdown_barrier_timeout_in_ms=int(max(worker_timeout, SHUTDOWN_WAIT) * 1000))
+        # registration as a barrier: without it the register timeout is not enforced and start-up waits forever
+        context.context().coordination_service.cluster_register_with_barrier = True
+    except (AttributeError, TypeError, ValueError) as e:
+        raise _moved(tf, e) from None
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except tf.errors.OpError as e:
@@ -205,6 +213,25 @@ def create(kind: Strategy | str, *, worker_timeout: float = 120.0, heartbeat_tim
                                f"{cluster.task_type}/{cluster.task_index}")
 
 
+def _coordination(tf):
+    """TensorFlow's private coordination-service API (the config proto, the eager context), or a clear error
+    naming the TensorFlow version when a release has moved it. Tested with `TESTED_TF`."""
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.eager import context
+    except (ImportError, AttributeError) as e:
+        raise _moved(tf, e) from None
+    return coordination_config_pb2, context
+
+
+def _moved(tf, e: Exception) -> EdgeclsError:
+    version = getattr(tf, "__version__", "?")
+    return EdgeclsError(
+        f"--strategy multiworker: TensorFlow {version} does not have the coordination-service API edgecls uses "
+        f"({type(e).__name__}: {_first_line(str(e))}); edgecls is tested with TensorFlow "
+        f"{', '.join(TESTED_TF)}: install that (pip install 'edgecls[train]'), or use --strategy mirrored")
+
+
 def _first_line(text: str) -> str:
     """TensorFlow's message, first line, without its ``{{function_node ...}}`` prefix."""
     line = next((s.strip() for s in str(text).splitlines() if s.strip()), "no detail")
@@ -215,3 +242,17 @@ def lost(e: Exception, placement: Placement) -> WorkerLost:
     """The error training raises when a collective fails under `placement` (a worker died or hung)."""
     return WorkerLost(f"--strategy {placement.strategy.value}: training stopped on {placement.task}: another "
                       f"worker stopped answering ({_first_line(getattr(e, 'message', e))}); nothing was written")
+
+
+def failure(e: Exception, placement: Placement) -> RunFailed:
+    """What a TensorFlow error under a strategy means, as the error training raises (exit code 3):
+    out of memory is said to be out of memory; only a peer's silence in a multi-worker run is a lost
+    worker; anything else is named with TensorFlow's error type."""
+    kind, message = type(e).__name__, _first_line(getattr(e, "message", e))
+    where = f"--strategy {placement.strategy.value}: training stopped on {placement.task}"
+    if kind == "ResourceExhaustedError":
+        return RunFailed(f"{where}: out of memory ({message}); lower --batch-size (the global batch is split "
+                         "over the replicas), or use a smaller --arch or --image-size; nothing was written")
+    if kind in LOST_ERRORS and placement.workers > 1:
+        return lost(e, placement)
+    return RunFailed(f"{where}: TensorFlow {kind} ({message}); nothing was written")

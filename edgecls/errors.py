@@ -13,6 +13,13 @@ class CheckFailed(EdgeclsError):
     exit_code = 1
 
 
+class RunFailed(EdgeclsError):
+    """The work itself failed at run time, not the usage: out of memory, a worker of a multi-worker run
+    lost or never up (exit code 3). Nothing was written."""
+
+    exit_code = 3
+
+
 class MissingDependency(EdgeclsError):
     """An optional package is not installed; the message names the extra to install."""
 

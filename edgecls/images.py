@@ -2,10 +2,17 @@
 
 Training, verify and the embeddable runtime all call `load_image`, so an image is decoded and
 resized the same way everywhere.
+
+Images are untrusted input. A file whose header announces more than `MAX_PIXELS` pixels (a
+decompression bomb: a few KB on disk, gigabytes decoded) is refused before any pixel is decoded,
+as are truncated files and anything the decoder chokes on: each is a `BadImage` naming the file,
+which an image folder refuses (or skips with ``--skip-bad``) like any unreadable file. Decoding
+memory is bounded by `MAX_PIXELS` (at most 4 bytes a pixel) per image being decoded.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +24,24 @@ from .errors import EdgeclsError
 #: Formats accepted in an image folder (Pillow decodes them; the extension is not trusted).
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 RESAMPLE = Image.Resampling.BILINEAR
+MAX_PIXELS_ENV = "EDGECLS_MAX_IMAGE_PIXELS"
+#: The largest image accepted, in pixels (width x height): 40 megapixels (e.g. 7,750 x 5,160), above
+#: any common camera's default output. Set EDGECLS_MAX_IMAGE_PIXELS to change it.
+MAX_PIXELS = 40_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit in force: $EDGECLS_MAX_IMAGE_PIXELS, else `MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if not value:
+        return MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise EdgeclsError(f"{MAX_PIXELS_ENV}={value!r}: expected a positive whole number of pixels")
+    return limit
 
 
 class BadImage(EdgeclsError):
@@ -48,9 +73,11 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np
         uint8 array of shape (height, width, channels).
 
     Raises:
-        BadImage: the file is empty, truncated, not an image, or of another format.
+        BadImage: the file is empty, truncated, not an image, of another format, or larger than
+            `max_pixels()` (a decompression bomb is refused from its header, before decoding).
     """
     path = Path(path)
+    limit = max_pixels()
     try:
         if path.stat().st_size == 0:
             raise BadImage(f"{path}: empty file (0 bytes)")
@@ -59,6 +86,10 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np
             with Image.open(path) as img:
                 if img.format not in FORMATS:
                     raise BadImage(f"{path}: {img.format} images are not supported ({', '.join(FORMATS)})")
+                w, h = img.size
+                if w < 1 or h < 1 or w * h > limit:
+                    raise BadImage(f"{path}: {w:,} x {h:,} pixels is over the limit of {limit:,} pixels "
+                                   f"(a decompression bomb, or set {MAX_PIXELS_ENV})")
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img)
@@ -73,6 +104,10 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np
         raise
     except UnidentifiedImageError as e:
         raise BadImage(f"{path}: not an image file") from e
-    except (OSError, ValueError, SyntaxError) as e:
-        raise BadImage(f"{path}: unreadable image ({e})") from e
+    except Image.DecompressionBombError as e:  # Pillow's own check, at open, past twice its limit
+        raise BadImage(f"{path}: over the pixel limit ({e})") from e
+    except MemoryError as e:
+        raise BadImage(f"{path}: too large to decode in memory") from e
+    except Exception as e:  # a hostile file can make a decoder raise anything (struct.error, IndexError, ...)
+        raise BadImage(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
     return arr.reshape(size[0], size[1], channels)

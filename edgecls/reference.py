@@ -10,13 +10,14 @@ name if it changed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle, atomic_write, file_entry
+from .bundle import Bundle
 from .errors import EdgeclsError
 from .runtimes.keras import probabilities
 
@@ -41,18 +42,21 @@ def size_for(requested: int, input_shape: tuple[int, int, int]) -> int:
 
 
 def write(bundle: Bundle, model, n: int, data_dir: str | None = None) -> dict:
-    """Store `n` held-out images (stratified, seeded), labels and Keras probabilities; return the manifest section."""
+    """Store `n` held-out images (stratified, seeded), labels and Keras probabilities, and record the file
+    and the manifest section in one commit (`Bundle.put`); return the section."""
     seed = bundle.manifest["dataset"]["split"]["seed"]
     n = size_for(n, bundle.input_shape())
     ids, x, y = bundle.select("test", data_dir=data_dir, limit=n, seed=seed)
     probs = probabilities(model, x)
     buf = io.BytesIO()
     np.savez_compressed(buf, images=x.astype(np.uint8), labels=y.astype(np.int64), keras_probabilities=probs)
-    atomic_write(bundle.path / FILE, buf.getvalue())
-    entry = file_entry(bundle.path / FILE, bundle.path)
-    bundle.record(entry, key="files")
-    return {"file": FILE, "images": len(x), "ids": list(ids), "sha256": entry["sha256"],
-            "selection": "held-out split, stratified, seeded", "keras_accuracy": float((probs.argmax(1) == y).mean())}
+    data = buf.getvalue()
+    section = {"file": FILE, "images": len(x), "ids": list(ids), "sha256": hashlib.sha256(data).hexdigest(),
+               "selection": "held-out split, stratified, seeded",
+               "keras_accuracy": float((probs.argmax(1) == y).mean())}
+    bundle.manifest["reference"] = section
+    bundle.put(FILE, data)
+    return section
 
 
 def load(bundle: Bundle) -> Reference:

@@ -332,7 +332,7 @@ def render_info(info) -> None:
     m = info.manifest
     ds, inp = m["dataset"], m["input"]
     out.print(f"[bold]{info.path}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
-    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {len(ds['split']['test'])} images")
+    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {sum(ds['counts']['test'].values())} images")
     out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")
     acc = m.get("metrics", {}).get("test", {}).get("accuracy")
     if acc is not None:

@@ -223,11 +223,10 @@ def write_report(bundle_path: str | Path) -> Path:
         if name in plots:
             blocks.append(Figure(name, alt))
     blocks += _artifacts_section(m) + _parity_section(m) + _latency_section(m, plots)
-    for name, data in plots.items():
-        atomic_write(b.path / name, data)
-        b.record(file_entry(b.path / name, b.path), key="files")
-    for name, text in (("report.md", to_markdown(blocks)), ("report.html", to_html(blocks, m["name"], plots))):
-        atomic_write(b.path / name, text)
-        b.record(file_entry(b.path / name, b.path), key="files")
-    b.save()
+    files = {**plots, "report.md": to_markdown(blocks), "report.html": to_html(blocks, m["name"], plots)}
+    with b.staging() as stage:  # every figure and both reports reach the bundle in one commit with the manifest
+        for name, data in files.items():
+            atomic_write(stage / name, data)
+            b.record(file_entry(stage / name, stage), key="files")
+        b.save(installs={name: stage / name for name in files})
     return b.path / "report.html"

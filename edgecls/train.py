@@ -13,7 +13,16 @@ import numpy as np
 from . import data as data_mod
 from . import distribute
 from .baseline import pixel_baseline, verdict
-from .bundle import SPLIT_FILE, Bundle, ensure_writable, file_entry, new_manifest, staged_bundle
+from .bundle import (
+    SPLIT_FILE,
+    Bundle,
+    atomic_target,
+    atomic_write,
+    ensure_writable,
+    file_entry,
+    new_manifest,
+    staged_bundle,
+)
 from .errors import EdgeclsError
 from .manifest import INLINE_IDS
 from .plan import TrainPlan, make_plan
@@ -267,7 +276,8 @@ def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, 
             augment=plan.augment if plan.augment != "none" else False, seed=cfg.seed,
             shard=(ctx.num_input_pipelines, ctx.input_pipeline_id), repeat=True, cache_dir=cfg.cache)
 
-    val = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
+    val = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache,
+                              cache_key=placement.task)  # every worker decodes it whole: its own file
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_dist = strategy.distribute_datasets_from_function(shard)
@@ -278,7 +288,7 @@ def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, 
             loop.fit(tf, k, strategy, model, optimizer, epochs=plan.epochs, steps=plan.steps_per_epoch,
                      global_batch=plan.batch_size, train_dist=train_dist, val_dist=val_dist, callbacks=callbacks)
         except tf.errors.OpError as e:
-            raise distribute.lost(e, placement) from None
+            raise distribute.failure(e, placement) from None
 
     return model, run
 
@@ -308,8 +318,9 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
 
     Raises:
         EdgeclsError: bad options or bad data (nothing is written).
-        distribute.WorkerLost: a worker of a multi-worker run never came up or stopped answering
-            (nothing is written; a previous bundle is left intact).
+        errors.RunFailed: training failed at run time under a strategy (out of memory, another TensorFlow
+            error), or, as distribute.WorkerLost, a worker of a multi-worker run never came up or stopped
+            answering (exit code 3; nothing is written; a previous bundle is left intact).
     """
     hooks = hooks or TrainHooks()
     cfg.validate()
@@ -386,10 +397,11 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     manifest["baseline"] = base.to_dict()
 
     with staged_bundle(out) as stage:
-        model.save(stage / "model.keras")
-        (stage / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        with atomic_target(stage / "model.keras") as tmp:
+            model.save(tmp)
+        atomic_write(stage / "history.json", json.dumps(history, indent=1) + "\n")
         if split_ids:
-            (stage / SPLIT_FILE).write_text(json.dumps(split_ids, separators=(",", ":")) + "\n")
+            atomic_write(stage / SPLIT_FILE, json.dumps(split_ids, separators=(",", ":")) + "\n")
         b = Bundle(stage, manifest)
         b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
                   "versions": {"keras": k.__version__}})

@@ -59,3 +59,20 @@ def exported_copy(exported_bundle, tmp_path) -> Path:
     dest = tmp_path / "exported"
     shutil.copytree(exported_bundle, dest)
     return dest
+
+
+def write_png_bomb(path: Path, side: int = 40_000) -> Path:
+    """A valid 1-bit PNG of side x side pixels (40,000²: 1.6 gigapixels) that is ~200 KB on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte + packed 1-bit pixels, all zero
+    rows = row * 1000
+    body = b"".join(z.compress(rows) for _ in range(side // 1000)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path

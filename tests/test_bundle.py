@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import re
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,101 @@ def test_staged_swap_exchanges_in_one_step(tmp_path):
         (stage / "new.txt").write_text("new")
     assert sorted(p.name for p in dest.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "other"]  # nothing left behind
+
+
+# -- a bundle is a trust boundary: every path it names stays inside it ------------------------------------
+
+
+def _tamper(bundle: Path, change) -> None:
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+
+
+def _entry_for(path: Path) -> dict:
+    from edgecls.bundle import sha256
+
+    return {"bytes": path.stat().st_size, "sha256": sha256(path)}
+
+
+@pytest.mark.parametrize("where,change", [
+    ("artifacts[0].file", lambda m, out: m["artifacts"][0].update(file="../outside.bin", **_entry_for(out))),
+    ("artifacts[0].file", lambda m, out: m["artifacts"][0].update(file=str(out), **_entry_for(out))),
+    ("files[0].file", lambda m, out: m["files"][0].update(file="../outside.bin", **_entry_for(out))),
+    ("reference.file", lambda m, out: m.update(reference={"file": "../outside.bin", "images": 1, "ids": [0],
+                                                          "sha256": "0" * 64, "selection": "x",
+                                                          "keras_accuracy": 1.0})),
+    ("dataset.split.ids_file", lambda m, out: m["dataset"]["split"].update(ids_file="../outside.bin")),
+])
+def test_a_path_leaving_the_bundle_is_refused_by_name(bundle_copy, where, change):
+    """A manifest naming a file outside the bundle (.., absolute) is refused, even when the outside file's
+    hash matches: `info` and `verify` never load or judge it."""
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+
+    outside = bundle_copy.parent / "outside.bin"
+    outside.write_bytes(b"not part of the bundle")
+    _tamper(bundle_copy, lambda m: change(m, outside))
+    with pytest.raises(EdgeclsError, match=rf"manifest\.json: {re.escape(where)} .* is outside the bundle"):
+        Bundle.open(bundle_copy)
+    for command in ("info", "verify"):
+        r = CliRunner().invoke(app, [command, str(bundle_copy)])
+        assert r.exit_code == 2, r.output
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and where in lines[0], r.stderr
+        assert "Traceback" not in r.output and "ok" not in r.stdout
+
+
+def test_a_symlink_leaving_the_bundle_is_refused(bundle_copy):
+    import os
+
+    outside = bundle_copy.parent / "history-elsewhere.json"
+    (bundle_copy / "history.json").rename(outside)
+    os.symlink(outside, bundle_copy / "history.json")  # same content, so the hash matches
+    with pytest.raises(EdgeclsError, match=r"files\[0\]\.file 'history\.json' is outside the bundle \(a symbolic"):
+        Bundle.open(bundle_copy)
+    (bundle_copy / "history.json").unlink()
+    (bundle_copy / "inner.json").write_bytes(outside.read_bytes())
+    os.symlink("inner.json", bundle_copy / "history.json")  # a link that stays inside is fine
+    assert Bundle.open(bundle_copy).info().intact
+
+
+def test_keras_model_is_loaded_in_safe_mode(bundle_copy):
+    """A model.keras carrying a Lambda (arbitrary Python in the archive) is refused, hash or not."""
+    from edgecls._tf import keras
+    from edgecls.bundle import sha256
+
+    k = keras()
+    inp = k.Input((16, 16, 3))
+    model = k.Model(inp, k.layers.Lambda(lambda x: x * 2)(inp))
+    model.save(bundle_copy / "model.keras")
+    _tamper(bundle_copy, lambda m: m["artifacts"][0].update(sha256=sha256(bundle_copy / "model.keras"),
+                                                            bytes=(bundle_copy / "model.keras").stat().st_size))
+    with pytest.raises(EdgeclsError, match=r"model\.keras: cannot load Keras model .*(safe|unsafe)"):
+        Bundle.open(bundle_copy).load_keras()
+
+
+def test_info_is_a_scriptable_integrity_check(bundle_copy):
+    """A byte appended to a recorded file: exit 1, naming it; --json carries the verdict per file."""
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+
+    r = CliRunner().invoke(app, ["info", str(bundle_copy), "--json"])
+    assert r.exit_code == 0, r.output
+    integrity = json.loads(r.stdout)["integrity"]
+    assert integrity["intact"] and {f["file"] for f in integrity["files"]} >= {"model.keras", "history.json"}
+    with open(bundle_copy / "history.json", "ab") as f:
+        f.write(b"\n")
+    r = CliRunner().invoke(app, ["info", str(bundle_copy), "--json"])
+    assert r.exit_code == 1
+    verdicts = {f["file"]: f for f in json.loads(r.stdout)["integrity"]["files"]}
+    assert not verdicts["history.json"]["ok"] and "does not match" in verdicts["history.json"]["problem"]
+    assert verdicts["model.keras"]["ok"]
+    r = CliRunner().invoke(app, ["info", str(bundle_copy)])
+    assert r.exit_code == 1
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "history.json" in lines[0]
+    assert "model.keras" not in lines[0]

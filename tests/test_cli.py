@@ -92,6 +92,23 @@ def test_skip_bad_reports_count(tmp_path):
     assert "skipped 1 unreadable file(s)" in r.stderr
 
 
+def test_bomb_image_in_a_training_folder(tmp_path):
+    """A decompression bomb is a bad image like the others: refused by name, or skipped with --skip-bad."""
+    from .conftest import write_png_bomb
+
+    make_folder(tmp_path / "d", per_class=10)
+    write_png_bomb(tmp_path / "d" / "cat" / "bomb.png")
+    args = ["train", "--data", tmp_path / "d", "--arch", "tiny", "--epochs", "1", "--image-size", "12"]
+    line = _one_line_error(run(*args, "--out", tmp_path / "a"))
+    assert "bomb.png" in line and "pixel" in line and "--skip-bad" in line
+    assert not (tmp_path / "a").exists()
+    r = run(*args, "--skip-bad", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    assert "skipped 1 unreadable file(s)" in r.stderr
+    skipped = json.loads((tmp_path / "b" / "manifest.json").read_text())["dataset"]["skipped"]
+    assert len(skipped) == 1 and "bomb.png" in skipped[0]
+
+
 def test_info_missing_bundle(tmp_path):
     assert "no such bundle folder" in _one_line_error(run("info", tmp_path / "x"))
 

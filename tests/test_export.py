@@ -1,5 +1,6 @@
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,18 +266,91 @@ def test_vendor_tools_accept_the_files_as_they_are(exported_bundle, precision):
     assert r.returncode == 0 and "Inference (median)" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
 
 
-def test_artifact_failing_its_check_is_removed(exported_copy, monkeypatch):
+def _state(folder: Path, files) -> dict:
+    return {f: (folder / f).read_bytes() for f in files}
+
+
+def test_failed_reexport_keeps_the_good_artifact(exported_copy, monkeypatch):
+    """The new file is written to a staging name and checked there: one that fails never replaces the old."""
     import edgecls.export as exp
 
-    def nan_check(bundle, fmt, precision, written, sample, classes):
+    def nan_check(root, fmt, precision, written, sample, classes):
+        raise exp.CheckFailed(f"{written.file}: output has NaN or infinite values")
+
+    before = Bundle.open(exported_copy).entry("model.onnx")
+    old = _state(exported_copy, ["model.onnx", "openvino/model.xml", "openvino/model.bin"])
+    monkeypatch.setattr(exp, "_check", nan_check)
+    result = export(exported_copy, ExportConfig(formats=["onnx", "openvino"]))
+    assert [f["error"] for f in result.failures] == ["model.onnx: output has NaN or infinite values",
+                                                     "openvino/model.xml: output has NaN or infinite values"]
+    assert _state(exported_copy, old) == old  # byte for byte the files the bundle had
+    b = Bundle.open(exported_copy)
+    assert b.entry("model.onnx") == before and b.info().intact
+    assert not [p.name for p in exported_copy.iterdir() if p.name.startswith(".stage-")]  # nothing left behind
+
+
+def test_artifact_failing_its_check_on_first_export_is_not_written(trained_bundle, tmp_path, monkeypatch):
+    import shutil
+
+    import edgecls.export as exp
+
+    dest = tmp_path / "b"
+    shutil.copytree(trained_bundle, dest)
+
+    def nan_check(root, fmt, precision, written, sample, classes):
         raise exp.CheckFailed(f"{written.file}: output has NaN or infinite values")
 
     monkeypatch.setattr(exp, "_check", nan_check)
-    result = export(exported_copy, ExportConfig(formats=["onnx"]))
+    result = export(dest, ExportConfig(formats=["onnx"]))
     assert [f["error"] for f in result.failures] == ["model.onnx: output has NaN or infinite values"]
-    assert not (exported_copy / "model.onnx").exists()
-    files = [a["file"] for a in Bundle.open(exported_copy).manifest["artifacts"]]
-    assert "model.onnx" not in files and "model.tflite" in files  # the others are untouched
+    assert not (dest / "model.onnx").exists()
+    assert "model.onnx" not in [a["file"] for a in Bundle.open(dest).manifest["artifacts"]]
+
+
+class _Killed(BaseException):
+    """Stands for kill -9 in the middle of a commit (no cleanup of ours runs after a real one)."""
+
+
+def test_openvino_pair_swaps_as_a_unit(exported_copy, monkeypatch):
+    """A crash between the renames of the .xml and the .bin leaves no mismatched pair: the next run sees
+    the old pair or the new one, each matching the manifest."""
+    import os
+
+    from edgecls.export.base import ExportContext
+
+    files = ["openvino/model.xml", "openvino/model.bin"]
+    old = _state(exported_copy, files)
+    load_keras, metadata = Bundle.load_keras, ExportContext.metadata
+
+    def retrained(self):  # a different model, so both files of the new pair differ from the old
+        model = load_keras(self)
+        model.set_weights([w * 1.01 for w in model.get_weights()])
+        return model
+
+    monkeypatch.setattr(Bundle, "load_keras", retrained)
+    monkeypatch.setattr(ExportContext, "metadata", lambda self, p: metadata(self, p) | {"edgecls.run": "2"})
+    real, moved = os.replace, []
+
+    def replace(src, dst, *a, **k):
+        if Path(dst).parent.name == "openvino" and Path(dst).parent.parent == exported_copy:
+            if moved:
+                raise _Killed()
+            moved.append(dst)
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        export(exported_copy, ExportConfig(formats=["openvino"], reference_size=8))
+    monkeypatch.setattr(os, "replace", real)
+    assert moved  # the kill came between the two files of the pair
+    b = Bundle.open(exported_copy)  # finishes the interrupted commit
+    info = b.info()
+    assert info.intact, info.problems
+    new = _state(exported_copy, files)
+    assert all(new[f] != old[f] for f in files)  # the commit point had passed: the new pair, whole
+    assert [e["sha256"] for e in [b.entry("openvino/model.xml"), *b.entry("openvino/model.xml")["parts"]]] == [
+        sha256(exported_copy / f) for f in files]
+    assert not [p.name for p in exported_copy.iterdir() if p.name.startswith((".stage-", ".commit"))]
 
 
 @pytest.mark.parametrize("fmt,file", [("onnx", "model.int8.onnx"), ("tflite", "model.int8.tflite"),

@@ -87,3 +87,42 @@ def test_unsupported_format(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(path, "TIFF")
     with pytest.raises(BadImage, match=r"a\.tiff: TIFF images are not supported"):
         load_image(path, (4, 4))
+
+
+def test_decompression_bomb_is_a_bad_image(tmp_path):
+    """A 40,000 x 40,000 1-bit PNG (a few hundred KB on disk): refused by name from its header, no traceback,
+    no gigabytes decoded."""
+    import resource
+
+    from .conftest import write_png_bomb
+
+    bomb = write_png_bomb(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 1 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BadImage, match=r"bomb\.png: .*(pixel limit|over the limit)"):
+        load_image(bomb, (16, 16), 3)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KB: nothing decoded
+
+
+def test_pixel_limit_is_stated_and_configurable(tmp_path, monkeypatch):
+    from edgecls.errors import EdgeclsError
+    from edgecls.images import MAX_PIXELS, MAX_PIXELS_ENV
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((100, 80), np.uint8)).save(path)
+    assert MAX_PIXELS == 40_000_000 and load_image(path, (8, 8), 1).shape == (8, 8, 1)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "7999")
+    with pytest.raises(BadImage, match=r"big\.png: 80 x 100 pixels is over the limit of 7,999 pixels"):
+        load_image(path, (8, 8), 1)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(EdgeclsError, match=MAX_PIXELS_ENV):
+        load_image(path, (8, 8), 1)
+
+
+@pytest.mark.parametrize("cut", [60, 200])
+def test_truncated_image_is_a_bad_image(tmp_path, cut):
+    path = tmp_path / "t.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(BadImage, match=r"t\.png: "):
+        load_image(path, (8, 8), 3)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import reference
-from ..bundle import Bundle, atomic_write, file_entry
+from ..bundle import Bundle, file_entry
 from ..errors import CheckFailed
 from ..names import Format, Precision
 from ..quiet import silenced
@@ -40,13 +40,14 @@ class ExportResult:
         return not self.failures and not self.gate_failures
 
 
-def _check(bundle: Bundle, fmt: Format, precision: Precision, written: Written, sample: np.ndarray,
+def _check(root: Path, fmt: Format, precision: Precision, written: Written, sample: np.ndarray,
            classes: int) -> dict:
-    """Load the file with its real runtime and run a few held-out images through it."""
+    """Load the file (under `root`, its staging folder) with its real runtime and run a few held-out
+    images through it."""
     from .. import runtimes
 
     runner = runtimes.create(fmt)
-    runner.load(bundle.path / written.file)
+    runner.load(root / written.file)
     probs = runner.predict(sample)
     if probs.shape != (len(sample), classes):
         raise CheckFailed(f"{written.file}: output shape {probs.shape}, expected {(len(sample), classes)}")
@@ -56,7 +57,7 @@ def _check(bundle: Bundle, fmt: Format, precision: Precision, written: Written, 
         raise CheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
     check = {"images": len(sample), "runtime": runner.name.value, "device": runner.device_ran}
     if precision == Precision.int8:  # calibration that had no effect must not pass as int8
-        check["quantized_ops"] = quantized = format_module(fmt).quantized_ops(bundle.path / written.file)
+        check["quantized_ops"] = quantized = format_module(fmt).quantized_ops(root / written.file)
         if quantized == 0:
             raise CheckFailed(f"{written.file}: no quantized operation in the int8 file (the quantizer fell back "
                               "to float: calibration had no effect)")
@@ -64,22 +65,15 @@ def _check(bundle: Bundle, fmt: Format, precision: Precision, written: Written, 
 
 
 
-
-def _discard(bundle: Bundle, written: Written) -> None:
-    """Delete a written file that failed its check, and any manifest entry that named that path."""
-    for rel in [written.file, *written.parts]:
-        (bundle.path / rel).unlink(missing_ok=True)
-    bundle.manifest["artifacts"] = [a for a in bundle.manifest["artifacts"] if a["file"] != written.file]
-    bundle.save()
-
-
 def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> ExportResult:
     """Write every requested format x precision into the bundle and record it in the manifest.
 
     A format that fails (a layer it cannot express, a converter error, a failed self-check) is
-    reported in `failures`; the other formats are still exported. Each file is written
-    atomically and the manifest is saved after each one, so an interruption leaves earlier
-    artifacts intact and recorded.
+    reported in `failures`; the other formats are still exported. Each artifact is written to a
+    staging folder in the bundle, checked there, and only then swapped in together with its
+    manifest entry (`Bundle.save(installs=...)`): a file that fails its check never replaces the
+    bundle's previous one, and an interruption (even kill -9) leaves every artifact either as it was
+    or as it became, recorded with its hash.
 
     Raises:
         EdgeclsError: bad options, a missing or tampered bundle (nothing is written).
@@ -90,9 +84,7 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
     sample, _ = bundle.heldout(data_dir=cfg.data_dir, limit=8)
     classes = len(bundle.labels())
     result = ExportResult()
-    labels = bundle.path / "labels.txt"
-    atomic_write(labels, "\n".join(bundle.labels()) + "\n")
-    bundle.record(file_entry(labels, bundle.path), key="files")
+    bundle.put("labels.txt", "\n".join(bundle.labels()) + "\n")
     with tempfile.TemporaryDirectory(prefix="edgecls-export-") as tmp:
         ctx = ExportContext(bundle, model, cfg, Path(tmp))
         for fmt in cfg.formats:
@@ -115,7 +107,7 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 if on_artifact:
                     on_artifact(entry, None)
         if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
-            bundle.manifest["reference"] = reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
+            reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
         if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
             from ..peak import macs_per_image
 
@@ -125,39 +117,43 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
 
 
 def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: np.ndarray, classes: int) -> dict:
-    """Write one format x precision, check it with its runtime, record it; a file that fails is removed."""
+    """Write one format x precision into a staging folder, check it with its runtime there, then swap
+    it into the bundle with its manifest entry. A file that fails stays out: the bundle keeps the
+    artifact it had."""
     bundle = ctx.bundle
     t0 = time.perf_counter()
-    written = None
     tuned = None
     module = format_module(fmt)
-    try:
-        with silenced():
-            written = module.export(ctx, precision)
-            check = _check(bundle, fmt, precision, written, sample, classes)
-            if precision == Precision.int8:  # judged as verify does; a more accurate recipe if it misses
-                tuned = accuracy.tune(ctx, fmt, written, module.accuracy_aware)
-                if tuned["recipe"] != "default":
-                    check = _check(bundle, fmt, precision, written, sample, classes)
-    except BaseException:
-        if written is not None:  # written but failed its check: no bad file stays on disk
-            _discard(bundle, written)
-        raise
-    entry = _entry(bundle, fmt, precision, written)
-    if precision == Precision.int8:
-        entry["calibration"] = ctx.calibration_record()
-        entry["int8"] = tuned
-    entry["export_seconds"] = round(time.perf_counter() - t0, 2)
-    entry["check"] = check
-    bundle.record(entry)
-    bundle.save()
+    with bundle.staging() as stage:
+        ctx.out = stage
+        try:
+            with silenced():
+                written = module.export(ctx, precision)
+                check = _check(stage, fmt, precision, written, sample, classes)
+                if precision == Precision.int8:  # judged as verify does; a more accurate recipe if it misses
+                    tuned = accuracy.tune(ctx, fmt, written, module.accuracy_aware)
+                    if tuned["recipe"] != "default":
+                        check = _check(stage, fmt, precision, written, sample, classes)
+            entry = _entry(bundle, stage, fmt, precision, written)
+            if precision == Precision.int8:
+                entry["calibration"] = ctx.calibration_record()
+                entry["int8"] = tuned
+            entry["export_seconds"] = round(time.perf_counter() - t0, 2)
+            entry["check"] = check
+            bundle.record(entry)
+            bundle.save(installs={rel: stage / rel for rel in [written.file, *written.parts]})
+            ctx.installed(stage)
+        finally:
+            ctx.out = None
+            ctx.installed(stage, kept=False)  # a failed file's path is not a source for the next format
     return entry
 
 
-def _entry(bundle: Bundle, fmt: Format, precision: Precision, written: Written) -> dict:
-    """The manifest entry of a written artifact: files, sizes, hashes, versions, size vs fp32."""
-    entry = {"format": fmt.value, "precision": precision.value, **file_entry(bundle.path / written.file, bundle.path)}
-    entry["parts"] = [file_entry(bundle.path / p, bundle.path) for p in written.parts]
+def _entry(bundle: Bundle, stage: Path, fmt: Format, precision: Precision, written: Written) -> dict:
+    """The manifest entry of a written artifact (staged under `stage`): files, sizes, hashes, versions,
+    size vs fp32."""
+    entry = {"format": fmt.value, "precision": precision.value, **file_entry(stage / written.file, stage)}
+    entry["parts"] = [file_entry(stage / p, stage) for p in written.parts]
     entry["total_bytes"] = entry["bytes"] + sum(p["bytes"] for p in entry["parts"])
     entry["versions"] = written.versions
     entry.update(written.details)

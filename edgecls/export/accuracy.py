@@ -144,9 +144,10 @@ def _latency_ms(fmt: Format, path: Path, images: np.ndarray, runs: int = 7) -> f
 
 def tune(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Candidate]]) -> dict:
     """Judge the default int8 file in the bundle; while it misses the gate, try `candidates` (a
-    format's accuracy-aware generator) until one passes or none is left, install the best in the
-    bundle, and return the manifest record (`int8` of the artifact's entry)."""
-    bundle = ctx.bundle.path
+    format's accuracy-aware generator) until one passes or none is left, put the best in the artifact's
+    staging folder (`ctx.out`; it reaches the bundle with the artifact's commit), and return the
+    manifest record (`int8` of the artifact's entry)."""
+    bundle = ctx.out
     sets = ctx.int8_images()
     selection, judging = sets.selection, sets.judging
     record = {"recipe": "default", "float_layers": [], "max_drop": ctx.cfg.max_drop,
@@ -174,12 +175,10 @@ def tune(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Candidate
                 best, best_ev = cand, ev
             if ev.outcome == Outcome.passed:
                 break
-    if best is not None:  # install the chosen candidate's files over the default ones
+    if best is not None:  # the chosen candidate's files over the default ones, in the private staging folder
         default_ms = _latency_ms(fmt, bundle / written.file, selection.images)
         for rel in [written.file, *written.parts]:
-            tmp = bundle / (rel + ".tmp-int8")
-            shutil.copyfile(best.root / rel, tmp)
-            tmp.replace(bundle / rel)
+            shutil.copyfile(best.root / rel, bundle / rel)
         final_ms = _latency_ms(fmt, bundle / written.file, selection.images)
         record.update(recipe=best.recipe, float_layers=best.float_layers)
         record["cost"] = {"bytes": _bytes(bundle, written), "default_bytes": default_bytes,

@@ -69,6 +69,7 @@ class ExportContext:
 
     def __init__(self, bundle: Bundle, model, cfg: ExportConfig, workdir: Path):
         self.bundle, self.model, self.cfg, self.workdir = bundle, model, cfg, workdir
+        self.out: Path | None = None  # where the artifact being exported is written: its staging folder
         self._calib = None
         self._int8_images = None
         self._onnx: Path | None = None
@@ -119,6 +120,12 @@ class ExportContext:
             format_module("onnx").convert_fp32(self, path)
             self._onnx = path
         return self._onnx
+
+    def installed(self, stage: Path, kept: bool = True) -> None:
+        """The files staged in `stage` are now in the bundle (`kept`), or were dropped: a path kept into
+        the stage follows them, or is forgotten."""
+        if self._onnx is not None and stage in self._onnx.parents:
+            self._onnx = self.bundle.path / self._onnx.relative_to(stage) if kept else None
 
     def has_onnx_fp32(self) -> bool:
         return self._onnx is not None and self._onnx.is_file()

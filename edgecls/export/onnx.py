@@ -85,7 +85,7 @@ def _quantize(ctx, out: Path, exclude: list[str] | None = None) -> Path:
 
 
 def export(ctx, precision):
-    path = ctx.bundle.path / FILES[precision.value]
+    path = ctx.out / FILES[precision.value]
     if precision == Precision.fp32:
         convert_fp32(ctx, path)
         ctx.wrote_onnx_fp32(path)

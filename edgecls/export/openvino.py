@@ -5,9 +5,6 @@ int8 with NNCF post-training quantization on the same calibration images."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import require
@@ -22,16 +19,12 @@ STEMS = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8"}
 def _save(ov, model, ctx, precision, compress: bool, root: Path | None = None) -> tuple[str, str]:
     for key, value in ctx.metadata(precision).items():
         model.set_rt_info(value, ["edgecls", key.split(".", 1)[1]])
-    folder = (root or ctx.bundle.path) / "openvino"
-    folder.mkdir(exist_ok=True)
+    # into the artifact's private staging folder (or a candidate's): the pair is swapped into the
+    # bundle as a unit, with its manifest entry, only after both files are on disk and checked
+    folder = (root or ctx.out) / "openvino"
+    folder.mkdir(parents=True, exist_ok=True)
     stem = STEMS[precision.value]
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
-    try:
-        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=compress)
-        os.replace(tmp / "model.bin", folder / f"{stem}.bin")
-        os.replace(tmp / "model.xml", folder / f"{stem}.xml")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    ov.save_model(model, str(folder / f"{stem}.xml"), compress_to_fp16=compress)
     return f"openvino/{stem}.xml", f"openvino/{stem}.bin"
 
 

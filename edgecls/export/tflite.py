@@ -66,7 +66,7 @@ def export(ctx, precision):
     tf = tensorflow()
     calibration = ctx.calibration() if precision == Precision.int8 else None
     conv, details = converter(ctx.model, precision, calibration)
-    _write(ctx, precision, conv.convert(), ctx.bundle.path / FILES[precision.value], details)
+    _write(ctx, precision, conv.convert(), ctx.out / FILES[precision.value], details)
     return Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
 
 
