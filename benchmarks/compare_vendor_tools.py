@@ -40,8 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecls.bench import isolated, measure_one
-from edgecls.bundle import Bundle
+from edgecls.bench.timing import isolated, measure_one
+from edgecls.core.bundle import Bundle
+from edgecls.runtimes.keras import load_bundle_model
+from edgecls.train import recorded
 
 TOLERANCE = 0.15
 
@@ -73,13 +75,13 @@ def litert_benchmark(model: Path, threads: int, runs: int) -> float:
 
 def fixed_batch_tflite(bundle: Bundle, batch: int, precision: str, dest: Path) -> Path:
     """The bundle's model as TFLite with a fixed batch (litert-benchmark cannot resize inputs)."""
-    from edgecls._tf import keras
+    from edgecls.core._tf import keras
+    from edgecls.core.names import Precision
     from edgecls.export import ExportConfig, ExportContext
     from edgecls.export.tflite import converter
-    from edgecls.names import Precision
 
     k = keras()
-    model = bundle.load_keras()
+    model = load_bundle_model(bundle)
     inp = k.Input(bundle.input_shape(), batch_size=batch)
     fixed = k.Model(inp, model(inp))
     ctx = ExportContext(bundle, fixed, ExportConfig(calib_size=300), dest.parent)
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.batches, args.rounds, args.seconds = "1", 1, 0.2
     bundle = Bundle.open(args.bundle)
-    x, _ = bundle.heldout()
+    x, _ = recorded.heldout(bundle)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

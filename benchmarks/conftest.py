@@ -30,7 +30,7 @@ def target(ok: bool, what: str) -> None:
 
 def smoke_train_config(**kw):
     """The training configuration of a benchmark; in smoke mode the tiny model on synthetic data."""
-    from edgecls.train import TrainConfig
+    from edgecls.train.fit import TrainConfig
 
     if SMOKE:
         kw = kw | {"data": "synthetic", "arch": "tiny", "epochs": min(kw.get("epochs") or 2, 2), "batch_size": 32}
@@ -41,7 +41,7 @@ def smoke_train_config(**kw):
 def digits_run(tmp_path_factory) -> dict:
     """`edgecls train` defaults (digits, small) and `export --int8`, timed (wall clock, one run)."""
     from edgecls.export import ExportConfig, export
-    from edgecls.train import train
+    from edgecls.train.fit import train
 
     out = tmp_path_factory.mktemp("bench") / "digits-small"
     t0 = time.perf_counter()
@@ -56,7 +56,7 @@ def digits_run(tmp_path_factory) -> dict:
 
 
 def fashion_available() -> bool:
-    from edgecls.data import FASHION_DEFAULT_DIR, FASHION_ENV
+    from edgecls.train.data import FASHION_DEFAULT_DIR, FASHION_ENV
 
     root = Path(os.environ.get(FASHION_ENV) or FASHION_DEFAULT_DIR)
     return (root / "train-images-idx3-ubyte.gz").exists() or (root / "train-images-idx3-ubyte").exists()

@@ -30,8 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def prepare(data: str, arch: str, out: Path, epochs: int | None) -> Path:
     """Train, export float + int8, verify: the bundle every run decides on."""
     from edgecls.export import ExportConfig, export
-    from edgecls.train import TrainConfig, train
-    from edgecls.verify import verify
+    from edgecls.train.fit import TrainConfig, train
+    from edgecls.verify.parity import verify
 
     train(TrainConfig(data=data, arch=arch, out=out, epochs=epochs))
     export(out, ExportConfig(int8=True))
@@ -40,8 +40,8 @@ def prepare(data: str, arch: str, out: Path, epochs: int | None) -> Path:
 
 
 def one_run(bundle: Path, cfg_kw: dict) -> dict:
-    from edgecls.bench import BenchConfig, bench
-    from edgecls.decide import Constraints
+    from edgecls.bench.decide import Constraints
+    from edgecls.bench.measure import BenchConfig, bench
 
     t0 = time.perf_counter()
     r = bench(bundle, BenchConfig(constraints=Constraints(accept_inconclusive=cfg_kw.pop("accept", False)),
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--smoke", action="store_true", help="tiny data, 2 quick runs (CI: the script still runs)")
     args = ap.parse_args(argv)
-    from edgecls.cpu import detect
+    from edgecls.bench.hardware import detect
     from edgecls.pipeline import PipelineConfig
 
     bench_cfg = PipelineConfig().bench  # the pipeline's own settings: what a user gets from `edgecls pipeline`

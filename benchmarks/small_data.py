@@ -51,7 +51,7 @@ CASES = [
 
 def _source(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 N x H x W grayscale images, labels, class names) of the source at its native size."""
-    from edgecls import data as D
+    from edgecls.train import data as D
 
     d = D.digits(image_size=8) if name == "digits" else D.fashion_mnist(image_size=28)
     return d.array[..., 0], d.labels, [c.replace("/", "-") for c in d.classes]
@@ -80,7 +80,7 @@ def reference_baseline(root: Path, seed: int = 0) -> float:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from edgecls.data import folder
+    from edgecls.train.data import folder
 
     d = folder(root, image_size=64)
     x = d.images(np.arange(len(d))).reshape(len(d), -1).astype(np.float32)
@@ -90,7 +90,7 @@ def reference_baseline(root: Path, seed: int = 0) -> float:
 
 
 def run_case(case: Case, seed: int, work: Path, **train_kw) -> dict:
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     root = write_folder(case, work / f"{case.name}-{seed}" / "images", seed=seed)
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ def tiny_bundle(work: Path) -> tuple[Path, Path]:
     from PIL import Image
 
     from edgecls.export import ExportConfig, export
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     rng = np.random.default_rng(0)
     root = work / "photos"

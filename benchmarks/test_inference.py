@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from edgecls import runtimes
-from edgecls.bench import gc_off
-from edgecls.bundle import Bundle
+from edgecls.bench.timing import gc_off
+from edgecls.core.bundle import Bundle
+from edgecls.train import recorded
 
 from .conftest import SMOKE
 
@@ -24,7 +25,7 @@ FILES = {("keras", "fp32"): "model.keras", ("onnx", "fp32"): "model.onnx", ("onn
 @pytest.mark.parametrize("runtime,precision", list(FILES))
 def test_inference(benchmark, digits_run, runtime, precision, batch):
     b = Bundle.open(digits_run["bundle"])
-    x, _ = b.heldout()
+    x, _ = recorded.heldout(b)
     runner = runtimes.create(runtime)
     runner.load(b.checked(FILES[(runtime, precision)]))
     images = np.resize(x, (batch, *x.shape[1:]))

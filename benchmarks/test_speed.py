@@ -1,7 +1,7 @@
 """Training and export speed as pytest-benchmark suites (one round each: they take seconds)."""
 
 from edgecls.export import ExportConfig, export
-from edgecls.train import train
+from edgecls.train.fit import train
 
 from .conftest import SMOKE, smoke_train_config
 

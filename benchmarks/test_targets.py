@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from edgecls import runtimes
-from edgecls.bench import BenchConfig, bench, gc_off, isolated, timed_runs
-from edgecls.bundle import Bundle
+from edgecls.bench.measure import BenchConfig, bench
+from edgecls.bench.timing import gc_off, isolated, timed_runs
+from edgecls.core.bundle import Bundle
+from edgecls.train import recorded
 
 from .conftest import SMOKE, needs_fashion, smoke_train_config, target
 
@@ -34,10 +36,10 @@ def test_export_all_formats_time_and_sizes(digits_run):
 
 def test_training_throughput_vs_bare_fit(digits_run):
     """edgecls's training pipeline vs a bare `model.fit` on in-memory arrays, same model and data, one run."""
-    from edgecls import data as D
-    from edgecls._tf import keras
-    from edgecls.models import build
-    from edgecls.train import TrainHooks, train
+    from edgecls.core._tf import keras
+    from edgecls.train import data as D
+    from edgecls.train.fit import TrainHooks, train
+    from edgecls.train.models import build
 
     k = keras()
     d = D.load("synthetic" if SMOKE else "digits")
@@ -82,7 +84,7 @@ def test_bench_targets(digits_run):
     # harness overhead: edgecls's timing loop vs a bare loop of the same bound onnxruntime call, interleaved
     # in short rounds in one fresh process, so this machine's drift hits both alike
     b = Bundle.open(digits_run["bundle"])
-    x, _ = b.heldout()
+    x, _ = recorded.heldout(b)
     npy = digits_run["bundle"].parent / "x1.npy"
     np.save(npy, x[:1])
     spec = {"runtime": "onnx", "path": str(b.path / "model.onnx"), "threads": None, "images": str(npy),
@@ -101,7 +103,7 @@ def test_bench_targets(digits_run):
 
 
 def overhead_probe(spec: dict) -> list[tuple[float, float, float, float]]:
-    """Per round, in ms: the p50 of `edgecls.bench.timed_runs` over `calls` calls; the bare call's p50 estimate
+    """Per round, in ms: the p50 of `edgecls.bench.timing.timed_runs` over `calls` calls; the bare call's p50 estimate
     (the median over blocks of 20 untimed calls of their mean: a block with a stall does not count, as in a
     p50); then the two means (timed calls; all untimed calls). The order alternates between rounds; garbage
     collection is off in both, as in `timed_runs`."""
@@ -138,7 +140,7 @@ def overhead_probe(spec: dict) -> list[tuple[float, float, float, float]]:
 @needs_fashion
 @pytest.mark.parametrize("epochs", [10])
 def test_fashion_mnist_accuracy_and_time(tmp_path, epochs):
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     t0 = time.perf_counter()
     r = train(TrainConfig(data="fashion-mnist", epochs=epochs, patience=3, out=tmp_path / "fashion-small"))

@@ -6,11 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench import BenchConfig, BenchResult, bench
+from .bench.measure import BenchConfig, BenchResult, bench
 from .export import ExportConfig, ExportResult, export
-from .report import write_report
-from .train import TrainConfig, TrainHooks, TrainResult, train
-from .verify import VerifyResult, verify
+from .report.document import write_report
+from .train.fit import TrainConfig, TrainHooks, TrainResult, train
+from .verify.parity import VerifyResult, verify
 
 
 @dataclass
@@ -23,7 +23,7 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Every stage's options, before any work (a bad bench option must not wait for training)."""
-        from .errors import EdgeclsError
+        from .core.errors import EdgeclsError
 
         self.train.validate()
         self.export.validate()

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 @pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory) -> Path:
     """A bundle of `tiny` trained on `synthetic` (a few seconds). Tests must copy it before changing it."""
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     out = tmp_path_factory.mktemp("bundles") / "synthetic-tiny"
     train(TrainConfig(data="synthetic", arch="tiny", epochs=6, batch_size=32, lr=3e-3, out=out))

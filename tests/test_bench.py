@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecls.bench import BenchConfig, bench, from_csv, stats, to_csv
-from edgecls.bundle import Bundle
+from edgecls.bench.measure import BenchConfig, bench, from_csv, to_csv
+from edgecls.bench.timing import stats
 from edgecls.cli import app
-from edgecls.errors import EdgeclsError
+from edgecls.core.bundle import Bundle
+from edgecls.core.errors import EdgeclsError
+from edgecls.train import recorded
 
 runner = CliRunner()
 FAST = {"warmup": 1, "warmup_time": 0.0, "min_runs": 5, "min_time": 0.01, "rounds": 1}
@@ -85,7 +87,7 @@ def test_bad_options_exit_2(exported_copy, args, msg):
 def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
     """--rounds N: configuration i is measured N times, round r starting at configuration r, and its
     row's statistics are over all N measurements' timings."""
-    from edgecls import bench as bench_mod
+    from edgecls.bench import measure as bench_mod
 
     order, fake = [], {}
 
@@ -124,7 +126,7 @@ def test_rounds_for_real(exported_copy):
 
 def test_gpu_without_gpu(exported_copy):
     with pytest.raises(EdgeclsError, match="--device gpu: onnxruntime has no CUDAExecutionProvider"):
-        from edgecls.names import Device
+        from edgecls.core.names import Device
 
         bench(exported_copy, BenchConfig(runtimes=["onnx"], device=Device.gpu, **FAST))
 
@@ -135,7 +137,7 @@ def test_nothing_exported(bundle_copy):
 
 
 def _spec(bundle, tmp_path, runtime="onnx", file="model.onnx", precision="fp32", n=4):
-    x, _ = Bundle.open(bundle).heldout()
+    x, _ = recorded.heldout(Bundle.open(bundle))
     np.save(tmp_path / "x.npy", x[:n])
     return {"runtime": runtime, "path": str(bundle / file), "device": "cpu", "threads": 1,
             "images": str(tmp_path / "x.npy"), "precision": precision, **FAST}
@@ -145,7 +147,7 @@ def _spec(bundle, tmp_path, runtime="onnx", file="model.onnx", precision="fp32",
     ("onnx", "model.onnx", "fp32"), ("onnx", "model.int8.onnx", "int8"), ("tflite", "model.int8.tflite", "int8"),
     ("openvino", "openvino/model.xml", "fp32"), ("openvino", "openvino/model.int8.xml", "int8")])
 def test_the_outputs_read_while_timing_match_a_fresh_runner(exported_bundle, tmp_path, runtime, file, precision):
-    from edgecls import bench as bench_mod
+    from edgecls.bench import timing as bench_mod
 
     row = bench_mod.measure_one(_spec(exported_bundle, tmp_path, runtime, file, precision, n=3))
     assert row["outputs_checked"] and row["outputs_ok"], row
@@ -157,7 +159,7 @@ def test_a_timed_call_that_is_fast_because_it_computes_something_else_is_flagged
                                                                                   monkeypatch):
     """MLPerf's TEST01: a timed path that skips the work and returns wrong outputs is caught by comparing the
     outputs read while timing with a freshly loaded runner's predictions for the same images."""
-    from edgecls import bench as bench_mod
+    from edgecls.bench import timing as bench_mod
     from edgecls.runtimes import TimedCall
     from edgecls.runtimes.onnx import OnnxRunner
 
@@ -179,7 +181,7 @@ def test_a_timed_call_that_is_fast_because_it_computes_something_else_is_flagged
 
 
 def test_the_output_check_in_numbers():
-    from edgecls.bench import check_outputs
+    from edgecls.bench.timing import check_outputs
 
     ref = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
     ok = check_outputs([ref + 1e-5, ref], ref, "fp32")
@@ -192,7 +194,7 @@ def test_the_output_check_in_numbers():
 def test_garbage_collection_is_off_inside_the_timed_span_and_restored():
     import gc
 
-    from edgecls.bench import timed_runs, warm_up
+    from edgecls.bench.timing import timed_runs, warm_up
 
     seen = []
 
@@ -218,7 +220,7 @@ def test_garbage_collection_is_off_inside_the_timed_span_and_restored():
 def test_warm_up_runs_until_the_per_call_time_settles():
     import time
 
-    from edgecls.bench import WARMUP_BLOCK, warm_up
+    from edgecls.bench.timing import WARMUP_BLOCK, warm_up
 
     durations = iter([0.02] * 5 + [0.01] * 5 + [0.002] * 1000)  # slow first calls, then steady
 
@@ -248,7 +250,7 @@ def test_timed_runs_time_the_call_itself():
     """A call of known duration (2 ms): the loop must put it between the two clock readings."""
     import time
 
-    from edgecls.bench import timed_runs
+    from edgecls.bench.timing import timed_runs
 
     times, own = timed_runs(lambda: time.sleep(0.002), min_runs=15, min_time=0)
     assert len(times) == 15 and own == []

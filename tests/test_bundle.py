@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from edgecls.bundle import Bundle, _exchange, staged_bundle
-from edgecls.errors import EdgeclsError
-from edgecls.manifest import SCHEMA, describe
+from edgecls.core.bundle import Bundle, _exchange, staged_bundle
+from edgecls.core.errors import EdgeclsError
+from edgecls.core.manifest import SCHEMA, describe
+from edgecls.runtimes.keras import load_bundle_model
+from edgecls.train import recorded
 
 
 def test_docs_carry_the_schema_field_by_field():
     doc = (Path(__file__).parent.parent / "docs" / "bundle.md").read_text()
-    assert describe() in doc, "docs/bundle.md is out of date: paste edgecls.manifest.describe() into it"
+    assert describe() in doc, "docs/bundle.md is out of date: paste edgecls.core.manifest.describe() into it"
     assert "| `training.plan.total_steps` | integer |" in describe()
     assert "| `artifacts[].sha256` | string | yes |" in describe()
 
@@ -43,8 +45,8 @@ def test_schema_2_bundles_are_still_read(bundle_copy):
 
 
 def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
-    import edgecls.train as T
-    from edgecls.verify import agreement_images
+    import edgecls.train.fit as T
+    from edgecls.verify.parity import agreement_images
 
     monkeypatch.setattr(T, "INLINE_IDS", 100)  # synthetic has 240 images
     r = T.train(T.TrainConfig(data="synthetic", arch="tiny", epochs=1, out=tmp_path / "b"))
@@ -52,12 +54,12 @@ def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
     split = b.manifest["dataset"]["split"]
     assert split["ids_file"] == "split.json" and "test" not in split
     assert b.entry("split.json")["sha256"]
-    assert len(b.split_ids("test")) == 48 and len(b.heldout()[0]) == 48
+    assert len(b.split_ids("test")) == 48 and len(recorded.heldout(b)[0]) == 48
     assert len(agreement_images(b)) == len(b.split_ids("val"))  # never-trained images beside the held-out ones
     # every stage reads the ids from the file too: int8 export (its judging set), verify, --explain
-    from edgecls.explain import explain
     from edgecls.export import ExportConfig, export
-    from edgecls.verify import verify
+    from edgecls.verify.explain import explain
+    from edgecls.verify.parity import verify
 
     assert not export(r.bundle, ExportConfig(formats=["onnx", "tflite"], int8=True, calib_size=32)).failures
     v = verify(r.bundle)
@@ -67,11 +69,11 @@ def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
     assert {e.format for e in explained} == {"onnx", "tflite"} and all(e.layers and not e.note for e in explained)
     (r.bundle / "split.json").write_text('{"train": [], "val": [], "test": [0]}')
     with pytest.raises(EdgeclsError, match=r"split\.json: sha256 .* does not match"):
-        Bundle.open(r.bundle).heldout()
+        recorded.heldout(Bundle.open(r.bundle))
 
 
 def test_no_absolute_path_of_the_training_machine(tmp_path):
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     from .conftest import make_folder
 
@@ -86,7 +88,7 @@ def test_no_absolute_path_of_the_training_machine(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     for name in ("photos", "models"):
         (tmp_path / name).rename(tmp_path / "elsewhere" / name)
-    x, y = Bundle.open(tmp_path / "elsewhere" / "models" / "pets").heldout()
+    x, y = recorded.heldout(Bundle.open(tmp_path / "elsewhere" / "models" / "pets"))
     assert len(x) == len(m["dataset"]["split"]["test"])
 
 
@@ -142,7 +144,7 @@ def _tamper(bundle: Path, change) -> None:
 
 
 def _entry_for(path: Path) -> dict:
-    from edgecls.bundle import sha256
+    from edgecls.core.bundle import sha256
 
     return {"bytes": path.stat().st_size, "sha256": sha256(path)}
 
@@ -192,8 +194,8 @@ def test_a_symlink_leaving_the_bundle_is_refused(bundle_copy):
 
 def test_keras_model_is_loaded_in_safe_mode(bundle_copy):
     """A model.keras carrying a Lambda (arbitrary Python in the archive) is refused, hash or not."""
-    from edgecls._tf import keras
-    from edgecls.bundle import sha256
+    from edgecls.core._tf import keras
+    from edgecls.core.bundle import sha256
 
     k = keras()
     inp = k.Input((16, 16, 3))
@@ -202,7 +204,7 @@ def test_keras_model_is_loaded_in_safe_mode(bundle_copy):
     _tamper(bundle_copy, lambda m: m["artifacts"][0].update(sha256=sha256(bundle_copy / "model.keras"),
                                                             bytes=(bundle_copy / "model.keras").stat().st_size))
     with pytest.raises(EdgeclsError, match=r"model\.keras: cannot load Keras model .*(safe|unsafe)"):
-        Bundle.open(bundle_copy).load_keras()
+        load_bundle_model(Bundle.open(bundle_copy))
 
 
 def test_info_is_a_scriptable_integrity_check(bundle_copy):

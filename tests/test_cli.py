@@ -208,7 +208,7 @@ def test_bench_recommends_and_exits_1_when_nothing_qualifies(exported_copy):
     assert json.loads(r.stdout)["decision"]["found"]  # stdout is the JSON alone; the decision went to stderr
     r = run("bench", exported_copy, *fast, "--max-size", "1")
     assert r.exit_code == 1 and "nothing to ship" in r.stdout and "ruled out by --max-size" in r.stdout
-    from edgecls.bundle import Bundle
+    from edgecls.core.bundle import Bundle
 
     m = Bundle.open(exported_copy).manifest
     assert m["decision"]["found"] is False and m["decision"]["ruled_out_by"] == "--max-size"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from edgecls.cpu import cgroup_quota, usable_cores
+from edgecls.bench.hardware import cgroup_quota, usable_cores
 
 CPUINFO = "".join(f"processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {cpu // 2}\n\n" for cpu in range(4))
 
@@ -14,14 +14,14 @@ CPUINFO = "".join(f"processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {cpu // 2
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
 def test_the_core_count_follows_the_affinity_mask():
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from edgecls.cpu import usable_cores, physical_cores; u = usable_cores(); "
+            "from edgecls.bench.hardware import usable_cores, physical_cores; u = usable_cores(); "
             "print(u['cores'], u['affinity_cpus'], physical_cores())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["1", "1", "1"]
 
 
 def test_hyper_threads_in_the_mask_count_once_and_the_quota_caps(monkeypatch):
-    import edgecls.cpu as cpu
+    import edgecls.bench.hardware as cpu
 
     # CPUs 0,1 share core 0 and 2,3 share core 1
     monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)

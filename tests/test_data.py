@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from edgecls import data as D
-from edgecls.errors import EdgeclsError
+from edgecls.core.errors import EdgeclsError
+from edgecls.train import data as D
 
 from .conftest import make_folder
 

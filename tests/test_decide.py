@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
-from edgecls.decide import Constraints, decide
-from edgecls.errors import EdgeclsError
+from edgecls.bench.decide import Constraints, decide
+from edgecls.core.errors import EdgeclsError
 
 BUNDLE = "b" * 32
 

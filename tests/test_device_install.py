@@ -17,7 +17,7 @@ from .conftest import make_folder
 @pytest.fixture(scope="module")
 def device_bundle(tmp_path_factory):
     from edgecls.export import ExportConfig, export
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     work = tmp_path_factory.mktemp("device")
     root = make_folder(work / "photos", per_class=12, size=(16, 16))

@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecls import distribute as dist
-from edgecls.bundle import Bundle
 from edgecls.cli import app
-from edgecls.errors import EdgeclsError
-from edgecls.plan import make_plan
+from edgecls.core.bundle import Bundle
+from edgecls.core.errors import EdgeclsError
+from edgecls.runtimes.keras import load_bundle_model
+from edgecls.train import distribute as dist
+from edgecls.train import recorded
+from edgecls.train.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +87,7 @@ def test_cli_bad_tf_config_writes_nothing(tmp_path, monkeypatch):
 def test_mirrored_loop_matches_fit(tmp_path):
     """The distributed loop (one replica here) reaches the accuracy of model.fit, records the placement,
     and writes a bundle that loads and evaluates like any other."""
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     kw = {"data": "synthetic", "arch": "tiny", "epochs": 6, "batch_size": 32}
     one = train(TrainConfig(**kw, out=tmp_path / "fit"))
@@ -98,13 +100,13 @@ def test_mirrored_loop_matches_fit(tmp_path):
     assert loop.history[-1]["loss"] < loop.history[0]["loss"]
     a, b = one.manifest["metrics"]["test"]["accuracy"], m["metrics"]["test"]["accuracy"]
     assert b >= 0.85 and abs(a - b) <= 0.1, (a, b)
-    x, y = Bundle.open(loop.bundle).heldout()
-    probs = np.asarray(Bundle.open(loop.bundle).load_keras()(x.astype("float32")))
+    x, y = recorded.heldout(Bundle.open(loop.bundle))
+    probs = np.asarray(load_bundle_model(Bundle.open(loop.bundle))(x.astype("float32")))
     assert float((probs.argmax(1) == y).mean()) == pytest.approx(b)
 
 
 def test_disk_cache_is_keyed_and_replayed(tmp_path):
-    from edgecls import data as D
+    from edgecls.train import data as D
 
     from .conftest import make_folder
 
@@ -134,13 +136,13 @@ def test_concurrent_cache_writers_never_share_a_file(tmp_path):
     import subprocess
     import sys
 
-    from edgecls import data as D
+    from edgecls.train import data as D
 
     data = D.synthetic(n=8)
     idx = np.arange(8)
     cache = tmp_path / "cache"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, numpy as np; from pathlib import Path; from edgecls import data as D\n"
+        "import sys, numpy as np; from pathlib import Path; from edgecls.train import data as D\n"
         f"p = D.cache_file({str(cache)!r}, D.synthetic(n=8), np.arange(8), None)\n"
         "Path(f'{p}.lockfile').write_text('writing'); print(p, flush=True); sys.stdin.read()")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -152,14 +154,14 @@ def test_concurrent_cache_writers_never_share_a_file(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    import edgecls.data
+    import edgecls.train.data
 
-    edgecls.data._CACHE_LOCKS.clear()  # as a fresh run: nothing claimed yet
+    edgecls.train.data._CACHE_LOCKS.clear()  # as a fresh run: nothing claimed yet
     assert D.cache_file(cache, data, idx, None) == first and not Path(f"{first}.lockfile").exists()  # killed: stale
 
 
 def test_validation_cache_is_per_worker(tmp_path):
-    from edgecls import data as D
+    from edgecls.train import data as D
 
     data = D.synthetic(n=8)
     a = D.cache_file(tmp_path, data, np.arange(8), None, (False, 0, "chief/0"))
@@ -169,15 +171,15 @@ def test_validation_cache_is_per_worker(tmp_path):
 
 def test_out_of_memory_under_a_strategy_is_reported_as_such(tmp_path, monkeypatch):
     """An OOM under `mirrored` is not 'another worker stopped answering', and not bad usage: exit 3."""
-    import edgecls.loop
-    from edgecls._tf import tensorflow
+    import edgecls.train.loop
+    from edgecls.core._tf import tensorflow
 
     tf = tensorflow()
 
     def oom(*a, **k):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,64,64,32]")
 
-    monkeypatch.setattr(edgecls.loop, "fit", oom)
+    monkeypatch.setattr(edgecls.train.loop, "fit", oom)
     r = CliRunner().invoke(app, ["train", "--data", "synthetic", "--arch", "tiny", "--epochs", "1",
                                  "--strategy", "mirrored", "--out", str(tmp_path / "b")])
     assert r.exit_code == 3, r.output
@@ -196,7 +198,7 @@ def test_private_tensorflow_api_moved_is_a_clear_error(monkeypatch):
     """A TensorFlow release that moves the coordination-service API: one error naming the version."""
     import sys
 
-    from edgecls._tf import tensorflow
+    from edgecls.core._tf import tensorflow
 
     tf = tensorflow()
     port = _free_ports(1)[0]
@@ -248,8 +250,8 @@ def _error_lines(err: str) -> list[str]:
 @pytest.mark.slow
 def test_two_workers_train_one_model(tmp_path):
     from edgecls.export import ExportConfig, export
-    from edgecls.train import TrainConfig, train
-    from edgecls.verify import verify
+    from edgecls.train.fit import TrainConfig, train
+    from edgecls.verify.parity import verify
 
     ports = _free_ports(2)
     procs = [_worker(tmp_path / f"w{i}", ports, i, epochs=6) for i in range(2)]
@@ -297,7 +299,7 @@ def test_a_chief_that_cannot_bind_its_port(tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_training_stops_the_others(tmp_path):
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     previous = train(TrainConfig(data="synthetic", arch="tiny", epochs=1, out=tmp_path / "w0" / "b"))
     before = (previous.bundle / "manifest.json").read_bytes()

@@ -7,10 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecls import runtimes
-from edgecls.bundle import Bundle, sha256
 from edgecls.cli import app
-from edgecls.errors import EdgeclsError
+from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.errors import EdgeclsError
 from edgecls.export import FORMATS, ExportConfig, export, format_module
+from edgecls.train import recorded
 
 CASES = [(f, p) for f in FORMATS for p in format_module(f).PRECISIONS]
 
@@ -30,7 +31,7 @@ def test_artifact_written_recorded_and_runs(exported_bundle, fmt, precision):
     if precision == "int8":
         assert a["calibration"]["images"] == 64
     b = Bundle.open(exported_bundle)
-    x, y = b.heldout()
+    x, y = recorded.heldout(b)
     runner = runtimes.create(fmt)
     runner.load(b.checked(a["file"]))
     for n in (1, 5):  # dynamic batch
@@ -179,7 +180,7 @@ def test_calibration_is_what_the_converters_received_and_is_recorded(bundle_copy
         assert set(cal["ids"]) <= set(split["train"]) and not set(cal["ids"]) & set(split["test"] + split["val"])
         for _, images in seen:
             assert hashlib.sha256(np.ascontiguousarray(images)).hexdigest() == cal["sha256"]
-    _, x, _ = b.select("train")
+    _, x, _ = recorded.select(b, "train")
     by_id = dict(zip(split["train"], x))
     np.testing.assert_array_equal(np.stack([by_id[i] for i in cal["ids"]]), seen[0][1])
 
@@ -320,14 +321,16 @@ def test_openvino_pair_swaps_as_a_unit(exported_copy, monkeypatch):
 
     files = ["openvino/model.xml", "openvino/model.bin"]
     old = _state(exported_copy, files)
-    load_keras, metadata = Bundle.load_keras, ExportContext.metadata
+    import edgecls.export as export_pkg
 
-    def retrained(self):  # a different model, so both files of the new pair differ from the old
-        model = load_keras(self)
+    load_model, metadata = export_pkg.load_bundle_model, ExportContext.metadata
+
+    def retrained(bundle):  # a different model, so both files of the new pair differ from the old
+        model = load_model(bundle)
         model.set_weights([w * 1.01 for w in model.get_weights()])
         return model
 
-    monkeypatch.setattr(Bundle, "load_keras", retrained)
+    monkeypatch.setattr(export_pkg, "load_bundle_model", retrained)
     monkeypatch.setattr(ExportContext, "metadata", lambda self, p: metadata(self, p) | {"edgecls.run": "2"})
     real, moved = os.replace, []
 

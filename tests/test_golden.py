@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecls import golden as golden_mod
-from edgecls.bundle import Bundle, sha256
 from edgecls.cli import app
-from edgecls.errors import EdgeclsError
-from edgecls.golden import INT8_FLOOR, write_golden
-from edgecls.images import load_image
-from edgecls.runtime import Classifier
+from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.errors import EdgeclsError
+from edgecls.core.images import load_image
+from edgecls.runtimes.classifier import Classifier
+from edgecls.verify import golden as golden_mod
+from edgecls.verify.golden import INT8_FLOOR, write_golden
 
 from .conftest import make_folder
 
@@ -114,7 +114,7 @@ def test_golden_is_all_or_nothing(exported_copy, monkeypatch):
 def test_golden_copies_a_folder_datasets_original_files(tmp_path):
     """For an image folder, the golden image is the user's file, byte for byte; the tensor is its decode."""
     from edgecls.export import ExportConfig, export
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     root = make_folder(tmp_path / "data", per_class=10, size=(20, 14), fmt="JPEG")
     bundle = tmp_path / "bundle"

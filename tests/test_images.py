@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.images import BadImage, load_image
+from edgecls.core.images import BadImage, load_image
 
 
 @pytest.mark.parametrize("fmt,ext", [("PNG", "png"), ("JPEG", "jpg"), ("BMP", "bmp"), ("GIF", "gif"),
@@ -105,8 +105,8 @@ def test_decompression_bomb_is_a_bad_image(tmp_path):
 
 
 def test_pixel_limit_is_stated_and_configurable(tmp_path, monkeypatch):
-    from edgecls.errors import EdgeclsError
-    from edgecls.images import MAX_PIXELS, MAX_PIXELS_ENV
+    from edgecls.core.errors import EdgeclsError
+    from edgecls.core.images import MAX_PIXELS, MAX_PIXELS_ENV
 
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((100, 80), np.uint8)).save(path)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecls.bundle import Bundle, file_entry
 from edgecls.cli import app
-from edgecls.explain import FLOOR_DB, LayerError, flag
+from edgecls.core.bundle import Bundle, file_entry
 from edgecls.export import ExportConfig, export
 from edgecls.export.accuracy import grow
+from edgecls.runtimes.keras import load_bundle_model
+from edgecls.verify.explain import FLOOR_DB, LayerError, flag
 
 runner = CliRunner()
 
@@ -23,7 +24,7 @@ def with_outlier(path, factor: float = 1000.0) -> None:
     commute with a positive scale). Per-tensor int8 then spends its whole range on that channel and
     rounds the other 15 to nothing: the default recipe of every format misses the gate."""
     b = Bundle.open(path)
-    m = b.load_keras()
+    m = load_bundle_model(b)
     conv, dense = m.get_layer("conv"), m.get_layer("dense")
     k, bias = conv.get_weights()
     k[..., 0] *= factor
@@ -143,8 +144,8 @@ def test_verify_explain_without_int8_is_exit_2(bundle_copy):
 
 def test_explain_says_when_tensorflow_is_missing(exported_copy, monkeypatch):
     from edgecls import runtimes
-    from edgecls.explain import explain
-    from edgecls.names import Runtime
+    from edgecls.core.names import Runtime
+    from edgecls.verify.explain import explain
 
     monkeypatch.setattr(runtimes.runner_class(Runtime.keras), "installed", classmethod(lambda cls: False))
     (e,) = explain(exported_copy, "tflite")

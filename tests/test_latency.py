@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgecls.latency import MIN_RUNS, binom_cdf, interval, quantile_interval, ranks, too_few
+from edgecls.bench.latency import MIN_RUNS, binom_cdf, interval, quantile_interval, ranks, too_few
 
 
 def test_binomial_cdf_against_the_sum_of_terms():

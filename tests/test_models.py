@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgecls.errors import EdgeclsError
-from edgecls.models import ARCHITECTURES, build
+from edgecls.core.errors import EdgeclsError
+from edgecls.train.models import ARCHITECTURES, build
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

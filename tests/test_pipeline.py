@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from edgecls.bundle import Bundle, sha256
 from edgecls.cli import app
+from edgecls.core.bundle import Bundle, sha256
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_pipeline_end_to_end(tmp_path):
 
 
 def test_report_of_a_bundle_never_exported_says_what_is_missing(bundle_copy):
-    from edgecls.report import write_report
+    from edgecls.report.document import write_report
 
     html = write_report(bundle_copy).read_text()
     assert "Not exported yet" in html and "Pixel baseline" in html

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from edgecls.quiet import native_output
+from edgecls.core.quiet import native_output
 
 CHATTER = ("All log messages before absl::InitializeLog", "oneDNN custom operations", "XNNPACK delegate")
 

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from edgecls import runtimes
-from edgecls.bench import BenchConfig, bench
-from edgecls.bundle import Bundle, sha256
+from edgecls.bench.measure import BenchConfig, bench
 from edgecls.cli import app
-from edgecls.errors import EdgeclsError
-from edgecls.reference import load
-from edgecls.verify import verify
+from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.errors import EdgeclsError
+from edgecls.export.reference import load
+from edgecls.runtimes.keras import load_bundle_model
+from edgecls.train import recorded
+from edgecls.verify.parity import verify
 
 
 def test_export_stores_reference_data(exported_bundle):
@@ -20,9 +22,9 @@ def test_export_stores_reference_data(exported_bundle):
     assert section["images"] == len(ref.images) == len(b.manifest["dataset"]["split"]["test"])  # 48 < 256
     assert ref.images.dtype == np.uint8 and ref.images.shape[1:] == b.input_shape()
     assert section["sha256"] == sha256(exported_bundle / "reference.npz")
-    keras = b.load_keras()
+    keras = load_bundle_model(b)
     np.testing.assert_allclose(ref.keras_probabilities, np.asarray(keras(ref.images.astype("float32"))), atol=1e-5)
-    x, y = b.heldout()
+    x, y = recorded.heldout(b)
     by_id = dict(zip(b.manifest["dataset"]["split"]["test"], zip(x, y)))
     for i, im, label in zip(section["ids"], ref.images, ref.labels):
         np.testing.assert_array_equal(by_id[i][0], im)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.report import write_report
+from edgecls.report.document import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,11 +25,11 @@ def _chromium(tmp_path, *args) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def report(exported_copy):
-    from edgecls.bench import BenchConfig, bench
-    from edgecls.verify import verify
+    from edgecls.bench.measure import BenchConfig, bench
+    from edgecls.verify.parity import verify
 
     verify(exported_copy)
-    from edgecls.decide import Constraints
+    from edgecls.bench.decide import Constraints
 
     bench(exported_copy, BenchConfig(batches=[1], min_runs=5, min_time=0.01, warmup=1, rounds=1,
                                      runtimes=["onnx", "tflite"], constraints=Constraints(accept_inconclusive=True)))

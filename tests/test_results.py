@@ -9,16 +9,16 @@ import sys
 
 from typer.testing import CliRunner
 
-from edgecls import results
-from edgecls.bundle import Bundle
+from edgecls.bench.decide import Constraints, decide
 from edgecls.cli import app
-from edgecls.decide import Constraints, decide
+from edgecls.core import results
+from edgecls.core.bundle import Bundle
 
 runner = CliRunner()
 
 
 def test_reexport_makes_old_rows_stale_and_the_decision_ignores_them(exported_copy):
-    from edgecls.bench import BenchConfig, bench
+    from edgecls.bench.measure import BenchConfig, bench
     from edgecls.export import ExportConfig, export
 
     assert runner.invoke(app, ["verify", str(exported_copy), "--runtime", "onnx"]).exit_code == 0
@@ -42,7 +42,7 @@ def test_reexport_makes_old_rows_stale_and_the_decision_ignores_them(exported_co
     r = runner.invoke(app, ["verify", str(exported_copy), "--runtime", "tflite"])
     assert "not re-verified here, and ignored: onnx int8 (model.int8.onnx): stale" in r.stdout
     # golden takes the int8 tolerance only from a row of these bytes
-    from edgecls.golden import _int8_tolerance
+    from edgecls.verify.golden import _int8_tolerance
 
     art = next(a for a in m["artifacts"] if a["file"] == "model.int8.onnx")
     import numpy as np
@@ -76,8 +76,8 @@ def test_concurrent_verify_runs_keep_both(exported_copy):
 
 def test_a_retrain_during_verify_is_not_merged_into_the_new_bundle(exported_copy, monkeypatch):
     """The bundle is replaced (trained again) while verify runs: its results belong to the old model."""
-    from edgecls.train import TrainConfig, train
-    from edgecls.verify import verify
+    from edgecls.train.fit import TrainConfig, train
+    from edgecls.verify.parity import verify
 
     swapped = []
 
@@ -94,7 +94,7 @@ def test_a_retrain_during_verify_is_not_merged_into_the_new_bundle(exported_copy
 
 
 def test_read_only_bundle_prints_results_then_one_error(exported_copy, monkeypatch):
-    import edgecls.bundle as bundle_mod
+    import edgecls.core.bundle as bundle_mod
 
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.bundle import Bundle
-from edgecls.errors import EdgeclsError
-from edgecls.runtime import Classifier
+from edgecls.core.bundle import Bundle
+from edgecls.core.errors import EdgeclsError
+from edgecls.runtimes.classifier import Classifier
+from edgecls.train import recorded
 
 
 def _save_heldout(bundle, folder, n=4):
-    x, y = Bundle.open(bundle).heldout(limit=n)
+    x, y = recorded.heldout(Bundle.open(bundle), limit=n)
     paths = []
     for i, im in enumerate(x):
         p = folder / f"img{i}.png"

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from edgecls import runtimes
-from edgecls.bundle import Bundle
-from edgecls.errors import EdgeclsError, MissingDependency
-from edgecls.names import Device
+from edgecls.core.bundle import Bundle
+from edgecls.core.errors import EdgeclsError, MissingDependency
+from edgecls.core.names import Device
+from edgecls.train import recorded
 
 FILES = {"keras": "model.keras", "onnx": "model.onnx", "tflite": "model.int8.tflite",
          "openvino": "openvino/model.xml"}
@@ -15,7 +16,7 @@ FILES = {"keras": "model.keras", "onnx": "model.onnx", "tflite": "model.int8.tfl
 @pytest.mark.parametrize("name", list(runtimes.RUNTIMES))
 def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
     b = Bundle.open(exported_bundle)
-    x, _ = b.heldout()
+    x, _ = recorded.heldout(b)
     runner = runtimes.create(name)
     # TensorFlow fixes its thread pools when it starts (already, in this test process): see below
     runner.load(b.checked(FILES[name]), threads=None if name == "keras" else 1)
@@ -32,7 +33,7 @@ def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
 def test_bound_call_computes_what_predict_does(exported_bundle, name, file):
     """bench times `timed_call(...).run`: it must run the model on the bound images, every time."""
     b = Bundle.open(exported_bundle)
-    x, _ = b.heldout()
+    x, _ = recorded.heldout(b)
     runner = runtimes.create(name)
     runner.load(b.checked(file), threads=None if name == "keras" else 1)
     outputs = []

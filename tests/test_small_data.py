@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from edgecls import data as D
-from edgecls.baseline import Baseline, pixel_baseline, verdict
-from edgecls.bundle import Bundle
-from edgecls.plan import MIN_EPOCHS, MIN_STEPS, MIN_VAL, PATIENCE_STEPS, SMALL_DATA, make_plan
-from edgecls.train import TrainConfig, _recalibrate_bn, train
+from edgecls.core.bundle import Bundle
+from edgecls.train import data as D
+from edgecls.train.baseline import Baseline, pixel_baseline, verdict
+from edgecls.train.fit import TrainConfig, _recalibrate_bn, train
+from edgecls.train.plan import MIN_EPOCHS, MIN_STEPS, MIN_VAL, PATIENCE_STEPS, SMALL_DATA, make_plan
 
 from .conftest import make_folder
 
@@ -42,8 +42,8 @@ def test_given_options_are_never_rewritten():
 
 def test_recalibrated_batchnorm_matches_the_training_images(tmp_path):
     """After re-estimation, the first BN layer's moving mean is the mean of its inputs on the training images."""
-    from edgecls._tf import keras
-    from edgecls.models import build
+    from edgecls.core._tf import keras
+    from edgecls.train.models import build
 
     k = keras()
     data = D.synthetic(n=96)
@@ -106,15 +106,15 @@ def test_small_folder_is_cached_large_one_streams():
 
 
 def test_downsample_stem_only_for_large_inputs():
-    from edgecls.models import build
+    from edgecls.train.models import build
 
     assert "downsample" in [layer.name for layer in build("small", (64, 64, 3), 2).layers]
     assert "downsample" not in [layer.name for layer in build("small", (32, 32, 1), 2).layers]
 
 
 def test_schedule_warms_up_then_decays_in_optimiser_steps():
-    from edgecls._tf import keras
-    from edgecls.train import _schedule
+    from edgecls.core._tf import keras
+    from edgecls.train.fit import _schedule
 
     plan = make_plan(144, 16)  # 9 steps an epoch, 1,008 steps, 50 of warm-up
     lr = _schedule(keras(), TrainConfig(lr=3e-3), plan)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgecls.stats import Outcome, judge_drop, judge_rate, paired_difference, wilson
+from edgecls.core.stats import Outcome, judge_drop, judge_rate, paired_difference, wilson
 
 RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2)  # each discordant cell: lost, gained
 
@@ -83,10 +83,10 @@ def test_three_outcomes_and_how_many_images_would_decide():
 
 
 def test_docs_worked_examples_equal_the_code():
-    """docs/verify.md's worked examples are the code's own output (edgecls.gates.worked_examples)."""
+    """docs/verify.md's worked examples are the code's own output (edgecls.core.gates.worked_examples)."""
     from pathlib import Path
 
-    from edgecls.gates import worked_examples
+    from edgecls.core.gates import worked_examples
 
     doc = (Path(__file__).parent.parent / "docs" / "verify.md").read_text()
     assert worked_examples() in doc

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.bundle import Bundle
-from edgecls.errors import EdgeclsError
+from edgecls.core.bundle import Bundle
+from edgecls.core.errors import EdgeclsError
 from edgecls.export.tflite_metadata import read_standard, with_metadata
 from edgecls.runtimes.tflite import read_metadata
+from edgecls.train import recorded
 
 TFLITE = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
 
@@ -66,11 +67,11 @@ def test_mediapipe_image_classifier_runs_every_tflite(exported_bundle, tmp_path)
     from mediapipe.tasks import python as mp_tasks
     from mediapipe.tasks.python import vision
 
-    from edgecls.runtime import Classifier
+    from edgecls.runtimes.classifier import Classifier
 
     b = Bundle.open(exported_bundle)
     labels = b.labels()
-    x, _ = b.heldout()
+    x, _ = recorded.heldout(b)
     files = []
     for i, img in enumerate(x):  # PNG files at the model's size: both sides decode the same pixels
         files.append(tmp_path / f"{i}.png")

@@ -3,9 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from edgecls.bundle import Bundle, sha256
-from edgecls.errors import EdgeclsError
-from edgecls.train import TrainConfig, TrainHooks, train
+from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.errors import EdgeclsError
+from edgecls.runtimes.keras import load_bundle_model
+from edgecls.train import recorded
+from edgecls.train.fit import TrainConfig, TrainHooks, train
 
 
 def test_bundle_contents(trained_bundle):
@@ -37,8 +39,8 @@ def test_bundle_folder_has_normal_permissions(trained_bundle):
 
 def test_heldout_is_what_was_evaluated(trained_bundle):
     b = Bundle.open(trained_bundle)
-    x, y = b.heldout()
-    model = b.load_keras()
+    x, y = recorded.heldout(b)
+    model = load_bundle_model(b)
     acc = float((np.asarray(model(x.astype("float32"))).argmax(1) == y).mean())
     assert acc == pytest.approx(b.manifest["metrics"]["test"]["accuracy"])
 
@@ -66,7 +68,7 @@ def test_ctrl_c_after_an_epoch_keeps_best_weights(tmp_path):
     assert r.interrupted and len(r.history) == 2
     m = Bundle.open(r.bundle).manifest
     assert m["training"]["interrupted"] and m["metrics"]["test"]["images"] == 48
-    Bundle.open(r.bundle).load_keras()
+    load_bundle_model(Bundle.open(r.bundle))
 
 
 def test_ctrl_c_in_first_epoch_leaves_previous_bundle(tmp_path):
@@ -95,7 +97,7 @@ def test_tampered_model_is_refused(bundle_copy):
     with open(bundle_copy / "model.keras", "ab") as f:
         f.write(b"x")
     with pytest.raises(EdgeclsError, match=r"model\.keras: sha256 .* does not match"):
-        Bundle.open(bundle_copy).load_keras()
+        load_bundle_model(Bundle.open(bundle_copy))
 
 
 def test_bundle_open_errors(tmp_path):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecls.bundle import Bundle, sha256
 from edgecls.cli import app
-from edgecls.errors import EdgeclsError
-from edgecls.gates import gates, judge
-from edgecls.names import Precision
-from edgecls.stats import Outcome
-from edgecls.verify import verify
+from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.errors import EdgeclsError
+from edgecls.core.gates import gates, judge
+from edgecls.core.names import Precision
+from edgecls.core.stats import Outcome
+from edgecls.verify.parity import verify
 
 runner = CliRunner()
 
@@ -196,7 +196,7 @@ def test_one_flipped_answer_on_a_small_generated_folder_is_inconclusive(tmp_path
     """The small-folder false failure: one changed answer among ~40 held-out images is not evidence either way."""
     from edgecls.export import ExportConfig, export
     from edgecls.runtimes.onnx import OnnxRunner
-    from edgecls.train import TrainConfig, train
+    from edgecls.train.fit import TrainConfig, train
 
     from .conftest import make_folder
 
@@ -225,7 +225,7 @@ def test_one_flipped_answer_on_a_small_generated_folder_is_inconclusive(tmp_path
     strict = runner.invoke(app, ["verify", str(tmp_path / "b"), "--runtime", "onnx", "--strict"])
     assert strict.exit_code == 1 and "error: model.int8.onnx (onnx) inconclusive" in strict.stderr
     # the decision does not ship it, and says why
-    from edgecls.decide import Constraints, decide
+    from edgecls.bench.decide import Constraints, decide
 
     m = Bundle.open(tmp_path / "b").manifest
     m["bench"] = {"rows": [{"file": a["file"], "runtime": "onnx", "device": "cpu", "batch": 1, "p50_ms": p,

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import typer
 
-from . import build, check, device, ship
+from . import bundle as device
+from . import pipeline as ship
+from . import train as build
+from . import verify as check
 
 app = typer.Typer(
     help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "

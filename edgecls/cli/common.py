@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import EdgeclsError
-from ..models import ARCHITECTURES
-from ..render import render_note
+from ..core.errors import EdgeclsError
+from ..report.console import render_note
+from ..train.models import ARCHITECTURES
 
 Arch = enum.Enum("Arch", {n: n for n in ARCHITECTURES}, type=str)
 DEFAULT_BUNDLE = Path("models/digits-small")
@@ -72,7 +72,7 @@ AcceptInconclusive = Annotated[bool, typer.Option(
 
 def _finish_with_decision(decision, verified: bool) -> None:
     """Render the recommendation; exit 1 when nothing qualifies (after verify: otherwise say what to run)."""
-    from ..render import render_decision
+    from ..report.console import render_decision
 
     if not verified:
         render_note("recommendation: none yet: parity is unknown (run 'edgecls verify', then bench again)")

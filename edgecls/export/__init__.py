@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import reference
-from ..bundle import Bundle, file_entry
-from ..errors import CheckFailed
-from ..names import Format, Precision
-from ..quiet import silenced
-from . import accuracy
+from ..core.bundle import Bundle, file_entry
+from ..core.errors import CheckFailed
+from ..core.names import Format, Precision
+from ..core.quiet import silenced
+from ..runtimes.keras import load_bundle_model
+from ..train import recorded
+from . import accuracy, reference
 from .base import FORMATS, ExportConfig, ExportContext, Written, format_module
 
 __all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "Written", "export", "format_module"]
@@ -80,8 +81,8 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
     """
     cfg.validate()
     bundle = Bundle.open(bundle_path)
-    model = bundle.load_keras()
-    sample, _ = bundle.heldout(data_dir=cfg.data_dir, limit=8)
+    model = load_bundle_model(bundle)
+    sample, _ = recorded.heldout(bundle, data_dir=cfg.data_dir, limit=8)
     classes = len(bundle.labels())
     result = ExportResult()
     bundle.put("labels.txt", "\n".join(bundle.labels()) + "\n")
@@ -109,7 +110,7 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
         if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
             reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
         if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
-            from ..peak import macs_per_image
+            from .macs import macs_per_image
 
             bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(ctx.onnx_fp32())
     bundle.save()

@@ -3,7 +3,7 @@
 Export never touches the held-out split, and never judges a file on the images it was chosen on.
 The images it may use (the validation split, and the training images calibration did not take)
 are split in two: the **selection set** (those training images) chooses the recipe — each
-candidate is judged there with verify's int8 gate (`edgecls.gates`), the first that passes is
+candidate is judged there with verify's int8 gate (`edgecls.core.gates`), the first that passes is
 kept, else the best — and the **judging set** (the validation images) judges the kept file once,
 for the record. `edgecls verify` judges again on held-out + validation images; the selection set
 is never among them. When the default file misses the gate on the selection set, the format
@@ -25,10 +25,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..gates import Evidence, gates, judge
-from ..names import Format, Precision
+from ..core.gates import Evidence, gates, judge
+from ..core.names import Format, Precision
+from ..core.stats import Outcome
 from ..runtimes.keras import probabilities
-from ..stats import Outcome
+from ..train import recorded
 
 MAX_SET_IMAGES = 5000  # each set: keeps each attempt within seconds; a stratified sample beyond
 RANKING_IMAGES = 64  # images the per-layer tools rank layers on (taken from the selection set)
@@ -49,11 +50,10 @@ class ImageSet:
     def judge(self, fmt: Format, path: Path) -> Evidence:
         """`path` run by its runtime on every image, judged against Keras under verify's int8 gate."""
         from .. import runtimes
-        from ..verify import predict_all
 
         runner = runtimes.create(fmt)
         runner.load(path)
-        return judge(gates(self.max_drop)[Precision.int8], predict_all(runner, self.images), self.keras, self.labels)
+        return judge(gates(self.max_drop)[Precision.int8], runner.predict_all(self.images), self.keras, self.labels)
 
     def ranking(self) -> np.ndarray:
         """A few images for the per-layer tools (evenly spread over the set)."""
@@ -74,7 +74,8 @@ def _image_set(ctx, part: str, seen: set) -> ImageSet:
         return ImageSet(np.zeros((0, *bundle.input_shape()), np.uint8), np.zeros(0, np.int64),
                         np.zeros((0, len(bundle.labels()))), ctx.cfg.max_drop)
     seed = bundle.manifest["dataset"]["split"]["seed"]
-    ids, x, y = bundle.select(part, data_dir=ctx.cfg.data_dir, exclude=seen, limit=min(n, MAX_SET_IMAGES), seed=seed)
+    ids, x, y = recorded.select(bundle, part, data_dir=ctx.cfg.data_dir, exclude=seen, limit=min(n, MAX_SET_IMAGES),
+                                seed=seed)
     return ImageSet(x, y, probabilities(ctx.model, x).astype(np.float64), ctx.cfg.max_drop, list(ids))
 
 

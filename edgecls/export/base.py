@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import Bundle
-from ..errors import EdgeclsError
-from ..names import Format, Precision, parse
-from ..reference import DEFAULT_IMAGES, MAX_IMAGES
+from ..core.bundle import Bundle
+from ..core.errors import EdgeclsError
+from ..core.names import Format, Precision, parse
+from ..train import recorded
+from .reference import DEFAULT_IMAGES, MAX_IMAGES
 
 #: format -> module of this package (imported on use)
 FORMATS: dict[Format, str] = {Format.onnx: "onnx", Format.tflite: "tflite", Format.openvino: "openvino"}
@@ -36,7 +37,7 @@ class ExportConfig:
     fp16: bool = False
     calib_size: int = 300  # calibration images, stratified from the training split
     data_dir: str | None = None  # where the dataset lives now, if it moved
-    reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.reference)
+    reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.export.reference)
     max_drop: float = 1.0  # int8 gate at export (accuracy points), judged as verify does (export/accuracy.py)
 
     def validate(self) -> None:
@@ -86,7 +87,7 @@ class ExportContext:
             seed = self.bundle.manifest["dataset"]["split"]["seed"]
             n_train = len(self.bundle.split_ids("train"))
             limit = min(self.cfg.calib_size, max(1, n_train // 2))
-            self._calib_ids, self._calib, _ = self.bundle.select("train", limit=limit, seed=seed,
+            self._calib_ids, self._calib, _ = recorded.select(self.bundle, "train", limit=limit, seed=seed,
                                                                  data_dir=self.cfg.data_dir)
         return self._calib
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import atomic_target
-from ..errors import require
-from ..names import Precision
+from ..core.bundle import atomic_target
+from ..core.errors import require
+from ..core.names import Precision
 from .base import Written
 
 OPSET = 17
@@ -34,7 +34,7 @@ def _save(model, ctx, precision, path: Path) -> None:
 
 
 def convert_fp32(ctx, path: Path):
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     tf = tensorflow()
     tf2onnx = require("tf2onnx", "train")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import require
-from ..names import Precision
+from ..core.errors import require
+from ..core.names import Precision
 from .accuracy import Candidate
 from .base import Written
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import atomic_write
-from ..errors import CheckFailed
-from ..names import Precision
+from ..core.bundle import atomic_write
+from ..core.errors import CheckFailed
+from ..core.names import Precision
 from .base import Written
 from .tflite_metadata import input_quantization, with_metadata
 
@@ -27,7 +27,7 @@ def converter(model, precision: Precision, calibration: np.ndarray | None = None
     """TensorFlow's TFLiteConverter for `model` set up for `precision` (the one int8 recipe: full
     integer, uint8 in and out, representative data = `calibration` in batches of `batch`), and
     what it does, for the manifest."""
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     tf = tensorflow()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -61,7 +61,7 @@ def _write(ctx, precision: Precision, flatbuffer: bytes, path, details: dict) ->
 
 
 def export(ctx, precision):
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     tf = tensorflow()
     calibration = ctx.calibration() if precision == Precision.int8 else None
@@ -86,7 +86,7 @@ def samples(images: np.ndarray):
 def debugger(model, calibration: np.ndarray, images: np.ndarray, denylist: list[str] | None = None):
     """TensorFlow's QuantizationDebugger over a fresh int8 converter of the Keras `model` (calibrated on
     `calibration`), its per-layer statistics measured on `images`; ``run()`` already called."""
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     tf = tensorflow()
     conv, _ = converter(model, Precision.int8, calibration)  # the debugger changes it: never reused
@@ -101,7 +101,7 @@ def direct(dbg, images: np.ndarray, metrics: dict):
     """A second debugger over `dbg`'s debug model *content* with `metrics(float, quant, scale, zero_point)`
     computed per op output (the converter path reuses intermediate buffers and misreads them);
     ``run()`` already called."""
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     tf = tensorflow()
     out = tf.lite.experimental.QuantizationDebugger(
@@ -143,7 +143,7 @@ _PASSTHROUGH = {"MAX_POOL_2D", "RESHAPE", "SQUEEZE", "TRANSPOSE", "EXPAND_DIMS"}
 
 def _readers(flatbuffer: bytes) -> dict[str, list[tuple[str, list[str]]]]:
     """tensor name -> (op type, output tensor names) of each op that reads it (an int8 model's graph)."""
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     interp = tensorflow().lite.Interpreter(model_content=flatbuffer)
     names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
@@ -176,7 +176,7 @@ def selective(dbg, denylist: list[str]) -> bytes:
     scale 1.0 and zero point 0 (raw pixels, as MediaPipe feeds them)."""
     from tensorflow.lite.python import convert as tfl_convert  # what the converter calls internally
 
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
 
     tf = tensorflow()
     flat = tfl_convert.mlir_quantize(dbg.calibrated_model, input_data_type=tf.uint8, output_data_type=tf.uint8,
@@ -191,7 +191,7 @@ def accuracy_aware(ctx, selection, workdir):
     """Candidates leaving in float the op outputs with the worst local error on selection images
     (NumericVerify rmse/scale, the TF guide's measure), each with the ops that read them (else they
     would be re-quantized with the same range), 1, 2, 4, ... of them."""
-    from .._tf import tensorflow
+    from ..core._tf import tensorflow
     from .accuracy import Candidate, grow
 
     tf = tensorflow()

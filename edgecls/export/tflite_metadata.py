@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError, require
+from ..core.errors import EdgeclsError, require
 
 METADATA_NAME = "TFLITE_METADATA"  # the Model.metadata entry MediaPipe and the Task Library look for
 METADATA_IDENTIFIER = b"M001"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError
-from ..names import Device, Precision, Runtime
+from ..core.errors import EdgeclsError
+from ..core.names import Device, Precision, Runtime
 from . import Runner, TimedCall, as_float, check_threads
 
 
@@ -24,7 +24,7 @@ class KerasRunner(Runner):
 
     @classmethod
     def import_package(cls):
-        from .._tf import tensorflow
+        from ..core._tf import tensorflow
 
         return tensorflow()  # quietly: its C++ start-up lines are filtered
 
@@ -83,7 +83,7 @@ class KerasRunner(Runner):
 
 def load_model(path: Path):
     """Load a .keras file (safe mode, not compiled); EdgeclsError naming the file if it cannot be."""
-    from .._tf import keras
+    from ..core._tf import keras
 
     try:
         return keras().models.load_model(path, compile=False, safe_mode=True)
@@ -95,3 +95,8 @@ def probabilities(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """A loaded Keras model's float32 probabilities for raw uint8 images, `batch` at a time."""
     return np.concatenate([np.asarray(model(images[i:i + batch].astype(np.float32), training=False))
                            for i in range(0, len(images), batch)]).astype(np.float32)
+
+
+def load_bundle_model(bundle):
+    """A bundle's model.keras, after its sha256 check, loaded in Keras' safe mode."""
+    return load_model(bundle.checked("model.keras"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError
-from ..names import Device, Precision, Runtime
+from ..core.errors import EdgeclsError
+from ..core.names import Device, Precision, Runtime
 from . import Runner, TimedCall, as_float, check_threads
 
 COMPUTE = ("f32", "bf16", "f16")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeclsError
-from ..names import Device, Precision, Runtime
-from ..quiet import native_output
+from ..core.errors import EdgeclsError
+from ..core.names import Device, Precision, Runtime
+from ..core.quiet import native_output
 from . import Runner, TimedCall, check_threads
 
 

@@ -1,7 +1,7 @@
 """Golden vectors for native ports: a few held-out images, the exact tensors the model receives, and
 what every exported artifact answers, so a C++/Android/iOS app can check itself byte for byte.
 
-    >>> from edgecls.golden import write_golden
+    >>> from edgecls.verify.golden import write_golden
     >>> result = write_golden("models/digits-small")          # -> models/digits-small/golden/
     >>> result.index["outputs"][0]["probabilities"]            # [[...], ...] per image
 
@@ -14,7 +14,7 @@ The folder (written whole or not at all) holds:
     outputs/<format>-<precision>.npy   (N, classes) float32 probabilities of that artifact
     outputs/keras.npy           the Keras model's, where TensorFlow is installed
 
-Tensors are made from the written image files with `edgecls.images.load_image`, the same decode
+Tensors are made from the written image files with `edgecls.core.images.load_image`, the same decode
 as training and `Classifier.load` (docs/embedding.md states it).
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runtimes
-from .bundle import Bundle, atomic_write, ensure_writable, now, sha256, staged_bundle
-from .errors import EdgeclsError, MissingDependency
-from .images import load_image
+from .. import runtimes
+from ..core.bundle import Bundle, atomic_write, ensure_writable, now, sha256, staged_bundle
+from ..core.errors import EdgeclsError, MissingDependency
+from ..core.images import load_image
 
 GOLDEN = "golden.json"
 FORMAT_VERSION = 1
@@ -65,7 +65,7 @@ def _pick(labels: np.ndarray, count: int) -> np.ndarray:
 
 def _heldout(bundle: Bundle, count: int, data_dir: str | None):
     """(ids, uint8 images, label indices, source paths or None) of `count` held-out images."""
-    from . import data as data_mod
+    from ..train import data as data_mod
 
     ds = bundle.manifest["dataset"]
     ids = list(bundle.split_ids("test"))
@@ -130,7 +130,7 @@ def _int8_tolerance(bundle: Bundle, artifact: dict, probs: np.ndarray, keras: np
     """The int8 artifact's own distance from the float model: from `edgecls verify` when it ran (every
     held-out image) on these very bytes, else on these images (vs Keras, else vs the same format's fp32
     artifact). A verify row of other bytes (re-exported since) or without a hash is not used."""
-    from . import results
+    from ..core import results
 
     row = next((r for r in results.current(bundle.manifest, "verify")
                 if r.get("file") == artifact["file"] and r.get("max_abs_diff") is not None), None)

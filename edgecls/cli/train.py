@@ -7,24 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..distribute import Strategy
-from ..names import Format
-from ..render import (
-    TrainView,
-    err,
-    human,
-    out,
-    render_export,
-    render_metrics,
-    render_note,
-)
-from .common import (
-    DEFAULT_BUNDLE,
-    Arch,
-    _choices,
-    _emit_json,
-    handled,
-)
+from ..core.names import Format
+from ..report.console import err, human, out, render_export, render_metrics, render_note
+from ..train.distribute import Strategy
+from .common import DEFAULT_BUNDLE, Arch, _choices, _emit_json, handled
+from .progress import TrainView
 
 
 @handled
@@ -80,8 +67,8 @@ def train(
       TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}' \\
         edgecls train --strategy multiworker     # on each machine, its own task
     """
-    from ..train import TrainConfig
-    from ..train import train as run
+    from ..train.fit import TrainConfig
+    from ..train.fit import train as run
 
     cfg = TrainConfig(data=data, arch=arch.value, epochs=epochs, batch_size=batch_size, lr=lr,
                       image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
@@ -140,9 +127,9 @@ def export(
 
       edgecls export models/pets-mobile --format onnx,tflite --fp16
     """
+    from ..core.names import parse
     from ..export import ExportConfig
     from ..export import export as run
-    from ..names import parse
 
     cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
                        calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop)

@@ -1,11 +1,11 @@
 """The shipping decision: one recommended artifact under the user's constraints, with a reason for every other.
 
 Fed by the verify and bench rows in the manifest that are bound to the bytes now in the bundle
-(`edgecls.results`); rows of older or re-exported files are ignored and said so. The rule:
+(`edgecls.core.results`); rows of older or re-exported files are ignored and said so. The rule:
 
 1. **Parity shown.** Only a file whose verify outcome is `pass` qualifies (`inconclusive` too with
    `accept_inconclusive`). `--max-drop` re-judges int8 files' accuracy drop on its interval, the
-   same rule as `verify --max-drop` (`edgecls.stats.judge_drop`).
+   same rule as `verify --max-drop` (`edgecls.core.stats.judge_drop`).
 2. **Measured honestly.** A current bench row at the chosen batch size, whose timed outputs matched
    the file's own (`outputs_ok`), within `--max-size` and `--max-latency` (on the bounded
    percentile, which needs enough timed runs to exist).
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from . import results
-from .errors import EdgeclsError
-from .names import Runtime, parse
-from .stats import Outcome, judge_drop
+from ..core import results
+from ..core.errors import EdgeclsError
+from ..core.names import Runtime, parse
+from ..core.stats import Outcome, judge_drop
 
 DEFAULT_TIE_MARGIN = 5.0  # percent of the fastest p50 within which two files are tied
 

@@ -21,7 +21,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from .errors import EdgeclsError, RunFailed
+from ..core.errors import EdgeclsError, RunFailed
 
 ENV = "TF_CONFIG"
 JOBS = ("chief", "worker")  # parameter servers and evaluators are not used by these strategies
@@ -167,7 +167,7 @@ def create(kind: Strategy | str, *, worker_timeout: float = 120.0, heartbeat_tim
         EdgeclsError: a bad TF_CONFIG, a port in use, or a strategy TensorFlow cannot create.
         WorkerLost: the other workers did not come up in time.
     """
-    from ._tf import tensorflow
+    from ..core._tf import tensorflow
 
     try:
         kind = Strategy(kind)

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as data_mod
-from . import distribute
-from .baseline import pixel_baseline, verdict
-from .bundle import (
+from ..core.bundle import (
     SPLIT_FILE,
     Bundle,
     atomic_target,
@@ -23,8 +20,11 @@ from .bundle import (
     new_manifest,
     staged_bundle,
 )
-from .errors import EdgeclsError
-from .manifest import INLINE_IDS
+from ..core.errors import EdgeclsError
+from ..core.manifest import INLINE_IDS
+from . import data as data_mod
+from . import distribute
+from .baseline import pixel_baseline, verdict
 from .plan import TrainPlan, make_plan
 
 MAX_BATCH = 4096
@@ -37,8 +37,8 @@ class TrainConfig:
 
     data: str = "digits"
     arch: str = "small"
-    epochs: int | None = None  # None: enough for edgecls.plan.MIN_STEPS optimiser steps
-    batch_size: int | None = None  # None: from the training set's size (edgecls.plan.auto_batch)
+    epochs: int | None = None  # None: enough for edgecls.train.plan.MIN_STEPS optimiser steps
+    batch_size: int | None = None  # None: from the training set's size (edgecls.train.plan.auto_batch)
     lr: float = 3e-3
     image_size: int | None = None  # None: the source's default (digits 32, fashion 28, folder 64)
     val_split: float = 0.1  # of the training part, for early stopping
@@ -52,7 +52,7 @@ class TrainConfig:
     skip_bad: bool = False  # skip unreadable files in an image folder instead of refusing
     out: Path | None = None  # default models/<dataset>-<arch>
     cache: Path | None = None  # a folder for tf.data's on-disk cache of decoded images (large folders)
-    strategy: str = "default"  # default, mirrored or multiworker (edgecls.distribute)
+    strategy: str = "default"  # default, mirrored or multiworker (edgecls.train.distribute)
     worker_timeout: float = 120.0  # multiworker: seconds to wait for every worker at start-up
     heartbeat_timeout: float = 10.0  # multiworker: seconds of silence before a worker is declared lost
 
@@ -304,12 +304,12 @@ def _scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainC
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
 
-    Batch size and epochs not given are derived from the data (`edgecls.plan`); batch-norm
-    statistics are re-estimated after fitting; a pixel baseline (`edgecls.baseline`) is fitted on
+    Batch size and epochs not given are derived from the data (`edgecls.train.plan`); batch-norm
+    statistics are re-estimated after fitting; a pixel baseline (`edgecls.train.baseline`) is fitted on
     the same split and the result says when the CNN does not beat it.
 
     With ``cfg.strategy`` ``mirrored`` or ``multiworker`` the replicas train one model together
-    (`edgecls.distribute`, `edgecls.loop`); the batch size is the global one. Only the chief writes
+    (`edgecls.train.distribute`, `edgecls.train.loop`); the batch size is the global one. Only the chief writes
     the bundle; another worker returns a result with ``written`` False.
 
     Ctrl-C after at least one epoch keeps the weights so far and still writes a complete
@@ -339,7 +339,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         raise EdgeclsError(f"--batch-size {plan.batch_size}: the global batch must be a multiple of the "
                            f"{placement.replicas} replicas training together")
 
-    from ._tf import keras, tensorflow
+    from ..core._tf import keras, tensorflow
     from .models import build
 
     tf, k = tensorflow(), keras()

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import EdgeclsError
-from .names import Format, Precision, Runtime, parse
+from ..core.bundle import Bundle
+from ..core.errors import EdgeclsError
+from ..core.names import Format, Precision, Runtime, parse
+from ..runtimes.keras import load_bundle_model
+from ..train import recorded
 
 FLOOR_DB = 20.0
 JUMP_DB = 6.0
@@ -108,11 +110,11 @@ def int8_artifacts(bundle: Bundle, runtime_names=None) -> list[dict]:
 
 def sample(bundle: Bundle, n: int = DEFAULT_IMAGES, data_dir: str | None = None) -> np.ndarray:
     """`n` of the bundle's reference images (held-out), else of its held-out split."""
-    from . import reference
+    from ..export import reference
 
     if "reference" in bundle.manifest:
         return reference.load(bundle).images[:n]
-    return bundle.heldout(data_dir=data_dir, limit=n)[0]
+    return recorded.heldout(bundle, data_dir=data_dir, limit=n)[0]
 
 
 def explain(bundle_path: str | Path, runtime_names=None, *, images: int = DEFAULT_IMAGES,
@@ -150,14 +152,14 @@ def _float_file(bundle: Bundle, fmt: str) -> Path:
 
 
 def _onnx(bundle, artifact, x, tmp, e, data_dir) -> None:
-    from .errors import require
+    from ..core.errors import require
 
     require("onnxruntime", "onnx")
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .export.onnx import tensor_errors
-    from .quiet import silenced
+    from ..core.quiet import silenced
+    from ..export.onnx import tensor_errors
 
     e.tool, e.measure = "onnxruntime qdq_loss_debug (xmodel_err)", "cumulative"
     pre = tmp / "pre.onnx"
@@ -176,23 +178,23 @@ def _onnx(bundle, artifact, x, tmp, e, data_dir) -> None:
 
 
 def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
-    from . import runtimes
-    from .quiet import silenced
+    from .. import runtimes
+    from ..core.quiet import silenced
 
     e.tool, e.measure = "TensorFlow Lite QuantizationDebugger (layer_direct_compare_metrics)", "local"
     if not runtimes.runner_class(Runtime.keras).installed():
         e.note = ("TensorFlow is not installed: the TFLite per-layer table needs its QuantizationDebugger "
                   "(pip install 'edgecls[train]')")
         return
-    from ._tf import tensorflow
-    from .export.tflite import debugger, direct, layer_rows
+    from ..core._tf import tensorflow
+    from ..export.tflite import debugger, direct, layer_rows
 
     tf = tensorflow()
     record = artifact.get("calibration", {})
     ids = set(record.get("ids", []))
     train = bundle.split_ids("train")
     try:  # the same calibration images as the export (their ids are recorded)
-        _, calibration, _ = bundle.select("train", data_dir=data_dir, exclude=set(train) - ids)
+        _, calibration, _ = recorded.select(bundle, "train", data_dir=data_dir, exclude=set(train) - ids)
     except EdgeclsError as err:
         e.note = f"the calibration images are not available here ({err}); the TFLite table needs them"
         return
@@ -200,7 +202,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
     deny = t8.get("float_layers") if "TFLite" in t8.get("recipe", "") else None
     metric = {"sqnr": lambda f, q, s, z: sqnr(f, (q.astype(np.int32) - z) * s)}
     with silenced():
-        dbg = direct(debugger(bundle.load_keras(), calibration, x, deny), x, metric)
+        dbg = direct(debugger(load_bundle_model(bundle), calibration, x, deny), x, metric)
         interp = tf.lite.Interpreter(model_path=str(bundle.checked(artifact["file"])))
     shapes = {t["name"]: [int(d) for d in t["shape"][1:]] for t in interp.get_tensor_details()}
     for r in layer_rows(dbg):
@@ -209,7 +211,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
 
 
 def _openvino(bundle, artifact, x, tmp, e, data_dir) -> None:
-    from .errors import require
+    from ..core.errors import require
 
     ov = require("openvino", "openvino")
     e.tool, e.measure = "OpenVINO Model.add_outputs (FakeQuantize outputs vs float producers)", "cumulative"

@@ -87,7 +87,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
     }, required=["name", "width", "params"]),
     "training": _obj("how training ran", {
         "config": _f("object", "the options of edgecls train (paths relative to the bundle folder)"),
-        "plan": _obj("what training derived from the data's size (edgecls.plan)", {
+        "plan": _obj("what training derived from the data's size (edgecls.train.plan)", {
             "batch_size": _f("integer", "batch size"),
             "steps_per_epoch": _f("integer", "optimiser steps per epoch"),
             "epochs": _f("integer", "epochs planned"),
@@ -108,7 +108,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "warnings": _f("array", "plain-language warnings (at chance, below the pixel baseline)",
                        items={"type": "string"}),
         "versions": _f("object", "tensorflow and keras versions"),
-        "distribute": _obj("how the work was spread (edgecls.distribute; absent in older bundles)", {
+        "distribute": _obj("how the work was spread (edgecls.train.distribute; absent in older bundles)", {
             "strategy": _f("string", "default, mirrored or multiworker"),
             "replicas": _f("integer", "replicas that trained in step (all workers together)"),
             "workers": _f("integer", "machines (processes) that trained together"),
@@ -129,7 +129,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
             "confusion": _f("array", "confusion matrix, rows true, columns predicted"),
         }),
     }),
-    "baseline": _obj("the pixel baseline on the same split (edgecls.baseline)", {
+    "baseline": _obj("the pixel baseline on the same split (edgecls.train.baseline)", {
         "method": _f("string", "what was fitted"),
         "accuracy": _f("number", "held-out accuracy"),
         "chance": _f("number", "held-out share of the commonest class"),
@@ -171,7 +171,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
     "files": _f("array", "other files (history.json, labels.txt, report.md, figures)", items=_FILE),
     "verify": _obj("parity results of edgecls verify, merged per artifact x runtime x device", {
         "at": _f("string", "UTC time of the last verify"),
-        "gates": _f("object", "the gate per precision (edgecls.gates) of the last verify"),
+        "gates": _f("object", "the gate per precision (edgecls.core.gates) of the last verify"),
         "rows": _f("array", "one per artifact x runtime x device: sha256 and bundle_id of what it judged, "
                             "at, outcome (pass, inconclusive, fail), each check with its 95% interval, accuracy, "
                             "lost/gained, changed answers, |Δp| (99th percentile and max); rows whose sha256 no "
@@ -185,7 +185,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "rows": _f("array", "one per artifact x runtime x device x batch: sha256 and bundle_id of what it "
                             "measured, latency statistics, throughput, sizes; merged per row"),
     }, required=["rows"]),
-    "reference": _obj("reference data for device-side verify and bench (edgecls.reference)", {
+    "reference": _obj("reference data for device-side verify and bench (edgecls.export.reference)", {
         "file": _f("string", "reference.npz: images (uint8 NHWC), labels, keras_probabilities"),
         "images": _f("integer", "how many held-out images it holds"),
         "ids": _f("array", "which held-out images"),
@@ -193,7 +193,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "selection": _f("string", "how they were chosen"),
         "keras_accuracy": _f("number", "the Keras model's accuracy on them"),
     }),
-    "decision": _obj("the recommendation of the last bench (edgecls.decide)", {
+    "decision": _obj("the recommendation of the last bench (edgecls.bench.decide)", {
         "constraints": _f("object", "for_batch, max_latency_ms, percentile, max_size_kb, max_drop, runtimes"),
         "found": _f("boolean", "an artifact qualified"),
         "chosen": _f(["object", "null"], "the artifact to ship: runtime, precision, file, p50/tail ms, size, "

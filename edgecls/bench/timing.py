@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import latency, runtimes
-from .names import Device
+from .. import runtimes
+from ..core.names import Device
+from . import latency
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)  # the latency distribution kept per configuration
 WARMUP_MAX_S = 3.0  # warm-up stops here even if the per-call time has not settled (recorded)

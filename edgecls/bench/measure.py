@@ -18,28 +18,23 @@ from pathlib import Path
 
 import numpy as np
 
-from . import latency, reference, results, runtimes
-from .bundle import Bundle, now
-from .cpu import detect, int8_note, physical_cores, usable_cores
+from .. import runtimes
+from ..core import results
+from ..core.bundle import Bundle, now
+from ..core.errors import EdgeclsError
+from ..core.names import Device, Precision, Runtime, parse
+from ..export import reference
+from ..train import recorded
+from . import latency
 from .decide import Constraints, Decision, decide
-from .errors import EdgeclsError
-from .measure import (  # noqa: F401  (the timed loop's names, re-exported: tests and benchmarks use them here)
-    OUTPUT_TOLERANCE,
-    QUANTILES,
+from .hardware import detect, int8_note, physical_cores, usable_cores
+from .peak import probe
+from .timing import (
     TIMED_SPAN,
-    WARMUP_BLOCK,
-    check_outputs,
-    gc_off,
     isolated,
     measure_one,
-    peak_rss_mb,
     pooled,
-    stats,
-    timed_runs,
-    warm_up,
 )
-from .names import Device, Precision, Runtime, parse
-from .peak import probe
 
 MAX_BATCH = 4096
 
@@ -237,7 +232,7 @@ def inputs(bundle: Bundle, limit: int | None = None) -> tuple[np.ndarray, str]:
     """Held-out images to time (every runtime the same batch; at most `limit`), and where they came from:
     the dataset, or the bundle's reference data where the dataset is not here (a device)."""
     try:
-        x, _ = bundle.heldout(limit=limit)
+        x, _ = recorded.heldout(bundle, limit=limit)
         return x, "dataset"
     except EdgeclsError as e:
         if "reference" not in bundle.manifest:

@@ -7,10 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from .train import TrainHooks
 
 # results (tables) on stdout, progress and notes on stderr; wide when not a terminal (logs, CI)
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -28,55 +25,6 @@ def use_stderr(on: bool = True):
         yield
     finally:
         out = saved
-
-
-class TrainView(TrainHooks):
-    """Draws `train`'s progress: a bar per epoch, then the seed's one-line epoch trace."""
-
-    def __init__(self, console: Console):
-        self.console = console
-        self.first_loss = None
-        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
-
-    def start(self, info):
-        self.console.print(
-            f"[bold]{info['dataset']}[/]: {info['classes']} classes, input {info['input_shape']}, "
-            f"train {info['train']} / val {info['val']} / held-out {info['test']} images"
-            + (f", [yellow]skipped {info['skipped']} unreadable file(s)[/]" if info["skipped"] else "")
-            + f"; {info['params']:,} parameters → {info['bundle']}", soft_wrap=True)
-        p = info["plan"]
-        auto = f" [dim](from the data's size: {', '.join(p['auto']).replace('_', ' ')})[/]" if p["auto"] else ""
-        stopping = (f"early stopping after epoch {p['start_from_epoch']} (patience {p['patience']})"
-                    if p["early_stopping"] else "no early stopping (validation set too small to be evidence)")
-        self.console.print(
-            f"plan: batch {p['batch_size']}, {p['epochs']} epochs x {p['steps_per_epoch']} steps = "
-            f"{p['total_steps']:,} steps, warm-up {p['warmup_steps']} then cosine; {stopping}; "
-            f"{p['augment']} augmentation{auto}", soft_wrap=True, highlight=False)
-        d = info.get("distribute")
-        if d and d["strategy"] != "default":
-            self.console.print(distribute_line(d) + ("" if info.get("writes", True) else
-                               "; this worker does not write the bundle (the chief does)"),
-                               soft_wrap=True, highlight=False)
-        self.progress.start()
-
-    def epoch_start(self, epoch, steps):
-        self.task = self.progress.add_task("", total=steps, epoch=epoch)
-
-    def batch(self, step):
-        self.progress.update(self.task, completed=step)
-
-    def epoch_end(self, log):
-        self.progress.remove_task(self.task)
-        self.first_loss = self.first_loss or max(log.loss, 1e-9)
-        n = max(1, min(30, round(30 * log.loss / self.first_loss)))  # a bar proportional to the loss
-        self.console.print(
-            f"epoch {log.epoch:>3}/{log.epochs} [cyan]{'█' * n}{' ' * (30 - n)}[/] "
-            f"loss {log.loss:.4f} acc {log.accuracy:.4f} │ val_loss {log.val_loss:.4f} "
-            f"val_acc {log.val_accuracy:.4f} │ {log.seconds:.1f}s", highlight=False, soft_wrap=True)
-
-    def evaluating(self):
-        self.progress.stop()
 
 
 def distribute_line(d: dict) -> str:
@@ -166,7 +114,7 @@ OUTCOME = {"pass": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]", 
 
 
 def _check_sentence(check: dict) -> str:
-    from .stats import Judgement, Outcome
+    from ..core.stats import Judgement, Outcome
 
     unit = "%" if check.get("unit", "%") == "%" else " points"
     return Judgement(check["name"], check["estimate"], *check["interval"], check["limit"], Outcome(check["outcome"]),
@@ -210,7 +158,7 @@ def render_verify(result, strict: bool = False) -> None:
                       f"{changed.estimate:.2f} ({changed.low:.2f}…{changed.high:.2f}) {e.changed}/{e.images}",
                       f"{e.q99_abs_diff:.1e} / {e.max_abs_diff:.1e}", OUTCOME[r.outcome.value])
     out.print(table)
-    from .gates import summary
+    from ..core.gates import summary
 
     g = result.gates.get("int8") or {}
     out.print(f"gates: {summary(g.get('max_drop', 1.0))} (docs/verify.md)", soft_wrap=True, highlight=False)
@@ -332,13 +280,14 @@ def render_info(info) -> None:
     m = info.manifest
     ds, inp = m["dataset"], m["input"]
     out.print(f"[bold]{info.path}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
-    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {sum(ds['counts']['test'].values())} images")
+    held_out = sum(ds["counts"]["test"].values())
+    out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {held_out} images")
     out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")
     acc = m.get("metrics", {}).get("test", {}).get("accuracy")
     if acc is not None:
         base = m.get("baseline")
         out.print(f"held-out accuracy {acc:.4f}" + (f" (pixel baseline {base['accuracy']:.4f})" if base else ""))
-    from . import results
+    from ..core import results
 
     bench_rows = results.current(m, "bench")
     if bench_rows:
@@ -360,7 +309,7 @@ def render_info(info) -> None:
 
 def verified_cell(m: dict, a: dict) -> str:
     """An artifact's current verify outcomes (one per runtime x device), or why there is none."""
-    from . import results
+    from ..core import results
 
     if a["format"] == "keras":
         return "reference"

@@ -8,15 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..decide import DEFAULT_TIE_MARGIN
-from ..errors import EdgeclsError
-from ..names import Device, Format, Precision, Runtime
-from ..render import (
-    err,
-    render_bench,
-    render_explain,
-    render_verify,
-)
+from ..bench.decide import DEFAULT_TIE_MARGIN
+from ..core.errors import EdgeclsError
+from ..core.names import Device, Format, Precision, Runtime
+from ..report.console import err, render_bench, render_explain, render_verify
 from .common import (
     DEFAULT_BUNDLE,
     AcceptInconclusive,
@@ -70,18 +65,18 @@ def verify(
       edgecls verify --explain                     # and where each int8 file loses precision, layer by layer
     """
 
-    from ..verify import verify as run
+    from ..verify.parity import verify as run
 
     if explain:  # before any work: a bundle with no int8 artifact is a usage error
-        from ..bundle import Bundle
-        from ..explain import int8_artifacts
+        from ..core.bundle import Bundle
+        from ..verify.explain import int8_artifacts
 
         int8_artifacts(Bundle.open(bundle), runtime)
     result = run(bundle, runtime_names=runtime, device=device, threads=threads, max_drop=max_drop,
                  runtime_options={"compute": ov_precision}, data_dir=data_dir)
     explanations = None
     if explain:
-        from ..explain import explain as explain_layers
+        from ..verify.explain import explain as explain_layers
 
         explanations = explain_layers(bundle, runtime, data_dir=data_dir)
     if as_json:
@@ -143,11 +138,11 @@ def bench(
 
       edgecls bench --percentile p99 --min-runs 221 --max-latency 1  # p99 needs >= 662 runs (3 rounds x 221)
     """
-    from ..bench import BenchConfig, to_csv
-    from ..bench import bench as run
-    from ..bundle import Bundle, atomic_write, ensure_writable
-    from ..decide import Constraints
-    from ..render import use_stderr
+    from ..bench.decide import Constraints
+    from ..bench.measure import BenchConfig, to_csv
+    from ..bench.measure import bench as run
+    from ..core.bundle import Bundle, atomic_write, ensure_writable
+    from ..report.console import use_stderr
 
     for option, path in (("--json", json_file), ("--csv", csv_file)):
         if path is not None and str(path) != "-":

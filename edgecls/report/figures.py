@@ -79,7 +79,7 @@ def confusion(m: dict) -> bytes | None:
 
 def latency(m: dict, batch: int) -> bytes | None:
     """Latency distribution per configuration at `batch`: box p25-p75, whiskers p5-p95, p50 line, p99 dot."""
-    from . import results
+    from ..core import results
 
     rows = sorted((r for r in results.current(m, "bench") if r["batch"] == batch and r.get("quantiles_ms")),
                   key=lambda r: r["p50_ms"])
@@ -101,7 +101,7 @@ def latency(m: dict, batch: int) -> bytes | None:
 
 def tradeoff(m: dict, batch: int) -> bytes | None:
     """Accuracy vs p50 latency per artifact, the Pareto front marked, the recommendation highlighted."""
-    from . import results
+    from ..core import results
 
     verify = {r["file"]: r for r in results.current(m, "verify") if r.get("accuracy") is not None}
     points = [(r["p50_ms"], verify[r["file"]]["accuracy"], r) for r in results.current(m, "bench")

@@ -3,7 +3,7 @@
 Each artifact is run on the held-out images (labelled: accuracy and its paired drop) and the
 validation images (agreement and probability differences need no labels) — images the model
 never trained on; training images are never pooled in. Each check is judged on its 95% interval
-by `edgecls.gates`: pass (shown within the limit), fail (shown beyond it), inconclusive (too few
+by `edgecls.core.gates`: pass (shown within the limit), fail (shown beyond it), inconclusive (too few
 images to tell, with how many would decide). Each row is bound to the sha256 of the file it
 judged and merged into the manifest per artifact x runtime x device.
 """
@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference, results, runtimes
-from .bundle import Bundle, now
-from .errors import EdgeclsError
-from .gates import Evidence, check_max_drop, gates, judge
-from .names import Device, Precision, Runtime, parse
-from .stats import Outcome
+from .. import runtimes
+from ..core import results
+from ..core.bundle import Bundle, now
+from ..core.errors import EdgeclsError
+from ..core.gates import Evidence, check_max_drop, gates, judge
+from ..core.names import Device, Precision, Runtime, parse
+from ..core.stats import Outcome
+from ..export import reference
+from ..train import recorded
 
 MAX_AGREEMENT_IMAGES = 20000  # validation images beyond the held-out split: verify stays within seconds
 
@@ -90,13 +93,6 @@ class VerifyResult:
                 "save_error": self.save_error}
 
 
-def predict_all(runner, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    """`runner`'s probabilities for every image of `x`, in batches."""
-    if not len(x):
-        return np.zeros((0, 0))
-    return np.concatenate([runner.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
 def runner_for(name: Runtime | str, runtime_options: dict[str, str] | None = None) -> runtimes.Runner:
     """A runner of `name` given those of `runtime_options` that its class accepts."""
     cls = runtimes.runner_class(name)
@@ -141,7 +137,7 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
             runner = runner_for(a["format"], runtime_options)
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
-            row.evidence = judge(limits[Precision(a["precision"])], predict_all(runner, x_all), ref, y)
+            row.evidence = judge(limits[Precision(a["precision"])], runner.predict_all(x_all), ref, y)
             row.failures, row.undecided = row.evidence.failures(), row.evidence.undecided()
             row.calibration = calibration_faults(bundle, a)
             row.failures += row.calibration
@@ -191,7 +187,7 @@ def evidence_images(bundle: Bundle, data_dir: str | None, device: Device, thread
     missing = None if keras.installed() else "TensorFlow is not installed"
     if missing is None:
         try:
-            x, y = bundle.heldout(data_dir=data_dir)
+            x, y = recorded.heldout(bundle, data_dir=data_dir)
         except EdgeclsError as e:  # the folder is not here, or scikit-learn (digits) is not
             if data_dir:  # the user said where the data is: that must work
                 raise
@@ -208,7 +204,7 @@ def evidence_images(bundle: Bundle, data_dir: str | None, device: Device, thread
     del x, extra  # only the concatenation is kept: a large folder's images are not held twice
     runner = keras()
     runner.load(bundle.checked("model.keras"), device=device, threads=threads)
-    return x_all, y, predict_all(runner, x_all).astype(np.float64), "dataset"
+    return x_all, y, runner.predict_all(x_all).astype(np.float64), "dataset"
 
 
 def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
@@ -216,5 +212,5 @@ def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
     never trained on, so evidence for changed answers and |Δp| beside the held-out ones. Training
     images are not used: the model fits them with larger margins, so they flip less and would
     flatter every file."""
-    images, _ = bundle.unseen(set(), MAX_AGREEMENT_IMAGES, data_dir, parts=("val",))
+    images, _ = recorded.unseen(bundle, set(), MAX_AGREEMENT_IMAGES, data_dir, parts=("val",))
     return images

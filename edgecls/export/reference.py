@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import EdgeclsError
-from .runtimes.keras import probabilities
+from ..core.bundle import Bundle
+from ..core.errors import EdgeclsError
+from ..runtimes.keras import probabilities
+from ..train import recorded
 
 FILE = "reference.npz"
 DEFAULT_IMAGES = 400  # enough to show a 1% change rate (381 unchanged images do), a small file
@@ -46,7 +47,7 @@ def write(bundle: Bundle, model, n: int, data_dir: str | None = None) -> dict:
     and the manifest section in one commit (`Bundle.put`); return the section."""
     seed = bundle.manifest["dataset"]["split"]["seed"]
     n = size_for(n, bundle.input_shape())
-    ids, x, y = bundle.select("test", data_dir=data_dir, limit=n, seed=seed)
+    ids, x, y = recorded.select(bundle, "test", data_dir=data_dir, limit=n, seed=seed)
     probs = probabilities(model, x)
     buf = io.BytesIO()
     np.savez_compressed(buf, images=x.astype(np.uint8), labels=y.astype(np.int64), keras_probabilities=probs)

@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
-from . import __version__, results
+from .. import __version__
+from . import results
 from .errors import EdgeclsError
 from .manifest import SCHEMA, validate
 
@@ -407,7 +408,7 @@ class Bundle:
 
     Example:
         >>> b = Bundle.open("models/digits-small")
-        >>> model = b.load_keras()        # checks model.keras against its sha256
+        >>> b.checked("model.keras")       # the path, after checking it against its sha256
     """
 
     def __init__(self, path: Path, manifest: dict):
@@ -565,36 +566,11 @@ class Bundle:
 
     # -- contents ------------------------------------------------------------------------
 
-    def load_keras(self):
-        """Load model.keras (safe mode) after the sha256 check."""
-        from .runtimes.keras import load_model
-
-        return load_model(self.checked("model.keras"))
-
     def labels(self) -> list[str]:
         return list(self.manifest["labels"])
 
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["input"]["shape"][1:])
-
-    def unseen(self, seen: set, limit: int, data_dir: str | None = None, parts: tuple[str, ...] = ("val", "train")):
-        """(uint8 images, labels) of the images of `parts` (validation, training) not in `seen` (e.g. those
-        int8 calibration used), a stratified, seeded sample of at most `limit`, in the order of `parts`."""
-        import numpy as np
-
-        seed = self.manifest["dataset"]["split"]["seed"]
-        xs, ys = [], []
-        for part in parts:
-            n = sum(1 for i in self.split_ids(part) if i not in seen)
-            if limit <= 0 or n == 0:
-                continue
-            _, x, y = self.select(part, data_dir=data_dir, exclude=seen, limit=min(n, limit), seed=seed)
-            xs.append(x)
-            ys.append(y)
-            limit -= len(x)
-        if not xs:
-            return np.zeros((0, *self.input_shape()), np.uint8), np.zeros(0, np.int64)
-        return np.concatenate(xs), np.concatenate(ys)
 
     def split_ids(self, part: str) -> list:
         """The ids of one split part ("train", "val", "test"): inline in the manifest, or from its
@@ -609,35 +585,3 @@ class Bundle:
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise EdgeclsError(f"{path}: cannot read the split ids ({e})") from e
         return self._split[part]
-
-    def heldout(self, data_dir: str | None = None, limit: int | None = None):
-        """The held-out (test) images and labels recorded in the manifest, as uint8 NHWC + int64."""
-        return self.split_images("test", data_dir=data_dir, limit=limit)
-
-    def split_images(self, part: str, *, data_dir: str | None = None, limit: int | None = None,
-                     seed: int = 0):
-        """Images and labels of one recorded split part ("train", "val", "test").
-
-        `limit` takes a stratified, seeded subset (e.g. calibration images from "train").
-        """
-        _, x, y = self.select(part, data_dir=data_dir, limit=limit, seed=seed)
-        return x, y
-
-    def select(self, part: str, *, data_dir: str | None = None, limit: int | None = None, seed: int = 0,
-               exclude: set | None = None):
-        """(ids, uint8 NHWC images, labels) of a recorded split part, less the ids in `exclude`;
-        `limit` takes a stratified, seeded subset of what is left."""
-        import numpy as np
-
-        from . import data as data_mod
-
-        ds = self.manifest["dataset"]
-        ids = [i for i in self.split_ids(part) if not exclude or i not in exclude]
-        folder = ds["source"]["name"] == "folder"
-        data = data_mod.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
-                                    data_dir=data_dir, base=self.path)
-        idx = np.arange(len(ids)) if folder else np.asarray(ids, dtype=np.int64)
-        pick = np.arange(len(ids))
-        if limit is not None and limit < len(idx):
-            pick = data_mod.subset(data.labels[idx], limit, seed)
-        return [ids[i] for i in pick], data.images(idx[pick]), data.labels[idx[pick]]

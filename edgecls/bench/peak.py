@@ -1,8 +1,7 @@
-"""How close to the hardware's limit: multiply-accumulates per image, and this CPU's measured peak.
+"""How close to the hardware's limit: this CPU's measured peak.
 
-`macs_per_image` counts the model's multiply-accumulates from its ONNX graph (convolutions and
-dense layers, shapes from ONNX shape inference at batch 1). `probe` measures what onnxruntime
-reaches on a plain matrix multiply at the bench's thread count: fp32 (MatMul) and int8
+The model's multiply-accumulates per image are counted at export (`edgecls.export.macs`). `probe`
+measures what onnxruntime reaches on a plain matrix multiply at the bench's thread count: fp32 (MatMul) and int8
 (MatMulInteger, uint8 x int8), the arithmetic the models are made of. A runtime's achieved GOP/s
 (2 x MACs x images/s) next to these peaks shows whether it is near the limit or wasting it.
 """
@@ -10,38 +9,10 @@ reaches on a plain matrix multiply at the bench's thread count: fp32 (MatMul) an
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 N = 512  # the probe's square matrices: large enough to be compute-bound, a few ms per call
-
-
-def macs_per_image(onnx_path: Path) -> int:
-    """Multiply-accumulates for one image (Conv, Gemm, MatMul nodes of an fp32 ONNX graph)."""
-    import onnx
-    from onnx import shape_inference
-
-    model = onnx.load(str(onnx_path))
-    for inp in model.graph.input:
-        dims = inp.type.tensor_type.shape.dim
-        if dims and not dims[0].dim_value:
-            dims[0].dim_value = 1
-    graph = shape_inference.infer_shapes(model).graph
-    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
-              for vi in [*graph.value_info, *graph.output, *graph.input]}
-    weights = {init.name: list(init.dims) for init in graph.initializer}
-    total = 0
-    for node in graph.node:
-        out = shapes.get(node.output[0])
-        w = weights.get(node.input[1]) if len(node.input) > 1 else None
-        if not out or not w or not all(out):
-            continue
-        if node.op_type == "Conv":  # weight (Cout, Cin/groups, kh, kw)
-            total += int(np.prod(out)) * int(np.prod(w[1:]))
-        elif node.op_type in ("Gemm", "MatMul"):  # weight (K, N)
-            total += int(np.prod(out)) * int(w[0])
-    return total
 
 
 def _matmul_model(integer: bool) -> bytes:

@@ -7,17 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..decide import DEFAULT_TIE_MARGIN
-from ..names import Runtime
-from ..render import (
-    TrainView,
-    err,
-    render_bench,
-    render_export,
-    render_metrics,
-    render_note,
-    render_verify,
-)
+from ..bench.decide import DEFAULT_TIE_MARGIN
+from ..core.names import Runtime
+from ..report.console import err, render_bench, render_export, render_metrics, render_note, render_verify
 from .common import (
     AcceptInconclusive,
     Arch,
@@ -32,6 +24,7 @@ from .common import (
     _ints,
     handled,
 )
+from .progress import TrainView
 
 
 @handled
@@ -71,10 +64,10 @@ def pipeline(
     """
     import dataclasses
 
-    from ..decide import Constraints
-    from ..latency import MIN_RUNS
+    from ..bench.decide import Constraints
+    from ..bench.latency import MIN_RUNS
     from ..pipeline import PipelineConfig, PipelineHooks, run
-    from ..render import render_decision, use_stderr
+    from ..report.console import render_decision, use_stderr
 
     defaults = PipelineConfig()
     cfg = dataclasses.replace(

@@ -1,6 +1,6 @@
 """The parity gates: limits per precision, defined once, and how a file's answers are judged against them.
 
-Every check is judged on its 95% interval (`edgecls.stats`) with three outcomes — pass (shown
+Every check is judged on its 95% interval (`edgecls.core.stats`) with three outcomes — pass (shown
 within the limit), fail (shown beyond it), inconclusive (too few images to tell) — and a gate's
 outcome combines its checks: fail if any fails, pass if all pass, else inconclusive.
 

@@ -7,18 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import EdgeclsError
-from ..names import Format, Precision
-from ..render import (
-    render_golden,
-    render_info,
-    render_predict,
-)
-from .common import (
-    DEFAULT_BUNDLE,
-    _emit_json,
-    handled,
-)
+from ..core.errors import EdgeclsError
+from ..core.names import Format, Precision
+from ..report.console import render_golden, render_info, render_predict
+from .common import DEFAULT_BUNDLE, _emit_json, handled
 
 
 @handled
@@ -35,7 +27,7 @@ def predict(
 
     Example: edgecls predict photo1.png photo2.jpg --bundle models/digits-small --format tflite --precision int8
     """
-    from ..runtime import Classifier
+    from ..runtimes.classifier import Classifier
 
     if top < 1:
         raise EdgeclsError(f"--top {top}: must be at least 1")
@@ -67,7 +59,7 @@ def golden(
 
       edgecls golden models/pets-mobile --out app/src/test/golden --count 8
     """
-    from ..golden import write_golden
+    from ..verify.golden import write_golden
 
     result = write_golden(bundle, out=out_dir, count=count, data_dir=data_dir)
     if as_json:
@@ -90,8 +82,8 @@ def info(
 
     Example: edgecls info models/digits-small
     """
-    from ..bundle import Bundle
-    from ..errors import CheckFailed
+    from ..core.bundle import Bundle
+    from ..core.errors import CheckFailed
 
     b = Bundle.open(bundle)
     m = b.manifest

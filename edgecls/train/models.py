@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ._tf import keras
+from ..core._tf import keras
 
 BN_MOMENTUM = 0.9
 DOWNSAMPLE_FROM = 48  # `small`: inputs this large (pixels per side) are averaged 2x2 first
@@ -90,7 +90,7 @@ ARCHITECTURES: dict[str, Callable] = {"tiny": tiny, "small": small, "mobile": mo
 
 def build(name: str, input_shape, num_classes: int, *, width: float = 1.0):
     """Build a registered architecture. Raises EdgeclsError for an unknown name."""
-    from .errors import EdgeclsError
+    from ..core.errors import EdgeclsError
 
     if name not in ARCHITECTURES:
         raise EdgeclsError(f"--arch {name!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")

@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import EdgeclsError
-from .images import BadImage, load_image
+from ..core.errors import EdgeclsError
+from ..core.images import BadImage, load_image
 
 FASHION_ENV = "EDGECLS_FASHION_MNIST_DIR"
 FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -75,7 +75,7 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
     """Resize a uint8 NHW(C) stack to size x size with bilinear filtering (Pillow)."""
     from PIL import Image
 
-    from .images import RESAMPLE
+    from ..core.images import RESAMPLE
 
     if images.shape[1:3] == (size, size):
         return images
@@ -85,7 +85,7 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def digits(image_size: int = 32, **_) -> Data:
-    from .errors import require
+    from ..core.errors import require
 
     d = require("sklearn.datasets", "train").load_digits()
     x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
@@ -299,7 +299,7 @@ class Split:
 
 
 def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
-    from .errors import require
+    from ..core.errors import require
 
     split = require("sklearn.model_selection", "train").train_test_split
     return split(idx, test_size=fraction, stratify=labels[idx], random_state=seed)
@@ -312,7 +312,7 @@ def subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         return idx
     if n < len(np.unique(labels)):  # too few to hold every class: a plain seeded sample
         return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
-    from .errors import require
+    from ..core.errors import require
 
     keep, _ = require("sklearn.model_selection", "train").train_test_split(idx, train_size=n, stratify=labels,
                                                                           random_state=seed)
@@ -443,7 +443,7 @@ def tf_dataset(data: Data, idx: np.ndarray, *, batch_size: int, shuffle: bool = 
     +-7 for Fashion-MNIST, whose items are all upright and centred) runs here, never inside the model.
     ``augment="strong"`` adds shifts and zoom of up to 10% (for small training sets).
     """
-    from ._tf import keras, tensorflow
+    from ..core._tf import keras, tensorflow
 
     tf = tensorflow()
     h, w, c = data.input_shape

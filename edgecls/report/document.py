@@ -12,8 +12,8 @@ import html
 import re
 from pathlib import Path
 
+from ..core.bundle import Bundle, atomic_write, file_entry
 from . import figures
-from .bundle import Bundle, atomic_write, file_entry
 
 
 class Table:
@@ -97,8 +97,8 @@ def _artifacts_section(m: dict) -> list[str]:
 
 
 def _parity_section(m: dict) -> list[str]:
-    from . import results
-    from .gates import summary
+    from ..core import results
+    from ..core.gates import summary
 
     v = m.get("verify")
     if not v:

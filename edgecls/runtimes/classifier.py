@@ -1,0 +1,92 @@
+"""The embeddable inference API: an exported artifact + its manifest, no TensorFlow.
+
+A device app installs one runtime (``pip install 'edgecls[onnx]'``) and copies the bundle:
+
+    >>> from edgecls.runtime import Classifier
+    >>> clf = Classifier.open("models/digits-small", format="onnx", precision="int8")
+    >>> clf.classify(["photo.png"])           # [[("7", 0.98), ("1", 0.01), ...]]
+    >>> clf.predict(raw_uint8_nhwc_batch)     # (N, classes) probabilities
+
+The artifact's sha256 is checked against the manifest before it is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import runtimes
+from ..core.bundle import Bundle
+from ..core.errors import EdgeclsError
+from ..core.images import load_image
+from ..core.names import Device
+
+DEFAULT_FORMAT_ORDER = ("onnx", "openvino", "tflite")
+
+
+class Classifier:
+    def __init__(self, bundle: Bundle, artifact: dict, runner):
+        self.bundle, self.artifact, self.runner = bundle, artifact, runner
+        self.labels: list[str] = bundle.labels()
+        self.input_shape: tuple[int, int, int] = bundle.input_shape()
+
+    @classmethod
+    def open(cls, bundle_dir: str | Path, *, format: str | None = None, precision: str = "fp32",
+             device: Device | str = Device.cpu, threads: int | None = None) -> "Classifier":
+        """Load one exported artifact of a bundle (default: the first of onnx, openvino, tflite present).
+
+        Raises:
+            EdgeclsError: no such artifact, a hash mismatch, the runtime not installed.
+        """
+        if format == "keras":
+            raise EdgeclsError("format keras needs TensorFlow; the embeddable API runs exported artifacts "
+                               "(onnx, tflite, openvino)")
+        bundle = Bundle.open(bundle_dir)
+        arts = {(a["format"], a["precision"]): a for a in bundle.manifest["artifacts"]}
+        order = [format] if format else [f for f in DEFAULT_FORMAT_ORDER]
+        artifact = next((arts[(f, precision)] for f in order if (f, precision) in arts), None)
+        if artifact is None:
+            have = ", ".join(f"{f} {p}" for f, p in arts if f != "keras") or "none"
+            raise EdgeclsError(f"{bundle.path}: no {format or 'exported'} {precision} artifact (exported: {have}); "
+                               "run 'edgecls export' first")
+        runner = runtimes.create(artifact["format"])
+        runner.load(bundle.checked(artifact["file"]), device=Device(device), threads=threads)
+        return cls(bundle, artifact, runner)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Raw 0-255 NHWC pixels (uint8 or float) -> (N, classes) probabilities."""
+        images = np.asarray(images)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
+            raise EdgeclsError(f"input shape {images.shape}: expected (N, {', '.join(map(str, self.input_shape))})")
+        return self.runner.predict(images)
+
+    def load(self, paths: list[str | Path]) -> np.ndarray:
+        """Decode image files exactly as training did (orientation, colour, bilinear resize)."""
+        h, w, c = self.input_shape
+        return np.stack([load_image(p, (h, w), c) for p in paths])
+
+    def classify_files(self, paths: list[str | Path], top: int = 3) -> "Predictions":
+        """`classify` with what was run, for a table or JSON (`edgecls predict`)."""
+        return Predictions(self.artifact["file"], self.runner.name.value, self.artifact["precision"],
+                           min(top, len(self.labels)), [str(p) for p in paths], self.classify(paths, top))
+
+    def classify(self, paths: list[str | Path], top: int = 3) -> list[list[tuple[str, float]]]:
+        probs = self.predict(self.load(paths))
+        order = np.argsort(-probs, axis=1)[:, :top]
+        return [[(self.labels[k], float(p[k])) for k in row] for p, row in zip(probs, order)]
+
+
+@dataclass
+class Predictions:
+    file: str
+    runtime: str
+    precision: str
+    top: int
+    images: list[str]
+    top_classes: list[list[tuple[str, float]]]
+
+    def to_json(self) -> list[dict]:
+        return [{"file": p, "top": [{"label": k, "probability": v} for k, v in r]}
+                for p, r in zip(self.images, self.top_classes)]
