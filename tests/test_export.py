@@ -366,3 +366,33 @@ def test_int8_that_stayed_float_is_refused(exported_copy, fmt, file, monkeypatch
     result = export(exported_copy, ExportConfig(formats=[fmt], int8=True, calib_size=16))
     assert [f["precision"] for f in result.failures] == ["int8"]
     assert "no quantized operation in the int8 file" in result.failures[0]["error"]
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_every_format_module_declares_the_protocol(fmt):
+    """Each registered format module satisfies FormatModule: what it writes, its files, its int8 recipe."""
+    from edgecls.export.base import FormatModule
+
+    module = format_module(fmt)
+    assert isinstance(module, FormatModule), fmt
+    assert set(module.FILES) == set(module.PRECISIONS) and "fp32" in module.PRECISIONS and module.RECIPE
+    for name in ("export", "accuracy_aware", "quantized_ops"):
+        assert callable(getattr(module, name))
+
+
+def test_registries_list_without_importing_and_refuse_unknown_names():
+    import subprocess
+    import sys
+
+    from edgecls.core.errors import EdgeclsError
+    from edgecls.core.registry import Registry
+
+    code = ("import sys; from edgecls import runtimes; from edgecls.export.base import FORMATS; "
+            "print(runtimes.RUNTIMES.names(), FORMATS.names(), "
+            "[m for m in ('tensorflow', 'openvino', 'onnxruntime', 'ai_edge_litert') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("[]") and "onnx" in out  # names listed, no runtime or converter imported
+    reg = Registry("widget", "--widget", {"a": "json:dumps"})
+    assert reg.get("a")([1]) == "[1]"
+    with pytest.raises(EdgeclsError, match=r"--widget 'b': unknown widget \(choose from a\)"):
+        reg.get("b")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from edgecls.cli import app
 from edgecls.core.bundle import Bundle, file_entry
 from edgecls.export import ExportConfig, export
-from edgecls.export.accuracy import grow
+from edgecls.export.accuracy import doubling_prefixes
 from edgecls.runtimes.keras import load_bundle_model
 from edgecls.verify.explain import FLOOR_DB, LayerError, flag
 
@@ -99,9 +99,9 @@ def test_export_max_drop_out_of_range_exit_2_before_work(bundle_copy, value):
     assert not (bundle_copy / "model.onnx").exists()
 
 
-def test_grow_doubles_then_takes_all():
-    assert list(grow(list("abcdefg"))) == [["a"], ["a", "b"], list("abcd"), list("abcdefg")]
-    assert list(grow([])) == []
+def test_doubling_prefixes_then_all():
+    assert list(doubling_prefixes(list("abcdefg"))) == [["a"], ["a", "b"], list("abcd"), list("abcdefg")]
+    assert list(doubling_prefixes([])) == []
 
 
 def test_flags_mark_low_and_jumping_layers():

@@ -90,3 +90,20 @@ def test_docs_worked_examples_equal_the_code():
 
     doc = (Path(__file__).parent.parent / "docs" / "verify.md").read_text()
     assert worked_examples() in doc
+
+
+def test_limits_are_stated_from_one_definition():
+    """docs/verify.md's limits table, verify --help and golden's float tolerances come from edgecls.core.gates."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+    from edgecls.core.gates import TOLERANCE, limits_table, summary
+    from edgecls.verify.golden import TOLERANCES
+
+    doc = (Path(__file__).parent.parent / "docs" / "verify.md").read_text()
+    assert limits_table() in doc
+    help_text = " ".join(CliRunner().invoke(app, ["verify", "--help"]).stdout.replace("│", " ").split())
+    assert " ".join(summary().split()[:12]) in help_text and "{gates}" not in help_text
+    assert {p: t["abs"] for p, t in TOLERANCES.items() if p != "int8"} == {p.value: v for p, v in TOLERANCE.items()}

@@ -22,7 +22,7 @@ from .. import runtimes
 from ..core import results
 from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError
-from ..core.names import Device, Precision, Runtime, parse
+from ..core.names import MAX_BATCH, Device, Precision, Runtime, parse
 from ..export import reference
 from ..train import recorded
 from . import latency
@@ -35,8 +35,6 @@ from .timing import (
     measure_one,
     pooled,
 )
-
-MAX_BATCH = 4096
 
 
 @dataclass

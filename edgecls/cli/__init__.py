@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import bundle as device
-from . import pipeline as ship
-from . import train as build
-from . import verify as check
+from . import bench, bundle, export, pipeline, train, verify
 
 app = typer.Typer(
     help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "
@@ -18,8 +15,8 @@ app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode="rich",
     add_completion=False)
 
-for command in (build.train, build.export, check.verify, check.bench, device.predict, device.golden, device.info,
-                ship.pipeline):
+for command in (train.train, export.export, verify.verify, bench.bench, bundle.predict, bundle.golden, bundle.info,
+                pipeline.pipeline):
     app.command()(command)
 
 

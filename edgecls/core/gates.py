@@ -133,6 +133,19 @@ def judge(gate: Gate, probs: np.ndarray, ref: np.ndarray, labels: np.ndarray) ->
     return ev
 
 
+def limits_table(max_drop: float = DEFAULT_MAX_DROP) -> str:
+    """The limits table of docs/verify.md, made from the gates (a test keeps the doc equal to this)."""
+    rows = ["| precision | checks (each must be *shown*) |", "|---|---|"]
+    for precision, gate in gates(max_drop).items():
+        parts = [f"changed answers ≤ {gate.max_changed:g}% of images"]
+        if gate.tolerance is not None:
+            parts.append(f"images with any \\|Δp\\| > {gate.tolerance:.0e} ≤ {gate.max_moved:g}%")
+        if gate.max_drop is not None:
+            parts.append(f"accuracy drop ≤ `--max-drop` points (default {gate.max_drop:g})")
+        rows.append(f"| {precision.value} | {'; '.join(parts)} |")
+    return "\n".join(rows) + "\n"
+
+
 EXAMPLES = [  # (case, precision, held-out images, lost, gained, images never trained on, changed, moved)
     ("one answer changed on a 40-image folder", Precision.int8, 40, 1, 0, 40, 1, None),
     ("4 lost of 80 held-out, 1 more changed of 256 validation", Precision.int8, 80, 4, 0, 336, 5, None),
@@ -168,4 +181,5 @@ def worked_examples(max_drop: float = DEFAULT_MAX_DROP) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DEFAULT_MAX_DROP", "Evidence", "Gate", "check_max_drop", "gates", "judge", "summary", "worked_examples"]
+__all__ = ["DEFAULT_MAX_DROP", "Evidence", "Gate", "check_max_drop", "gates", "judge", "limits_table", "summary",
+           "worked_examples"]

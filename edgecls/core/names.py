@@ -10,6 +10,8 @@ import enum
 
 from .errors import EdgeclsError
 
+MAX_BATCH = 4096  # the largest batch size any option takes (training and bench)
+
 
 class Format(enum.StrEnum):
     """An exported file format (each is run by the runtime of the same name)."""

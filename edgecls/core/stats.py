@@ -168,4 +168,17 @@ def judge_drop(lost: int, gained: int, n: int, max_drop: float) -> Judgement:
                      f"lost {lost}, gained {gained} of {n}", need, unit=" points")
 
 
-__all__ = ["Judgement", "Outcome", "judge_drop", "judge_rate", "paired_difference", "wilson"]
+SQNR_CAP_DB = 200.0  # an exact tensor (no noise at all) reads as this
+
+
+def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio of `approx` against `reference`, dB (20 log10 |ref| / |ref - approx|),
+    capped at SQNR_CAP_DB: the per-layer measure of int8 error (export's TFLite ranking, verify --explain)."""
+    f, q = np.asarray(reference, np.float64).ravel(), np.asarray(approx, np.float64).ravel()
+    noise = float(np.linalg.norm(f - q))
+    if noise == 0:
+        return SQNR_CAP_DB
+    return float(min(SQNR_CAP_DB, 20 * np.log10(max(float(np.linalg.norm(f)), 1e-30) / noise)))
+
+
+__all__ = ["Judgement", "Outcome", "judge_drop", "judge_rate", "paired_difference", "sqnr_db", "wilson"]

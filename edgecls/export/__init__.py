@@ -132,7 +132,7 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
                 written = module.export(ctx, precision)
                 check = _check(stage, fmt, precision, written, sample, classes)
                 if precision == Precision.int8:  # judged as verify does; a more accurate recipe if it misses
-                    tuned = accuracy.tune(ctx, fmt, written, module.accuracy_aware)
+                    tuned = accuracy.choose_int8_recipe(ctx, fmt, written, module.accuracy_aware)
                     if tuned["recipe"] != "default":
                         check = _check(stage, fmt, precision, written, sample, classes)
             entry = _entry(bundle, stage, fmt, precision, written)

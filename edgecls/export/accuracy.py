@@ -87,7 +87,7 @@ def int8_images(ctx) -> Int8Images:
 
 
 @dataclass
-class Candidate:
+class Recipe:
     """An int8 file made by a more accurate recipe, written under `root` at the default file's relative path(s)."""
 
     recipe: str
@@ -143,7 +143,7 @@ def _latency_ms(fmt: Format, path: Path, images: np.ndarray, runs: int = 7) -> f
     return 1000 * float(np.median(times))
 
 
-def tune(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Candidate]]) -> dict:
+def choose_int8_recipe(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Recipe]]) -> dict:
     """Judge the default int8 file in the bundle; while it misses the gate, try `candidates` (a
     format's accuracy-aware generator) until one passes or none is left, put the best in the artifact's
     staging folder (`ctx.out`; it reaches the bundle with the artifact's commit), and return the
@@ -163,7 +163,7 @@ def tune(ctx, fmt: Format, written, candidates: Callable[..., Iterator[Candidate
         return record
     default_bytes = _bytes(bundle, written)
     best_ev = selection.judge(fmt, bundle / written.file)
-    best: Candidate | None = None  # None: the default file already in the bundle
+    best: Recipe | None = None  # None: the default file already in the bundle
     record["attempts"].append({"recipe": "default", "float_layers": [], **_evidence(best_ev)})
     if worth_retrying(best_ev):
         workdir = ctx.workdir / f"int8-{Format(fmt).value}"
@@ -207,7 +207,7 @@ def _ids_hash(ids: list) -> str:
     return hashlib.sha256(json.dumps(sorted(map(str, ids))).encode()).hexdigest()
 
 
-def grow(ranked: list, first: int = 1) -> Iterator[list]:
+def doubling_prefixes(ranked: list, first: int = 1) -> Iterator[list]:
     """Prefixes of `ranked` of length 1, 2, 4, ... and finally all of it (the growing float set)."""
     k = first
     while k < len(ranked):
@@ -217,4 +217,4 @@ def grow(ranked: list, first: int = 1) -> Iterator[list]:
         yield ranked
 
 
-__all__ = ["Candidate", "ImageSet", "Int8Images", "grow", "int8_images", "tune"]
+__all__ = ["Recipe", "ImageSet", "Int8Images", "doubling_prefixes", "int8_images", "choose_int8_recipe"]

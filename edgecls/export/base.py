@@ -7,25 +7,28 @@ package's `export()`).
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
 from ..core.names import Format, Precision, parse
+from ..core.registry import Registry
 from ..train import recorded
 from .reference import DEFAULT_IMAGES, MAX_IMAGES
 
-#: format -> module of this package (imported on use)
-FORMATS: dict[Format, str] = {Format.onnx: "onnx", Format.tflite: "tflite", Format.openvino: "openvino"}
+#: format -> its module (a FormatModule, imported on use)
+FORMATS: Registry = Registry("format", "--format", {Format.onnx: "edgecls.export.onnx",
+                                                    Format.tflite: "edgecls.export.tflite",
+                                                    Format.openvino: "edgecls.export.openvino"})
 
 
-def format_module(name: Format | str):
-    return importlib.import_module(f"{__package__}.{FORMATS[Format(name)]}")
+def format_module(name: Format | str) -> "FormatModule":
+    return FORMATS.get(Format(name))
 
 
 @dataclass
@@ -53,6 +56,24 @@ class ExportConfig:
 
     def precisions(self) -> list[Precision]:
         return [Precision.fp32] + [Precision.fp16] * self.fp16 + [Precision.int8] * self.int8
+
+
+@runtime_checkable
+class FormatModule(Protocol):
+    """What every module of edgecls/export/ declares (a test checks each registered format against it)."""
+
+    PRECISIONS: tuple[str, ...]  # what it can write
+    FILES: dict[str, str]  # precision -> the file written, relative to the bundle
+    RECIPE: str  # its accuracy-aware int8 recipe, in words
+
+    def export(self, ctx: "ExportContext", precision: Precision) -> "Written":
+        """Write `precision` into `ctx.out` (the staging folder); say what was written."""
+
+    def accuracy_aware(self, ctx: "ExportContext", selection, workdir: Path) -> Iterator:
+        """More accurate int8 recipes (`accuracy.Recipe`), each keeping more layers in float."""
+
+    def quantized_ops(self, path: Path) -> int:
+        """How many quantized operations an int8 file holds (0: calibration did nothing)."""
 
 
 @dataclass

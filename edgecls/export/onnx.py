@@ -153,7 +153,7 @@ def accuracy_aware(ctx, selection, workdir: Path):
     float, 1, 2, 4, ... of them, re-quantized from the cached calibration."""
     import onnx
 
-    from .accuracy import Candidate, grow
+    from .accuracy import Recipe, doubling_prefixes
 
     pre = ctx.workdir / "pre.onnx"
     errors = tensor_errors(pre, ctx.workdir / "int8.onnx", selection.ranking(), workdir)
@@ -161,7 +161,7 @@ def accuracy_aware(ctx, selection, workdir: Path):
     compute = {n.name for n in graph.node if n.op_type in _COMPUTE}
     noise = {t: float(e.get("qdq_err", np.inf)) for t, e in errors.items()}
     ranked = sorted((t for t in noise if np.isfinite(noise[t])), key=noise.get)
-    for i, tensors in enumerate(grow(ranked)):
+    for i, tensors in enumerate(doubling_prefixes(ranked)):
         exclude = sorted(set().union(*(float_set(graph, t) for t in tensors)))
         if compute <= set(exclude):  # nothing left in int8: that is the float model, not an int8 recipe
             break
@@ -169,7 +169,7 @@ def accuracy_aware(ctx, selection, workdir: Path):
         root.mkdir()
         out = _quantize(ctx, workdir / f"candidate-{i}.onnx", exclude)
         _save(onnx.load(str(out)), ctx, Precision.int8, root / FILES["int8"])
-        yield Candidate(RECIPE, exclude, root, {"float_tensors": list(tensors), "ranked_by": "qdq_err (dB)",
+        yield Recipe(RECIPE, exclude, root, {"float_tensors": list(tensors), "ranked_by": "qdq_err (dB)",
                                                 "worst_db": [round(noise[t], 1) for t in tensors]})
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..core.errors import require
 from ..core.names import Precision
-from .accuracy import Candidate
+from .accuracy import Recipe
 from .base import Written
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STEMS = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8"}
+FILES = {precision: f"openvino/{stem}.xml" for precision, stem in STEMS.items()}  # each with its .bin
 
 
 def _save(ov, model, ctx, precision, compress: bool, root: Path | None = None) -> tuple[str, str]:
@@ -125,7 +126,7 @@ def accuracy_aware(ctx, selection, workdir):
     if not left and not fake_quantize_ops(model):
         return  # everything reverted: NNCF could not reach max_drop with any int8 layer
     _save(ov, model, ctx, Precision.int8, compress=False, root=workdir)
-    yield Candidate(RECIPE, reverted, workdir, {"int8_weight_ops_left": len(left), "nncf": nncf.__version__})
+    yield Recipe(RECIPE, reverted, workdir, {"int8_weight_ops_left": len(left), "nncf": nncf.__version__})
 
 
 def quantized_ops(path) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.bundle import atomic_write
 from ..core.errors import CheckFailed
 from ..core.names import Precision
+from ..core.stats import sqnr_db
 from .base import Written
 from .tflite_metadata import input_quantization, with_metadata
 
@@ -111,17 +112,12 @@ def direct(dbg, images: np.ndarray, metrics: dict):
     return out
 
 
-def sqnr(f: np.ndarray, q: np.ndarray) -> float:
-    noise = float(np.linalg.norm(f - q))
-    return 200.0 if noise == 0 else float(min(200.0, 20 * np.log10(max(float(np.linalg.norm(f)), 1e-30) / noise)))
-
-
 def _channel_sqnr(f, q, scale, zero) -> float:
     """The lower of the tensor's SQNR and its median channel's (last axis): an outlier channel that
     sets the range hides the others' loss from the whole-tensor figure."""
     f, d = np.asarray(f, np.float64), (np.asarray(q).astype(np.int32) - zero) * scale
-    per = [sqnr(f[..., c], d[..., c]) for c in range(f.shape[-1])] if f.ndim > 1 else []
-    return min([sqnr(f, d)] + ([float(np.median(per))] if per else []))
+    per = [sqnr_db(f[..., c], d[..., c]) for c in range(f.shape[-1])] if f.ndim > 1 else []
+    return min([sqnr_db(f, d)] + ([float(np.median(per))] if per else []))
 
 
 def layer_rows(dbg) -> list[dict]:
@@ -192,7 +188,7 @@ def accuracy_aware(ctx, selection, workdir):
     (NumericVerify rmse/scale, the TF guide's measure), each with the ops that read them (else they
     would be re-quantized with the same range), 1, 2, 4, ... of them."""
     from ..core._tf import tensorflow
-    from .accuracy import Candidate, grow
+    from .accuracy import Recipe, doubling_prefixes
 
     tf = tensorflow()
     dbg = debugger(ctx.model, ctx.calibration(), selection.ranking())
@@ -201,7 +197,7 @@ def accuracy_aware(ctx, selection, workdir):
     ranked = sorted(score, key=score.get)
     readers = _readers(selective(dbg, []))
     quantized = set(ranked)
-    for i, tensors in enumerate(grow(ranked)):
+    for i, tensors in enumerate(doubling_prefixes(ranked)):
         deny = sorted(set().union(*(float_set(readers, t) for t in tensors)) & quantized)
         if quantized <= set(deny):  # nothing left in int8
             break
@@ -209,7 +205,7 @@ def accuracy_aware(ctx, selection, workdir):
         root.mkdir()
         details = {}
         _write(ctx, Precision.int8, selective(dbg, deny), root / FILES["int8"], details)
-        yield Candidate(RECIPE, deny, root, {"float_tensors": list(tensors),
+        yield Recipe(RECIPE, deny, root, {"float_tensors": list(tensors),
                                              "ranked_by": "SQNR dB, min of tensor and median channel",
                                              "worst_db": [round(score[t], 1) for t in tensors],
                                              "tensorflow": tf.__version__})

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.errors import EdgeclsError, require
 from ..core.names import Device, Precision, Runtime
+from ..core.registry import Registry
 
 
 @dataclass
@@ -94,22 +95,22 @@ class Runner:
         return {}
 
 
-#: runtime -> "module:Class" (imported on use, so `edgecls[onnx]` needs no TensorFlow)
-RUNTIMES: dict[Runtime, str] = {
-    Runtime.keras: "keras:KerasRunner",
-    Runtime.onnx: "onnx:OnnxRunner",
-    Runtime.tflite: "tflite:TFLiteRunner",
-    Runtime.openvino: "openvino:OpenVINORunner",
-}
+#: runtime -> its Runner class (imported on use, so `edgecls[onnx]` needs no TensorFlow)
+RUNTIMES: Registry = Registry("runtime", "--runtime", {
+    Runtime.keras: "edgecls.runtimes.keras:KerasRunner",
+    Runtime.onnx: "edgecls.runtimes.onnx:OnnxRunner",
+    Runtime.tflite: "edgecls.runtimes.tflite:TFLiteRunner",
+    Runtime.openvino: "edgecls.runtimes.openvino:OpenVINORunner",
+})
 
 
 def runner_class(name: Runtime | str) -> type[Runner]:
     """The runner class of a registered runtime (its module is light: the runtime loads in `load`)."""
     try:
-        module, cls = RUNTIMES[Runtime(name)].split(":")
+        runtime = Runtime(name)
     except ValueError:
-        raise EdgeclsError(f"unknown runtime {name!r} (choose from {', '.join(r.value for r in RUNTIMES)})") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+        raise EdgeclsError(f"unknown runtime {name!r} (choose from {', '.join(RUNTIMES.names())})") from None
+    return RUNTIMES.get(runtime)
 
 
 def create(name: Runtime | str, **options: str) -> Runner:

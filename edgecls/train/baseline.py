@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..core.stats import wilson
 from .data import Data
 
 SIZE = 16  # pixels per side after downsampling (area average)
@@ -64,15 +65,10 @@ def pixel_baseline(data: Data, train_idx: np.ndarray, test_idx: np.ndarray, seed
                     len(fit_idx), len(test_idx), round(time.perf_counter() - t0, 2))
 
 
-def significant(p: float, n: int) -> float:
-    """Half-width of a 95% interval on an accuracy `p` measured on `n` images (normal approximation)."""
-    return 1.96 * float(np.sqrt(max(p * (1 - p), 1e-9) / max(n, 1)))
-
-
 def verdict(cnn_accuracy: float, base: Baseline, train_per_class: int) -> list[str]:
     """Plain-language warnings when the CNN has not learned (at chance) or does not beat the baseline."""
     n = base.test_images
-    if cnn_accuracy <= base.chance + significant(base.chance, n):
+    if cnn_accuracy <= wilson(base.chance * n, n)[1]:  # within chance's 95% interval
         return [f"the CNN is at chance level: {cnn_accuracy:.1%} held-out accuracy, and always answering the most "
                 f"common class scores {base.chance:.1%} ({n} held-out images). It has not learned. Likely cause: "
                 "labels that do not match the images (check a few files in each class folder), or classes that "

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core.errors import EdgeclsError
 from ..core.images import BadImage, load_image
+from ..core.registry import Registry
 
 FASHION_ENV = "EDGECLS_FASHION_MNIST_DIR"
 FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -223,12 +224,12 @@ def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: 
                 flip=True, skipped=skipped, paths=[root / p for p in rel])
 
 
-#: name -> loader(image_size=..., data_dir=..., ...) -> Data. A folder path is the fifth source.
-SOURCES: dict[str, Callable[..., Data]] = {
-    "digits": digits,
-    "fashion-mnist": fashion_mnist,
-    "synthetic": synthetic,
-}
+#: name -> loader(image_size=..., data_dir=..., ...) -> Data. A folder path is the fourth source.
+SOURCES: Registry[Callable[..., Data]] = Registry("dataset", "--data", {
+    "digits": "edgecls.train.data:digits",
+    "fashion-mnist": "edgecls.train.data:fashion_mnist",
+    "synthetic": "edgecls.train.data:synthetic",
+})
 DEFAULT_IMAGE_SIZE = {"digits": 32, "fashion-mnist": 28, "synthetic": 16, "folder": 64}
 
 
@@ -244,10 +245,10 @@ def load(spec: str, *, image_size: int | None = None, data_dir: str | None = Non
     if size < 8 or size > 1024:
         raise EdgeclsError(f"--image-size {size}: must be between 8 and 1024 pixels")
     if kind != "folder":
-        return SOURCES[kind](image_size=size, data_dir=data_dir)
+        return SOURCES.get(kind)(image_size=size, data_dir=data_dir)
     if not Path(spec).exists():
         raise EdgeclsError(
-            f"--data {spec!r}: no such dataset or folder (datasets: {', '.join(SOURCES)}; "
+            f"--data {spec!r}: no such dataset or folder (datasets: {', '.join(SOURCES.names())}; "
             "or a folder root/<class>/<image>)")
     return folder(spec, image_size=size, skip_bad=skip_bad)
 
@@ -283,7 +284,7 @@ def open_source(source: dict, ids: list | None = None, classes: list[str] | None
         return synthetic(image_size=source["image_size"], n=source["n"], seed=source["seed"])
     if kind not in SOURCES:
         raise EdgeclsError(f"manifest names an unknown dataset source {kind!r}")
-    return SOURCES[kind](image_size=source["image_size"], data_dir=where("data_dir"))
+    return SOURCES.get(kind)(image_size=source["image_size"], data_dir=where("data_dir"))
 
 
 # ----------------------------------------------------------------------------- split

@@ -22,12 +22,12 @@ from ..core.bundle import (
 )
 from ..core.errors import EdgeclsError
 from ..core.manifest import INLINE_IDS
+from ..core.names import MAX_BATCH
 from . import data as data_mod
 from . import distribute
 from .baseline import pixel_baseline, verdict
 from .plan import TrainPlan, make_plan
 
-MAX_BATCH = 4096
 MAX_EPOCHS_GIVEN = 10000
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core._tf import keras
+from ..core.registry import Registry
 
 BN_MOMENTUM = 0.9
 DOWNSAMPLE_FROM = 48  # `small`: inputs this large (pixels per side) are averaged 2x2 first
@@ -85,15 +86,18 @@ def mobile(input_shape, num_classes: int, width: float = 1.0, **_):
 
 
 #: name -> builder(input_shape, num_classes, width=...) -> keras.Model
-ARCHITECTURES: dict[str, Callable] = {"tiny": tiny, "small": small, "mobile": mobile}
+ARCHITECTURES: Registry[Callable] = Registry("architecture", "--arch", {
+    "tiny": "edgecls.train.models:tiny",
+    "small": "edgecls.train.models:small",
+    "mobile": "edgecls.train.models:mobile",
+})
 
 
 def build(name: str, input_shape, num_classes: int, *, width: float = 1.0):
     """Build a registered architecture. Raises EdgeclsError for an unknown name."""
     from ..core.errors import EdgeclsError
 
-    if name not in ARCHITECTURES:
-        raise EdgeclsError(f"--arch {name!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")
+    builder = ARCHITECTURES.get(name)
     if not 0.1 <= width <= 4:
         raise EdgeclsError(f"--width {width}: must be between 0.1 and 4")
-    return ARCHITECTURES[name](tuple(input_shape), num_classes, width=width)
+    return builder(tuple(input_shape), num_classes, width=width)

@@ -29,12 +29,13 @@ import numpy as np
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
 from ..core.names import Format, Precision, Runtime, parse
+from ..core.stats import SQNR_CAP_DB, sqnr_db
 from ..runtimes.keras import load_bundle_model
 from ..train import recorded
 
 FLOOR_DB = 20.0
 JUMP_DB = 6.0
-CAP_DB = 200.0  # an exact tensor (zero noise) reads as this
+CAP_DB = SQNR_CAP_DB  # an exact tensor (zero noise) reads as this
 EXACT_DB = 100.0  # above this a tensor was not quantized (int8 noise is ~50 dB at best): no jump from it
 DEFAULT_IMAGES = 32
 
@@ -65,14 +66,6 @@ class Explanation:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def sqnr(f: np.ndarray, q: np.ndarray) -> float:
-    f, q = np.asarray(f, np.float64).ravel(), np.asarray(q, np.float64).ravel()
-    noise = np.linalg.norm(f - q)
-    if noise == 0:
-        return CAP_DB
-    return float(min(CAP_DB, 20 * np.log10(max(np.linalg.norm(f), 1e-30) / noise)))
 
 
 def keras_layer(name: str) -> str:
@@ -200,7 +193,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
         return
     t8 = artifact.get("int8") or {}
     deny = t8.get("float_layers") if "TFLite" in t8.get("recipe", "") else None
-    metric = {"sqnr": lambda f, q, s, z: sqnr(f, (q.astype(np.int32) - z) * s)}
+    metric = {"sqnr": lambda f, q, s, z: sqnr_db(f, (q.astype(np.int32) - z) * s)}
     with silenced():
         dbg = direct(debugger(load_bundle_model(bundle), calibration, x, deny), x, metric)
         interp = tf.lite.Interpreter(model_path=str(bundle.checked(artifact["file"])))
@@ -231,4 +224,4 @@ def _openvino(bundle, artifact, x, tmp, e, data_dir) -> None:
     rq, rf = core.compile_model(qm, "CPU", cfg)(xf), core.compile_model(fm, "CPU", cfg)(xf)
     for i, (_, name) in enumerate(pairs):
         f, q = rf[nf + i], rq[nq + i]
-        e.layers.append(LayerError(name, keras_layer(name), list(f.shape[1:]), round(sqnr(f, q), 2)))
+        e.layers.append(LayerError(name, keras_layer(name), list(f.shape[1:]), round(sqnr_db(f, q), 2)))

@@ -31,14 +31,14 @@ import numpy as np
 from .. import runtimes
 from ..core.bundle import Bundle, atomic_write, ensure_writable, now, sha256, staged_bundle
 from ..core.errors import EdgeclsError, MissingDependency
+from ..core.gates import TOLERANCE
 from ..core.images import load_image
 
 GOLDEN = "golden.json"
 FORMAT_VERSION = 1
 #: what a port must meet against the artifact it ports (abs: max |p_port - p_golden| per class)
-TOLERANCES = {
-    "fp32": {"abs": 1e-4, "top1": "same"},
-    "fp16": {"abs": 1e-2, "top1": "same"},
+TOLERANCES = {  # float: the |Δp| tolerance of verify's gates (edgecls.core.gates), one definition
+    **{p.value: {"abs": tol, "top1": "same"} for p, tol in TOLERANCE.items()},
     "int8": {"abs": "the artifact's own max |p - p_keras| (outputs[].tolerance.abs), at least 1/256",
              "top1": "same"},
 }

@@ -1,0 +1,109 @@
+"""`edgecls bench`: latency and throughput per runtime, and the recommendation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..bench.decide import DEFAULT_TIE_MARGIN
+from ..core.names import Device, Precision, Runtime
+from ..report.console import err, render_bench
+from .common import (
+    DEFAULT_BUNDLE,
+    AcceptInconclusive,
+    ForBatch,
+    MaxLatency,
+    MaxSize,
+    Percentile,
+    PercentileOpt,
+    TieMargin,
+    _choices,
+    _emit_json,
+    _finish_with_decision,
+    _ints,
+    handled,
+)
+
+
+@handled
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Runtime)}, or all.")] = "all",
+    precision: Annotated[str, typer.Option(
+        help=f"Comma-separated: {_choices(Precision)}, or all (fp32,int8).")] = "all",
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
+    threads: Annotated[Optional[int], typer.Option(
+        help="Threads for every runtime (default: the physical cores this process may use — CPU affinity and "
+             "cgroup quota respected — the same for all).")] = None,
+    warmup: Annotated[int, typer.Option(help="At least this many untimed runs after the first inference...")] = 10,
+    warmup_time: Annotated[float, typer.Option(
+        help="...and this many seconds, then on until the per-call time settles (at most 3 s).")] = 0.1,
+    min_runs: Annotated[int, typer.Option(help="At least this many timed runs per round...")] = 50,
+    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them (> 0).")] = 1.0,
+    rounds: Annotated[int, typer.Option(help="Measure each configuration this many times, each in a fresh process, "
+                                             "taking turns with the others, timings pooled; from 3 on the p50 "
+                                             "interval includes the spread between processes.")] = 3,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
+    for_batch: ForBatch = None,
+    max_latency: MaxLatency = None,
+    percentile: PercentileOpt = Percentile.p90,
+    max_size: MaxSize = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        help="Recommend only int8 files shown (95% interval) to lose at most this many accuracy points vs Keras.")
+    ] = None,
+    tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
+    accept_inconclusive: AcceptInconclusive = False,
+):
+    """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process,
+    in interleaved rounds, with a 95% interval for every p50; then recommend the artifact to ship among
+    those that pass parity, under the constraints given. Exit 1 when none qualifies.
+
+    Examples:
+
+      edgecls bench                                        # every available runtime, fp32 and int8, batch 1
+
+      edgecls bench --batch 1,32 --for-batch 32 --max-size 100 --max-latency 5 --percentile p99
+
+      edgecls bench --runtime onnx,openvino --batch 1,32 --threads 1 --csv bench.csv
+
+      edgecls bench --rounds 5 --min-time 0.5                # 5 interleaved rounds per configuration
+
+      edgecls bench --percentile p99 --min-runs 221 --max-latency 1  # p99 needs >= 662 runs (3 rounds x 221)
+    """
+    from ..bench.decide import Constraints
+    from ..bench.measure import BenchConfig, to_csv
+    from ..bench.measure import bench as run
+    from ..core.bundle import Bundle, atomic_write, ensure_writable
+    from ..report.console import use_stderr
+
+    for option, path in (("--json", json_file), ("--csv", csv_file)):
+        if path is not None and str(path) != "-":
+            ensure_writable(path, option)  # before minutes of measuring
+    cfg = BenchConfig(runtimes=runtime, precisions=precision, device=device,
+                      batches=_ints(batch, "--batch"), threads=threads, warmup=warmup, warmup_time=warmup_time,
+                      min_runs=min_runs,
+                      min_time=min_time, rounds=rounds,
+                      constraints=Constraints(for_batch, max_latency, percentile.value, max_size, max_drop,
+                                              tie_margin=tie_margin, accept_inconclusive=accept_inconclusive))
+
+    def progress(row):
+        done = f"round {row['round']}/{row['rounds']}" if "round" in row else f"{row['runs']} runs"
+        err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms ({done})",
+                  highlight=False)
+
+    result = run(bundle, cfg, progress)
+    if json_file is not None and str(json_file) == "-":
+        _emit_json(result.to_dict())
+    else:
+        render_bench(result)
+        if json_file is not None:
+            atomic_write(json_file, json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    if csv_file is not None:
+        atomic_write(csv_file, to_csv(result.rows))
+    with use_stderr(json_file is not None and str(json_file) == "-"):  # stdout carries the JSON alone
+        _finish_with_decision(result.decision, "verify" in Bundle.open(bundle).manifest)

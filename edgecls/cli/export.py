@@ -1,0 +1,64 @@
+"""`edgecls export`: ONNX, TFLite and OpenVINO IR, float and int8, each self-checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..core.names import Format
+from ..report.console import err, human, render_export
+from .common import DEFAULT_BUNDLE, _choices, _emit_json, handled
+
+
+@handled
+def export(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
+    int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = False,
+    fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
+    calib_size: Annotated[int, typer.Option(
+        help="Calibration images for int8 (from the training split, at most half of it).")] = 300,
+    reference_size: Annotated[int, typer.Option(
+        help="Held-out images stored in reference.npz with the Keras probabilities, so verify and bench run "
+             "on a device without TensorFlow or the dataset (at most 2048).")] = 256,
+    max_drop: Annotated[float, typer.Option(
+        help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on the "
+             "validation + unseen training images; a file that misses it is re-made with the format's "
+             "accuracy-aware recipe.")] = 1.0,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
+):
+    """Export the bundle's model to ONNX, TFLite and OpenVINO IR (float32; --int8, --fp16 add more).
+
+    Every file is loaded by its runtime and run on a few held-out images right after writing,
+    and recorded with its sha256 in manifest.json. Each int8 file is judged with verify's gate on
+    images that are not held out; one that misses it is re-made with the format's accuracy-aware
+    recipe (some layers left in float). Exit 1 if any format failed or an int8 file misses the gate.
+
+    Examples:
+
+      edgecls export --int8                       # all formats, float32 and int8
+
+      edgecls export models/pets-mobile --format onnx,tflite --fp16
+    """
+    from ..core.names import parse
+    from ..export import ExportConfig
+    from ..export import export as run
+
+    cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
+                       calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop)
+
+    def progress(entry, failure):
+        if entry:
+            err.print(f"wrote {entry['file']} ({human(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
+                      highlight=False)
+
+    result = run(bundle, cfg, progress)
+    if as_json:
+        _emit_json({"artifacts": result.artifacts, "failures": result.failures})
+    else:
+        render_export(result)
+    if not result.passed:
+        raise typer.Exit(1)
