@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         for batch in [int(b) for b in args.batches.split(",")]:
             images = np.resize(x, (batch, *x.shape[1:]))
             for precision, stem in (("fp32", "model"), ("int8", "model.int8")):
-                xml = bundle.checked(f"openvino/{stem}.xml")
-                tfl = bundle.checked(f"{stem}.tflite") if batch == 1 else fixed_batch_tflite(
+                xml = bundle.checked_path(f"openvino/{stem}.xml")
+                tfl = bundle.checked_path(f"{stem}.tflite") if batch == 1 else fixed_batch_tflite(
                     bundle, batch, precision, tmp / f"b{batch}.{precision}.tflite")
                 rows += compare(xml, tfl, images, precision, args, tmp)
     print(f"{'tool':<22} {'model':<14} {'batch':>5} {'vendor ms':>10} {'edgecls ms':>11} {'ratio':>6} "

@@ -56,7 +56,7 @@ def digits_run(tmp_path_factory) -> dict:
 
 
 def fashion_available() -> bool:
-    from edgecls.train.data import FASHION_DEFAULT_DIR, FASHION_ENV
+    from edgecls.train.sources import FASHION_DEFAULT_DIR, FASHION_ENV
 
     root = Path(os.environ.get(FASHION_ENV) or FASHION_DEFAULT_DIR)
     return (root / "train-images-idx3-ubyte.gz").exists() or (root / "train-images-idx3-ubyte").exists()

@@ -51,9 +51,9 @@ CASES = [
 
 def _source(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 N x H x W grayscale images, labels, class names) of the source at its native size."""
-    from edgecls.train import data as D
+    from edgecls.train import sources
 
-    d = D.digits(image_size=8) if name == "digits" else D.fashion_mnist(image_size=28)
+    d = sources.digits(image_size=8) if name == "digits" else sources.fashion_mnist(image_size=28)
     return d.array[..., 0], d.labels, [c.replace("/", "-") for c in d.classes]
 
 
@@ -80,7 +80,7 @@ def reference_baseline(root: Path, seed: int = 0) -> float:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from edgecls.train.data import folder
+    from edgecls.train.sources import folder
 
     d = folder(root, image_size=64)
     x = d.images(np.arange(len(d))).reshape(len(d), -1).astype(np.float32)

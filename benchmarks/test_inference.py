@@ -27,7 +27,7 @@ def test_inference(benchmark, digits_run, runtime, precision, batch):
     b = Bundle.open(digits_run["bundle"])
     x, _ = recorded.heldout(b)
     runner = runtimes.create(runtime)
-    runner.load(b.checked(FILES[(runtime, precision)]))
+    runner.load(b.checked_path(FILES[(runtime, precision)]))
     images = np.resize(x, (batch, *x.shape[1:]))
     call = runner.timed_call(images)
     benchmark.group = f"inference batch {batch}"

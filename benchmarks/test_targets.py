@@ -37,13 +37,13 @@ def test_export_all_formats_time_and_sizes(digits_run):
 def test_training_throughput_vs_bare_fit(digits_run):
     """edgecls's training pipeline vs a bare `model.fit` on in-memory arrays, same model and data, one run."""
     from edgecls.core._tf import keras
-    from edgecls.train import data as D
+    from edgecls.train import sources, splits
     from edgecls.train.fit import TrainHooks, train
     from edgecls.train.models import build
 
     k = keras()
-    d = D.load("synthetic" if SMOKE else "digits")
-    s = D.split(d)
+    d = sources.load("synthetic" if SMOKE else "digits")
+    s = splits.split(d)
     epochs = 1 if SMOKE else 4
     model = build("tiny" if SMOKE else "small", d.input_shape, len(d.classes))
     model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])

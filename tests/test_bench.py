@@ -217,17 +217,24 @@ def test_garbage_collection_is_off_inside_the_timed_span_and_restored():
         gc.enable()
 
 
-def test_warm_up_runs_until_the_per_call_time_settles():
-    import time
-
+def test_warm_up_runs_until_the_per_call_time_settles(monkeypatch):
+    """On a scripted clock (a real sleep oversleeps under load): slow first calls, then steady."""
+    from edgecls.bench import timing
     from edgecls.bench.timing import WARMUP_BLOCK, warm_up
 
-    durations = iter([0.02] * 5 + [0.01] * 5 + [0.002] * 1000)  # slow first calls, then steady
+    now = [0]
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: now[0])
 
-    w = warm_up(lambda: time.sleep(next(durations)), min_runs=1, min_time=0)
-    assert w["settled"] and w["runs"] == 4 * WARMUP_BLOCK and 0.001 < w["last_block_p50_ms"] < 10
+    def call_taking(seconds):
+        def call():
+            now[0] += int(next(seconds) * 1e9)
+        return call
+
+    durations = iter([0.02] * 5 + [0.01] * 5 + [0.002] * 1000)
+    w = warm_up(call_taking(durations), min_runs=1, min_time=0)
+    assert w["settled"] and w["runs"] == 4 * WARMUP_BLOCK and w["last_block_p50_ms"] == pytest.approx(2)
     faster = iter(0.01 * 0.8 ** (k // WARMUP_BLOCK) for k in range(10_000))  # each block 20% faster
-    w = warm_up(lambda: time.sleep(next(faster)), min_runs=1, min_time=0, max_time=0.1)
+    w = warm_up(call_taking(faster), min_runs=1, min_time=0, max_time=0.1)
     assert not w["settled"] and w["seconds"] >= 0.1
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgecls.core.bundle import Bundle, _exchange, staged_bundle
+from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.files import exchange, staged_bundle
 from edgecls.core.manifest import SCHEMA, describe
 from edgecls.runtimes.keras import load_bundle_model
 from edgecls.train import recorded
@@ -125,7 +126,7 @@ def test_staged_swap_exchanges_in_one_step(tmp_path):
     (dest / "old.txt").write_text("old")
     other = tmp_path / "other"
     other.mkdir()
-    assert _exchange(dest, other)  # this Linux machine swaps atomically: the folder is never missing
+    assert exchange(dest, other)  # this Linux machine swaps atomically: the folder is never missing
     assert (other / "old.txt").exists() and not (dest / "old.txt").exists()
     with staged_bundle(dest) as stage:
         (stage / "new.txt").write_text("new")
@@ -144,7 +145,7 @@ def _tamper(bundle: Path, change) -> None:
 
 
 def _entry_for(path: Path) -> dict:
-    from edgecls.core.bundle import sha256
+    from edgecls.core.files import sha256
 
     return {"bytes": path.stat().st_size, "sha256": sha256(path)}
 
@@ -195,7 +196,7 @@ def test_a_symlink_leaving_the_bundle_is_refused(bundle_copy):
 def test_keras_model_is_loaded_in_safe_mode(bundle_copy):
     """A model.keras carrying a Lambda (arbitrary Python in the archive) is refused, hash or not."""
     from edgecls.core._tf import keras
-    from edgecls.core.bundle import sha256
+    from edgecls.core.files import sha256
 
     k = keras()
     inp = k.Input((16, 16, 3))

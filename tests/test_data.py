@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from edgecls.core.errors import EdgeclsError
-from edgecls.train import data as D
+from edgecls.train import dataset, sources, splits
 
 from .conftest import make_folder
 
 
 def test_digits_is_real_and_scaled():
-    d = D.load("digits")
+    d = sources.load("digits")
     assert len(d) == 1797 and d.classes == [str(i) for i in range(10)]
     assert d.input_shape == (32, 32, 1) and d.array.shape == (1797, 32, 32, 1)
     assert d.array.dtype == np.uint8 and d.array.max() == 255 and d.array.min() == 0
@@ -18,15 +18,15 @@ def test_digits_is_real_and_scaled():
 
 
 def test_synthetic_is_balanced():
-    d = D.load("synthetic")
+    d = sources.load("synthetic")
     assert d.input_shape == (16, 16, 3)
     assert set(d.counts().values()) == {60}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_split_is_stratified_and_disjoint(seed):
-    d = D.load("digits")
-    s = D.split(d, seed=seed)
+    d = sources.load("digits")
+    s = splits.split(d, seed=seed)
     all_idx = np.concatenate([s.train, s.val, s.test])
     assert len(np.unique(all_idx)) == len(d) == len(all_idx)
     assert abs(len(s.test) - 0.2 * len(d)) <= 10
@@ -37,26 +37,26 @@ def test_split_is_stratified_and_disjoint(seed):
 
 
 def test_split_is_seeded():
-    d = D.load("digits")
-    a, b, c = D.split(d, seed=3), D.split(d, seed=3), D.split(d, seed=4)
+    d = sources.load("digits")
+    a, b, c = splits.split(d, seed=3), splits.split(d, seed=3), splits.split(d, seed=4)
     assert np.array_equal(a.test, b.test) and np.array_equal(a.val, b.val)
     assert not np.array_equal(a.test, c.test)
 
 
 def test_limit_takes_stratified_subset():
-    d = D.load("digits")
-    s = D.split(d, limit=500)
+    d = sources.load("digits")
+    s = splits.split(d, limit=500)
     assert len(s.train) + len(s.val) + len(s.test) == 500
     kept = np.bincount(d.labels[np.concatenate([s.train, s.val, s.test])])
     assert np.all(np.abs(kept - 500 * np.bincount(d.labels) / len(d)) <= 1)
 
 
 def test_bad_fractions():
-    d = D.load("synthetic")
+    d = sources.load("synthetic")
     with pytest.raises(EdgeclsError, match="--val-split 1.5"):
-        D.split(d, val_fraction=1.5)
+        splits.split(d, val_fraction=1.5)
     with pytest.raises(EdgeclsError, match="--limit 0"):
-        D.split(d, limit=0)
+        splits.split(d, limit=0)
 
 
 def _idx(path, arr):
@@ -74,21 +74,21 @@ def _fake_fashion(root, n_train=70, n_test=20):
 
 
 def test_fashion_reads_idx_with_official_split(tmp_path):
-    d = D.load("fashion-mnist", data_dir=str(_fake_fashion(tmp_path)))
+    d = sources.load("fashion-mnist", data_dir=str(_fake_fashion(tmp_path)))
     assert len(d) == 90 and d.input_shape == (28, 28, 1) and d.classes[0] == "T-shirt/top"
-    s = D.split(d, val_fraction=0.15)
+    s = splits.split(d, val_fraction=0.15)
     assert np.array_equal(s.test, np.arange(70, 90))  # the official test images, all of them
     assert len(s.train) + len(s.val) == 70
 
 
 def test_fashion_env_var(tmp_path, monkeypatch):
-    monkeypatch.setenv(D.FASHION_ENV, str(_fake_fashion(tmp_path)))
-    assert len(D.load("fashion-mnist")) == 90
+    monkeypatch.setenv(sources.FASHION_ENV, str(_fake_fashion(tmp_path)))
+    assert len(sources.load("fashion-mnist")) == 90
 
 
 def test_fashion_missing_says_how_to_get_it(tmp_path):
     with pytest.raises(EdgeclsError, match="apt-get install dataset-fashion-mnist.*--data-dir"):
-        D.load("fashion-mnist", data_dir=str(tmp_path))
+        sources.load("fashion-mnist", data_dir=str(tmp_path))
 
 
 def test_fashion_truncated_idx(tmp_path):
@@ -97,13 +97,13 @@ def test_fashion_truncated_idx(tmp_path):
     with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as f:
         f.write(raw[:-100])
     with pytest.raises(EdgeclsError, match="train-images-idx3-ubyte.gz: truncated IDX"):
-        D.load("fashion-mnist", data_dir=str(tmp_path))
+        sources.load("fashion-mnist", data_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "WEBP"])
 def test_folder_source(tmp_path, fmt):
     make_folder(tmp_path / "pets", fmt=fmt)
-    d = D.load(str(tmp_path / "pets"), image_size=12)
+    d = sources.load(str(tmp_path / "pets"), image_size=12)
     assert d.classes == ["cat", "dog"] and len(d) == 12 and d.input_shape == (12, 12, 3)
     assert d.ids[0] == "cat/0." + {"JPEG": "jpg", "WEBP": "webp"}.get(fmt, fmt.lower())
     x = d.images(np.array([0, 11]))
@@ -112,43 +112,43 @@ def test_folder_source(tmp_path, fmt):
 
 def test_folder_reopens_from_ids(tmp_path):
     make_folder(tmp_path / "pets")
-    d = D.load(str(tmp_path / "pets"), image_size=12)
-    again = D.open_source(d.source, ids=d.ids[3:9], classes=d.classes)
+    d = sources.load(str(tmp_path / "pets"), image_size=12)
+    again = sources.open_source(d.source, ids=d.ids[3:9], classes=d.classes)
     assert list(again.labels) == list(d.labels[3:9])
     assert np.array_equal(again.images(np.arange(6)), d.images(np.arange(3, 9)))
 
 
 def test_folder_nonexistent(tmp_path):
     with pytest.raises(EdgeclsError, match="no such dataset or folder"):
-        D.load(str(tmp_path / "nope"))
+        sources.load(str(tmp_path / "nope"))
 
 
 def test_folder_empty(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(EdgeclsError, match="no images found"):
-        D.load(str(tmp_path))
+        sources.load(str(tmp_path))
 
 
 def test_folder_one_class(tmp_path):
     make_folder(tmp_path, classes=("cat",))
     with pytest.raises(EdgeclsError, match="only one class \\('cat'\\)"):
-        D.load(str(tmp_path))
+        sources.load(str(tmp_path))
 
 
 def test_folder_class_too_small_for_split(tmp_path):
     make_folder(tmp_path, per_class=6)
     for f in list((tmp_path / "dog").iterdir())[2:]:
         f.unlink()
-    d = D.load(str(tmp_path))
+    d = sources.load(str(tmp_path))
     with pytest.raises(EdgeclsError, match="class 'dog' has 2 images; at least 5"):
-        D.split(d)
+        splits.split(d)
 
 
 def test_folder_bad_file_refused_naming_it(tmp_path):
     make_folder(tmp_path)
     (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(EdgeclsError, match=r"dog/broken\.png: .*--skip-bad"):
-        D.load(str(tmp_path))
+        sources.load(str(tmp_path))
 
 
 def test_folder_skip_bad_counts(tmp_path):
@@ -156,7 +156,7 @@ def test_folder_skip_bad_counts(tmp_path):
     (tmp_path / "dog" / "empty.jpg").touch()
     (tmp_path / "cat" / "readme.txt").write_text("not an image")
     (tmp_path / "cat" / ".DS_Store").write_bytes(b"\0\0")  # hidden files are ignored silently
-    d = D.load(str(tmp_path), skip_bad=True)
+    d = sources.load(str(tmp_path), skip_bad=True)
     assert len(d) == 12 and len(d.skipped) == 2
     assert any("empty.jpg" in s for s in d.skipped)
 
@@ -170,23 +170,23 @@ def test_folder_mixed_sizes_and_modes(tmp_path):
         Image.new("L", (30 + i, 10), 30).save(tmp_path / "a" / f"{i}.png")
         Image.new("RGBA", (7, 40 + i), (200, 200, 200, 128)).save(tmp_path / "b" / f"{i}.png")
         Image.new("P", (9, 9), 3).save(tmp_path / "b" / f"p{i}.gif")
-    d = D.load(str(tmp_path), image_size=10)
+    d = sources.load(str(tmp_path), image_size=10)
     assert d.images(np.arange(len(d))).shape == (15, 10, 10, 3)
 
 
 def test_tf_dataset_shapes_and_augmentation():
-    d = D.load("synthetic")
+    d = sources.load("synthetic")
     idx = np.arange(32)
-    x, y = next(iter(D.tf_dataset(d, idx, batch_size=32)))
+    x, y = next(iter(dataset.tf_dataset(d, idx, batch_size=32)))
     assert x.shape == (32, 16, 16, 3) and x.dtype.name == "float32" and float(x.numpy().max()) > 200
     assert np.array_equal(y.numpy(), d.labels[idx])
-    xa, _ = next(iter(D.tf_dataset(d, idx, batch_size=32, augment=True, seed=1)))
+    xa, _ = next(iter(dataset.tf_dataset(d, idx, batch_size=32, augment=True, seed=1)))
     assert xa.shape == x.shape and not np.allclose(xa.numpy(), x.numpy())
 
 
 def test_tf_dataset_streams_folder(tmp_path):
     make_folder(tmp_path)
-    d = D.load(str(tmp_path), image_size=12)
-    batches = list(D.tf_dataset(d, np.arange(len(d)), batch_size=5, shuffle=True, seed=0))
+    d = sources.load(str(tmp_path), image_size=12)
+    batches = list(dataset.tf_dataset(d, np.arange(len(d)), batch_size=5, shuffle=True, seed=0))
     assert [b[0].shape[0] for b in batches] == [5, 5, 2]
     assert sorted(np.concatenate([b[1].numpy() for b in batches])) == sorted(d.labels)

@@ -106,17 +106,17 @@ def test_mirrored_loop_matches_fit(tmp_path):
 
 
 def test_disk_cache_is_keyed_and_replayed(tmp_path):
-    from edgecls.train import data as D
+    from edgecls.train import dataset, sources
 
     from .conftest import make_folder
 
     root = make_folder(tmp_path / "imgs", per_class=10, size=(16, 16))
-    data = D.folder(root, image_size=16)
+    data = sources.folder(root, image_size=16)
     idx = np.arange(len(data))
     cache = tmp_path / "cache"
 
     def epoch(**kw):
-        ds = D.tf_dataset(data, idx, batch_size=7, cache_dir=cache, **kw)
+        ds = dataset.tf_dataset(data, idx, batch_size=7, cache_dir=cache, **kw)
         return np.concatenate([y.numpy() for _, y in ds]), np.concatenate([x.numpy() for x, _ in ds])
 
     y1, x1 = epoch()
@@ -127,7 +127,7 @@ def test_disk_cache_is_keyed_and_replayed(tmp_path):
     np.testing.assert_array_equal(x1, data.images(idx).astype("float32"))
     epoch(shard=(2, 1))  # another shard: another file, never the first one's images
     assert len(list(cache.glob("*.index"))) == 2
-    assert D.cache_file(cache, data, idx, None) != D.cache_file(cache, data, idx[:-1], None)
+    assert dataset.cache_file(cache, data, idx, None) != dataset.cache_file(cache, data, idx[:-1], None)
 
 
 def test_concurrent_cache_writers_never_share_a_file(tmp_path):
@@ -136,36 +136,36 @@ def test_concurrent_cache_writers_never_share_a_file(tmp_path):
     import subprocess
     import sys
 
-    from edgecls.train import data as D
+    from edgecls.train import dataset, sources
 
-    data = D.synthetic(n=8)
+    data = sources.synthetic(n=8)
     idx = np.arange(8)
     cache = tmp_path / "cache"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, numpy as np; from pathlib import Path; from edgecls.train import data as D\n"
-        f"p = D.cache_file({str(cache)!r}, D.synthetic(n=8), np.arange(8), None)\n"
+        "import sys, numpy as np; from pathlib import Path; from edgecls.train import dataset, sources\n"
+        f"p = dataset.cache_file({str(cache)!r}, sources.synthetic(n=8), np.arange(8), None)\n"
         "Path(f'{p}.lockfile').write_text('writing'); print(p, flush=True); sys.stdin.read()")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         first = Path(holder.stdout.readline().strip())
         assert Path(f"{first}.lockfile").exists()
-        mine = D.cache_file(cache, data, idx, None)
+        mine = dataset.cache_file(cache, data, idx, None)
         assert mine != first and Path(f"{first}.lockfile").exists()  # the live writer's file is untouched
     finally:
         holder.kill()
         holder.wait()
-    import edgecls.train.data
 
-    edgecls.train.data._CACHE_LOCKS.clear()  # as a fresh run: nothing claimed yet
-    assert D.cache_file(cache, data, idx, None) == first and not Path(f"{first}.lockfile").exists()  # killed: stale
+    dataset._CACHE_LOCKS.clear()  # as a fresh run: nothing claimed yet
+    assert dataset.cache_file(cache, data, idx, None) == first  # killed: stale
+    assert not Path(f"{first}.lockfile").exists()
 
 
 def test_validation_cache_is_per_worker(tmp_path):
-    from edgecls.train import data as D
+    from edgecls.train import dataset, sources
 
-    data = D.synthetic(n=8)
-    a = D.cache_file(tmp_path, data, np.arange(8), None, (False, 0, "chief/0"))
-    b = D.cache_file(tmp_path, data, np.arange(8), None, (False, 0, "worker/0"))
+    data = sources.synthetic(n=8)
+    a = dataset.cache_file(tmp_path, data, np.arange(8), None, (False, 0, "chief/0"))
+    b = dataset.cache_file(tmp_path, data, np.arange(8), None, (False, 0, "worker/0"))
     assert a != b
 
 

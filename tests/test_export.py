@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 
 from edgecls import runtimes
 from edgecls.cli import app
-from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.files import sha256
 from edgecls.export import FORMATS, ExportConfig, export, format_module
 from edgecls.train import recorded
 
@@ -33,7 +34,7 @@ def test_artifact_written_recorded_and_runs(exported_bundle, fmt, precision):
     b = Bundle.open(exported_bundle)
     x, y = recorded.heldout(b)
     runner = runtimes.create(fmt)
-    runner.load(b.checked(a["file"]))
+    runner.load(b.checked_path(a["file"]))
     for n in (1, 5):  # dynamic batch
         p = runner.predict(x[:n])
         assert p.shape == (n, 4) and np.allclose(p.sum(1), 1, atol=0.05)
@@ -222,7 +223,7 @@ def test_interrupted_export_keeps_earlier_artifacts(bundle_copy, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         export(bundle_copy, ExportConfig(formats=["onnx", "openvino"]))
     b = Bundle.open(bundle_copy)
-    b.checked("model.onnx")  # recorded, hash intact
+    b.checked_path("model.onnx")  # recorded, hash intact
     assert not [p for p in bundle_copy.rglob("*") if ".tmp" in p.name]
 
 

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecls.cli import app
-from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.files import sha256
 from edgecls.core.images import load_image
 from edgecls.runtimes.classifier import Classifier
 from edgecls.verify import golden as golden_mod

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecls.cli import app
-from edgecls.core.bundle import Bundle, file_entry
+from edgecls.core.bundle import Bundle
+from edgecls.core.files import file_entry
 from edgecls.export import ExportConfig, export
 from edgecls.export.accuracy import doubling_prefixes
 from edgecls.runtimes.keras import load_bundle_model
@@ -77,7 +78,7 @@ def test_outlier_model_default_misses_gate_accuracy_aware_passes(bundle_copy, fm
     assert t["cost"]["default_bytes"] > 0 and t["cost"]["latency_ratio"] > 0
     assert 0 < t["cost"]["bytes_ratio"] != 1.0
     # the installed file is the accuracy-aware one, hashed as recorded
-    assert Bundle.open(bundle_copy).checked(art["file"]).stat().st_size == art["bytes"]
+    assert Bundle.open(bundle_copy).checked_path(art["file"]).stat().st_size == art["bytes"]
 
 
 def test_no_recipe_reaches_the_gate_best_kept_marked_failing_exit_1(bundle_copy, monkeypatch):

@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecls.cli import app
-from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.bundle import Bundle
+from edgecls.core.files import sha256
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ import pytest
 from edgecls import runtimes
 from edgecls.bench.measure import BenchConfig, bench
 from edgecls.cli import app
-from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.files import sha256
 from edgecls.export.reference import load
 from edgecls.runtimes.keras import load_bundle_model
 from edgecls.train import recorded

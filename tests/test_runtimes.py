@@ -19,7 +19,7 @@ def test_runner_takes_raw_pixels_returns_probabilities(exported_bundle, name):
     x, _ = recorded.heldout(b)
     runner = runtimes.create(name)
     # TensorFlow fixes its thread pools when it starts (already, in this test process): see below
-    runner.load(b.checked(FILES[name]), threads=None if name == "keras" else 1)
+    runner.load(b.checked_path(FILES[name]), threads=None if name == "keras" else 1)
     assert runner.name == name and runner.device_ran != "?" and runner.precision in ("fp32", "int8")
     assert runner.compute in ("fp32", "f32")
     for batch in (x[:1], x[:7], x[:7].astype(np.float32)):  # uint8 or float input, any batch
@@ -35,7 +35,7 @@ def test_bound_call_computes_what_predict_does(exported_bundle, name, file):
     b = Bundle.open(exported_bundle)
     x, _ = recorded.heldout(b)
     runner = runtimes.create(name)
-    runner.load(b.checked(file), threads=None if name == "keras" else 1)
+    runner.load(b.checked_path(file), threads=None if name == "keras" else 1)
     outputs = []
     for batch in (x[:5], x[5:10]):
         call = runner.timed_call(batch)

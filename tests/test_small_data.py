@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgecls.core.bundle import Bundle
-from edgecls.train import data as D
+from edgecls.train import dataset, sources
 from edgecls.train.baseline import Baseline, pixel_baseline, verdict
 from edgecls.train.fit import TrainConfig, _recalibrate_bn, train
 from edgecls.train.plan import MIN_EPOCHS, MIN_STEPS, MIN_VAL, PATIENCE_STEPS, SMALL_DATA, make_plan
@@ -46,7 +46,7 @@ def test_recalibrated_batchnorm_matches_the_training_images(tmp_path):
     from edgecls.train.models import build
 
     k = keras()
-    data = D.synthetic(n=96)
+    data = sources.synthetic(n=96)
     idx = np.arange(96)
     model = build("small", data.input_shape, 4)
     used = _recalibrate_bn(model, data, idx, batch_size=32)
@@ -62,7 +62,7 @@ def test_baseline_uses_the_same_split_and_is_stored(trained_bundle):
     m = Bundle.open(trained_bundle).manifest
     b, split = m["baseline"], m["dataset"]["split"]
     assert b["train_images"] == len(split["train"]) and b["test_images"] == len(split["test"])
-    data = D.synthetic()
+    data = sources.synthetic()
     again = pixel_baseline(data, np.array(split["train"]), np.array(split["test"]))
     assert again.accuracy == b["accuracy"] and b["accuracy"] > 0.5  # stripes/blobs/rings are linear-ish
     assert b["chance"] == pytest.approx(0.25)
@@ -102,7 +102,7 @@ def test_small_folder_training_plan_is_recorded(tmp_path):
 
 
 def test_small_folder_is_cached_large_one_streams():
-    assert D.cache_in_memory(1000, (64, 64, 3)) and not D.cache_in_memory(50000, (64, 64, 3))
+    assert dataset.cache_in_memory(1000, (64, 64, 3)) and not dataset.cache_in_memory(50000, (64, 64, 3))
 
 
 def test_downsample_stem_only_for_large_inputs():

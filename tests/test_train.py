@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.files import sha256
 from edgecls.runtimes.keras import load_bundle_model
 from edgecls.train import recorded
 from edgecls.train.fit import TrainConfig, TrainHooks, train

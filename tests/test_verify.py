@@ -5,8 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecls.cli import app
-from edgecls.core.bundle import Bundle, sha256
+from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.files import sha256
 from edgecls.core.gates import gates, judge
 from edgecls.core.names import Precision
 from edgecls.core.stats import Outcome

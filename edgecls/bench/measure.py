@@ -1,4 +1,4 @@
-"""Latency and throughput per runtime x precision x device x batch size (DESIGN §7).
+"""Latency and throughput per runtime x precision x device x batch size: the bench session.
 
 Each configuration runs in a fresh process, so thread settings take effect (TensorFlow fixes its
 pools when it starts), one runtime's libraries do not weigh on another's peak RSS, and no state
@@ -111,7 +111,7 @@ def environment(threads: int, explicit: bool) -> dict:
             "versions": versions}
 
 
-def plan(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
+def configurations(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
     """The (runtime, precision, file) configurations to measure, and notes on what was skipped."""
     explicit_rt, explicit_p = bool(cfg.runtimes), bool(cfg.precisions)
     names = cfg.runtimes or list(runtimes.RUNTIMES)
@@ -175,9 +175,9 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
 
     cfg.validate()
     bundle = Bundle.open(bundle_path)
-    todo, notes = plan(bundle, cfg)
+    todo, notes = configurations(bundle, cfg)
     for item in todo:
-        bundle.checked(item["file"])
+        bundle.checked_path(item["file"])
     x, source = inputs(bundle, limit=max(cfg.batches))  # no more images decoded than a batch needs
     if source != "dataset":
         notes.append(f"inputs: {source}")

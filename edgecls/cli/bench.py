@@ -78,7 +78,8 @@ def bench(
     from ..bench.decide import Constraints
     from ..bench.measure import BenchConfig, to_csv
     from ..bench.measure import bench as run
-    from ..core.bundle import Bundle, atomic_write, ensure_writable
+    from ..core.bundle import Bundle
+    from ..core.files import atomic_write, ensure_writable
     from ..report.console import use_stderr
 
     for option, path in (("--json", json_file), ("--csv", csv_file)):

@@ -1,9 +1,9 @@
-"""The bundle on disk (models/NAME/): manifest read/write, atomic writes, sha256, loading.
+"""The bundle on disk (models/NAME/): the manifest read, merged and saved under a lock, files added with a
+journaled commit, every path it names kept inside it, every file checked against its sha256.
 
-Every file is written to a temporary name in the same folder and renamed into place, so a
-reader sees either the old file or the new one, never half of one. A new bundle is staged in a
-sibling folder and swapped in whole. The manifest records each file's size and sha256, and
-loading refuses a file whose hash does not match.
+Writes go through `edgecls.core.files` (one durable write-then-rename primitive). Files added to an
+existing bundle are staged in a private folder and committed together with the manifest by a durable
+journal (`.commit.json`): a killed writer's commit is finished by the next reader or writer.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ import contextlib
 import copy
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import os
-import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
@@ -25,208 +22,12 @@ from typing import Iterator
 from .. import __version__
 from . import results
 from .errors import EdgeclsError
+from .files import atomic_write, file_entry, fsync_dir, fsync_file, manifest_lock, owner_tag, remove_stale, sha256
 from .manifest import SCHEMA, validate
 
 MANIFEST = "manifest.json"
 SPLIT_FILE = "split.json"
-LOCK = ".manifest.lock"
 JOURNAL = ".commit.json"  # a commit in progress: staged files to rename, then the manifest
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _owner() -> str:
-    """``PID@HOST``-tag put in every temporary name, so a later run can tell the leftovers of a killed
-    writer (its process is gone) from those of a writer still running."""
-    return f"{os.getpid()}@{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]}"
-
-
-_STALE = re.compile(r"^\.(?:.*\.)?(?:tmp|stage|staging|old)-(\d+)@([0-9a-f]{6})-")
-
-
-def _is_stale(name: str) -> bool:
-    """A temporary name of this machine whose writing process no longer runs."""
-    m = _STALE.match(name)
-    if not m or m.group(2) != _owner().split("@")[1]:
-        return False
-    try:
-        os.kill(int(m.group(1)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
-
-
-def remove_stale(folder: Path, prefix: str = ".") -> list[str]:
-    """Remove what killed writers left in `folder` (temporary files, staging folders), names starting
-    with `prefix`; return their names. A live writer's files are never touched."""
-    gone = []
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return gone
-    for p in entries:
-        if p.name.startswith(prefix) and _is_stale(p.name):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
-            gone.append(p.name)
-    return gone
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a file another library wrote (and closed) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """fsync every file and folder under `folder` (a staged bundle, before it is swapped in)."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            _fsync_file(Path(root) / name)
-        _fsync_dir(Path(root))
-
-
-@contextlib.contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """The one write-then-rename primitive: yield a temporary path beside `path` (same folder, same
-    suffix); when the block ends, flush it to disk (fsync), rename it onto `path`, fsync the folder.
-
-    A reader sees the old file or the new one, never half of one, and after a crash the new file is
-    either complete or absent. For libraries that write files themselves (``model.save``,
-    ``onnx.save``) as well as `atomic_write`. On any error, or Ctrl-C, the temporary file is removed
-    and `path` is left as it was; a kill -9 leaves a temporary name that `remove_stale` clears.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-{_owner()}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # some writers refuse to overwrite; they get a fresh name
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `data` to `path` through `atomic_target` (temporary file, fsync, rename, fsync the folder)."""
-    with atomic_target(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (where the OS allows opening a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the OS cannot."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-@contextlib.contextmanager
-def manifest_lock(folder: Path) -> Iterator[None]:
-    """Serialise manifest writers of one bundle (an exclusive flock on ``folder/.manifest.lock``)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock here (Windows): writers are not serialised
-        yield
-        return
-    with open(Path(folder) / LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def file_entry(path: Path, root: Path) -> dict:
-    return {"file": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256(path)}
-
-
-def ensure_writable(path: Path, option: str = "--out") -> None:
-    """Fail now, naming the option and path, if `path` (a bundle folder or a result file) cannot be
-    written: before minutes of training or measuring, not after."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise EdgeclsError(f"{option} {path}: cannot write there ({e.strerror or e})") from e
-    if option == "--out" and path.exists() and not path.is_dir():
-        raise EdgeclsError(f"--out {path}: exists and is not a folder")
-
-
-@contextlib.contextmanager
-def staged_bundle(dest: Path) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces `dest` whole.
-
-    Until the swap, an existing bundle at `dest` is untouched; after it, `dest` is the complete
-    new bundle: every file in the stage is flushed to disk (fsync) before the swap. On failure (or
-    Ctrl-C before the swap) the staging folder is removed; what a killed run left beside `dest` is
-    removed by the next one.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(dest.parent, prefix=f".{dest.name}.")
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-{_owner()}-", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from other users
-    try:
-        yield stage
-        _fsync_tree(stage)
-        if dest.exists() and _exchange(stage, dest):  # one step: `dest` is never missing
-            shutil.rmtree(stage, ignore_errors=True)  # now the old bundle
-        elif dest.exists():  # no atomic exchange on this OS: two renames
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{_owner()}-", dir=dest.parent))
-            os.rmdir(old)
-            os.replace(dest, old)
-            os.replace(stage, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, dest)
-        _fsync_dir(dest.parent)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _read(mpath: Path) -> dict:
@@ -289,10 +90,10 @@ def _commit(root: Path, journal: dict) -> None:
         if s.exists():
             d.parent.mkdir(parents=True, exist_ok=True)
             os.replace(s, d)
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
     atomic_write(root / MANIFEST, journal["manifest"])
     (root / JOURNAL).unlink(missing_ok=True)
-    _fsync_dir(root)
+    fsync_dir(root)
     for stage in {src.split("/")[0] for src, _ in journal["renames"]}:
         if stage.startswith(".stage-"):
             shutil.rmtree(root / stage, ignore_errors=True)
@@ -408,7 +209,7 @@ class Bundle:
 
     Example:
         >>> b = Bundle.open("models/digits-small")
-        >>> b.checked("model.keras")       # the path, after checking it against its sha256
+        >>> b.checked_path("model.keras")       # the path, after checking it against its sha256
     """
 
     def __init__(self, path: Path, manifest: dict):
@@ -437,7 +238,7 @@ class Bundle:
                 return e
         return None
 
-    def checked(self, file: str) -> Path:
+    def checked_path(self, file: str) -> Path:
         """The path of a recorded file, after checking that it (and its parts, e.g. OpenVINO's .bin)
         exists and matches its sha256."""
         entry = self.entry(file)
@@ -529,8 +330,8 @@ class Bundle:
                     renames = []
                     for dst, src in installs.items():
                         self.inside(dst, "installed file")
-                        _fsync_file(src)
-                        _fsync_dir(Path(src).parent)
+                        fsync_file(src)
+                        fsync_dir(Path(src).parent)
                         renames.append([Path(src).relative_to(self.path).as_posix(), dst])
                     journal = {"renames": renames, "manifest": text}
                     atomic_write(self.path / JOURNAL, json.dumps(journal))
@@ -548,7 +349,7 @@ class Bundle:
         """A private folder inside the bundle for new files: write them there (same relative paths),
         check them, then `save(installs=...)` swaps them in. Removed when the block ends; a killed
         writer's is removed by the next writer (`remove_stale`)."""
-        stage = Path(tempfile.mkdtemp(prefix=f".stage-{_owner()}-", dir=self.path))
+        stage = Path(tempfile.mkdtemp(prefix=f".stage-{owner_tag()}-", dir=self.path))
         try:
             yield stage
         finally:
@@ -579,7 +380,7 @@ class Bundle:
         if part in split:
             return split[part]
         if self._split is None:
-            path = self.checked(split["ids_file"])
+            path = self.checked_path(split["ids_file"])
             try:
                 self._split = json.loads(path.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

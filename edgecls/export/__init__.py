@@ -1,7 +1,7 @@
 """Export a bundle's Keras model to every format (a registry), each checked right after writing.
 
 Each format module has the same shape: ``PRECISIONS`` (what it can write) and
-``export(ctx, precision) -> Written``. Adding a format = one module and one registry line.
+``export(ctx, precision) -> WrittenFiles``. Adding a format = one module and one registry line.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.bundle import Bundle, file_entry
+from ..core.bundle import Bundle
 from ..core.errors import CheckFailed
+from ..core.files import file_entry
 from ..core.names import Format, Precision
 from ..core.quiet import silenced
 from ..runtimes.keras import load_bundle_model
 from ..train import recorded
 from . import accuracy, reference
-from .base import FORMATS, ExportConfig, ExportContext, Written, format_module
+from .base import FORMATS, ExportConfig, ExportContext, WrittenFiles, format_module
 
-__all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "Written", "export", "format_module"]
+__all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "WrittenFiles", "export", "format_module"]
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ExportResult:
         return not self.failures and not self.gate_failures
 
 
-def _check(root: Path, fmt: Format, precision: Precision, written: Written, sample: np.ndarray,
+def _check(root: Path, fmt: Format, precision: Precision, written: WrittenFiles, sample: np.ndarray,
            classes: int) -> dict:
     """Load the file (under `root`, its staging folder) with its real runtime and run a few held-out
     images through it."""
@@ -150,7 +151,7 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
     return entry
 
 
-def _entry(bundle: Bundle, stage: Path, fmt: Format, precision: Precision, written: Written) -> dict:
+def _entry(bundle: Bundle, stage: Path, fmt: Format, precision: Precision, written: WrittenFiles) -> dict:
     """The manifest entry of a written artifact (staged under `stage`): files, sizes, hashes, versions,
     size vs fp32."""
     entry = {"format": fmt.value, "precision": precision.value, **file_entry(stage / written.file, stage)}

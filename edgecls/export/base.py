@@ -66,7 +66,7 @@ class FormatModule(Protocol):
     FILES: dict[str, str]  # precision -> the file written, relative to the bundle
     RECIPE: str  # its accuracy-aware int8 recipe, in words
 
-    def export(self, ctx: "ExportContext", precision: Precision) -> "Written":
+    def export(self, ctx: "ExportContext", precision: Precision) -> "WrittenFiles":
         """Write `precision` into `ctx.out` (the staging folder); say what was written."""
 
     def accuracy_aware(self, ctx: "ExportContext", selection, workdir: Path) -> Iterator:
@@ -77,7 +77,7 @@ class FormatModule(Protocol):
 
 
 @dataclass
-class Written:
+class WrittenFiles:
     """What a format module wrote, relative to the bundle folder."""
 
     file: str

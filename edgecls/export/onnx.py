@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.bundle import atomic_target
 from ..core.errors import require
+from ..core.files import atomic_target
 from ..core.names import Precision
-from .base import Written
+from .base import WrittenFiles
 
 OPSET = 17
 PRECISIONS = ("fp32", "int8")
@@ -89,13 +89,13 @@ def export(ctx, precision):
     if precision == Precision.fp32:
         convert_fp32(ctx, path)
         ctx.wrote_onnx_fp32(path)
-        return Written(FILES["fp32"], versions=_versions())
+        return WrittenFiles(FILES["fp32"], versions=_versions())
     import onnx
 
     ort = require("onnxruntime", "onnx")
     out = _quantize(ctx, ctx.workdir / "int8.onnx")
     _save(onnx.load(str(out)), ctx, precision, path)
-    return Written(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
+    return WrittenFiles(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
                    details={"quantization": "static QDQ, S8S8, per-channel weights, MinMax calibration"})
 
 

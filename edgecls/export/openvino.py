@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core.errors import require
 from ..core.names import Precision
 from .accuracy import Recipe
-from .base import Written
+from .base import WrittenFiles
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STEMS = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8"}
@@ -41,7 +41,7 @@ def export(ctx, precision):
         versions["nncf"] = nncf.__version__
         details["quantization"] = "NNCF post-training quantization (default preset), fast bias correction"
     xml, bin_ = _save(ov, model, ctx, precision, compress=precision == Precision.fp16)
-    return Written(xml, parts=[bin_], versions=versions, details=details)
+    return WrittenFiles(xml, parts=[bin_], versions=versions, details=details)
 
 
 def _calibration(nncf, images):

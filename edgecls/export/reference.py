@@ -65,7 +65,7 @@ def load(bundle: Bundle) -> Reference:
     if "reference" not in bundle.manifest:
         raise EdgeclsError(f"{bundle.path}: no reference data in this bundle (re-export it with 'edgecls export', "
                            "which stores reference.npz)")
-    path = bundle.checked(bundle.manifest["reference"]["file"])
+    path = bundle.checked_path(bundle.manifest["reference"]["file"])
     try:
         with np.load(path) as z:
             ref = Reference(z["images"], z["labels"], z["keras_probabilities"])

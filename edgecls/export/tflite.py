@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.bundle import atomic_write
 from ..core.errors import CheckFailed
+from ..core.files import atomic_write
 from ..core.names import Precision
 from ..core.stats import sqnr_db
-from .base import Written
+from .base import WrittenFiles
 from .tflite_metadata import input_quantization, with_metadata
 
 __all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "with_metadata"]
@@ -68,7 +68,7 @@ def export(ctx, precision):
     calibration = ctx.calibration() if precision == Precision.int8 else None
     conv, details = converter(ctx.model, precision, calibration)
     _write(ctx, precision, conv.convert(), ctx.out / FILES[precision.value], details)
-    return Written(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
+    return WrittenFiles(FILES[precision.value], versions={"tensorflow": tf.__version__}, details=details)
 
 
 # --------------------------------------------------------------------------- accuracy-aware int8

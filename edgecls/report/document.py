@@ -12,7 +12,8 @@ import html
 import re
 from pathlib import Path
 
-from ..core.bundle import Bundle, atomic_write, file_entry
+from ..core.bundle import Bundle
+from ..core.files import atomic_write, file_entry
 from . import figures
 
 

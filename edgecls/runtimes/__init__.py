@@ -1,4 +1,4 @@
-"""Runtimes behind one interface (DESIGN §5), registered by name. No TensorFlow imported here.
+"""Runtimes behind one interface (`Runner`: load, predict, timed_call), registered by name. No TensorFlow imported here.
 
 A runner takes raw 0-255 NHWC pixels (any numeric dtype) and returns float32 class
 probabilities (N, C); quantized uint8 inputs/outputs are handled inside the runner. Each

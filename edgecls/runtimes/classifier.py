@@ -52,7 +52,7 @@ class Classifier:
             raise EdgeclsError(f"{bundle.path}: no {format or 'exported'} {precision} artifact (exported: {have}); "
                                "run 'edgecls export' first")
         runner = runtimes.create(artifact["format"])
-        runner.load(bundle.checked(artifact["file"]), device=Device(device), threads=threads)
+        runner.load(bundle.checked_path(artifact["file"]), device=Device(device), threads=threads)
         return cls(bundle, artifact, runner)
 
     def predict(self, images: np.ndarray) -> np.ndarray:

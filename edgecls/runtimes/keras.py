@@ -99,4 +99,4 @@ def probabilities(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def load_bundle_model(bundle):
     """A bundle's model.keras, after its sha256 check, loaded in Keras' safe mode."""
-    return load_model(bundle.checked("model.keras"))
+    return load_model(bundle.checked_path("model.keras"))

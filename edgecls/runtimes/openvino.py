@@ -77,8 +77,8 @@ class OpenVINORunner(Runner):
         """The model recompiled for this static batch shape (as an app with a fixed batch, or
         benchmark_app -shape, runs it), the input tensor sharing the array's memory, set once; the
         timed call is a synchronous `infer()` with no inputs to convert and outputs returned as views
-        (`share_outputs`), not copied: ~10 us less per call than plain `infer()`, which matters next
-        to benchmark_app on a 0.2 ms model. `native_ms` is OpenVINO's own InferRequest.latency."""
+        (`share_outputs`), not copied: less overhead per call than plain `infer()`, which matters next
+        to benchmark_app on a small model (docs/bench.md). `native_ms` is OpenVINO's own InferRequest.latency."""
         import openvino as ov
 
         self._compile(images.shape)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..core.stats import wilson
-from .data import Data
+from .sources import Data
 
 SIZE = 16  # pixels per side after downsampling (area average)
 MAX_TRAIN = 5000  # a stratified subset beyond this: the baseline stays within seconds
@@ -52,7 +52,7 @@ def pixel_baseline(data: Data, train_idx: np.ndarray, test_idx: np.ndarray, seed
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .data import subset
+    from .splits import subset
 
     t0 = time.perf_counter()
     fit_idx = train_idx[subset(data.labels[train_idx], MAX_TRAIN, seed)]

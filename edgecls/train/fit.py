@@ -10,21 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.bundle import (
-    SPLIT_FILE,
-    Bundle,
-    atomic_target,
-    atomic_write,
-    ensure_writable,
-    file_entry,
-    new_manifest,
-    staged_bundle,
-)
+from ..core.bundle import SPLIT_FILE, Bundle, new_manifest
 from ..core.errors import EdgeclsError
+from ..core.files import atomic_target, atomic_write, ensure_writable, file_entry, staged_bundle
 from ..core.manifest import INLINE_IDS
 from ..core.names import MAX_BATCH
-from . import data as data_mod
-from . import distribute
+from . import dataset, distribute, sources, splits
 from .baseline import pixel_baseline, verdict
 from .plan import TrainPlan, make_plan
 
@@ -75,7 +66,7 @@ class TrainConfig:
         if not 0 < self.worker_timeout <= 86400:
             raise EdgeclsError(f"--worker-timeout {self.worker_timeout:g}: must be between 0 and 86400 seconds")
 
-    def bundle_dir(self, data: data_mod.Data) -> Path:
+    def bundle_dir(self, data: sources.Data) -> Path:
         if self.out is not None:
             return Path(self.out)
         name = Path(self.data).resolve().name if data.name == "folder" else data.name
@@ -146,11 +137,11 @@ def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[d
     return Hooks()
 
 
-def evaluate(model, data: data_mod.Data, idx: np.ndarray, batch_size: int = 256) -> dict:
+def evaluate(model, data: sources.Data, idx: np.ndarray, batch_size: int = 256) -> dict:
     """Accuracy, loss, per-class precision/recall and the confusion matrix on `idx`."""
     from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
-    ds = data_mod.tf_dataset(data, idx, batch_size=batch_size)
+    ds = dataset.tf_dataset(data, idx, batch_size=batch_size)
     probs = model.predict(ds, verbose=0)
     y = data.labels[idx]
     pred = probs.argmax(1)
@@ -166,7 +157,7 @@ def evaluate(model, data: data_mod.Data, idx: np.ndarray, batch_size: int = 256)
     }
 
 
-def _input_spec(data: data_mod.Data) -> dict:
+def _input_spec(data: sources.Data) -> dict:
     h, w, c = data.input_shape
     return {"name": "images", "shape": [None, h, w, c], "dtype": "float32", "layout": "NHWC",
             "range": [0, 255], "color": "grayscale" if c == 1 else "rgb",
@@ -175,7 +166,7 @@ def _input_spec(data: data_mod.Data) -> dict:
                              "rescales them by 1/255"}
 
 
-def _recalibrate_bn(model, data: data_mod.Data, idx: np.ndarray, batch_size: int = 128,
+def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int = 128,
                     max_images: int = 8192, seed: int = 0) -> int:
     """Re-estimate every batch-norm layer's moving statistics on un-augmented training images.
 
@@ -186,13 +177,13 @@ def _recalibrate_bn(model, data: data_mod.Data, idx: np.ndarray, batch_size: int
     bns = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
     if not bns:
         return 0
-    pick = idx[data_mod.subset(data.labels[idx], max_images, seed)]
+    pick = idx[splits.subset(data.labels[idx], max_images, seed)]
     for layer in bns:
         layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
         layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
     saved = [layer.momentum for layer in bns]
     try:
-        for i, (x, _) in enumerate(data_mod.tf_dataset(data, pick, batch_size=batch_size)):
+        for i, (x, _) in enumerate(dataset.tf_dataset(data, pick, batch_size=batch_size)):
             for layer in bns:
                 layer.momentum = i / (i + 1)  # batch i+1 weighs 1/(i+1): a cumulative mean
             model(x, training=True)
@@ -202,13 +193,13 @@ def _recalibrate_bn(model, data: data_mod.Data, idx: np.ndarray, batch_size: int
     return len(pick)
 
 
-def _dataset_section(cfg: TrainConfig, data: data_mod.Data, split: data_mod.Split, out: Path) -> tuple[dict, dict]:
+def _dataset_section(cfg: TrainConfig, data: sources.Data, split: splits.Split, out: Path) -> tuple[dict, dict]:
     """The manifest's dataset section, and the split ids: inline there up to `INLINE_IDS`, else
     (returned second) for the hashed ids file, so the manifest stays small."""
     ids = {p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}
     inline = sum(map(len, ids.values())) <= INLINE_IDS
     section = {
-        "name": data.name, "source": data_mod.portable(data.source, out), "classes": data.classes,
+        "name": data.name, "source": sources.portable(data.source, out), "classes": data.classes,
         "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
         "skipped": data.skipped,
         "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
@@ -218,7 +209,7 @@ def _dataset_section(cfg: TrainConfig, data: data_mod.Data, split: data_mod.Spli
     return section, ({} if inline else ids)
 
 
-def _portable_config(cfg: TrainConfig, data: data_mod.Data, out: Path) -> dict:
+def _portable_config(cfg: TrainConfig, data: sources.Data, out: Path) -> dict:
     """The options as the manifest keeps them: paths relative to the bundle folder, none absolute."""
     config = asdict(cfg) | {"out": out.name}
     paths = (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir),
@@ -271,12 +262,12 @@ def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, 
         optimizer = k.optimizers.Adam(_schedule(k, cfg, plan))
 
     def shard(ctx):
-        return data_mod.tf_dataset(
+        return dataset.tf_dataset(
             data, split.train, batch_size=ctx.get_per_replica_batch_size(plan.batch_size), shuffle=True,
             augment=plan.augment if plan.augment != "none" else False, seed=cfg.seed,
             shard=(ctx.num_input_pipelines, ctx.input_pipeline_id), repeat=True, cache_dir=cfg.cache)
 
-    val = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache,
+    val = dataset.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache,
                               cache_key=placement.task)  # every worker decodes it whole: its own file
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -299,6 +290,51 @@ def _scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainC
     return placement.to_dict() | {
         "global_batch_size": plan.batch_size, "per_replica_batch_size": plan.batch_size // placement.replicas,
         "learning_rate": cfg.lr, "lr_scale": 1.0}
+
+
+def _manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted, fit_seconds, bn_images,
+              metrics, base) -> tuple[dict, dict | None]:
+    """The new bundle's manifest (and the split ids that go to split.json when there are many)."""
+    from ..core._tf import keras, tensorflow
+
+    manifest = new_manifest(out.name)
+    manifest["dataset"], split_ids = _dataset_section(cfg, data, split, out)
+    manifest["input"] = _input_spec(data)
+    manifest["labels"] = data.classes
+    manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
+    manifest["training"] = {
+        "config": _portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(history),
+        "best_epoch": cb.kept_epoch, "interrupted": interrupted, "seconds": round(fit_seconds, 2),
+        "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
+        if cb.train_seconds else None,
+        "batchnorm_recalibrated_on": bn_images,
+        "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
+        "versions": {"tensorflow": tensorflow().__version__, "keras": keras().__version__},
+        "distribute": _scale_section(placement, plan, cfg),
+    }
+    manifest["metrics"] = {"test": metrics}
+    manifest["baseline"] = base.to_dict()
+
+    return manifest, split_ids
+
+
+def _write_bundle(out: Path, model, manifest: dict, history: list[dict], split_ids: dict | None) -> None:
+    """model.keras, history.json (and split.json) and the manifest, staged and swapped in whole."""
+    from ..core._tf import keras
+
+    with staged_bundle(out) as stage:
+        with atomic_target(stage / "model.keras") as tmp:
+            model.save(tmp)
+        atomic_write(stage / "history.json", json.dumps(history, indent=1) + "\n")
+        if split_ids:
+            atomic_write(stage / SPLIT_FILE, json.dumps(split_ids, separators=(",", ":")) + "\n")
+        b = Bundle(stage, manifest)
+        b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
+                  "versions": {"keras": keras().__version__}})
+        b.record(file_entry(stage / "history.json", stage), key="files")
+        if split_ids:
+            b.record(file_entry(stage / SPLIT_FILE, stage), key="files")
+        b.save()
 
 
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
@@ -325,8 +361,8 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     hooks = hooks or TrainHooks()
     cfg.validate()
     chief = distribute.is_chief(cfg.strategy)  # a bad TF_CONFIG fails here, before any work
-    data = data_mod.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)
-    split = data_mod.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
+    data = sources.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)
+    split = splits.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)
     if chief:
@@ -355,9 +391,9 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         model = build_model()
         model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
-        train_ds = data_mod.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
+        train_ds = dataset.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
                                        augment=augment, seed=cfg.seed, cache_dir=cfg.cache)
-        val_ds = data_mod.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
+        val_ds = dataset.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
     else:
         model, run = _distributed(tf, k, strategy, placement, cfg, plan, data, split, build_model)
         train_ds = val_ds = None
@@ -378,35 +414,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     bn_images = _recalibrate_bn(model, data, split.train, seed=cfg.seed)
     metrics = evaluate(model, data, split.test)
     base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
-    manifest = new_manifest(out.name)
-    manifest["dataset"], split_ids = _dataset_section(cfg, data, split, out)
-    manifest["input"] = _input_spec(data)
-    manifest["labels"] = data.classes
-    manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
-    manifest["training"] = {
-        "config": _portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(history),
-        "best_epoch": cb.kept_epoch, "interrupted": interrupted, "seconds": round(fit_seconds, 2),
-        "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
-        if cb.train_seconds else None,
-        "batchnorm_recalibrated_on": bn_images,
-        "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
-        "versions": {"tensorflow": tf.__version__, "keras": k.__version__},
-        "distribute": _scale_section(placement, plan, cfg),
-    }
-    manifest["metrics"] = {"test": metrics}
-    manifest["baseline"] = base.to_dict()
-
-    with staged_bundle(out) as stage:
-        with atomic_target(stage / "model.keras") as tmp:
-            model.save(tmp)
-        atomic_write(stage / "history.json", json.dumps(history, indent=1) + "\n")
-        if split_ids:
-            atomic_write(stage / SPLIT_FILE, json.dumps(split_ids, separators=(",", ":")) + "\n")
-        b = Bundle(stage, manifest)
-        b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
-                  "versions": {"keras": k.__version__}})
-        b.record(file_entry(stage / "history.json", stage), key="files")
-        if split_ids:
-            b.record(file_entry(stage / SPLIT_FILE, stage), key="files")
-        b.save()
+    manifest, split_ids = _manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted,
+                                    fit_seconds, bn_images, metrics, base)
+    _write_bundle(out, model, manifest, history, split_ids)
     return TrainResult(out, manifest, history, interrupted)

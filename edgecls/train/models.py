@@ -49,11 +49,9 @@ def small(input_shape, num_classes: int, **_):
     """Default: three conv blocks (conv, batch-norm, ReLU, 2x max-pool) of 24/48/96 filters,
     a last 3x3 conv, dropout, global average pooling, dense softmax (~137k parameters).
 
-    Inputs of `DOWNSAMPLE_FROM` pixels or more are first averaged 2x2 (64x64 -> 32x32): on folders of a
-    few hundred to a thousand 64x64 photos this trained better than full resolution (Fashion-MNIST,
-    1,000 images: 82.0% vs 77.5%; 300 images, 3 classes: 96.7% vs 91.7%) in a third less time.
-
-    24/48/96 rather than 32/64/128: 1.8x faster per epoch on 2 cores for the same digits accuracy.
+    Inputs of `DOWNSAMPLE_FROM` pixels or more are first averaged 2x2 (64x64 -> 32x32): on small folders
+    of 64x64 photos that trained better than full resolution, in less time; and 24/48/96 filters rather
+    than 32/64/128 train faster for the same digits accuracy (both measured: docs/measurements.md).
     """
     k = keras()
     inp = k.Input(input_shape, name="images")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.bundle import Bundle
-from . import data as data_mod
+from . import sources, splits
 
 
 def unseen(bundle: Bundle, seen: set, limit: int, data_dir: str | None = None,
@@ -48,10 +48,10 @@ def select(bundle: Bundle, part: str, *, data_dir: str | None = None, limit: int
     ds = bundle.manifest["dataset"]
     ids = [i for i in bundle.split_ids(part) if not exclude or i not in exclude]
     folder = ds["source"]["name"] == "folder"
-    data = data_mod.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
+    data = sources.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
                                 data_dir=data_dir, base=bundle.path)
     idx = np.arange(len(ids)) if folder else np.asarray(ids, dtype=np.int64)
     pick = np.arange(len(ids))
     if limit is not None and limit < len(idx):
-        pick = data_mod.subset(data.labels[idx], limit, seed)
+        pick = splits.subset(data.labels[idx], limit, seed)
     return [ids[i] for i in pick], data.images(idx[pick]), data.labels[idx[pick]]

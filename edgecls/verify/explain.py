@@ -141,7 +141,7 @@ def _float_file(bundle: Bundle, fmt: str) -> Path:
     a = next((a for a in bundle.manifest["artifacts"] if a["format"] == fmt and a["precision"] == "fp32"), None)
     if a is None:
         raise EdgeclsError(f"no fp32 {fmt} file in the bundle to compare with (run 'edgecls export')")
-    return bundle.checked(a["file"])
+    return bundle.checked_path(a["file"])
 
 
 def _onnx(bundle, artifact, x, tmp, e, data_dir) -> None:
@@ -158,7 +158,7 @@ def _onnx(bundle, artifact, x, tmp, e, data_dir) -> None:
     pre = tmp / "pre.onnx"
     with silenced():
         quant_pre_process(str(_float_file(bundle, "onnx")), str(pre), skip_symbolic_shape=False)
-        errors = tensor_errors(pre, bundle.checked(artifact["file"]), x, tmp)
+        errors = tensor_errors(pre, bundle.checked_path(artifact["file"]), x, tmp)
     graph = onnx.load(str(pre)).graph
     shapes = {v.name: [d.dim_value or None for d in v.type.tensor_type.shape.dim][1:]
               for v in [*graph.value_info, *graph.output]}
@@ -196,7 +196,7 @@ def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
     metric = {"sqnr": lambda f, q, s, z: sqnr_db(f, (q.astype(np.int32) - z) * s)}
     with silenced():
         dbg = direct(debugger(load_bundle_model(bundle), calibration, x, deny), x, metric)
-        interp = tf.lite.Interpreter(model_path=str(bundle.checked(artifact["file"])))
+        interp = tf.lite.Interpreter(model_path=str(bundle.checked_path(artifact["file"])))
     shapes = {t["name"]: [int(d) for d in t["shape"][1:]] for t in interp.get_tensor_details()}
     for r in layer_rows(dbg):
         name = r["tensor_name"]
@@ -210,7 +210,7 @@ def _openvino(bundle, artifact, x, tmp, e, data_dir) -> None:
     e.tool, e.measure = "OpenVINO Model.add_outputs (FakeQuantize outputs vs float producers)", "cumulative"
     core = ov.Core()
     fm = core.read_model(str(_float_file(bundle, "openvino")))
-    qm = core.read_model(str(bundle.checked(artifact["file"])))
+    qm = core.read_model(str(bundle.checked_path(artifact["file"])))
     fqs = [o for o in qm.get_ordered_ops() if o.get_type_name() == "FakeQuantize"]
     fqs = [fq for fq in fqs if fq.input_value(0).get_node().get_type_name() != "Constant"]  # activations only
     srcs = [fq.input_value(0).get_node().get_friendly_name() for fq in fqs]

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import runtimes
-from ..core.bundle import Bundle, atomic_write, ensure_writable, now, sha256, staged_bundle
+from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError, MissingDependency
+from ..core.files import atomic_write, ensure_writable, sha256, staged_bundle
 from ..core.gates import TOLERANCE
 from ..core.images import load_image
 
@@ -65,7 +66,7 @@ def _pick(labels: np.ndarray, count: int) -> np.ndarray:
 
 def _heldout(bundle: Bundle, count: int, data_dir: str | None):
     """(ids, uint8 images, label indices, source paths or None) of `count` held-out images."""
-    from ..train import data as data_mod
+    from ..train import sources
 
     ds = bundle.manifest["dataset"]
     ids = list(bundle.split_ids("test"))
@@ -74,7 +75,7 @@ def _heldout(bundle: Bundle, count: int, data_dir: str | None):
     if count > len(ids):
         raise EdgeclsError(f"--count {count}: the bundle has only {len(ids)} held-out images")
     folder = ds["source"]["name"] == "folder"
-    data = data_mod.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
+    data = sources.open_source(ds["source"], ids=ids if folder else None, classes=ds["classes"],
                                 data_dir=data_dir, base=bundle.path)
     idx = np.arange(len(ids)) if folder else np.asarray(ids, dtype=np.int64)
     pick = _pick(data.labels[idx], count)
@@ -121,7 +122,7 @@ def _write_images(stage: Path, bundle: Bundle, ids, images, labels, paths) -> tu
 
 def _run(bundle: Bundle, artifact: dict, x: np.ndarray):
     runner = runtimes.create(artifact["format"])
-    runner.load(bundle.checked(artifact["file"]), threads=1)
+    runner.load(bundle.checked_path(artifact["file"]), threads=1)
     return runner, np.asarray(runner.predict(x), np.float32)
 
 
@@ -190,7 +191,7 @@ def write_golden(bundle_dir: str | Path, out: str | Path | None = None, count: i
         keras = None
         if importlib.util.find_spec("tensorflow") is not None and bundle.entry("model.keras"):
             runner = runtimes.create("keras")
-            runner.load(bundle.checked("model.keras"))
+            runner.load(bundle.checked_path("model.keras"))
             keras = np.asarray(runner.predict(x), np.float32)
             index["keras"] = {"file": _npy(stage, "outputs/keras.npy", keras), "probabilities": keras.tolist(),
                               "top1": [bundle.labels()[k] for k in keras.argmax(1)]}

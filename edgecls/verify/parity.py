@@ -133,7 +133,7 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     for a in artifacts:
         row = ParityRow(a["format"], a["precision"], a["file"], runtime=a["format"], at=at, source=source)
         try:
-            path = bundle.checked(a["file"])
+            path = bundle.checked_path(a["file"])
             runner = runner_for(a["format"], runtime_options)
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
@@ -203,7 +203,7 @@ def evidence_images(bundle: Bundle, data_dir: str | None, device: Device, thread
     x_all = np.concatenate([x, extra]) if len(extra) else x
     del x, extra  # only the concatenation is kept: a large folder's images are not held twice
     runner = keras()
-    runner.load(bundle.checked("model.keras"), device=device, threads=threads)
+    runner.load(bundle.checked_path("model.keras"), device=device, threads=threads)
     return x_all, y, runner.predict_all(x_all).astype(np.float64), "dataset"
 
 
