@@ -152,18 +152,12 @@ def exchange(a: Path, b: Path) -> bool:
 
 @contextlib.contextmanager
 def manifest_lock(folder: Path) -> Iterator[None]:
-    """Serialise manifest writers of one bundle (an exclusive flock on ``folder/.manifest.lock``)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock here (Windows): writers are not serialised
+    """Serialise manifest writers of one bundle: an exclusive OS file lock on ``folder/.manifest.lock``
+    (`filelock`: flock on Linux and macOS, LockFileEx on Windows — never a silent no-op)."""
+    from filelock import FileLock
+
+    with FileLock(Path(folder) / LOCK):
         yield
-        return
-    with open(Path(folder) / LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def file_entry(path: Path, root: Path) -> dict:

@@ -25,24 +25,20 @@ _CACHE_LOCKS: dict[str, object] = {}  # cache path -> the open lock file this pr
 
 
 def _claim(path: Path) -> bool:
-    """Take ``path.edgecls-lock`` (an exclusive flock, held until this process exits); False when another
-    live process holds it. Where there is no flock (Windows), True."""
-    try:
-        import fcntl
-    except ImportError:
-        return True
+    """Take ``path.edgecls-lock`` (an exclusive OS file lock through `filelock`, held until this process
+    exits); False when another live process holds it."""
+    from filelock import FileLock, Timeout
+
     if str(path) in _CACHE_LOCKS:
         return True
+    lock = FileLock(f"{path}.edgecls-lock")
     try:
-        f = open(f"{path}.edgecls-lock", "a")
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
     except OSError:  # a read-only cache folder: nothing to claim (tf.data will say what is wrong)
         return True
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        return False
-    _CACHE_LOCKS[str(path)] = f
+    _CACHE_LOCKS[str(path)] = lock
     return True
 
 
