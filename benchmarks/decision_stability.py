@@ -53,10 +53,13 @@ def one_run(bundle: Path, cfg_kw: dict) -> dict:
 
 
 def summarise(runs: list[dict]) -> dict:
-    """The most frequent choice, and in how many runs the answer held (same file, or a tie containing it)."""
+    """The most frequent choice, and in how many runs the answer held: the same file shipped, or the same
+    tie declared (the tie of the most frequent answer, when it names two files or more)."""
     counts = collections.Counter(r["chosen"] for r in runs)
     mode, _ = counts.most_common(1)[0]
-    held = sum(1 for r in runs if r["chosen"] == mode or (mode in (r["tied"] or [])))
+    ties = collections.Counter(frozenset(r["tied"] or []) for r in runs if r["chosen"] == mode)
+    modal_tie = ties.most_common(1)[0][0] if ties else frozenset()
+    held = sum(1 for r in runs if r["chosen"] == mode or (len(modal_tie) > 1 and frozenset(r["tied"]) == modal_tie))
     changes = sum(1 for a, b in zip(runs, runs[1:]) if a["chosen"] != b["chosen"])
     return {"runs": len(runs), "mode": mode, "held": held, "choices": dict(counts), "changes": changes,
             "target_met": held >= max(1, len(runs) - 1)}
@@ -91,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"[{r['seconds']} s]; {r['why'] or r['ruled_out_by']}", flush=True)
     summary = summarise(runs)
     cpu = detect()
-    print(f"{args.data}: the answer held in {summary['held']} of {summary['runs']} runs (mode {summary['mode']}; "
+    from edgecls.core.bundle import Bundle
+
+    label = Bundle.open(bundle).manifest["dataset"]["name"] if args.bundle else args.data
+    print(f"{label}: the answer held in {summary['held']} of {summary['runs']} runs (mode {summary['mode']}; "
           f"choices {summary['choices']}; changed {summary['changes']} times between consecutive runs); "
           f"target >= {max(1, args.runs - 1)}: {'met' if summary['target_met'] else 'NOT met'}")
     print(f"CPU: {cpu.model}; {', '.join(cpu.features) or 'no int8 dot-product instructions'}")
     if args.json:
-        args.json.write_text(json.dumps({"data": args.data, "cpu": cpu.to_dict(), "bench": cfg_kw, "runs": runs,
+        args.json.write_text(json.dumps({"data": label, "cpu": cpu.to_dict(), "bench": cfg_kw, "runs": runs,
                                          "summary": summary}, indent=1, default=str))
     return 0 if summary["target_met"] or args.smoke else 1
 

@@ -102,10 +102,13 @@ def render_export(result) -> None:
                 typer.echo(f"FAIL {a['file']}: no int8 recipe passed; the best kept fails on the judging set: {f}",
                            err=True)
         elif t and t.get("outcome") == "inconclusive":
-            for check in t["evidence"]["checks"]:
-                if check["outcome"] == "inconclusive":
-                    typer.echo(f"warning: {a['file']}: int8 parity not shown on the judging set: "
-                               f"{_check_sentence(check)}", err=True)
+            undecided = [c for c in t["evidence"]["checks"] if c["outcome"] == "inconclusive"]
+            need = max((c.get("images_to_decide") or 0 for c in undecided), default=0)
+            seen = [c for c in undecided if c["estimate"] > c["limit"]]  # leaning to fail: say what was seen
+            typer.echo(f"note: {a['file']}: the {t['evidence']['images']} validation images cannot show its int8 "
+                       "parity either way" + (f" (about {need:,} would)" if need else "")
+                       + (f"; seen: {'; '.join(_check_sentence(c) for c in seen)}" if seen else "")
+                       + "; edgecls verify judges it on held-out + validation images", err=True)
     for f in result.failures:
         typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
 
