@@ -36,6 +36,16 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 MIN_SIZE = 32  # five stride-2 steps: 32 pixels leave a 1x1 map
 MAX_SIZE = 512
+# what the backbone works at when --backbone-size is not given and the images are smaller: a first choice
+# (frozen-feature probe: real photos 97.5% at 64, 99.0% at 128, 99.5% at 224), until benchmarks/small_data.py
+# --backbone-sizes measures the trade-off of accuracy against latency and training time
+DEFAULT_SIZE = 128
+
+
+def default_size(image_size: int) -> int:
+    """The backbone size for images of `image_size` pixels: `DEFAULT_SIZE`, never smaller than the images
+    (larger images are not shrunk inside the model)."""
+    return min(MAX_SIZE, max(DEFAULT_SIZE, image_size))
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,21 @@ def _assign(model, v: Variant, sd: dict[str, np.ndarray], *, gray: bool, imagene
     model.get_layer("head_bn").set_weights(bn("_bn1"))
     if imagenet_head:
         model.get_layer("imagenet_logits").set_weights([sd["_fc.weight"].T, sd["_fc.bias"]])
+
+
+def set_trainable(model, blocks: int) -> None:
+    """Make the new head (``logits``) trainable and, with `blocks` > 0, also the head convolution and the top
+    `blocks` MBConv blocks; everything else is frozen. Batch-norm layers keep the trainability they were built
+    with (frozen, in inference mode, in a pretrained backbone)."""
+    first = block_count(model) - blocks
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            continue
+        name = layer.name
+        if name.startswith("block"):
+            layer.trainable = blocks > 0 and int(name[5:].split("_")[0]) >= first
+        else:
+            layer.trainable = name == "logits" or (name == "head_conv" and blocks > 0)
 
 
 def block_count(model) -> int:

@@ -103,6 +103,14 @@ ARCHITECTURES: dict[str, Callable] = {"tiny": tiny, "small": small, "mobile": mo
                                       **{name: _backbone(name) for name in backbones.VARIANTS}}
 #: architectures with ImageNet weights: trained by transfer learning (`edgecls.plan.make_transfer_plan`)
 PRETRAINED = frozenset(backbones.VARIANTS)
+DEFAULT_ARCH = "small"
+DEFAULT_WHY = ("the default (--arch not given): the scratch CNN, until benchmarks/small_data.py has measured "
+               "efficientnet-lite0 beside it on the same folders (docs/training.md, which architecture)")
+
+
+def choose_arch(data: str) -> tuple[str, str]:
+    """The architecture a user gets without --arch for `data`, and why (recorded in the manifest)."""
+    return DEFAULT_ARCH, DEFAULT_WHY
 
 
 def build(name: str, input_shape, num_classes: int, *, width: float = 1.0, pretrained: bool = True,
