@@ -146,7 +146,9 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "train_images": _f("integer", "images it was fitted on"),
         "test_images": _f("integer", "images it was scored on"),
         "seconds": _f("number", "time to fit and score"),
-    }),
+        "iterations": _f("integer", "solver iterations (lbfgs) it took"),
+        "converged": _f("boolean", "the solver converged within its iteration limit"),
+    }, required=["method", "accuracy", "chance", "train_images", "test_images", "seconds"]),
     "artifacts": _f("array", "model files: keras, and each exported format x precision", items=_obj(
         "one model file", {
             **_FILE["properties"],
