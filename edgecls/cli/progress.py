@@ -24,6 +24,16 @@ class TrainView(TrainHooks):
             f"train {info['train']} / val {info['val']} / held-out {info['test']} images"
             + (f", [yellow]skipped {info['skipped']} unreadable file(s)[/]" if info["skipped"] else "")
             + f"; {info['params']:,} parameters → {info['bundle']}", soft_wrap=True)
+        a = info.get("architecture") or {}
+        if a:
+            weights = a.get("weights")
+            self.console.print(
+                f"architecture [bold]{a['name']}[/] ({a['why']})"
+                + (f"; ImageNet weights from {weights['package']} {weights['version']}" if weights else "")
+                + ("; from scratch (--no-pretrained)" if a.get("pretrained") is False else ""),
+                soft_wrap=True, highlight=False)
+        for note in info.get("notes") or []:
+            self.console.print(f"note: {note}", soft_wrap=True, highlight=False)
         p = info["plan"]
         auto = f" [dim](from the data's size: {', '.join(p['auto']).replace('_', ' ')})[/]" if p["auto"] else ""
         stopping = (f"early stopping after epoch {p['start_from_epoch']} (patience {p['patience']})"
@@ -32,6 +42,10 @@ class TrainView(TrainHooks):
             f"plan: batch {p['batch_size']}, {p['epochs']} epochs x {p['steps_per_epoch']} steps = "
             f"{p['total_steps']:,} steps, warm-up {p['warmup_steps']} then cosine; {stopping}; "
             f"{p['augment']} augmentation{auto}", soft_wrap=True, highlight=False)
+        for i, ph in enumerate(p.get("phases") or []):
+            self.console.print(
+                f"  phase {i + 1} ({ph['name']}): {ph['trains']}; {ph['epochs']} epochs = {ph['total_steps']:,} "
+                f"steps at peak learning rate {ph['lr']:g}", soft_wrap=True, highlight=False)
         d = info.get("distribute")
         if d and d["strategy"] != "default":
             self.console.print(distribute_line(d) + ("" if info.get("writes", True) else

@@ -9,7 +9,7 @@ import typer
 
 from ..report.console import err, out, render_metrics, render_note
 from ..train.distribute import Strategy
-from .common import Arch, _emit_json, handled
+from .common import ArchOpt, BackboneSizeOpt, FineTuneOpt, PretrainedOpt, _emit_json, handled
 from .progress import TrainView
 
 
@@ -18,7 +18,10 @@ def train(
     data: Annotated[str, typer.Option(help="Dataset: digits (default, bundled), fashion-mnist, synthetic "
                                            "(tiny generated images, for tests only), or a folder "
                                            "root/<class>/<image>.")] = "digits",
-    arch: Annotated[Arch, typer.Option(help="Architecture.")] = Arch.small,
+    arch: ArchOpt = None,
+    pretrained: PretrainedOpt = True,
+    backbone_size: BackboneSizeOpt = None,
+    fine_tune_blocks: FineTuneOpt = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Epochs (default: from the data's size, at least 1,000 optimiser steps; early stopping "
              "where the validation set has 200+ images).")] = None,
@@ -61,6 +64,8 @@ def train(
 
       edgecls train --data ~/pets --arch mobile --image-size 96 --skip-bad
 
+      edgecls train --data ~/pets --arch efficientnet-lite0 --backbone-size 160   # ImageNet-pretrained
+
       edgecls train --data /data/big --cache /scratch/edgecls-cache
 
       TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}' \\
@@ -69,7 +74,9 @@ def train(
     from ..train.fit import TrainConfig
     from ..train.fit import train as run
 
-    cfg = TrainConfig(data=data, arch=arch.value, epochs=epochs, batch_size=batch_size, lr=lr,
+    cfg = TrainConfig(data=data, arch=arch.value if arch else None, pretrained=pretrained,
+                      backbone_size=backbone_size, fine_tune_blocks=fine_tune_blocks, epochs=epochs,
+                      batch_size=batch_size, lr=lr,
                       image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
                       augment=augment, patience=patience, width=width, limit=limit, data_dir=data_dir,
                       skip_bad=skip_bad, out=out_dir, cache=cache, strategy=strategy.value,

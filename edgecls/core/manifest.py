@@ -80,9 +80,13 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
     }),
     "labels": _f("array", "class names, in output order", items={"type": "string"}),
     "architecture": _obj("the network", {
-        "name": _f("string", "tiny, small or mobile"),
+        "name": _f("string", "tiny, small, mobile, or a pretrained backbone: efficientnet-lite0, -lite1, -lite2"),
         "width": _f("number", "--width multiplier"),
         "params": _f("integer", "parameter count"),
+        "why": _f("string", "why this architecture: given with --arch, or the default's reason"),
+        "pretrained": _f("boolean", "backbones: trained from ImageNet weights (false: --no-pretrained)"),
+        "backbone_size": _f("integer", "backbones: pixels a side the model resizes its input to inside itself"),
+        "weights": _f(["object", "null"], "backbones: the ImageNet weights (package, version, file, sha256)"),
         "macs_per_image": _f("integer", "multiply-accumulates per image, from the ONNX graph (after export)"),
     }, required=["name", "width", "params"]),
     "training": _obj("how training ran", {
@@ -98,7 +102,11 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
             "start_from_epoch": _f("integer", "no early stopping before this epoch"),
             "augment": _f("string", "none, standard or strong"),
             "auto": _f("array", "which of batch_size and epochs were derived rather than given"),
-        }),
+            "kind": _f("string", "scratch, or transfer (a pretrained backbone: phases)"),
+            "phases": _f("array", "transfer learning: each phase's name (head, fine-tune), what trains, blocks "
+                                  "unfrozen, epochs, steps, warm-up, peak learning rate"),
+        }, required=["batch_size", "steps_per_epoch", "epochs", "total_steps", "warmup_steps", "early_stopping",
+                     "patience", "start_from_epoch", "augment", "auto"]),
         "epochs_run": _f("integer", "epochs actually run"),
         "best_epoch": _f("integer", "the epoch whose weights were kept"),
         "interrupted": _f("boolean", "Ctrl-C ended training (weights so far kept)"),
@@ -108,6 +116,8 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "warnings": _f("array", "plain-language warnings (at chance, below the pixel baseline)",
                        items={"type": "string"}),
         "versions": _f("object", "tensorflow and keras versions"),
+        "notes": _f("array", "how the images reach the network (grey to an RGB backbone, resizing inside)",
+                    items={"type": "string"}),
         "distribute": _obj("how the work was spread (edgecls.train.distribute; absent in older bundles)", {
             "strategy": _f("string", "default, mirrored or multiworker"),
             "replicas": _f("integer", "replicas that trained in step (all workers together)"),
@@ -136,7 +146,9 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "train_images": _f("integer", "images it was fitted on"),
         "test_images": _f("integer", "images it was scored on"),
         "seconds": _f("number", "time to fit and score"),
-    }),
+        "iterations": _f("integer", "solver iterations (lbfgs) it took"),
+        "converged": _f("boolean", "the solver converged within its iteration limit"),
+    }, required=["method", "accuracy", "chance", "train_images", "test_images", "seconds"]),
     "artifacts": _f("array", "model files: keras, and each exported format x precision", items=_obj(
         "one model file", {
             **_FILE["properties"],

@@ -40,6 +40,9 @@ def render_metrics(manifest: dict) -> None:
               f"{m['images']} images (weights of epoch {t['best_epoch']} of {t['epochs_run']}, "
               f"{t['seconds']:.1f}s, {t['train_images_per_second']} train images/s)"
               + (" [yellow](interrupted: best weights so far)[/]" if t["interrupted"] else ""), soft_wrap=True)
+    arch = manifest.get("architecture", {})
+    if arch.get("why"):
+        out.print(f"architecture {arch['name']}: {arch['why']}", soft_wrap=True, highlight=False)
     d = t.get("distribute")
     if d and d["strategy"] != "default":
         out.print(distribute_line(d), soft_wrap=True, highlight=False)

