@@ -126,3 +126,19 @@ def test_copy_of_bundle_keeps_its_identity(exported_copy, tmp_path):
     shutil.copytree(exported_copy, dest)
     m = Bundle.open(dest).manifest
     assert len(results.current(m, "verify")) == 2
+
+
+def test_bench_into_a_read_only_bundle_prints_results_then_one_error(exported_copy, monkeypatch):
+    import edgecls.core.bundle as bundle_mod
+
+    assert runner.invoke(app, ["verify", str(exported_copy), "--runtime", "onnx"]).exit_code == 0
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(bundle_mod, "atomic_write", read_only)
+    r = runner.invoke(app, ["bench", str(exported_copy), "--runtime", "onnx", "--min-runs", "3", "--min-time",
+                            "0.01", "--rounds", "1", "--warmup", "0"])
+    assert r.exit_code == 2 and "latency per batch" in r.stdout, r.output
+    lines = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "cannot save the results (Read-only file system)" in lines[0]

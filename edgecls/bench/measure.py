@@ -154,6 +154,7 @@ class BenchResult:
     notes: list[str]
     rows: list[dict]
     decision: Decision | None = None
+    save_error: str | None = None  # the results could not be stored (read-only bundle, trained again meanwhile)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "decision"} | {
@@ -222,7 +223,10 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     bundle.manifest["bench"] = result.to_dict() | {"rows": results.merge(old, rows, "bench")}
     result.decision = decide(bundle.manifest, cfg.constraints)
     bundle.manifest["decision"] = result.decision.to_dict()
-    bundle.save()
+    try:
+        bundle.save()
+    except EdgeclsError as e:  # the measurements are still returned and shown; the CLI says why they were not kept
+        result.save_error = str(e)
     return result
 
 

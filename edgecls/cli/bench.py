@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..bench.decide import DEFAULT_TIE_MARGIN
+from ..core.errors import EdgeclsError
 from ..core.names import Device, Precision, Runtime
 from ..report.console import err, render_bench
 from .common import (
@@ -107,4 +108,6 @@ def bench(
     if csv_file is not None:
         atomic_write(csv_file, to_csv(result.rows))
     with use_stderr(json_file is not None and str(json_file) == "-"):  # stdout carries the JSON alone
+        if result.save_error:  # the results are shown above; say why they are not stored
+            raise EdgeclsError(f"{result.save_error} (the results above are not stored)")
         _finish_with_decision(result.decision, "verify" in Bundle.open(bundle).manifest)
