@@ -36,6 +36,9 @@ class TimedCall:
     run: Callable[[], object]
     output: Callable[[], np.ndarray]
     native_ms: Callable[[], float] | None = None
+    #: a runtime that lives elsewhere (a browser page) times itself there with its own clock:
+    #: measure(warmup, warmup_time, min_runs, min_time) -> {first_ms, times_ns, warmup, samples, ...}
+    measure: Callable[[int, float, int, float], dict] | None = None
 
 
 class Runner:
@@ -49,6 +52,8 @@ class Runner:
     timed: ClassVar[str]  # what the timed call is, in words
     own_latency: ClassVar[bool] = False  # reports its own latency of each call (native_ms)
     devices: ClassVar[tuple[Device, ...]] = (Device.cpu,)
+    formats: ClassVar[tuple[str, ...]] = ()  # the artifact formats it runs; () = the format of its own name
+    by_default: ClassVar[bool] = True  # among "all" runtimes (verify, bench); False: only when named
 
     #: after load: where it really ran ("CPUExecutionProvider", "XNNPACK (CPU)", ...), what the file
     #: holds, and what the non-quantized parts compute in ("fp32"; OpenVINO may run "bf16" or "f16")
@@ -67,6 +72,11 @@ class Runner:
     @classmethod
     def installed(cls) -> bool:
         return importlib.util.find_spec(cls.package.split(".")[0]) is not None
+
+    @classmethod
+    def runs(cls, fmt: str) -> bool:
+        """Whether it runs artifacts of format `fmt`."""
+        return fmt in (cls.formats or (cls.name.value,))
 
     @classmethod
     def import_package(cls):
@@ -94,6 +104,8 @@ RUNTIMES: dict[Runtime, str] = {
     Runtime.onnx: "onnx:OnnxRunner",
     Runtime.tflite: "tflite:TFLiteRunner",
     Runtime.openvino: "openvino:OpenVINORunner",
+    Runtime.web_onnx: "web:WebOnnxRunner",
+    Runtime.web_tflite: "web:WebTFLiteRunner",
 }
 
 

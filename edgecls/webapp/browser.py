@@ -5,10 +5,12 @@ classify raw pixels through its code path, time it in the page, take a screensho
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,27 @@ def missing() -> list[str]:
     return out
 
 
+_local = threading.local()
+_later: list[AppPage] = []  # pages dropped by garbage collection, closed at the next chance outside the loop
+
+
+def _close_later() -> None:
+    while _later:
+        _later.pop().close()
+
+
+def _playwright():
+    """This thread's Playwright driver, started once and stopped at exit: its sync API allows one per
+    thread, so every page of the thread shares it (each page has its own browser)."""
+    if getattr(_local, "pw", None) is None:
+        from playwright.sync_api import sync_playwright
+
+        _local.pw = sync_playwright().start()
+        atexit.register(_local.pw.stop)
+        atexit.register(_close_later)  # runs first (last registered)
+    return _local.pw
+
+
 class AppPage:
     """One app folder served on 127.0.0.1 and open in headless Chromium. Close it (or use `with`)."""
 
@@ -44,14 +67,15 @@ class AppPage:
         gone = missing()
         if gone:
             raise MissingDependency("cannot run the app in a browser: missing " + "; ".join(gone))
-        from playwright.sync_api import Error, sync_playwright
+        from playwright.sync_api import Error
 
+        _close_later()
         self._error = Error
         self.folder = Path(folder)
         self.server = AppServer(self.folder, lifetime).start()
-        self._pw = sync_playwright().start()
+        self.browser = None
         try:
-            self.browser = self._pw.chromium.launch(executable_path=chromium(), headless=True,
+            self.browser = _playwright().chromium.launch(executable_path=chromium(), headless=True,
                                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
             self.page = self.browser.new_page(viewport={"width": 760, "height": 900})
             self.console: list[str] = []
@@ -129,11 +153,16 @@ class AppPage:
         return Path(path)
 
     def close(self) -> None:
-        for step in (lambda: self.browser.close(), lambda: self._pw.stop(), lambda: self.server.close()):
+        for step in (lambda: self.browser and self.browser.close(), lambda: self.server.close()):
             try:
                 step()
             except Exception:  # closing what may be half-open: nothing to report
                 pass
+
+    def close_later(self) -> None:
+        """Close at the next page opened, or at exit (from a finalizer, which may run inside Playwright's loop)."""
+        self.server.close()
+        _later.append(self)
 
     def __enter__(self) -> AppPage:
         return self
