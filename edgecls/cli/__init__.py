@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from . import app as app_cmd
 from . import build, check, device, ship
 
 app = typer.Typer(
@@ -16,7 +17,7 @@ app = typer.Typer(
     add_completion=False)
 
 for command in (build.train, build.export, check.verify, check.bench, device.predict, device.golden, device.info,
-                ship.pipeline):
+                ship.pipeline, app_cmd.app):
     app.command()(command)
 
 
