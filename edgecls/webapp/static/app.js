@@ -252,7 +252,7 @@ try {
     $('selftest-json').textContent = JSON.stringify(st);
     $('selftest').textContent = (st.passed ? 'self-test passed: ' : 'self-test FAILED: ') +
       `${st.images} golden images, top-1 agreement ${(100 * st.top1_agreement).toFixed(0)}%, ` +
-      `max |Δp| ${st.max_abs_diff.toExponential(2)} (tolerance ${st.tolerance})` +
+      `max |Δp| ${st.max_abs_diff.toExponential(2)} (tolerance ${Number(st.tolerance.toPrecision(3))})` +
       (st.keras_max_abs_diff !== null ? `; vs Keras: agreement ${(100 * st.keras_top1_agreement).toFixed(0)}%, ` +
         `max |Δp| ${st.keras_max_abs_diff.toExponential(2)}` : '') + (st.why ? ` — ${st.why}` : '');
     $('selftest').dataset.passed = String(st.passed);
