@@ -25,7 +25,8 @@ cli = CliRunner()
 NPM = npm.missing_npm() is None or (npm.cache_root() / npm.lock_hash() / "node_modules").is_dir()
 needs_npm = pytest.mark.skipif(not NPM, reason="Node.js/npm are not installed (Debian: apt-get install nodejs npm; "
                                                ".ci/run installs them)")
-needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed (apt-get install nodejs)")
+needs_node = pytest.mark.skipif(shutil.which("node") is None,
+                                reason="Node.js is not installed (apt-get install nodejs)")
 needs_browser = pytest.mark.skipif(not NPM or bool(browser.missing()),
                                    reason="cannot run the app in a browser here: missing "
                                           + "; ".join(browser.missing() + ([] if NPM else ["Node.js/npm"])))

@@ -168,7 +168,8 @@ def _model(bundle: Bundle, artifact: dict, stage: Path) -> tuple[str, dict, dict
             if detail["dtype"] != np.uint8:
                 raise EdgeclsError(f"{artifact['file']}: {np.dtype(detail['dtype']).name} input/output; the web app "
                                    "handles float32 and uint8 (edgecls's own exports)")
-            spec.update(dtype="uint8", scale=float(detail["quantization"][0]), zero_point=int(detail["quantization"][1]))
+            scale, zero = detail["quantization"]
+            spec.update(dtype="uint8", scale=float(scale), zero_point=int(zero))
     return rel, spec_in, spec_out, {"copy": "fixed batch 1 (LiteRT.js 2.5 refuses a dynamic batch dimension)",
                                      "tensors_changed": changed, "native_max_abs_diff": diff,
                                      "checked_images": len(_check_images(bundle))}

@@ -34,7 +34,8 @@ RUNTIME_FILES = {
         ("@litertjs/wasm-utils", "dist/index.js"): "runtime/litertjs/wasm-utils/index.js",
         # LiteRT.js picks one by the browser's features: threads (with relaxed SIMD and cross-origin
         # isolation), relaxed SIMD alone, or neither (compat)
-        **{("@litertjs/core", f"wasm/litert_wasm_{v}internal.{ext}"): f"runtime/litertjs/wasm/litert_wasm_{v}internal.{ext}"
+        **{("@litertjs/core", f"wasm/litert_wasm_{v}internal.{ext}"):
+           f"runtime/litertjs/wasm/litert_wasm_{v}internal.{ext}"
            for v in ("", "threaded_", "compat_") for ext in ("js", "wasm")},
     },
 }
