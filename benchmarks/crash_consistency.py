@@ -88,7 +88,8 @@ def _strays(bundle: Path) -> list[str]:
 
 def _next_writer_cleans(bundle: Path) -> None:
     """What the next writer of the bundle does before writing (Bundle.save, staged_bundle)."""
-    code = ("import sys; from pathlib import Path; from edgecls.bundle import Bundle, manifest_lock, remove_stale\n"
+    code = ("import sys; from pathlib import Path; from edgecls.core.bundle import Bundle\n"
+            "from edgecls.core.files import manifest_lock, remove_stale\n"
             "p = Path(sys.argv[1]); Bundle.open(p)\n"
             "with manifest_lock(p): remove_stale(p)\n"
             "remove_stale(p.parent, prefix=f'.{p.name}.')\n")

@@ -91,8 +91,10 @@ def workflow(py: Path, extra: str, bundle: Path, image: Path, cwd: Path) -> dict
     assert forbidden.stdout.strip() == "[]", f"{extra}: {forbidden.stdout}"
     out = {}
     for name, args in (("verify", ["verify", str(bundle), "--runtime", FORMAT[extra], "--json"]),
+                       # a device bundle's few reference images rarely *show* parity: the workflow checks that
+                       # bench runs and recommends, so it accepts inconclusive parity
                        ("bench", ["bench", str(bundle), "--runtime", FORMAT[extra], "--min-runs", "20",
-                                  "--min-time", "0.2", "--json", "-"]),
+                                  "--min-time", "0.2", "--accept-inconclusive", "--json", "-"]),
                        ("predict", ["predict", str(image), "--bundle", str(bundle), "--format", FORMAT[extra],
                                     "--json"])):
         r = run_edgecls(py, *args, cwd=cwd)

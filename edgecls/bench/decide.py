@@ -97,7 +97,8 @@ class Decision:
 
 
 def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, dict]:
-    verify = {r["file"]: r for r in results.current(manifest, "verify")}
+    verify = {r["file"]: r for r in results.current(manifest, "verify")
+              if r.get("runtime") in (None, "", r.get("format"))}  # the file's own runtime (not web-*)
     bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench") if r["batch"] == c.for_batch}
     out = []
     for a in manifest["artifacts"]:

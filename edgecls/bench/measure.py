@@ -114,7 +114,7 @@ def environment(threads: int, explicit: bool) -> dict:
 def configurations(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[str]]:
     """The (runtime, precision, file) configurations to measure, and notes on what was skipped."""
     explicit_rt, explicit_p = bool(cfg.runtimes), bool(cfg.precisions)
-    names = cfg.runtimes or list(runtimes.RUNTIMES)
+    names = cfg.runtimes or [r for r in runtimes.RUNTIMES if runtimes.runner_class(r).by_default]
     precisions = cfg.precisions or [Precision.fp32, Precision.int8]
     todo, notes = [], []
     for name in names:
@@ -126,7 +126,7 @@ def configurations(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[s
             notes.append(f"skipped {name.value}: not installed")
             continue
         for p in precisions:
-            art = next((a for a in bundle.manifest["artifacts"] if a["format"] == name and a["precision"] == p),
+            art = next((a for a in bundle.manifest["artifacts"] if cls.runs(a["format"]) and a["precision"] == p),
                        None)
             if art is None:
                 if name == Runtime.keras and p != Precision.fp32:

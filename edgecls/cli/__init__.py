@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from . import app as app_cmd
 from . import bench, bundle, export, pipeline, train, verify
 
 app = typer.Typer(
@@ -16,7 +17,7 @@ app = typer.Typer(
     add_completion=False)
 
 for command in (train.train, export.export, verify.verify, bench.bench, bundle.predict, bundle.golden, bundle.info,
-                pipeline.pipeline):
+                pipeline.pipeline, app_cmd.app):
     app.command()(command)
 
 

@@ -22,12 +22,14 @@ class Format(enum.StrEnum):
 
 
 class Runtime(enum.StrEnum):
-    """A runtime: the three formats' own, and Keras (the reference)."""
+    """A runtime: the three formats' own, Keras (the reference), and the web app's (in Chromium)."""
 
     keras = "keras"
     onnx = "onnx"
     tflite = "tflite"
     openvino = "openvino"
+    web_onnx = "web-onnx"  # onnxruntime-web (WebAssembly) in headless Chromium, .onnx files
+    web_tflite = "web-tflite"  # LiteRT.js (WebAssembly) in headless Chromium, .tflite files
 
 
 class Precision(enum.StrEnum):

@@ -37,6 +37,9 @@ class TimedCall:
     run: Callable[[], object]
     output: Callable[[], np.ndarray]
     native_ms: Callable[[], float] | None = None
+    #: a runtime that lives elsewhere (a browser page) times itself there with its own clock:
+    #: measure(warmup, warmup_time, min_runs, min_time) -> {first_ms, times_ns, warmup, samples, ...}
+    measure: Callable[[int, float, int, float], dict] | None = None
 
 
 class Runner:
@@ -50,6 +53,8 @@ class Runner:
     timed: ClassVar[str]  # what the timed call is, in words
     own_latency: ClassVar[bool] = False  # reports its own latency of each call (native_ms)
     devices: ClassVar[tuple[Device, ...]] = (Device.cpu,)
+    formats: ClassVar[tuple[str, ...]] = ()  # the artifact formats it runs; () = the format of its own name
+    by_default: ClassVar[bool] = True  # among "all" runtimes (verify, bench); False: only when named
 
     #: after load: where it really ran ("CPUExecutionProvider", "XNNPACK (CPU)", ...), what the file
     #: holds, and what the non-quantized parts compute in ("fp32"; OpenVINO may run "bf16" or "f16")
@@ -68,6 +73,11 @@ class Runner:
     @classmethod
     def installed(cls) -> bool:
         return importlib.util.find_spec(cls.package.split(".")[0]) is not None
+
+    @classmethod
+    def runs(cls, fmt: str) -> bool:
+        """Whether it runs artifacts of format `fmt`."""
+        return fmt in (cls.formats or (cls.name.value,))
 
     @classmethod
     def import_package(cls):
@@ -95,12 +105,15 @@ class Runner:
         return {}
 
 
-#: runtime -> its Runner class (imported on use, so `edgecls[onnx]` needs no TensorFlow)
+#: runtime -> its Runner class (imported on use, so `edgecls[onnx]` needs no TensorFlow; the web runtimes drive
+#: a generated app in a browser: they live with the app, edgecls.apps.web)
 RUNTIMES: Registry = Registry("runtime", "--runtime", {
     Runtime.keras: "edgecls.runtimes.keras:KerasRunner",
     Runtime.onnx: "edgecls.runtimes.onnx:OnnxRunner",
     Runtime.tflite: "edgecls.runtimes.tflite:TFLiteRunner",
     Runtime.openvino: "edgecls.runtimes.openvino:OpenVINORunner",
+    Runtime.web_onnx: "edgecls.apps.web.runner:WebOnnxRunner",
+    Runtime.web_tflite: "edgecls.apps.web.runner:WebTFLiteRunner",
 })
 
 

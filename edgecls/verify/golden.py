@@ -134,7 +134,8 @@ def _int8_tolerance(bundle: Bundle, artifact: dict, probs: np.ndarray, keras: np
     from ..core import results
 
     row = next((r for r in results.current(bundle.manifest, "verify")
-                if r.get("file") == artifact["file"] and r.get("max_abs_diff") is not None), None)
+                if r.get("file") == artifact["file"] and r.get("max_abs_diff") is not None
+                and r.get("runtime") in (None, "", artifact["format"])), None)
     if row is not None:
         own, basis = row["max_abs_diff"], f"edgecls verify: max |p - p_keras| on {row.get('images')} images"
     elif keras is not None:

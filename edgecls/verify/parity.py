@@ -118,11 +118,14 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     """
     check_max_drop(max_drop)
     runtimes.check_threads(threads)
-    names = parse(Runtime, runtime_names, "--runtime") or [r for r in runtimes.RUNTIMES if r != Runtime.keras]
+    names = parse(Runtime, runtime_names, "--runtime") or [
+        r for r in runtimes.RUNTIMES if r != Runtime.keras and runtimes.runner_class(r).by_default]
     for name in names:  # bad option values fail here, before any work
         runner_for(name, runtime_options)
     bundle = Bundle.open(bundle_path)
-    artifacts = [a for a in bundle.manifest["artifacts"] if a["format"] != "keras" and a["format"] in names]
+    # each artifact with every selected runtime that runs its format (onnx: onnx, web-onnx)
+    artifacts = [(a, n) for a in bundle.manifest["artifacts"] if a["format"] != "keras"
+                 for n in names if runtimes.runner_class(n).runs(a["format"])]
     if not artifacts:
         raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
                            f"run 'edgecls export {bundle.path}' first")
@@ -130,11 +133,12 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     keras_acc = float((ref[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
     limits = gates(max_drop)
     rows, at = [], now()
-    for a in artifacts:
-        row = ParityRow(a["format"], a["precision"], a["file"], runtime=a["format"], at=at, source=source)
+    for a, name in artifacts:
+        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at, source=source)
+        runner = None
         try:
             path = bundle.checked_path(a["file"])
-            runner = runner_for(a["format"], runtime_options)
+            runner = runner_for(name, runtime_options)
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
             row.evidence = judge(limits[Precision(a["precision"])], runner.predict_all(x_all), ref, y)
@@ -144,6 +148,8 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
         except EdgeclsError as e:
             row.failures.append(str(e))
             row.error = True
+        finally:
+            getattr(runner, "close", lambda: None)()  # a runner holding a browser (web-*) lets it go now
         row.device = row.device or Device(device).value
         rows.append(row)
         if on_row:
