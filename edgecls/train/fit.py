@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..core.bundle import SPLIT_FILE, Bundle, new_manifest
 from ..core.errors import EdgeclsError
-from ..core.files import atomic_target, atomic_write, ensure_writable, file_entry, staged_bundle
-from ..core.manifest import INLINE_IDS
+from ..core.files import ensure_writable
 from ..core.names import MAX_BATCH
-from . import dataset, distribute, sources, splits
-from .baseline import pixel_baseline, verdict
+from . import dataset, distribute, record, sources, splits
+from .baseline import pixel_baseline
 from .plan import TrainPlan, make_plan, make_transfer_plan
 
 MAX_EPOCHS_GIVEN = 10000
@@ -189,18 +185,6 @@ def evaluate(model, data: sources.Data, idx: np.ndarray, batch_size: int = 256) 
     }
 
 
-def _input_spec(data: sources.Data, backbone_size: int | None = None) -> dict:
-    h, w, c = data.input_shape
-    inside = ("the model's first layer rescales them by 1/255" if backbone_size is None else
-              "the model's first layer maps them to (x - 127) / 128" + (
-                  f", then resizes them (bilinear) to {backbone_size}x{backbone_size}"
-                  if backbone_size != h else ""))
-    return {"name": "images", "shape": [None, h, w, c], "dtype": "float32", "layout": "NHWC",
-            "range": [0, 255], "color": "grayscale" if c == 1 else "rgb",
-            "resize": "bilinear to HxW, aspect ratio not kept",
-            "preprocessing": f"none outside the model: feed raw 0-255 pixels; {inside}"}
-
-
 def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int = 128,
                     max_images: int = 8192, seed: int = 0) -> int:
     """Re-estimate every batch-norm layer's moving statistics on un-augmented training images.
@@ -227,30 +211,6 @@ def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int 
         for layer, m in zip(bns, saved):
             layer.momentum = m
     return len(pick)
-
-
-def _dataset_section(cfg: TrainConfig, data: sources.Data, split: splits.Split, out: Path) -> tuple[dict, dict]:
-    """The manifest's dataset section, and the split ids: inline there up to `INLINE_IDS`, else
-    (returned second) for the hashed ids file, so the manifest stays small."""
-    ids = {p: [data.ids[i] for i in getattr(split, p)] for p in ("train", "val", "test")}
-    inline = sum(map(len, ids.values())) <= INLINE_IDS
-    section = {
-        "name": data.name, "source": sources.portable(data.source, out), "classes": data.classes,
-        "counts": {p: data.counts(getattr(split, p)) for p in ("train", "val", "test")},
-        "skipped": data.skipped,
-        "split": {"seed": cfg.seed, "official_test": data.official_test is not None,
-                  "test_fraction": cfg.test_split, "val_fraction": cfg.val_split, "limit": cfg.limit,
-                  **(ids if inline else {"ids_file": SPLIT_FILE})},
-    }
-    return section, ({} if inline else ids)
-
-
-def _portable_config(cfg: TrainConfig, data: sources.Data, out: Path) -> dict:
-    """The options as the manifest keeps them: paths relative to the bundle folder, none absolute."""
-    config = asdict(cfg) | {"out": out.name}
-    paths = (("data", cfg.data if data.name == "folder" else None), ("data_dir", cfg.data_dir),
-             ("cache", cfg.cache))
-    return config | {key: os.path.relpath(Path(v).resolve(), out.resolve()) for key, v in paths if v}
 
 
 def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
@@ -364,87 +324,6 @@ def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, 
     return model, run
 
 
-def _architecture(cfg: TrainConfig, model, why: str, backbone_size: int | None) -> dict:
-    """The manifest's architecture section: which network, why this one, and for a backbone its weights."""
-    from . import backbones
-
-    section = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params()), "why": why}
-    if backbone_size is not None:
-        v = backbones.VARIANTS[cfg.arch]
-        section |= {"pretrained": cfg.pretrained, "backbone_size": backbone_size,
-                    "weights": {"source": "ImageNet", "package": v.package, "version": v.version, "file": v.file,
-                                "sha256": v.sha256} if cfg.pretrained else None}
-    return section
-
-
-def _notes(cfg: TrainConfig, data: sources.Data, backbone_size: int | None) -> list[str]:
-    """What the user should know about how their images reach the network (not warnings)."""
-    notes = []
-    if backbone_size is not None and data.input_shape[2] == 1 and cfg.pretrained:
-        notes.append(f"grayscale images, RGB backbone: the backbone's colour stem kernels are summed, the same as "
-                     f"feeding each grey image as R = G = B ({cfg.arch} was trained on colour photos)")
-    h = data.input_shape[0]
-    if backbone_size is not None and backbone_size != h:
-        notes.append(f"images are decoded at {h}x{h} (--image-size) and the model resizes them to "
-                     f"{backbone_size}x{backbone_size} (--backbone-size) inside itself: exported files take {h}x{h}")
-    return notes
-
-
-def _scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainConfig) -> dict:
-    """How the work was spread: the global batch (the plan's) and what each replica took; the learning
-    rate is the one given, unscaled, because the global batch is the plan's whatever the replicas."""
-    return placement.to_dict() | {
-        "global_batch_size": plan.batch_size, "per_replica_batch_size": plan.batch_size // placement.replicas,
-        "learning_rate": cfg.lr, "lr_scale": 1.0}
-
-
-def _manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted, fit_seconds, bn_images,
-              metrics, base, arch_section: dict, backbone_size: int | None,
-              notes: list[str]) -> tuple[dict, dict | None]:
-    """The new bundle's manifest (and the split ids that go to split.json when there are many)."""
-    from ..core._tf import keras, tensorflow
-
-    manifest = new_manifest(out.name)
-    manifest["dataset"], split_ids = _dataset_section(cfg, data, split, out)
-    manifest["input"] = _input_spec(data, backbone_size)
-    manifest["labels"] = data.classes
-    manifest["architecture"] = arch_section
-    manifest["training"] = {
-        "config": _portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(history),
-        "best_epoch": cb.kept_epoch, "interrupted": interrupted, "seconds": round(fit_seconds, 2),
-        "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
-        if cb.train_seconds else None,
-        "batchnorm_recalibrated_on": bn_images,
-        "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
-        "versions": {"tensorflow": tensorflow().__version__, "keras": keras().__version__},
-        "distribute": _scale_section(placement, plan, cfg),
-        "notes": notes,
-    }
-    manifest["metrics"] = {"test": metrics}
-    manifest["baseline"] = base.to_dict()
-
-    return manifest, split_ids
-
-
-def _write_bundle(out: Path, model, manifest: dict, history: list[dict], split_ids: dict | None) -> None:
-    """model.keras, history.json (and split.json) and the manifest, staged and swapped in whole."""
-    from ..core._tf import keras
-
-    with staged_bundle(out) as stage:
-        with atomic_target(stage / "model.keras") as tmp:
-            model.save(tmp)
-        atomic_write(stage / "history.json", json.dumps(history, indent=1) + "\n")
-        if split_ids:
-            atomic_write(stage / SPLIT_FILE, json.dumps(split_ids, separators=(",", ":")) + "\n")
-        b = Bundle(stage, manifest)
-        b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
-                  "versions": {"keras": keras().__version__}})
-        b.record(file_entry(stage / "history.json", stage), key="files")
-        if split_ids:
-            b.record(file_entry(stage / SPLIT_FILE, stage), key="files")
-        b.save()
-
-
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
 
@@ -521,12 +400,12 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     else:
         model, run = _distributed(tf, k, strategy, placement, cfg, plan, data, split, build_model)
         train_ds = val_ds = None
-    arch_section, notes = _architecture(cfg, model, why, backbone_size), _notes(cfg, data, backbone_size)
+    arch_section, notes = record.architecture(cfg, model, why, backbone_size), record.notes(cfg, data, backbone_size)
     hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
                  "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
                  "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
                  "steps": plan.steps_per_epoch, "plan": plan.to_dict(),
-                 "distribute": _scale_section(placement, plan, cfg), "writes": chief,
+                 "distribute": record.scale_section(placement, plan, cfg), "writes": chief,
                  "architecture": arch_section, "notes": notes})
 
     if transfer:
@@ -543,7 +422,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     bn_images = _recalibrate_bn(model, data, split.train, seed=cfg.seed)
     metrics = evaluate(model, data, split.test)
     base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
-    manifest, split_ids = _manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted,
+    manifest, split_ids = record.manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted,
                                     fit_seconds, bn_images, metrics, base, arch_section, backbone_size, notes)
-    _write_bundle(out, model, manifest, history, split_ids)
+    record.write_bundle(out, model, manifest, history, split_ids)
     return TrainResult(out, manifest, history, interrupted)
