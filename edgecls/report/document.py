@@ -111,7 +111,10 @@ def _parity_section(m: dict) -> list[str]:
 
     def interval(r: dict, name: str) -> str:
         c = next((c for c in r.get("checks", []) if c["name"] == name), None)
-        return f"{c['estimate']:+.2f} ({c['interval'][0]:+.1f}…{c['interval'][1]:+.1f})" if c else ""
+        if not c:
+            return ""
+        sign = "+" if c.get("unit") == "points" else ""  # a drop has a sign; a share of images does not
+        return f"{c['estimate']:{sign}.2f} ({c['interval'][0]:{sign}.1f}…{c['interval'][1]:{sign}.1f})"
 
     return ["## Parity with Keras",
             f"Each file against the Keras model on images it never trained on: accuracy on the held-out images, "
@@ -119,7 +122,7 @@ def _parity_section(m: dict) -> list[str]:
             f"{summary(gate.get('max_drop', 1.0))} Outcomes: {counts['pass']} pass, {counts['inconclusive']} "
             f"inconclusive, {counts['fail']} fail.",
             _table(["file", "runtime", "float parts", "accuracy", "drop pts (95%)", "lost/gained",
-                    "changed % (95%)", "|Δp| q99 / max", "outcome"],
+                    "changed % (95%)", "abs Δp: q99 / max", "outcome"],
                    [[r["file"], f"{r['runtime']}/{r.get('device', '')}", r.get("compute", ""),
                      f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
                      interval(r, "accuracy drop"),
@@ -168,8 +171,11 @@ def to_markdown(blocks: list) -> str:
     out = []
     for b in blocks:
         if isinstance(b, Table):
-            lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
-            out.append("\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in b.rows]))
+            def cell(c) -> str:  # a bar inside a cell (|Δp|) would end it
+                return str(c).replace("|", "\\|")
+
+            lines = ["| " + " | ".join(map(cell, b.header)) + " |", "|" + "---|" * len(b.header)]
+            out.append("\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in b.rows]))
         elif isinstance(b, Figure):
             out.append(f"![{b.alt}]({b.name})")
         else:
