@@ -23,13 +23,12 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Every stage's options, before any work (a bad bench option must not wait for training)."""
-        from .core.errors import EdgeclsError
+        from .core.gates import check_max_drop
 
         self.train.validate()
         self.export.validate()
         self.bench.validate()
-        if not 0 <= self.max_drop <= 100:
-            raise EdgeclsError(f"--max-drop {self.max_drop}: must be between 0 and 100 accuracy points")
+        check_max_drop(self.max_drop)
 
 
 @dataclass

@@ -3,22 +3,14 @@
 
 from __future__ import annotations
 
-import importlib
+from ..core.lazy import lazy_exports
 
-_LAZY = {  # name -> module: imported on first use, so `import edgecls.bench` stays light (no TensorFlow)
+# name -> submodule, imported on first use: `import edgecls.bench` stays light (no TensorFlow)
+__getattr__, __all__ = lazy_exports(__name__, {
     "BenchConfig": "measure",
     "BenchResult": "measure",
     "bench": "measure",
     "Constraints": "decide",
     "Decision": "decide",
     "decide": "decide",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+})

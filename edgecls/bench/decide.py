@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 
 from ..core import results
 from ..core.errors import EdgeclsError
+from ..core.gates import check_max_drop
 from ..core.names import Runtime, parse
 from ..core.stats import Outcome, judge_drop
+from .latency import MIN_RUNS
 
 DEFAULT_TIE_MARGIN = 5.0  # percent of the fastest p50 within which two files are tied
 
@@ -56,8 +58,8 @@ class Constraints:
             raise EdgeclsError(f"--percentile {self.percentile}: choose p90 or p99")
         if self.max_size_kb is not None and self.max_size_kb <= 0:
             raise EdgeclsError(f"--max-size {self.max_size_kb}: must be a positive number of KB")
-        if self.max_drop is not None and not 0 <= self.max_drop <= 100:
-            raise EdgeclsError(f"--max-drop {self.max_drop:g}: must be between 0 and 100 accuracy points")
+        if self.max_drop is not None:
+            check_max_drop(self.max_drop)
         if not 0 <= self.tie_margin < 100:
             raise EdgeclsError(f"--tie-margin {self.tie_margin:g}: must be at least 0 and below 100 percent")
         self.runtimes = parse(Runtime, self.runtimes, "--runtime")
@@ -149,7 +151,7 @@ def _latency(x: Candidate, b: dict, c: Constraints) -> str | None:
         return None
     if b.get(f"{c.percentile}_ok") is False:
         return (f"too few runs for {c.percentile} ({b.get('runs')} timed; MLPerf asks >= "
-                f"{64 if c.percentile == 'p90' else 662}): raise --min-runs or --rounds")
+                f"{MIN_RUNS[c.percentile]}): raise --min-runs or --rounds")
     if x.tail_ms is not None and x.tail_ms > c.max_latency_ms:
         return f"{c.percentile} {x.tail_ms:.3f} ms > --max-latency {c.max_latency_ms:g} ms"
     return None

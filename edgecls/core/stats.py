@@ -107,6 +107,12 @@ class Judgement:
                 "limit": self.limit, "unit": self.unit.strip(), "outcome": self.outcome.value,
                 "count": self.count, "images_to_decide": self.images_to_decide}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Judgement":
+        """A check as `to_dict` stored it (in a manifest or JSON)."""
+        return cls(d["name"], d["estimate"], *d["interval"], d["limit"], Outcome(d["outcome"]), d["count"],
+                   d.get("images_to_decide"), "%" if d.get("unit", "%") == "%" else " points")
+
 
 def _side(low: float, high: float, limit: float) -> Outcome:
     if high <= limit:

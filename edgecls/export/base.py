@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
+from ..core.gates import check_max_drop
 from ..core.names import Format, Precision, parse
 from ..core.registry import Registry
 from ..train import recorded
@@ -49,8 +50,7 @@ class ExportConfig:
         if not self.formats:
             raise EdgeclsError("--format (none): name at least one format (onnx, tflite, openvino), or all")
         self.formats = parse(Format, self.formats, "--format") or list(FORMATS)
-        if not 0 <= self.max_drop <= 100:
-            raise EdgeclsError(f"--max-drop {self.max_drop}: must be between 0 and 100 accuracy points")
+        check_max_drop(self.max_drop)
         if self.calib_size < 1:
             raise EdgeclsError(f"--calib-size {self.calib_size}: must be at least 1")
 

@@ -3,17 +3,9 @@ Reads manifests only."""
 
 from __future__ import annotations
 
-import importlib
+from ..core.lazy import lazy_exports
 
-_LAZY = {  # name -> module: imported on first use, so `import edgecls.report` stays light (no TensorFlow)
+# name -> submodule, imported on first use: `import edgecls.report` stays light (no TensorFlow)
+__getattr__, __all__ = lazy_exports(__name__, {
     "write_report": "document",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+})

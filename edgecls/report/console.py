@@ -120,11 +120,9 @@ OUTCOME = {"pass": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]", 
 
 
 def _check_sentence(check: dict) -> str:
-    from ..core.stats import Judgement, Outcome
+    from ..core.stats import Judgement
 
-    unit = "%" if check.get("unit", "%") == "%" else " points"
-    return Judgement(check["name"], check["estimate"], *check["interval"], check["limit"], Outcome(check["outcome"]),
-                     check["count"], check.get("images_to_decide"), unit).sentence()
+    return Judgement.from_dict(check).sentence()
 
 
 def int8_gate(t: dict | None) -> str:

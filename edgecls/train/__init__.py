@@ -3,20 +3,12 @@ the loop, tf.distribute strategies, the pixel baseline, and `train()` itself (fi
 
 from __future__ import annotations
 
-import importlib
+from ..core.lazy import lazy_exports
 
-_LAZY = {  # name -> module: imported on first use, so `import edgecls.train` stays light (no TensorFlow)
+# name -> submodule, imported on first use: `import edgecls.train` stays light (no TensorFlow)
+__getattr__, __all__ = lazy_exports(__name__, {
     "TrainConfig": "fit",
     "TrainHooks": "fit",
     "TrainResult": "fit",
     "train": "fit",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+})
