@@ -18,7 +18,7 @@ from ..core.stats import sqnr_db
 from .base import WrittenFiles
 from .tflite_metadata import input_quantization, with_metadata
 
-__all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "with_metadata"]
+__all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "spanning", "with_metadata"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
@@ -38,9 +38,11 @@ def converter(model, precision: Precision, calibration: np.ndarray | None = None
         conv.target_spec.supported_types = [tf.float16]
         details["quantization"] = "float16 weights, float32 compute"
     elif precision == Precision.int8:
+        images = spanning(calibration)
+
         def representative():
-            for i in range(0, len(calibration) - batch + 1, batch):
-                yield [calibration[i:i + batch].astype(np.float32)]
+            for i in range(0, len(images) - batch + 1, batch):
+                yield [images[i:i + batch].astype(np.float32)]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -49,6 +51,18 @@ def converter(model, precision: Precision, calibration: np.ndarray | None = None
         conv.inference_output_type = tf.uint8
         details["quantization"] = "full integer (TFLITE_BUILTINS_INT8), uint8 input and output"
     return conv, details
+
+
+def spanning(calibration: np.ndarray) -> np.ndarray:
+    """`calibration` with one pixel of its first image set to 0 and one to 255 where its pixels do not already
+    reach both ends: the converter sets the uint8 input's scale from the calibrated input range, and only the
+    full 0-255 range gives scale 1.0, zero point 0 (raw pixels, as MediaPipe and the web app feed them). One
+    pixel each barely moves the ranges of the layers behind the input."""
+    if not len(calibration) or (calibration.min() == 0 and calibration.max() == 255):
+        return calibration
+    out = np.array(calibration, copy=True)
+    out[0, 0, 0, :], out[0, 0, -1, :] = 0, 255
+    return out
 
 
 def _write(ctx, precision: Precision, flatbuffer: bytes, path, details: dict) -> None:
