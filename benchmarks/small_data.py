@@ -47,8 +47,8 @@ from edgecls.train.models import PRETRAINED  # noqa: E402  (after the log level 
 @dataclass(frozen=True)
 class Case:
     name: str
-    source: str  # "digits" or "fashion-mnist"
-    n: int  # images in the folder
+    source: str  # "digits", "fashion-mnist" or "photos"
+    n: int  # images in the folder (0: every image of the source)
     classes: tuple[int, ...]  # source labels kept
 
 
@@ -59,26 +59,60 @@ CASES = [
     Case("fashion-300-3cls", "fashion-mnist", 300, (0, 1, 2)),
     Case("fashion-1000", "fashion-mnist", 1000, tuple(range(10))),
     Case("fashion-1000-tshirt-shirt", "fashion-mnist", 1000, (0, 6)),
+    Case("photos-4cls", "photos", 0, (0, 1, 2, 3)),
 ]
+
+#: Real photos: the photo cut-outs of `apt-get install tuxpaint-stamps-default` (GPL-2), one class per folder,
+#: drawings ("cartoon"), toys and plastic flowers left out: about 150 images, the only labelled natural photos
+#: found in the package registries reachable here (benchmarks only; tests never need them).
+STAMPS = Path("/usr/share/tuxpaint/stamps")
+PHOTO_CLASSES = {"mammal": "animals/mammals", "bird": "animals/birds", "fruit": "food/fruit",
+                 "flower": "plants/flowers"}
+NOT_PHOTOS = ("cartoon", "toys", "plastic")
+
+
+def photos_available() -> bool:
+    return all((STAMPS / d).is_dir() for d in PHOTO_CLASSES.values())
+
+
+def _photos(size: int = 64) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(uint8 N x size x size x 3 RGB, labels, class names): each cut-out on white, fitted and centred."""
+    from PIL import Image
+
+    xs, ys = [], []
+    for k, d in enumerate(PHOTO_CLASSES.values()):
+        for f in sorted((STAMPS / d).rglob("*.png")):
+            if f.stem.endswith("_mirror") or any(part in NOT_PHOTOS for part in f.relative_to(STAMPS).parts):
+                continue
+            img = Image.open(f).convert("RGBA")
+            img.thumbnail((size, size), Image.Resampling.LANCZOS)
+            canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255))
+            canvas.alpha_composite(img, ((size - img.width) // 2, (size - img.height) // 2))
+            xs.append(np.asarray(canvas.convert("RGB")))
+            ys.append(k)
+    return np.stack(xs), np.asarray(ys), list(PHOTO_CLASSES)
 
 
 def _source(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(uint8 N x H x W grayscale images, labels, class names) of the source at its native size."""
+    """(uint8 N x H x W grayscale or N x H x W x 3 RGB images, labels, class names) of the source."""
     from edgecls.train import sources
 
+    if name == "photos":
+        return _photos()
     d = sources.digits(image_size=8) if name == "digits" else sources.fashion_mnist(image_size=28)
     return d.array[..., 0], d.labels, [c.replace("/", "-") for c in d.classes]
 
 
 def write_folder(case: Case, root: Path, seed: int = 0, size: int = 64) -> Path:
-    """A folder of `case.n` 64x64 RGB PNGs, balanced over `case.classes`, picked with `seed`."""
+    """A folder of `case.n` 64x64 RGB PNGs, balanced over `case.classes`, picked with `seed` (every image of
+    the source when `case.n` is 0)."""
     from PIL import Image
 
     x, y, names = _source(case.source)
     rng = np.random.default_rng(seed)
     per = case.n // len(case.classes)
     for k in case.classes:
-        pick = rng.choice(np.flatnonzero(y == k), per, replace=False)
+        pick = np.flatnonzero(y == k) if not case.n else rng.choice(np.flatnonzero(y == k), per, replace=False)
         (root / names[k]).mkdir(parents=True, exist_ok=True)
         for i in pick:
             img = Image.fromarray(x[i]).resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
@@ -127,7 +161,8 @@ def run_case(case: Case, seed: int, work: Path, arch: str | None = None, backbon
                                out=work / f"{case.name}-{seed}" / tag, **train_kw))
     seconds = time.perf_counter() - t0
     m = result.manifest
-    return {"case": case.name, "seed": seed, "images": case.n, "classes": len(case.classes),
+    images = case.n or sum(1 for _ in root.rglob("*.png"))
+    return {"case": case.name, "seed": seed, "images": images, "classes": len(case.classes),
             "arch": m["architecture"]["name"], "backbone_size": m["architecture"].get("backbone_size"),
             "pretrained": m["architecture"].get("pretrained", False),
             "cnn": m["metrics"]["test"]["accuracy"], "baseline": m["baseline"]["accuracy"],
@@ -186,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             if case.source == "fashion-mnist" and not fashion_available():
                 print(f"skip {case.name}: Fashion-MNIST not installed", file=sys.stderr)
+                continue
+            if case.source == "photos" and not photos_available():
+                print(f"skip {case.name}: apt-get install tuxpaint-stamps-default", file=sys.stderr)
                 continue
             for seed in args.seeds:
                 for arch, size in dict.fromkeys(runs):

@@ -89,3 +89,32 @@ def test_mediapipe_runs_the_tflite_files(lite0_exported, tmp_path):
             cats = {c.index: c.score for c in r.classifications[0].categories}
             assert {c.category_name for c in r.classifications[0].categories} == set(b.labels())
             np.testing.assert_allclose([cats[0], cats[1]], row, atol=1e-6 if precision == "int8" else 1e-4)
+
+
+def test_golden_and_report_of_a_lite0_bundle(lite0_exported, tmp_path):
+    """The device-side golden files and the report work on a backbone bundle as on the scratch CNN's."""
+    import shutil
+
+    from edgecls.report.document import write_report
+    from edgecls.runtimes.classifier import Classifier
+    from edgecls.verify.golden import write_golden
+    from edgecls.verify.parity import verify
+
+    bundle, _ = lite0_exported
+    copy = bundle.with_name("b-golden")  # beside it: the manifest names the image folder relative to the bundle
+    shutil.copytree(bundle, copy)
+    out = tmp_path / "golden"
+    index = write_golden(copy, out=out).index
+    b = Bundle.open(copy)
+    assert {(o["format"], o["precision"]) for o in index["outputs"]} == {
+        (a["format"], a["precision"]) for a in b.manifest["artifacts"] if a["format"] != "keras"}
+    x = np.concatenate([np.load(out / i["input"]["file"]) for i in index["images"]])
+    for o in index["outputs"]:
+        probs = np.load(out / o["file"]["file"])
+        clf = Classifier.open(copy, format=o["format"], precision=o["precision"])
+        np.testing.assert_allclose(clf.predict(x), probs, atol=1e-6, err_msg=o["artifact"])
+    verify(copy)
+    text = write_report(copy).read_text()
+    md = (copy / "report.md").read_text()
+    assert "efficientnet-lite0" in md and "ImageNet weights" in md and "resized to 32x32 inside the model" in md
+    assert "<img" in text and "the model is" in md

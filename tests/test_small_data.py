@@ -75,6 +75,10 @@ def test_verdict_wording():
     assert len(below) == 1 and "does not beat a linear model" in below[0] and "80 training images" in below[0]
     at_chance = verdict(0.12, base, 80)  # 0.12 is within the noise of 0.10 on 200 images
     assert "at chance level" in at_chance[0] and "labels" in at_chance[0]
+    assert "the small model" in below[0] and "--arch tiny" in below[0]
+    backbone = verdict(0.78, base, 80, "efficientnet-lite0", pretrained=True)[0]
+    assert backbone.startswith("the efficientnet-lite0 model (ImageNet-pretrained) (78.0%)")
+    assert "--arch small" in backbone and "--arch tiny" not in backbone
 
 
 def test_random_labels_warn(tmp_path):

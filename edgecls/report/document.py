@@ -66,15 +66,28 @@ def _baseline_lines(m: dict) -> list[str]:
         return []
     gain = 100 * (m["metrics"]["test"]["accuracy"] - b["accuracy"])
     lines = [f"Pixel baseline ({b['method']}, fitted on the same training split): **{b['accuracy']:.4f}** on the "
-             f"same held-out images; the CNN is **{gain:+.1f} points** against it. Always answering the commonest "
+             f"same held-out images; the model is **{gain:+.1f} points** against it. Always answering the commonest "
              f"class: {b['chance']:.4f}."]
     return lines + [f"> **Warning:** {w}" for w in m["training"].get("warnings", [])]
+
+
+def _architecture(a: dict) -> str:
+    """`efficientnet-lite0 (3,425,834 parameters; ImageNet weights, images resized to 128x128 inside the model;
+    chosen: ...)`."""
+    parts = [f"{a['params']:,} parameters"]
+    if a.get("pretrained"):
+        parts.append(f"{a.get('weights', {}).get('source', 'pretrained')} weights")
+    if a.get("backbone_size"):
+        parts.append(f"images resized to {a['backbone_size']}x{a['backbone_size']} inside the model")
+    if a.get("why"):
+        parts.append(f"chosen: {a['why']}")
+    return f"{a['name']} ({'; '.join(parts)})"
 
 
 def _training_section(m: dict) -> list[str]:
     test, t = m["metrics"]["test"], m["training"]
     return [f"# {m['name']}",
-            f"{m['architecture']['name']} ({m['architecture']['params']:,} parameters) on {m['dataset']['name']} "
+            f"{_architecture(m['architecture'])} on {m['dataset']['name']} "
             f"({len(m['labels'])} classes), input {m['input']['shape'][1:]} raw 0-255 pixels.",
             "## Training",
             f"Held-out accuracy **{test['accuracy']:.4f}** (loss {test['loss']:.4f}) on {test['images']} images; "

@@ -1,7 +1,7 @@
 """The pixel baseline every training run is compared with, and the verdict on the comparison.
 
 A logistic regression (scikit-learn) on raw pixels downsampled to 16x16 and standardised, fitted
-on the CNN's own training split and scored on the same held-out split. A CNN that does not beat
+on the model's own training split and scored on the same held-out split. A model that does not beat
 it has learned less than the pixels alone give: the user is told so, with the likely cause.
 
 The solver (lbfgs) gets `MAX_ITER` iterations, enough to converge on the largest case (5,000
@@ -78,19 +78,23 @@ def pixel_baseline(data: Data, train_idx: np.ndarray, test_idx: np.ndarray, seed
                     iterations < MAX_ITER)
 
 
-def verdict(cnn_accuracy: float, base: Baseline, train_per_class: int) -> list[str]:
-    """Plain-language warnings when the CNN has not learned (at chance) or does not beat the baseline."""
+def verdict(cnn_accuracy: float, base: Baseline, train_per_class: int, arch: str = "small",
+            pretrained: bool = False) -> list[str]:
+    """Plain-language warnings when the model (`arch`) has not learned (at chance) or does not beat the baseline."""
     n = base.test_images
+    model = f"the {arch} model" + (" (ImageNet-pretrained)" if pretrained else "")
     if cnn_accuracy <= wilson(base.chance * n, n)[1]:  # within chance's 95% interval
-        return [f"the CNN is at chance level: {cnn_accuracy:.1%} held-out accuracy, and always answering the most "
+        return [f"{model} is at chance level: {cnn_accuracy:.1%} held-out accuracy, and always answering the most "
                 f"common class scores {base.chance:.1%} ({n} held-out images). It has not learned. Likely cause: "
                 "labels that do not match the images (check a few files in each class folder), or classes that "
                 "the images cannot tell apart. Try: fix the labels; more images per class "
                 f"(now {train_per_class} training images in the smallest class)."]
     if cnn_accuracy <= base.accuracy:
-        return [f"the CNN ({cnn_accuracy:.1%}) does not beat a linear model on the pixels ({base.accuracy:.1%}, "
+        tries = ("--arch small (the scratch CNN: line drawings and other images unlike photos); a larger "
+                 "--backbone-size; more --epochs" if pretrained else
+                 "more --epochs; --image-size 32 if the objects are large in the frame; --arch tiny")
+        return [f"{model} ({cnn_accuracy:.1%}) does not beat a linear model on the pixels ({base.accuracy:.1%}, "
                 f"{base.method}) on the same {n} held-out images: it has learned less than the raw pixels give. "
-                f"Likely cause: too few images for a CNN ({train_per_class} training images in the smallest "
-                "class). Try: more images per class; more --epochs; --image-size 32 if the objects are large "
-                "in the frame; --arch tiny."]
+                f"Likely cause: too few images ({train_per_class} training images in the smallest "
+                f"class). Try: more images per class; {tries}."]
     return []

@@ -107,7 +107,8 @@ def manifest(cfg, data, split, out, model, plan, placement, history, cb, interru
         "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
         if cb.train_seconds else None,
         "batchnorm_recalibrated_on": bn_images,
-        "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values())),
+        "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values()),
+                            arch_section["name"], bool(arch_section.get("pretrained"))),
         "versions": {"tensorflow": tensorflow().__version__, "keras": keras().__version__},
         "distribute": scale_section(placement, plan, cfg),
         "notes": notes,
