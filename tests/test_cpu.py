@@ -52,3 +52,23 @@ def test_cgroup_quotas_v2_and_v1(tmp_path):
     (v1 / "cpu" / "job" / "cpu.cfs_period_us").write_text("100000\n")
     assert cgroup_quota(v1, "2:cpuacct:/x\n1:cpu:/job\n0::/\n") == 2.0
     assert cgroup_quota(tmp_path / "nowhere", "0::/\n") is None
+
+
+def test_int8_notes_say_int8_pays_only_where_this_run_measured_it():
+    """'int8 pays at larger batches' was said even when the same run's batch-32 int8 row was slower too."""
+    from edgecls.bench.hardware import CpuInfo
+    from edgecls.bench.measure import _int8_notes
+
+    cpu = CpuInfo("x", "x86_64", 2, 2, ["AVX2", "AVX-512 VNNI"])
+
+    def row(rt, precision, batch, p50):
+        return {"runtime": rt, "precision": precision, "batch": batch, "p50_ms": p50}
+
+    rows = [row("onnx", "fp32", 1, 1.0), row("onnx", "int8", 1, 1.6), row("onnx", "fp32", 32, 30.0),
+            row("onnx", "int8", 32, 34.0), row("openvino", "fp32", 1, 1.0), row("openvino", "int8", 1, 1.2),
+            row("openvino", "fp32", 32, 30.0), row("openvino", "int8", 32, 12.0)]
+    notes = _int8_notes(rows, cpu)
+    onnx = [n for n in notes if n.startswith("onnx")]
+    assert len(onnx) == 2 and all("at every batch measured" in n and "pays" not in n for n in onnx)
+    (ov,) = [n for n in notes if n.startswith("openvino")]
+    assert "1.20x slower" in ov and "int8 pays at batch 32 (measured)" in ov

@@ -130,3 +130,61 @@ def test_no_pretrained_trains_the_same_network_from_scratch(tmp_path):
     m = r.manifest
     assert m["training"]["plan"]["kind"] == "scratch" and m["architecture"]["weights"] is None
     assert m["architecture"]["pretrained"] is False and m["training"]["batchnorm_recalibrated_on"] > 0
+
+
+def _grey_folder(root, per_class=8, size=24):
+    """Two classes of grayscale images saved as RGB PNGs (R = G = B), as scans or Fashion-MNIST exports are."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("light", "dark")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            grey = rng.integers(0, 100, (size, size), dtype=np.uint8) + np.uint8(120 * k)
+            Image.fromarray(np.stack([grey] * 3, -1)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_default_arch_follows_the_data(tmp_path, monkeypatch):
+    """Without --arch: colour photos get the pretrained backbone when its weights are installed; grayscale
+    folders, the bundled datasets, a missing weights package and a strategy get the scratch CNN; each says why."""
+    from edgecls.train import models, sources
+
+    colour = sources.load(str(make_folder(tmp_path / "colour", per_class=8, size=(24, 24))), image_size=24)
+    grey = sources.load(str(_grey_folder(tmp_path / "grey")), image_size=24)
+    assert models.colour_share(colour) == 1.0 and models.colour_share(grey) == 0.0
+    monkeypatch.setattr(backbones, "installed", lambda v: True)
+    arch, why = models.choose_arch(colour)
+    assert arch == "efficientnet-lite0" and "colour photos" in why and "--arch small" in why
+    assert models.choose_arch(colour, one_device=False)[0] == "small"
+    arch, why = models.choose_arch(grey)
+    assert arch == "small" and "grayscale" in why
+    arch, why = models.choose_arch(sources.load("synthetic", image_size=24))
+    assert arch == "small" and "bundled" in why
+    monkeypatch.setattr(backbones, "installed", lambda v: False)
+    arch, why = models.choose_arch(colour)
+    assert arch == "small" and "pip install 'edgecls[pretrained]'" in why
+
+
+def test_grey_folder_trains_the_scratch_cnn_and_the_summary_says_why(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+
+    root = _grey_folder(tmp_path / "grey")
+    r = CliRunner().invoke(app, ["train", "--data", str(root), "--image-size", "24", "--epochs", "1",
+                                 "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    a = Bundle.open(tmp_path / "b").manifest["architecture"]
+    assert a["name"] == "small" and "grayscale" in a["why"]
+    assert "grayscale" in " ".join(r.output.split())
+
+
+@pytest.mark.slow
+@needs_lite0
+def test_colour_folder_trains_the_backbone_by_default(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=8, size=(24, 24))
+    r = train(TrainConfig(data=str(root), epochs=1, image_size=24, out=tmp_path / "b"))
+    a = r.manifest["architecture"]
+    assert a["name"] == "efficientnet-lite0" and a["pretrained"] and "colour photos" in a["why"]
+    assert a["backbone_size"] == backbones.DEFAULT_SIZE

@@ -152,14 +152,16 @@ def physical_cores() -> int:
     return usable_cores()["cores"]
 
 
-def int8_note(cpu: CpuInfo, runtime: str, batch: int, ratio: float) -> str:
-    """Why int8 is slower than fp32 (`ratio` = int8 p50 / fp32 p50 > 1) for `runtime` at `batch` here."""
+def int8_note(cpu: CpuInfo, runtime: str, batch: int, ratio: float, pays_at: int | None = None) -> str:
+    """Why int8 is slower than fp32 (`ratio` = int8 p50 / fp32 p50 > 1) for `runtime` at `batch` here;
+    `pays_at`: a larger batch measured in the same run at which this runtime's int8 is faster (None: none)."""
     if not cpu.int8_dot:
         why = (f"this CPU has no int8 dot-product instructions ({', '.join(cpu.features) or 'none listed'}; "
                "no VNNI, AMX or Arm dotprod/i8mm), so int8 convolutions emulate them and gain little over fp32, "
                "while the quantize/dequantize steps add work")
     else:
         why = (f"this CPU has int8 dot-product instructions ({', '.join(f for f in cpu.features if f in INT8_DOT)}), "
-               "but the model is small: per-call overhead and the quantize/dequantize steps outweigh the faster "
-               "arithmetic" + (" at batch 1; int8 pays at larger batches" if batch == 1 else ""))
+               "but per-call overhead and the quantize/dequantize steps around the runtime's int8 kernels "
+               "outweigh the faster arithmetic" + (f" at batch {batch}; int8 pays at batch {pays_at} (measured)"
+                                                   if pays_at else " at every batch measured"))
     return f"{runtime} int8 is {ratio:.2f}x slower than {runtime} fp32 at batch {batch}: {why}."

@@ -260,8 +260,17 @@ def _int8_notes(rows: list[dict], cpu) -> list[str]:
         fp32 = next((f for f in rows if f["runtime"] == r["runtime"] and f["batch"] == r["batch"]
                      and f["precision"] == "fp32"), None)
         if fp32 and r["p50_ms"] > fp32["p50_ms"]:
-            notes.append(int8_note(cpu, r["runtime"], r["batch"], r["p50_ms"] / fp32["p50_ms"]))
+            notes.append(int8_note(cpu, r["runtime"], r["batch"], r["p50_ms"] / fp32["p50_ms"], _pays_at(rows, r)))
     return notes
+
+
+def _pays_at(rows: list[dict], slow: dict) -> int | None:
+    """The smallest larger batch at which `slow`'s runtime ran int8 faster than fp32 in these rows, if any."""
+    faster = [r["batch"] for r in rows if r["runtime"] == slow["runtime"] and r["precision"] == "int8"
+              and r["batch"] > slow["batch"] and any(
+                  f["runtime"] == r["runtime"] and f["batch"] == r["batch"] and f["precision"] == "fp32"
+                  and r["p50_ms"] < f["p50_ms"] for f in rows)]
+    return min(faster, default=None)
 
 
 def _speedups(rows: list[dict]) -> None:

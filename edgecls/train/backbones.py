@@ -118,6 +118,15 @@ def expected_shapes(v: Variant, classes: int = 1000) -> dict[str, tuple[int, ...
     return shapes
 
 
+def installed(v: Variant) -> bool:
+    """Whether the variant's weights package is installed at the version edgecls reads."""
+    try:
+        weights_file(v)
+    except EdgeclsError:
+        return False
+    return True
+
+
 def weights_file(v: Variant) -> Path:
     """The variant's installed weights file, its package's version checked.
 

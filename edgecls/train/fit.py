@@ -350,11 +350,12 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
 
     hooks = hooks or TrainHooks()
     cfg.validate()
-    arch, why = (cfg.arch, "given with --arch") if cfg.arch else choose_arch(cfg.data)
-    cfg = replace(cfg, arch=arch)
-    transfer = arch in PRETRAINED and cfg.pretrained
     chief = distribute.is_chief(cfg.strategy)  # a bad TF_CONFIG fails here, before any work
     data = sources.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)
+    arch, why = (cfg.arch, "given with --arch") if cfg.arch else choose_arch(
+        data, one_device=cfg.strategy == distribute.Strategy.default.value)
+    cfg = replace(cfg, arch=arch)
+    transfer = arch in PRETRAINED and cfg.pretrained
     split = splits.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)

