@@ -68,6 +68,41 @@ def test_wilson_matches_known_values():
     assert (lo, hi) == pytest.approx((0.02154, 0.11175), abs=1e-4)
 
 
+def _false_fail_rate(interval, n: int, limit: float) -> float:
+    """P(the interval's lower end is above `limit`) when the true rate is exactly `limit`: exact, by enumeration."""
+    k = np.arange(n + 1)
+    pmf = np.exp([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(limit)
+                  + (n - i) * math.log1p(-limit) for i in k])
+    return float(pmf[np.array([interval(i, n)[0] for i in k]) > limit].sum())
+
+
+@pytest.mark.parametrize("n", [12, 17, 30, 60, 100, 280, 400])
+def test_a_rate_at_its_limit_is_shown_beyond_it_at_most_2_5_percent_of_the_time(n):
+    """One changed answer of 12 images was 'shown > 1%' (Wilson's lower end 1.49%): with a true rate of
+    exactly 1%, 17 images fail 15.7% of the time. The gates' rate interval keeps a false fail <= 2.5%."""
+    from edgecls.core.stats import rate_interval
+
+    assert _false_fail_rate(rate_interval, n, 0.01) <= 0.025
+    assert _false_fail_rate(rate_interval, n, 0.05) <= 0.025
+    if n in (12, 17):
+        assert _false_fail_rate(wilson, n, 0.01) > 0.1  # the interval used before
+    assert judge_rate("changed answers", 1, 12, 1.0).outcome == Outcome.inconclusive
+    k = np.arange(n + 1)  # and the other side: a false pass (upper end below the limit) stays <= 2.5% too
+    pmf = np.exp([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(0.01)
+                  + (n - i) * math.log1p(-0.01) for i in k])
+    assert pmf[np.array([rate_interval(i, n)[1] for i in k]) < 0.01].sum() <= 0.025
+
+
+def test_exact_lower_end_matches_the_beta_quantile():
+    from scipy.stats import beta
+
+    from edgecls.core.stats import exact_lower
+
+    for k, n in [(1, 12), (2, 40), (13, 280), (0.5, 10), (300, 30000), (7, 7)]:
+        assert exact_lower(k, n) == pytest.approx(beta.ppf(0.025, k, n - k + 1), rel=1e-6, abs=1e-12)
+    assert exact_lower(0, 50) == 0.0
+
+
 def test_three_outcomes_and_how_many_images_would_decide():
     assert judge_rate("changed answers", 0, 500, 1.0).outcome == Outcome.passed
     assert judge_rate("changed answers", 5, 100, 1.0).outcome == Outcome.failed

@@ -4,7 +4,11 @@ Two statistics, both published score intervals with tested coverage (tests/test_
 enumerates the exact binomial and trinomial outcomes):
 
 - a **rate** (answers changed, images whose probabilities moved beyond a tolerance): the Wilson
-  score interval of a binomial proportion;
+  score interval of a binomial proportion, its lower end never above the exact (Clopper-Pearson)
+  one (`rate_interval`). Wilson's lower end alone is too high for one or two events in few images
+  (Brown, Cai and DasGupta 2001): with a true rate exactly at a 1% limit, 17 images would show it
+  "beyond" the limit 15.7% of the time (one changed answer), not the 2.5% a one-sided 95% bound
+  allows; the exact bound keeps every false "fail" at or under 2.5% (tested by enumeration);
 - an **accuracy drop** from paired answers on the same images (`lost`: the reference right and
   the candidate wrong; `gained`: the reverse): Bonett and Price's (2012) adjusted Wald interval for
   the difference of two paired proportions, which treats the two discordant cells as cells of one
@@ -53,6 +57,63 @@ def wilson(k: float, n: float, z: float = Z) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (a, b > 0; 0 <= x <= 1)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def exact_lower(k: float, n: float, level: float = LEVEL) -> float:
+    """Clopper-Pearson lower end of a proportion k/n (k may be fractional): the p at which k or more events
+    in n have probability (1 - level) / 2, i.e. I_p(k, n - k + 1) = (1 - level) / 2, by bisection."""
+    if k <= 0 or n <= 0:
+        return 0.0
+    if k >= n:
+        return ((1 - level) / 2) ** (1 / n)
+    target, lo, hi = (1 - level) / 2, 0.0, k / n
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if betainc(k, n - k + 1, mid) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return lo
+
+
+def rate_interval(k: float, n: float) -> tuple[float, float]:
+    """95% interval of a rate for the gates: Wilson's, its lower end lowered to the exact one where that is
+    lower (so a rate is shown beyond a limit only on evidence an exact test accepts)."""
+    low, high = wilson(k, n)
+    return min(low, exact_lower(k, n)), high
 
 
 def paired_difference(b, c, n, z: float = Z):
@@ -143,14 +204,14 @@ def _images_to_decide(interval, n: int) -> int | None:
 
 def judge_rate(name: str, k: int, n: int, limit_percent: float) -> Judgement:
     """Is the share `k/n` (of something that should be rare) shown to be at most `limit_percent`?"""
-    low, high = (100 * v for v in wilson(k, n))
+    low, high = (100 * v for v in rate_interval(k, n))
     outcome = _side(low, high, limit_percent) if n else Outcome.inconclusive
     need = None
     if outcome == Outcome.inconclusive and n:
         p = k / n
 
         def at(m: int) -> Outcome:
-            lo, hi = wilson(p * m, m)
+            lo, hi = rate_interval(p * m, m)
             return _side(100 * lo, 100 * hi, limit_percent)
 
         need = _images_to_decide(at, n) if 100 * p != limit_percent else None
