@@ -83,7 +83,7 @@ def test_frozen_layers_keep_their_imagenet_weights(transferred):
 
 @pytest.mark.parametrize("kw,msg", [
     ({"arch": "small", "pretrained": False}, "--no-pretrained: applies only to a pretrained backbone"),
-    ({"pretrained": False}, "--no-pretrained: applies only .* --arch not given"),
+    ({"pretrained": False}, "--no-pretrained: applies only .* name it with --arch"),
     ({"arch": "tiny", "backbone_size": 64}, "--backbone-size 64: applies only to a pretrained backbone"),
     ({"arch": "efficientnet-lite0", "backbone_size": 16}, "--backbone-size 16: must be between 32 and 512"),
     ({"arch": "efficientnet-lite0", "fine_tune_blocks": -1}, "--fine-tune-blocks -1: must be 0"),

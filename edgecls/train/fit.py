@@ -80,7 +80,8 @@ class TrainConfig:
                               (self.fine_tune_blocks is not None, f"--fine-tune-blocks {self.fine_tune_blocks}")):
             if given and not backbone:
                 raise EdgeclsError(f"{option}: applies only to a pretrained backbone (--arch {names}); "
-                                   f"--arch {self.arch or 'not given'} is not one")
+                                   + (f"--arch {self.arch} is not one" if self.arch else
+                                      "name it with --arch (the default depends on the images)"))
         if self.backbone_size is not None and not backbones.MIN_SIZE <= self.backbone_size <= backbones.MAX_SIZE:
             raise EdgeclsError(f"--backbone-size {self.backbone_size}: must be between {backbones.MIN_SIZE} and "
                                f"{backbones.MAX_SIZE} pixels")
