@@ -50,6 +50,13 @@ def test_every_format_and_precision_is_written_and_checked(lite0_exported):
     assert (bundle / "reference.npz").is_file()
     tfl = next(a for a in result.artifacts if a["format"] == "tflite" and a["precision"] == "int8")
     assert tfl["input_quantization"] == {"scale": 1.0, "zero_point": 0}
+    # onnxruntime has no int8-activation kernel for its depthwise convolutions and residual adds: uint8
+    # activations, and then every compute operator runs as an int8 kernel
+    from edgecls.export.onnx import float_ops
+
+    onx = next(a for a in result.artifacts if a["format"] == "onnx" and a["precision"] == "int8")
+    assert onx["activations"]["activations"] == "uint8" and onx["activations"]["float_ops_left"]["int8"] > 0
+    assert float_ops(bundle / "model.int8.onnx") == 0
 
 
 def test_verify_judges_every_artifact(lite0_exported):

@@ -72,3 +72,9 @@ def test_int8_notes_say_int8_pays_only_where_this_run_measured_it():
     assert len(onnx) == 2 and all("at every batch measured" in n and "pays" not in n for n in onnx)
     (ov,) = [n for n in notes if n.startswith("openvino")]
     assert "1.20x slower" in ov and "int8 pays at batch 32 (measured)" in ov
+    # faster by its p50 but within noise (intervals overlap) is not "pays"
+    rows[3] = row("onnx", "int8", 32, 29.5) | {"p50_ci_ms": [29.0, 30.5]}
+    rows[2] |= {"p50_ci_ms": [29.6, 30.4]}
+    assert all("pays" not in n for n in _int8_notes(rows, cpu) if n.startswith("onnx"))
+    rows[3]["p50_ci_ms"] = [29.0, 29.5]
+    assert any("int8 pays at batch 32" in n for n in _int8_notes(rows, cpu) if n.startswith("onnx"))

@@ -77,6 +77,17 @@ def test_onnx_names_metadata_and_quantization(exported_bundle):
                for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits)
 
 
+def test_onnx_int8_activation_type_is_the_one_onnxruntime_runs_as_int8_kernels(exported_bundle):
+    """S8S8 by default; the choice and why are recorded, and the file has no compute operator left in float
+    by onnxruntime (a plain CNN: every Conv/Gemm fuses into an int8 kernel with int8 activations)."""
+    from edgecls.export.onnx import float_ops
+
+    a = next(a for a in Bundle.open(exported_bundle).manifest["artifacts"] if a["file"] == "model.int8.onnx")
+    assert a["activations"]["activations"] == "int8" and a["activations"]["float_ops_left"] == {"int8": 0}
+    assert "S8S8" in a["quantization"] and float_ops(exported_bundle / "model.int8.onnx") == 0
+    assert float_ops(exported_bundle / "model.onnx") > 0  # the float file: its Conv/Gemm are counted
+
+
 def test_tflite_files_carry_their_metadata(exported_bundle):
     """labels, input spec, preprocessing and precision inside each .tflite, readable without TensorFlow."""
     from edgecls.runtimes.tflite import TFLiteRunner, read_metadata

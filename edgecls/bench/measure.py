@@ -265,12 +265,17 @@ def _int8_notes(rows: list[dict], cpu) -> list[str]:
 
 
 def _pays_at(rows: list[dict], slow: dict) -> int | None:
-    """The smallest larger batch at which `slow`'s runtime ran int8 faster than fp32 in these rows, if any."""
-    faster = [r["batch"] for r in rows if r["runtime"] == slow["runtime"] and r["precision"] == "int8"
-              and r["batch"] > slow["batch"] and any(
-                  f["runtime"] == r["runtime"] and f["batch"] == r["batch"] and f["precision"] == "fp32"
-                  and r["p50_ms"] < f["p50_ms"] for f in rows)]
-    return min(faster, default=None)
+    """The smallest larger batch at which `slow`'s runtime ran int8 faster than fp32 beyond noise in these rows
+    (int8's p50 interval wholly below fp32's; the p50s where a row has no interval), if any."""
+    def faster(i8: dict, f32: dict) -> bool:
+        hi, lo = (i8.get("p50_ci_ms") or [None, i8["p50_ms"]])[1], (f32.get("p50_ci_ms") or [f32["p50_ms"]])[0]
+        return hi < lo
+
+    batches = [r["batch"] for r in rows if r["runtime"] == slow["runtime"] and r["precision"] == "int8"
+               and r["batch"] > slow["batch"] and any(
+                   f["runtime"] == r["runtime"] and f["batch"] == r["batch"] and f["precision"] == "fp32"
+                   and faster(r, f) for f in rows)]
+    return min(batches, default=None)
 
 
 def _speedups(rows: list[dict]) -> None:

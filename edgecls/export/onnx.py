@@ -1,5 +1,14 @@
 """ONNX: tf2onnx from the Keras model (opset 17, dynamic batch, input `images`, output
-`probabilities`); int8 with onnxruntime's static QDQ quantization, per-channel weights."""
+`probabilities`); int8 with onnxruntime's static QDQ quantization, per-channel int8 weights.
+
+Activations are int8 (S8S8, onnxruntime's recommended default) unless onnxruntime's CPU provider
+would then leave operators in float that uint8 activations let it run as int8 kernels: in
+onnxruntime 1.32 the depthwise convolutions and residual adds of EfficientNet-Lite have no
+int8-activation kernel and run in float between DequantizeLinear/QuantizeLinear pairs (14 Conv and
+10 Add of Lite0), which made its int8 file slower than fp32 (1.9x slower than U8S8 at batch 1,
+docs/measurements.md). The choice counts the convolutions and matrix products left in float in
+onnxruntime's own optimized graph of each candidate (`float_ops`); it is recorded in the manifest
+(`activations`)."""
 
 from __future__ import annotations
 
@@ -65,10 +74,10 @@ def _reader(images: np.ndarray):
     return Reader()
 
 
-def _quantize(ctx, out: Path, exclude: list[str] | None = None) -> Path:
-    """quantize_static of the pre-processed fp32 graph to `out`: QDQ, S8S8, per-channel weights, MinMax.
-    The calibration ranges are cached, so a re-quantization with `exclude` (node names kept in float)
-    is a graph rewrite only."""
+def _quantize(ctx, out: Path, exclude: list[str] | None = None, activations: str | None = None) -> Path:
+    """quantize_static of the pre-processed fp32 graph to `out`: QDQ, per-channel int8 weights, MinMax;
+    activations `activations` ("int8" or "uint8"; default: `activation_type(ctx)`). The calibration ranges
+    are cached, so a re-quantization with `exclude` (node names kept in float) is a graph rewrite only."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -77,10 +86,56 @@ def _quantize(ctx, out: Path, exclude: list[str] | None = None) -> Path:
         quant_pre_process(str(ctx.onnx_fp32()), str(pre), skip_symbolic_shape=False)
     cache = ctx.workdir / "onnx-calibration.json"
     reader = None if cache.is_file() else _reader(ctx.calibration())
+    act = activations or activation_type(ctx)["activations"]
     quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8 if act == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
                     nodes_to_exclude=exclude or [])
+    return out
+
+
+def float_ops(path: Path) -> int:
+    """Convolutions and matrix products (the arithmetic: Conv, MatMul, Gemm) that onnxruntime's CPU provider
+    leaves in float in its optimized graph of the QDQ model at `path` (0: every one runs as an int8 kernel).
+    Element-wise operators are not counted: a float Mul (the input's rescaling) costs little, and uint8
+    activations are slower than int8 ones where every convolution fuses either way (the `small` CNN:
+    0.093 vs 0.074 ms at batch 1)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath).graph
+    return sum(n.op_type in _COMPUTE for n in graph.node)
+
+
+def activation_type(ctx) -> dict:
+    """The activation type of this export's ONNX int8 files, chosen once: int8 unless onnxruntime leaves
+    operators in float with it that uint8 activations let it run as int8 kernels."""
+    import json
+
+    record = ctx.workdir / "onnx-activations.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    s8 = _quantize(ctx, ctx.workdir / "int8.s8.onnx", activations="int8")
+    left = {"int8": float_ops(s8)}
+    choice = "int8"
+    if left["int8"]:
+        left["uint8"] = float_ops(_quantize(ctx, ctx.workdir / "int8.u8.onnx", activations="uint8"))
+        choice = "uint8" if left["uint8"] < left["int8"] else "int8"
+    out = {"activations": choice, "float_ops_left": left,
+           "why": "onnxruntime runs every convolution and matrix product as an int8 kernel with int8 activations"
+           if not left["int8"] else
+           f"onnxruntime's CPU provider leaves {left['int8']} convolutions and matrix products in float with int8 "
+           f"activations, {left['uint8']} with uint8: {choice} kept"}
+    record.write_text(json.dumps(out))
     return out
 
 
@@ -93,10 +148,13 @@ def export(ctx, precision):
     import onnx
 
     ort = require("onnxruntime", "onnx")
+    choice = activation_type(ctx)
     out = _quantize(ctx, ctx.workdir / "int8.onnx")
     _save(onnx.load(str(out)), ctx, precision, path)
+    kind = "U8S8" if choice["activations"] == "uint8" else "S8S8"
     return WrittenFiles(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
-                   details={"quantization": "static QDQ, S8S8, per-channel weights, MinMax calibration"})
+                        details={"quantization": f"static QDQ, {kind}, per-channel weights, MinMax calibration",
+                                 "activations": choice})
 
 
 # --------------------------------------------------------------------------- accuracy-aware int8
