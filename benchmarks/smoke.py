@@ -29,6 +29,7 @@ SCRIPTS = {
     "device_install": ["{bundle}", "{image}", "--smoke"],
     "decision_stability": ["--smoke"],
     "crash_consistency": ["--smoke"],
+    "onnx_int8_recipes": ["{bundle}", "--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 

@@ -113,7 +113,7 @@ def float_ops(path: Path) -> int:
         so.log_severity_level = 3
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         graph = onnx.load(so.optimized_model_filepath).graph
-    return sum(n.op_type in _COMPUTE for n in graph.node)
+    return sum(n.op_type in _COMPUTE | _FUSED for n in graph.node)
 
 
 def activation_type(ctx) -> dict:
@@ -162,6 +162,7 @@ def export(ctx, precision):
 RECIPE = "onnxruntime qdq_loss_debug ranking + quantize_static(nodes_to_exclude)"
 _FOLDED = {"Relu", "Clip"}  # QDQ folds these into their producer's output Q/DQ
 _COMPUTE = {"Conv", "MatMul", "Gemm"}
+_FUSED = {"FusedConv", "FusedMatMul", "FusedGemm", "NhwcFusedConv"}  # the same, after onnxruntime fused an activation
 _PASSTHROUGH = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
 
 
