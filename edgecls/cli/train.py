@@ -1,4 +1,4 @@
-"""`edgecls train`: a CNN (or a registered architecture) on a dataset or a folder, written as a bundle."""
+"""`edgecls train`: a model (the scratch CNN, a pretrained backbone, ...) on a dataset or a folder, as a bundle."""
 
 from __future__ import annotations
 
@@ -54,13 +54,15 @@ def train(
         help="multiworker: seconds to wait for every worker to come up.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
-    """Train a CNN and write the bundle (manifest.json, model.keras, history.json).
+    """Train a model and write the bundle (manifest.json, model.keras, history.json).
 
     Examples:
 
       edgecls train                                  # digits, small CNN → models/digits-small
 
       edgecls train --data fashion-mnist --epochs 15
+
+      edgecls train --data ~/photos                  # colour photos: efficientnet-lite0 (says why)
 
       edgecls train --data ~/pets --arch mobile --image-size 96 --skip-bad
 

@@ -50,7 +50,7 @@ def render_metrics(manifest: dict) -> None:
     if b:
         gain = 100 * (m["accuracy"] - b["accuracy"])
         colour = "green" if gain > 0 else "red"
-        out.print(f"pixel baseline ({b['method']}, same split): {b['accuracy']:.4f} → CNN "
+        out.print(f"pixel baseline ({b['method']}, same split): {b['accuracy']:.4f} → model "
                   f"[{colour}]{gain:+.1f} points[/]; always guessing the commonest class: {b['chance']:.4f}",
                   soft_wrap=True, highlight=False)
     for w in t.get("warnings", []):
