@@ -1,7 +1,8 @@
 """Small image folders, as a user has them: the CNN against the pixel baseline (issue: small data).
 
 Writes folders of 64x64 RGB PNG files (root/<class>/<image>) from the data that is reachable
-offline (scikit-learn's digits; Fashion-MNIST where `apt-get install dataset-fashion-mnist` put it),
+offline (scikit-learn's digits; Fashion-MNIST where `apt-get install dataset-fashion-mnist` put it; real
+photos, 149 in 4 classes, where `apt-get install tuxpaint-stamps-default` put them: case photos-4cls),
 trains `edgecls train --data FOLDER` with its defaults on each, several seeds, and prints one table:
 held-out accuracy of the CNN, of the pixel baseline that every training run computes (logistic
 regression on downsampled pixels, same split), and of the issue's reference baseline (logistic
