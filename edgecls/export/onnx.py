@@ -12,6 +12,7 @@ onnxruntime's own optimized graph of each candidate (`float_ops`); it is recorde
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,19 +117,24 @@ def float_ops(path: Path) -> int:
     return sum(n.op_type in _COMPUTE | _FUSED for n in graph.node)
 
 
+def _candidate(ctx, activations: str) -> Path:
+    """Where `activation_type` quantizes the default int8 file with `activations` ("int8" or "uint8")."""
+    return ctx.workdir / f"int8.{activations}.onnx"
+
+
 def activation_type(ctx) -> dict:
     """The activation type of this export's ONNX int8 files, chosen once: int8 unless onnxruntime leaves
-    operators in float with it that uint8 activations let it run as int8 kernels."""
+    operators in float with it that uint8 activations let it run as int8 kernels. The chosen default file
+    stays at `_candidate(ctx, choice)`."""
     import json
 
     record = ctx.workdir / "onnx-activations.json"
     if record.is_file():
         return json.loads(record.read_text())
-    s8 = _quantize(ctx, ctx.workdir / "int8.s8.onnx", activations="int8")
-    left = {"int8": float_ops(s8)}
+    left = {"int8": float_ops(_quantize(ctx, _candidate(ctx, "int8"), activations="int8"))}
     choice = "int8"
     if left["int8"]:
-        left["uint8"] = float_ops(_quantize(ctx, ctx.workdir / "int8.u8.onnx", activations="uint8"))
+        left["uint8"] = float_ops(_quantize(ctx, _candidate(ctx, "uint8"), activations="uint8"))
         choice = "uint8" if left["uint8"] < left["int8"] else "int8"
     out = {"activations": choice, "float_ops_left": left,
            "why": "onnxruntime runs every convolution and matrix product as an int8 kernel with int8 activations"
@@ -149,7 +155,8 @@ def export(ctx, precision):
 
     ort = require("onnxruntime", "onnx")
     choice = activation_type(ctx)
-    out = _quantize(ctx, ctx.workdir / "int8.onnx")
+    out = ctx.workdir / "int8.onnx"  # the chosen default file, already quantized (the accuracy-aware tools read it)
+    shutil.copyfile(_candidate(ctx, choice["activations"]), out)
     _save(onnx.load(str(out)), ctx, precision, path)
     kind = "U8S8" if choice["activations"] == "uint8" else "S8S8"
     return WrittenFiles(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__},
