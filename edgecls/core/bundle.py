@@ -22,8 +22,10 @@ from typing import Iterator
 from .. import __version__
 from . import results
 from .errors import EdgeclsError
-from .files import atomic_write, file_entry, fsync_dir, fsync_file, manifest_lock, owner_tag, remove_stale, sha256
+from .files import (LOCK, atomic_write, file_entry, fsync_dir, fsync_file, manifest_lock, owner_tag, remove_stale,
+                    sha256)
 from .manifest import SCHEMA, validate
+from .untrusted import MAX_JSON_DEPTH, depth, load_json
 
 MANIFEST = "manifest.json"
 SPLIT_FILE = "split.json"
@@ -33,10 +35,7 @@ JOURNAL = ".commit.json"  # a commit in progress: staged files to rename, then t
 def _read(mpath: Path) -> dict:
     if not mpath.is_file():
         raise EdgeclsError(f"{mpath}: missing; {mpath.parent} is not an edgecls bundle")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EdgeclsError(f"{mpath}: corrupt manifest ({e})") from e
+    manifest = load_json(mpath, "manifest")  # size and depth bounded before and while parsing
     validate(manifest, str(mpath))
     return manifest
 
@@ -108,24 +107,74 @@ def _journal_names(root: Path, stage: Path) -> bool:
         return False
 
 
-def _recover(root: Path) -> None:
-    """Finish the commit a killed writer left (its journal is durable, so the commit had happened).
-    Call under the bundle's lock."""
-    jpath = root / JOURNAL
-    if not jpath.exists():
-        return
+def _checked_journal(root: Path, jpath: Path) -> dict:
+    """The journal of a killed writer, after checking that replaying it stays inside the bundle: every
+    source a regular file in a staging folder of this bundle, every destination a contained path the
+    journal's own (valid) manifest records. Nothing is changed before all of it is checked.
+
+    Raises:
+        EdgeclsError: naming the journal and the first entry that would reach outside the bundle.
+    """
+    journal = load_json(jpath, "commit journal")
+    if not isinstance(journal, dict) or not {"renames", "manifest"} <= set(journal) \
+            or not isinstance(journal["renames"], list) or not isinstance(journal["manifest"], str):
+        raise EdgeclsError(f"{jpath}: corrupt commit journal (not a commit journal); the bundle was changed by hand")
+
+    def refuse(why: str):
+        return EdgeclsError(f"{jpath}: {why}; a commit journal only renames this bundle's staged files onto "
+                            "its own files: refused, nothing was changed (delete the journal if you trust the rest)")
+
     try:
-        journal = json.loads(jpath.read_text())
-        if not isinstance(journal, dict) or not {"renames", "manifest"} <= set(journal):
-            raise ValueError("not a commit journal")
-    except (UnicodeDecodeError, ValueError) as e:
-        raise EdgeclsError(f"{jpath}: corrupt commit journal ({e}); the bundle was changed by hand") from e
-    _commit(root, journal)
+        manifest = json.loads(journal["manifest"])
+    except (ValueError, RecursionError) as e:
+        raise refuse("its manifest is not JSON") from e
+    if depth(manifest, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise refuse("its manifest is nested too deeply")
+    try:
+        validate(manifest, f"{jpath} (its manifest)")
+    except EdgeclsError as e:
+        raise refuse(str(e).split(": ", 1)[-1]) from e
+    recorded = {rel for _, rel in manifest_paths(manifest)}
+    top = root.resolve()
+    for i, pair in enumerate(journal["renames"]):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise refuse(f"renames[{i}] is not a [staged file, destination] pair")
+        src, dst = pair
+        why = _escapes(src, root)
+        if why is None and not (PurePosixPath(src).parts[0].startswith(".stage-") and len(PurePosixPath(src).parts) > 1):
+            why = "not a file of a staging folder (.stage-*) of this bundle"
+        if why is None:
+            stage = root / PurePosixPath(src).parts[0]
+            if stage.is_symlink() or (stage.exists() and stage.resolve().parent != top):
+                why = "its staging folder is a symbolic link"
+            elif os.path.lexists(root / src) and ((root / src).is_symlink() or not (root / src).is_file()):
+                why = "not a regular file (a symbolic link or a folder)"
+        if why is not None:
+            raise refuse(f"renames[{i}] source {src!r} ({why})")
+        why = _escapes(dst, root)
+        if why is None and dst not in recorded:
+            why = "a file its manifest does not record"
+        if why is None and PurePosixPath(dst).name in (MANIFEST, JOURNAL, LOCK):
+            why = "a file of edgecls's own bookkeeping"
+        if why is not None:
+            raise refuse(f"renames[{i}] destination {dst!r} ({why})")
+    return journal
+
+
+def _recover(root: Path) -> None:
+    """Finish the commit a killed writer left (its journal is durable, so the commit had happened),
+    once the journal is shown to stay inside the bundle. Call under the bundle's lock."""
+    jpath = root / JOURNAL
+    if not os.path.lexists(jpath):
+        return
+    if jpath.is_symlink() or not jpath.is_file():
+        raise EdgeclsError(f"{jpath}: not a regular file (a symbolic link?): refused, nothing was changed")
+    _commit(root, _checked_journal(root, jpath))
 
 
 def recover(root: Path) -> None:
     """`_recover` under the lock; a folder that cannot be written is refused by name."""
-    if not (Path(root) / JOURNAL).exists():
+    if not os.path.lexists(Path(root) / JOURNAL):
         return
     try:
         with manifest_lock(root):
@@ -240,14 +289,64 @@ class Bundle:
 
     def checked_path(self, file: str) -> Path:
         """The path of a recorded file, after checking that it (and its parts, e.g. OpenVINO's .bin)
-        exists and matches its sha256."""
-        entry = self.entry(file)
+        exists and matches its sha256, and that an ONNX file loads no byte its entry does not record.
+
+        Checked under the bundle's lock, so a writer's commit is never seen half-done; when the file
+        no longer matches because another command committed a new version since this one read the
+        manifest, that version is taken (one retry on a fresh snapshot), not reported as damage."""
         path = self.inside(file, "file")
-        if entry is None:
+        if self.entry(file) is None:
             raise EdgeclsError(f"{path}: not recorded in {self.path / MANIFEST}")
+        with self._reading():
+            try:
+                self._check_entry(self.entry(file))
+            except EdgeclsError:
+                if not self._refresh(file):
+                    raise
+                self._check_entry(self.entry(file))
+        return path
+
+    def _check_entry(self, entry: dict) -> None:
+        file = entry["file"]
         for part in entry.get("parts", []):
             self._check_hash(self.inside(part["file"], f"{file}: part"), part)
-        return self._check_hash(path, entry)
+        self._check_hash(self.inside(file, "file"), entry)
+        if entry.get("format") == "onnx" or file.endswith(".onnx"):
+            from .onnxdata import check_external
+
+            check_external(self.inside(file, "file"), entry)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The bundle's lock while a reader checks files against the manifest (a writer commits under it);
+        a folder where the lock cannot be created (read-only) has no writer to wait for."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(manifest_lock(self.path))
+            except OSError:
+                pass
+            yield
+
+    def _refresh(self, file: str) -> bool:
+        """Take the entry of `file` (and the reference section) from the manifest on disk when another
+        command changed it since this one read it; whether it did."""
+        try:
+            disk = _read(self.path / MANIFEST)
+        except EdgeclsError:
+            return False
+        if results.identity(disk) != results.identity(self._loaded or self.manifest):
+            return False
+        fresh = next((e for k in ("artifacts", "files") for e in disk.get(k, []) if e["file"] == file), None)
+        if fresh is None or fresh == self.entry(file):
+            return False
+        for where, rel in manifest_paths({"artifacts": [fresh]}):
+            self.inside(rel, where)
+        for m in filter(None, (self.manifest, self._loaded)):
+            for key in ("artifacts", "files"):
+                m[key] = [fresh if e["file"] == file else e for e in m.get(key, [])]
+            if isinstance(disk.get("reference"), dict) and disk["reference"].get("file") == file:
+                m["reference"] = copy.deepcopy(disk["reference"])
+        return True
 
     def inside(self, rel: str, where: str = "file") -> Path:
         """The path of `rel` in the bundle, after checking it stays inside the bundle folder (relative,
@@ -275,18 +374,32 @@ class Bundle:
         """The manifest, every recorded artifact with whether it (and its parts) match their sha256, and
         the problem of every recorded file (artifacts, parts, other files) that does not."""
         checked, problems = [], {}
-        for kind in ("artifacts", "files"):
-            for e in self.manifest.get(kind, []):
-                ok = True
-                for part in [*e.get("parts", []), e]:
-                    try:
-                        self._check_hash(self.inside(part["file"]), part)
-                    except EdgeclsError as err:
-                        problems[part["file"]] = str(err)
-                        ok = False
-                if kind == "artifacts":
-                    checked.append((e, ok))
-        return BundleInfo(self.path, self.manifest, checked, problems)
+        with self._reading():  # a consistent snapshot: the manifest as it is now, its files as it names them
+            manifest = self.manifest
+            try:
+                disk = _read(self.path / MANIFEST)
+                if disk != self._loaded and self._loaded is not None:
+                    for where, rel in manifest_paths(disk):
+                        self.inside(rel, where)
+                    manifest = disk
+            except EdgeclsError:
+                pass
+            for kind in ("artifacts", "files"):
+                for e in manifest.get(kind, []):
+                    ok = True
+                    for part in [*e.get("parts", []), e]:
+                        try:
+                            self._check_hash(self.inside(part["file"]), part)
+                            if part is e and kind == "artifacts" and e.get("format") == "onnx":
+                                from .onnxdata import check_external
+
+                                check_external(self.inside(e["file"]), e)
+                        except EdgeclsError as err:
+                            problems[part["file"]] = str(err)
+                            ok = False
+                    if kind == "artifacts":
+                        checked.append((e, ok))
+        return BundleInfo(self.path, manifest, checked, problems)
 
     def record(self, entry: dict, key: str = "artifacts") -> None:
         """Add or replace (same file) an entry in the manifest's artifacts or files list."""

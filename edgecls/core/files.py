@@ -150,14 +150,46 @@ def exchange(a: Path, b: Path) -> bool:
     return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+_HELD: dict[tuple[int, Path], int] = {}  # (thread, lock path) -> depth: the lock is re-entrant in one thread
+
+
 @contextlib.contextmanager
 def manifest_lock(folder: Path) -> Iterator[None]:
-    """Serialise manifest writers of one bundle: an exclusive OS file lock on ``folder/.manifest.lock``
-    (`filelock`: flock on Linux and macOS, LockFileEx on Windows — never a silent no-op)."""
+    """Serialise the writers (and the consistent readers) of one bundle: an exclusive OS file lock on
+    ``folder/.manifest.lock`` (`filelock`: flock on Linux and macOS, LockFileEx on Windows — never a silent
+    no-op). Re-entrant within one thread. A lock file that is a symbolic link (a copied bundle could
+    point it at any file, which opening it would truncate) is refused, whatever filelock's version.
+
+    Raises:
+        EdgeclsError: the lock file is a symbolic link or not a regular file.
+    """
+    import stat
+    import threading
+
     from filelock import FileLock
 
-    with FileLock(Path(folder) / LOCK):
-        yield
+    path = Path(folder) / LOCK
+    key = (threading.get_ident(), Path(os.path.abspath(path)))
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise EdgeclsError(f"{path}: {'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'not a regular file'}; "
+                           "a bundle's lock file must be a plain file inside it: refused (delete it)")
+    with FileLock(path):
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
 
 
 def file_entry(path: Path, root: Path) -> dict:

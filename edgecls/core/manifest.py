@@ -16,6 +16,7 @@ SCHEMA = 4
 # 3: a large split's ids may live in a hashed file (dataset.split.ids_file) instead of inline;
 # 4: bundle_id, verify and bench rows bound to the artifact's sha256 and merged per artifact
 READS = (2, 3, 4)
+MAX_SIDE = 1024  # the largest input side a bundle may declare (as --image-size): bounds every allocation by it
 INLINE_IDS = 2000  # split ids kept in the manifest up to this many (digits: 1,797); more go to split.json
 
 
@@ -70,7 +71,10 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
     }),
     "input": _obj("the model's input contract", {
         "name": _f("string", "input tensor name (images)"),
-        "shape": _f("array", "[null, H, W, C]"),
+        "shape": _f("array", "[null, H, W, C]: H and W 1 to 1024 pixels, C 1 or 3 (the model's own input)",
+                    prefixItems=[{"type": "null"}, {"type": "integer", "minimum": 1, "maximum": MAX_SIDE},
+                                 {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}, {"enum": [1, 3]}],
+                    minItems=4, maxItems=4),
         "dtype": _f("string", "float32 (int8 TFLite: uint8)"),
         "layout": _f("string", "NHWC"),
         "range": _f("array", "raw pixel range fed to the model: [0, 255]"),

@@ -60,19 +60,92 @@ def write(bundle: Bundle, model, n: int, data_dir: str | None = None) -> dict:
     return section
 
 
+MAX_MEMBERS = 16  # arrays a reference.npz may hold
+
+
+def read_npz(path: Path, expect: dict[str, tuple[str, tuple]], max_bytes: int) -> dict[str, np.ndarray]:
+    """Every array of an .npz file from a bundle, each header checked before a byte of it is decoded.
+
+    `expect` maps a member name to (dtype kinds, shape) where the shape holds ints and None (any);
+    a name it does not list still passes, bounded like the rest. Checks, from the zip directory and
+    each .npy header alone: at most MAX_MEMBERS arrays; no pickled objects; sizes declared by the zip
+    directory within `max_bytes` in all (a zip bomb is refused before it is inflated: no member is read
+    past its declared size) and each header's array within its member; each expected array of its dtype
+    kind and shape. Only then are the arrays read.
+
+    Raises:
+        EdgeclsError: naming the file, the array and what is wrong.
+    """
+    import zipfile
+
+    def bad(why: str) -> EdgeclsError:
+        return EdgeclsError(f"{path}: unreadable reference data ({why})")
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+            if len(infos) > MAX_MEMBERS:
+                raise bad(f"{len(infos)} members, at most {MAX_MEMBERS}")
+            total = sum(i.file_size for i in infos)
+            if total > max_bytes:
+                raise bad(f"declares {total:,} bytes of arrays, over the limit of {max_bytes:,}")
+            headers = {}
+            for info in infos:
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):
+                        raise bad(f"{name}: .npy format version {version}")
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, fortran, dtype = read_header(f, max_header_size=10_000)
+                if dtype.hasobject:
+                    raise bad(f"{name}: holds Python objects")
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                    raise bad(f"{name}: its header declares {shape} {dtype}, more than the member holds")
+                if name in expect:
+                    kinds, want = expect[name]
+                    if dtype.kind not in kinds or len(shape) != len(want) or any(
+                            w is not None and w != d for w, d in zip(want, shape)):
+                        raise bad(f"{name}: {dtype} {list(shape)}, expected "
+                                  f"{'/'.join(kinds)} [{', '.join('N' if w is None else str(w) for w in want)}]")
+                headers[name] = info
+            missing = sorted(set(expect) - set(headers))
+            if missing:
+                raise bad(f"no {', '.join(missing)} array")
+            for name, info in headers.items():
+                with z.open(info) as f:
+                    out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except EdgeclsError:
+        raise
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError, SyntaxError,
+            NotImplementedError, MemoryError, RuntimeError) as e:  # whatever a damaged zip or header raises
+        raise bad(f"{type(e).__name__}: {str(e)[:200]}") from e
+    return out
+
+
 def load(bundle: Bundle) -> Reference:
-    """The bundle's reference data after its sha256 check; EdgeclsError if the bundle has none."""
+    """The bundle's reference data after its sha256 check and `read_npz`'s header checks; labels are class
+    indices of the bundle. EdgeclsError if the bundle has none or it is damaged."""
     if "reference" not in bundle.manifest:
         raise EdgeclsError(f"{bundle.path}: no reference data in this bundle (re-export it with 'edgecls export', "
                            "which stores reference.npz)")
     path = bundle.checked_path(bundle.manifest["reference"]["file"])
-    try:
-        with np.load(path) as z:
-            ref = Reference(z["images"], z["labels"], z["keras_probabilities"])
-    except (OSError, KeyError, ValueError) as e:
-        raise EdgeclsError(f"{path}: unreadable reference data ({e})") from e
-    if ref.images.shape[1:] != bundle.input_shape() or len(ref.images) != len(ref.labels):
-        raise EdgeclsError(f"{path}: reference data does not match the bundle's input {bundle.input_shape()}")
+    shape, classes = bundle.input_shape(), len(bundle.labels())
+    arrays = read_npz(path, {"images": ("u", (None, *shape)), "labels": ("iu", (None,)),
+                             "keras_probabilities": ("f", (None, classes))},
+                      max_bytes=4 * MAX_BYTES + 64 * MAX_IMAGES * max(classes, 1))
+    ref = Reference(arrays["images"], arrays["labels"], arrays["keras_probabilities"])
+    n = len(ref.images)
+    if ref.images.dtype != np.uint8 or not (len(ref.labels) == len(ref.keras_probabilities) == n) \
+            or n > MAX_IMAGES:
+        raise EdgeclsError(f"{path}: reference data does not match the bundle's input {shape} "
+                           f"(uint8 images, as many labels and probabilities, at most {MAX_IMAGES:,})")
+    if n and (ref.labels.min() < 0 or ref.labels.max() >= classes):
+        raise EdgeclsError(f"{path}: reference labels outside 0..{classes - 1} (the bundle has {classes} labels)")
+    if not np.isfinite(ref.keras_probabilities).all():
+        raise EdgeclsError(f"{path}: reference probabilities that are not finite numbers")
     return ref
 
 

@@ -53,6 +53,7 @@ class Classifier:
                                "run 'edgecls export' first")
         runner = runtimes.create(artifact["format"])
         runner.load(bundle.checked_path(artifact["file"]), device=Device(device), threads=threads)
+        check_contract(bundle, artifact, runner)
         return cls(bundle, artifact, runner)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -76,6 +77,47 @@ class Classifier:
         probs = self.predict(self.load(paths))
         order = np.argsort(-probs, axis=1)[:, :top]
         return [[(self.labels[k], float(p[k])) for k in row] for p, row in zip(probs, order)]
+
+
+def check_contract(bundle: Bundle, artifact: dict, runner) -> None:
+    """The loaded model takes the manifest's input shape and gives one probability per label: one blank
+    image through it. A manifest that says otherwise is refused here, not answered with a crash later.
+
+    Raises:
+        EdgeclsError: naming the artifact, what the manifest says and what the model does.
+    """
+    shape = bundle.input_shape()
+    declared = _declared_input(runner)
+    if declared is not None and (len(declared) != 4 or list(declared[1:]) != list(shape)):
+        raise EdgeclsError(f"{bundle.path / artifact['file']}: its input is {declared}, the manifest says "
+                           f"[null, {', '.join(map(str, shape))}]; the manifest does not describe this model")
+    try:
+        out = np.asarray(runner.predict(np.zeros((1, *shape), np.uint8)))
+    except Exception as e:  # each runtime raises its own type for a wrong input shape
+        raise EdgeclsError(f"{bundle.path / artifact['file']}: does not take the manifest's input shape "
+                           f"{list(shape)} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                           "the manifest does not describe this model") from e
+    labels = len(bundle.labels())
+    if out.ndim != 2 or out.shape != (1, labels):
+        raise EdgeclsError(f"{bundle.path / artifact['file']}: gives output shape {list(out.shape)} for one image, "
+                           f"the manifest names {labels} labels; the manifest does not describe this model")
+
+
+def _declared_input(runner) -> list | None:
+    """The input shape the loaded file declares (None for a dynamic dimension), where the runtime says."""
+    def dim(d):
+        return d if isinstance(d, int) and d > 0 else None
+
+    try:
+        if hasattr(runner, "session"):  # onnxruntime
+            return [dim(d) for d in runner.session.get_inputs()[0].shape]
+        if hasattr(runner, "inp"):  # LiteRT
+            return [dim(int(d)) for d in runner.inp.get("shape_signature", runner.inp["shape"])]
+        if hasattr(runner, "compiled"):  # OpenVINO
+            return [d.get_length() if d.is_static else None for d in runner.compiled.inputs[0].get_partial_shape()]
+    except Exception:  # a runtime that cannot say: the probe below still runs
+        return None
+    return None
 
 
 @dataclass

@@ -39,7 +39,8 @@ class OnnxRunner(Runner):
         else:
             providers = ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            # from the (hash-checked) bytes, not the path: no ONNX external data can be read from beside it
+            self.session = ort.InferenceSession(Path(path).read_bytes(), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise EdgeclsError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
         self.device_ran = self.session.get_providers()[0]

@@ -31,8 +31,9 @@ class TFLiteRunner(Runner):
             with native_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 self.interpreter = interp.Interpreter(model_path=str(path), num_threads=threads)
                 self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise EdgeclsError(f"{path}: LiteRT cannot load it ({str(e).splitlines()[0]})") from e
+        except Exception as e:  # a malformed flatbuffer makes LiteRT raise ValueError, RuntimeError, UnicodeDecodeError
+            raise EdgeclsError(f"{path}: LiteRT cannot load it ({type(e).__name__}: "
+                               f"{(str(e).splitlines() or [''])[0][:200]})") from e
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.metadata = read_metadata(path)
@@ -95,6 +96,9 @@ def _delegate(interpreter) -> str:
     return "XNNPACK (CPU)" if any(op.get("op_name") == "DELEGATE" for op in ops) else "CPU (built-in kernels)"
 
 
+MAX_METADATA = 1024  # metadata entries read from a .tflite file (an edgecls export has 6)
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """The `edgecls.*` entries of a .tflite file's metadata table (labels, input, preprocessing,
     precision), read with the flatbuffer schema LiteRT ships: no TensorFlow needed. {} for a file
@@ -108,12 +112,14 @@ def read_metadata(path: Path) -> dict[str, str]:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             model = schema.Model.GetRootAs(buf, 0)
+            if model.MetadataLength() > MAX_METADATA:
+                raise ValueError(f"{model.MetadataLength():,} metadata entries (a file has a handful)")
             for i in range(model.MetadataLength()):
                 meta = model.Metadata(i)
                 name = meta.Name().decode()
                 if name.startswith("edgecls."):
                     entries[name] = model.Buffers(meta.Buffer()).DataAsNumpy().tobytes().decode()
             model = meta = None  # no view into the map may outlive it
-    except (IndexError, UnicodeDecodeError, AttributeError, ValueError, struct.error) as e:
+    except (IndexError, UnicodeDecodeError, AttributeError, ValueError, TypeError, struct.error) as e:
         raise EdgeclsError(f"{path}: unreadable TFLite metadata ({e})") from e
     return entries

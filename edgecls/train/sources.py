@@ -196,7 +196,7 @@ def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: 
     if not root.is_dir():
         raise EdgeclsError(f"{root}: not a folder (expected root/<class>/<image> files)")
     if ids is not None:
-        rel = [Path(i) for i in ids]
+        rel = [_contained_id(root, i, k, classes) for k, i in enumerate(ids)]
     else:
         dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         rel = [f.relative_to(root) for c in dirs for f in sorted((root / c).rglob("*"))
@@ -222,6 +222,37 @@ def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: 
     return Data("folder", classes, (image_size, image_size, 3), labels, [p.as_posix() for p in rel],
                 {"name": "folder", "root": str(root.resolve()), "image_size": image_size},
                 flip=True, skipped=skipped, paths=[root / p for p in rel])
+
+
+def _contained_id(root: Path, id_, k: int, classes: list[str] | None) -> Path:
+    """A folder image id from a manifest as a path under `root`: relative, '/'-separated, no '..' or hidden
+    part, first part one of the classes, and resolving inside `root` (through any symbolic link). A
+    manifest comes from whoever made the bundle: its ids never name a file elsewhere.
+
+    Raises:
+        EdgeclsError: naming the id and why it leaves the dataset folder.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    why = None
+    if not isinstance(id_, str) or not id_ or "\0" in id_:
+        why = "not a file name"
+    elif PurePosixPath(id_).is_absolute() or PureWindowsPath(id_).is_absolute() or PureWindowsPath(id_).drive:
+        why = "an absolute path"
+    elif "\\" in id_:
+        why = "a backslash: ids are '/'-separated"
+    elif any(p in ("..", ".") or p.startswith(".") for p in PurePosixPath(id_).parts) or len(PurePosixPath(id_).parts) < 2:
+        why = "not <class>/<image>, or a '..' or hidden part"
+    elif classes is not None and PurePosixPath(id_).parts[0] not in classes:
+        why = f"its class folder {PurePosixPath(id_).parts[0]!r} is not one of the bundle's classes"
+    else:
+        real, top = (root / id_).resolve(), root.resolve()
+        if top not in real.parents:
+            why = f"a symbolic link leads outside the dataset folder, to {real}"
+    if why is not None:
+        raise EdgeclsError(f"dataset.split id {k} {id_!r} is outside the dataset folder {root} ({why}); "
+                           "refused")
+    return Path(id_)
 
 
 #: name -> loader(image_size=..., data_dir=..., ...) -> Data. A folder path is the fourth source.
@@ -276,6 +307,10 @@ def open_source(source: dict, ids: list | None = None, classes: list[str] | None
         if data_dir:
             return Path(data_dir)
         recorded = source.get(key)
+        if recorded and base is not None and (not isinstance(recorded, str) or Path(recorded).is_absolute()):
+            # edgecls records it relative to the bundle: an absolute one was written by someone else
+            raise EdgeclsError(f"{Path(base) / 'manifest.json'}: dataset.source.{key} {recorded!r} is an absolute "
+                               "path, which edgecls never records; pass --data-dir DIR to say where the data is")
         return None if not recorded else Path(recorded) if base is None else Path(base) / recorded
 
     if kind == "folder":

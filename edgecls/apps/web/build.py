@@ -90,20 +90,41 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
     return match, notes
 
 
+def _golden_file(folder: Path, rel, where: str) -> Path:
+    """`folder/rel` for a file named in a golden index (not hashed by the manifest): relative, '/'-separated,
+    no '..', resolving inside `folder` through any symbolic link, a regular file; else refused by name."""
+    from ...core.bundle import _escapes
+
+    why = _escapes(rel, folder)
+    if why is None and not (folder / rel).is_file():
+        why = "not a file"
+    if why is not None:
+        raise EdgeclsError(f"{folder / 'golden.json'}: {where} {rel!r} is outside the golden folder or not a file "
+                           f"({why}): refused")
+    return folder / rel
+
+
 def _golden(bundle: Bundle, artifact: dict, golden: Path | None, stage: Path, data_dir: str | None) -> list[str]:
     """Copy the golden vectors for `artifact` into stage/golden (made into the app when the bundle's are
-    missing or for other bytes); notes."""
+    missing or for other bytes); notes. Every file copied is named relative to the golden folder, stays
+    inside it and matches its sha256 in the index before a byte of it is written into the app."""
+    from ...core.untrusted import load_json
     from ...verify.golden import GOLDEN, write_golden
 
-    src = Path(golden) if golden is not None else bundle.path / "golden"
+    src = Path(golden) if golden is not None else bundle.inside("golden", "the golden folder")
+
+    def read(folder: Path):
+        index = load_json(_golden_file(folder, GOLDEN, "the index"), "golden index")
+        if not isinstance(index, dict) or not isinstance(index.get("outputs", []), list) \
+                or not isinstance(index.get("images", []), list):
+            raise EdgeclsError(f"{folder / GOLDEN}: not a golden index")
+        return index
 
     def fits(folder: Path) -> bool:
-        try:
-            index = json.loads((folder / GOLDEN).read_text())
-        except (OSError, ValueError):
+        if not (folder / GOLDEN).is_file():
             return False
-        return any(o["artifact"] == artifact["file"] and o["artifact_sha256"] == artifact["sha256"]
-                   for o in index.get("outputs", []))
+        return any(isinstance(o, dict) and o.get("artifact") == artifact["file"]
+                   and o.get("artifact_sha256") == artifact["sha256"] for o in read(folder).get("outputs", []))
 
     notes = []
     made = stage / ".golden-made"
@@ -119,18 +140,37 @@ def _golden(bundle: Bundle, artifact: dict, golden: Path | None, stage: Path, da
                                f"{bundle.path}' where the dataset is, then build the app again") from e
         src = made
         notes.append(f"golden vectors made for the app ({bundle.path}/golden was missing or stale)")
-    index = json.loads((src / GOLDEN).read_text())
+    index = read(src)
     dest = stage / "golden"
     dest.mkdir()
+    copies = []
+    try:
+        for i, img in enumerate(index["images"]):
+            for key in ("file", "input"):
+                rel, digest = img[key]["file"], img[key]["sha256"]
+                path = _golden_file(src, rel, f"images[{i}].{key}.file")
+                if sha256(path) != digest:
+                    raise EdgeclsError(f"{path}: does not match its sha256 in {src / GOLDEN} (damaged golden folder)")
+                copies.append((path, rel, digest))
+    except (KeyError, TypeError) as e:
+        raise EdgeclsError(f"{src / GOLDEN}: not a golden index (images: {type(e).__name__} {e})") from e
+    for path, rel, digest in copies:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if _escapes_dest(dest, rel):
+            raise EdgeclsError(f"{src / GOLDEN}: {rel!r} would be written outside the app's golden folder: refused")
+        shutil.copyfile(path, dest / rel)
+        if sha256(dest / rel) != digest:  # the source changed while it was copied
+            raise EdgeclsError(f"{path}: changed while it was copied into the app")
     atomic_write(dest / GOLDEN, json.dumps(index, indent=1) + "\n")
-    for img in index["images"]:
-        for rel in (img["file"]["file"], img["input"]["file"]):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / rel, dest / rel)
-            if sha256(dest / rel) != next(v for v in (img["file"], img["input"]) if v["file"] == rel)["sha256"]:
-                raise EdgeclsError(f"{src / rel}: does not match its sha256 in {src / GOLDEN} (damaged golden folder)")
     shutil.rmtree(made, ignore_errors=True)
     return notes
+
+
+def _escapes_dest(dest: Path, rel: str) -> bool:
+    """Would writing `dest/rel` land outside `dest` (a folder of the staged app, which the build made)?"""
+    from ...core.bundle import _escapes
+
+    return _escapes(rel, dest) is not None or (dest / rel).is_symlink()
 
 
 def _check_images(bundle: Bundle, count: int = 16) -> np.ndarray:
