@@ -33,7 +33,9 @@ DEFAULT_BUNDLE = Path("models/digits-small")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    from ..core.untrusted import printable
+
+    typer.echo(f"error: {printable(message)}", err=True)  # messages quote bundle strings: no terminal escapes
     return typer.Exit(code)
 
 

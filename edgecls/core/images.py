@@ -49,14 +49,14 @@ class BadImage(EdgeclsError):
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and 32-bit integer modes: scale to 8 bits (Pillow's convert would clip instead)."""
+    """16-bit and 32-bit integer modes: scale to 8 bits (Pillow's convert would clip instead). Done in
+    Pillow (4 bytes a pixel at most, as decoding itself), never through a float64 array (8 more)."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+        wide = img if img.mode == "I" else img.convert("I")
+        top = 65535.0 if img.mode.startswith("I;16") or wide.getextrema()[1] > 255 else 255.0
+        return wide.point(lambda v: v * (255.0 / top) + 0.5).convert("L")  # rounded; convert clips to 0-255
     if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), "L")
+        return img.point(lambda v: v * 255.0 + 0.5).convert("L")
     return img
 
 

@@ -27,6 +27,21 @@ def use_stderr(on: bool = True):
         out = saved
 
 
+def shown(value):
+    """`value` (a manifest, a row, a label) with every string made safe to print through rich: control
+    characters (ANSI escapes, hyperlinks) removed, markup escaped. A bundle's strings are someone else's
+    data: "[green]ok[/]" in a label prints as written, never as a green "ok"."""
+    from ..core.untrusted import markup_safe
+
+    if isinstance(value, str):
+        return markup_safe(value)
+    if isinstance(value, dict):
+        return {k: shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(shown(v) for v in value)
+    return value
+
+
 def distribute_line(d: dict) -> str:
     return (f"{d['strategy']}: {d['workers']} worker(s), {d['replicas']} replica(s) in step on {d['task']}; "
             f"global batch {d['global_batch_size']} ({d['per_replica_batch_size']} per replica), "
@@ -34,6 +49,7 @@ def distribute_line(d: dict) -> str:
 
 
 def render_metrics(manifest: dict) -> None:
+    manifest = shown(manifest)
     m = manifest["metrics"]["test"]
     t = manifest["training"]
     out.print(f"\nheld-out accuracy [bold green]{m['accuracy']:.4f}[/], loss {m['loss']:.4f} on "
@@ -270,20 +286,20 @@ def render_bench(result) -> None:
 
 def render_predict(result) -> None:
     """The table of `edgecls predict`: each image's top classes."""
-    table = Table(title=f"{result.file} ({result.runtime}, {result.precision})")
+    table = Table(title=shown(f"{result.file} ({result.runtime}, {result.precision})"))
     table.add_column("image")
     for i in range(result.top):
         table.add_column(f"#{i + 1}")
     for p, r in zip(result.images, result.top_classes):
-        table.add_row(str(p), *[f"{k} {v:.3f}" for k, v in r])
+        table.add_row(shown(str(p)), *[f"{shown(k)} {v:.3f}" for k, v in r])
     out.print(table)
 
 
 def render_info(info) -> None:
     """`edgecls info`: the bundle summary and every artifact with its hash check."""
-    m = info.manifest
+    m = shown(info.manifest)
     ds, inp = m["dataset"], m["input"]
-    out.print(f"[bold]{info.path}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
+    out.print(f"[bold]{shown(str(info.path))}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
     held_out = sum(ds["counts"]["test"].values())
     out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {held_out} images")
     out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")
@@ -302,6 +318,7 @@ def render_info(info) -> None:
     for col in ("format", "precision", "file", "bytes", "sha256", "verified"):
         table.add_column(col)
     for a, ok in info.files:
+        a = shown(a)
         table.add_row(a["format"], a["precision"], a["file"], f"{a['bytes']:,}",
                       f"{a['sha256'][:12]}… " + ("[green]ok[/]" if ok else "[red]MISMATCH[/]"),
                       verified_cell(m, a))
@@ -351,7 +368,7 @@ def render_decision(d) -> None:
 
 def render_golden(result) -> None:
     """`edgecls golden`: what each artifact answered on the golden images, and the tolerance a port must meet."""
-    index = result.index
+    index = shown(result.index)
     labels = ", ".join(i["label"] for i in index["images"])
     table = Table(title=f"golden vectors: {len(index['images'])} images ({labels})")
     for col in ("format", "precision", "runtime", "top-1 per image", "port tolerance (abs)"):

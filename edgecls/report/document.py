@@ -180,19 +180,25 @@ def _inline_html(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+def _md_text(text: str) -> str:
+    """Markdown text with no HTML in it: a tag start ('<' before a letter, '/', '!' or '?') becomes '&lt;', so
+    a label like '<img onerror=...>' shows as written instead of running in a Markdown viewer."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
+
+
 def to_markdown(blocks: list) -> str:
     out = []
     for b in blocks:
         if isinstance(b, Table):
             def cell(c) -> str:  # a bar inside a cell (|Δp|) would end it
-                return str(c).replace("|", "\\|")
+                return _md_text(c).replace("|", "\\|")
 
             lines = ["| " + " | ".join(map(cell, b.header)) + " |", "|" + "---|" * len(b.header)]
             out.append("\n".join(lines + ["| " + " | ".join(map(cell, row)) + " |" for row in b.rows]))
         elif isinstance(b, Figure):
             out.append(f"![{b.alt}]({b.name})")
         else:
-            out.append(b)
+            out.append(_md_text(b))
     return "\n\n".join(out) + "\n"
 
 

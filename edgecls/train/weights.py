@@ -76,19 +76,29 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
 
 
 class _Unpickler(pickle.Unpickler):
-    """Resolves only what a state dict needs; storages come back as `_Storage` records."""
+    """Resolves only what a state dict needs; storages come back as `_Storage` records.
 
-    ALLOWED = {("collections", "OrderedDict"): OrderedDict,
-               ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-               **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES}}
+    Every object a global resolves to is made for this unpickler: a pickle can change the objects it
+    is given (its BUILD opcode sets their attributes), so a refused file must not leave a changed
+    storage type or rebuild function behind for the next file read in the same process."""
 
     def __init__(self, f, storages: dict[str, _Storage]):
         super().__init__(f)
         self.storages = storages
 
+        def rebuild(*args, **kwargs):
+            return _rebuild_tensor_v2(*args, **kwargs)
+
+        kinds = {name: _StorageType(name) for name in STORAGE_DTYPES}
+        self._kind_names = {id(k): name for name, k in kinds.items()}  # by identity: a changed .name is ignored
+        self._kinds = kinds
+        self.allowed = {("collections", "OrderedDict"): OrderedDict,
+                        ("torch._utils", "_rebuild_tensor_v2"): rebuild,
+                        **{("torch", name): k for name, k in kinds.items()}}
+
     def find_class(self, module, name):
         try:
-            return self.ALLOWED[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refused global {module}.{name} (a state dict of tensors needs only "
                                          "OrderedDict, _rebuild_tensor_v2 and storage types)") from None
@@ -97,11 +107,12 @@ class _Unpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:60]}")
         _, kind, key, _location, numel, view = pid
-        if not isinstance(kind, _StorageType) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+        kind_name = self._kind_names.get(id(kind))
+        if kind_name is None or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise pickle.UnpicklingError(f"malformed storage reference {str(pid)[:60]}")
         if view is not None:
             raise pickle.UnpicklingError("storage views are not supported")
-        dtype = np.dtype(STORAGE_DTYPES[kind.name])
+        dtype = np.dtype(STORAGE_DTYPES[kind_name])
         known = self.storages.setdefault(key, _Storage(key, dtype, numel))
         if (known.dtype, known.numel) != (dtype, numel):
             raise pickle.UnpicklingError(f"storage {key} is referenced with two different types or sizes")
@@ -119,6 +130,12 @@ def _tensor(ref: _TensorRef, name: str) -> np.ndarray:
     last = ref.offset + sum((d - 1) * st for d, st in zip(ref.shape, ref.stride))
     if last >= s.numel:
         raise pickle.UnpicklingError(f"tensor {name} reaches element {last} of a storage of {s.numel}")
+    count = int(np.prod(ref.shape, dtype=object))
+    if count > s.numel - ref.offset or any(st == 0 and d > 1 for d, st in zip(ref.shape, ref.stride)):
+        # a state dict's tensors never repeat elements: a zero stride (or more elements than the storage
+        # holds) would let a few bytes claim gigabytes once copied
+        raise pickle.UnpicklingError(f"tensor {name} of shape {ref.shape} claims more elements than its storage "
+                                     f"of {s.numel} holds (zero or overlapping strides)")
     if not ref.shape:  # a scalar (batch-norm's num_batches_tracked)
         return np.array(s.data[ref.offset])
     strides = tuple(st * s.dtype.itemsize for st in ref.stride)

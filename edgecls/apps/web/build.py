@@ -226,14 +226,32 @@ def _check_out(out: Path, bundle_path: Path) -> None:
                            "choose a new or empty folder")
 
 
+def csp(inline_script: str | None = None) -> str:
+    """The app's Content-Security-Policy: its own files, WebAssembly, images the user drops (blob:) and no
+    other origin, no inline script but the import map (by its hash), no plugin, no form, no <base>.
+    In index.html (a meta tag) and sent by the serve helper (`serve.py`, from config.json)."""
+    import base64
+    import hashlib
+
+    scripts = "'self' 'wasm-unsafe-eval'"
+    if inline_script is not None:
+        digest = base64.b64encode(hashlib.sha256(inline_script.encode()).digest()).decode()
+        scripts += f" 'sha256-{digest}'"
+    return (f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; connect-src 'self'; worker-src 'self' blob:; "
+            "object-src 'none'; base-uri 'none'; form-action 'none'")
+
+
 def _page(stage: Path, fmt: str, bundle: Bundle) -> None:
     static = resources.files(__package__) / "static"
     for name in ("app.js", "pixels.js"):
         (stage / name).write_bytes((static / name).read_bytes())
     imap = npm.IMPORT_MAP.get(fmt)
     text = (static / "index.html").read_text()
+    imap_text = json.dumps(imap) if imap else None
     for key, value in {"title": html.escape(f"{bundle.manifest['name']}: image classifier"),
-                       "importmap": f'<script type="importmap">{json.dumps(imap)}</script>' if imap else "",
+                       "csp": html.escape(csp(imap_text)),
+                       "importmap": f'<script type="importmap">{imap_text}</script>' if imap else "",
                        "labels": html.escape(", ".join(bundle.labels())), "version": __version__,
                        "bundle": html.escape(bundle.manifest["name"])}.items():
         text = text.replace("{{" + key + "}}", value)
@@ -295,7 +313,9 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
                   "input": spec_in, "output": spec_out, "labels": bundle.labels(),
                   "golden": "golden/golden.json" if (stage / "golden").is_dir() else None,
                   "runtime": {"package": package, "version": npm.versions()[package], "lockfile": npm.lock_hash()},
-                  "test_preprocessing": test_preprocessing}
+                  "test_preprocessing": test_preprocessing,
+                  "csp": csp(json.dumps(npm.IMPORT_MAP[artifact["format"]])
+                             if artifact["format"] in npm.IMPORT_MAP else None)}
         config["files"] = sorted((file_entry(p, stage) for p in stage.rglob("*") if p.is_file()),
                                  key=lambda e: e["file"])
         atomic_write(stage / CONFIG, json.dumps(config, indent=1) + "\n")

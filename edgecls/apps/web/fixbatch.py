@@ -25,7 +25,10 @@ def fixed_batch(src: Path, dest: Path, batch: int = 1) -> int:
 
     buf = Path(src).read_bytes()
     try:
+        _check_size(buf, schema)  # before unpacking: bounded by the file's size
         model = schema.ModelT.InitFromPackedBuf(buf, 0)
+    except EdgeclsError as e:
+        raise EdgeclsError(f"{src}: {e}") from e
     except Exception as e:  # a damaged flatbuffer raises whatever its reader hits
         raise EdgeclsError(f"{src}: not a readable TFLite file ({e})") from e
     changed = 0
@@ -45,6 +48,45 @@ def fixed_batch(src: Path, dest: Path, batch: int = 1) -> int:
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     Path(dest).write_bytes(bytes(builder.Output()))
     return changed
+
+
+def _check_size(buf: bytes, schema) -> None:
+    """Refuse a flatbuffer that would unpack into more than it holds. Unpacking copies every table and
+    vector each time an offset names it; in a real file each lies once (its elements are at most its
+    bytes), while a crafted one can name one vector from thousands of places (4.9 KB: 17 s, 255 MB).
+    The elements are counted with the lazy reader first, stopping as soon as they pass the file's size."""
+    budget = len(buf) + 4096
+    seen = 0
+
+    def spend(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if seen > budget:
+            raise EdgeclsError(f"its tables name more elements than its {len(buf):,} bytes hold (shared offsets): "
+                               "not a TFLite file edgecls wrote; refused")
+
+    try:
+        m = schema.Model.GetRootAs(buf, 0)
+        spend(m.OperatorCodesLength() + m.MetadataLength() + m.SignatureDefsLength() + m.BuffersLength())
+        for i in range(m.BuffersLength()):
+            spend(m.Buffers(i).DataLength())
+        spend(m.SubgraphsLength())
+        for i in range(m.SubgraphsLength()):
+            g = m.Subgraphs(i)
+            spend(g.TensorsLength() + g.OperatorsLength() + g.InputsLength() + g.OutputsLength())
+            for j in range(g.TensorsLength()):
+                t = g.Tensors(j)
+                spend(t.ShapeLength() + t.ShapeSignatureLength())
+                q = t.Quantization()
+                if q is not None:
+                    spend(q.ScaleLength() + q.ZeroPointLength() + q.MinLength() + q.MaxLength())
+            for j in range(g.OperatorsLength()):
+                op = g.Operators(j)
+                spend(op.InputsLength() + op.OutputsLength() + op.IntermediatesLength() + op.CustomOptionsLength())
+    except EdgeclsError:
+        raise
+    except Exception as e:  # a damaged flatbuffer raises whatever its reader hits
+        raise EdgeclsError(f"not a readable TFLite file ({type(e).__name__}: {e})") from e
 
 
 def check_same(original: Path, copy: Path, images: np.ndarray) -> float:

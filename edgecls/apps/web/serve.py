@@ -16,6 +16,24 @@ HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-P
            "Cross-Origin-Resource-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
+def app_csp(root: Path) -> str:
+    """The Content-Security-Policy the app in `root` was built with (config.json), else the strict default
+    (own files and WebAssembly only). Only a policy of that form is taken from the folder."""
+    import json
+
+    from .build import csp
+
+    try:
+        policy = json.loads((Path(root) / "config.json").read_text()).get("csp")
+    except (OSError, ValueError, AttributeError):
+        policy = None
+    default = csp()
+    if isinstance(policy, str) and policy.startswith(default.split("; ", 2)[0]) and "\n" not in policy \
+            and "\r" not in policy and len(policy) < 2000 and all(w not in policy for w in ("*", "http:", "https:")):
+        return policy
+    return default
+
+
 class _Handler(SimpleHTTPRequestHandler):
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
                       ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json"}
@@ -23,6 +41,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def end_headers(self):
         for k, v in HEADERS.items():
             self.send_header(k, v)
+        self.send_header("Content-Security-Policy", self.server.csp)
         super().end_headers()
 
     def log_message(self, *args):  # quiet: the app's own state is what is reported
@@ -36,6 +55,7 @@ class AppServer:
         self.root = Path(root)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(self.root)))
         self.httpd.daemon_threads = True
+        self.httpd.csp = app_csp(self.root)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgecls-app-server", daemon=True)
         self._timer = threading.Timer(lifetime, self.close)
