@@ -194,7 +194,7 @@ def test_onnx_external_data_is_refused(exported_copy):
     b = exported_copy
     model = onnx.load(str(b / "model.onnx"))
     onnx.save_model(model, str(b / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.data", size_threshold=0)
+                    location="weights.data", size_threshold=1024)
     assert (b / "weights.data").is_file()
     m = manifest(b)
     rehash(m, "model.onnx", b / "model.onnx")
@@ -216,7 +216,7 @@ def test_the_onnx_runtime_loads_only_the_checked_bytes(exported_copy, monkeypatc
 
     b = exported_copy
     onnx.save_model(onnx.load(str(b / "model.onnx")), str(b / "ext.onnx"), save_as_external_data=True,
-                    location="ext.data", size_threshold=0)
+                    location="ext.data", size_threshold=1024)
     with pytest.raises(EdgeclsError, match="onnxruntime cannot load it"):
         OnnxRunner().load(b / "ext.onnx")
 
@@ -275,7 +275,7 @@ def test_a_tflite_file_with_shared_offsets_is_refused_quickly(tmp_path):
     schema.TensorStart(bld)
     schema.TensorAddShapeSignature(bld, sig)
     tensor = schema.TensorEnd(bld)
-    n = 3000
+    n = 1000
     schema.SubGraphStartTensorsVector(bld, n)
     for _ in range(n):
         bld.PrependUOffsetTRelative(tensor)
@@ -293,7 +293,7 @@ def test_a_tflite_file_with_shared_offsets_is_refused_quickly(tmp_path):
     bld.Finish(schema.ModelEnd(bld), file_identifier=b"TFL3")
     src = tmp_path / "bomb.tflite"
     src.write_bytes(bytes(bld.Output()))
-    assert src.stat().st_size < 40_000  # 9 million tensors once unpacked
+    assert src.stat().st_size < 20_000  # a million tensors once unpacked
     t0 = time.perf_counter()
     with pytest.raises(EdgeclsError, match="shared offsets"):
         fixed_batch(src, tmp_path / "out.tflite")

@@ -299,7 +299,8 @@ def render_info(info) -> None:
     """`edgecls info`: the bundle summary and every artifact with its hash check."""
     m = shown(info.manifest)
     ds, inp = m["dataset"], m["input"]
-    out.print(f"[bold]{shown(str(info.path))}[/]  ({m['architecture']['name']}, {m['architecture']['params']:,} parameters)")
+    arch = m["architecture"]
+    out.print(f"[bold]{shown(str(info.path))}[/]  ({arch['name']}, {arch['params']:,} parameters)")
     held_out = sum(ds["counts"]["test"].values())
     out.print(f"dataset {ds['name']}: {len(ds['classes'])} classes; held-out {held_out} images")
     out.print(f"input {inp['shape']} {inp['dtype']} {inp['layout']} {inp['color']}, raw pixels 0-255")

@@ -241,7 +241,7 @@ def _contained_id(root: Path, id_, k: int, classes: list[str] | None) -> Path:
         why = "an absolute path"
     elif "\\" in id_:
         why = "a backslash: ids are '/'-separated"
-    elif any(p in ("..", ".") or p.startswith(".") for p in PurePosixPath(id_).parts) or len(PurePosixPath(id_).parts) < 2:
+    elif any(p.startswith(".") for p in PurePosixPath(id_).parts) or len(PurePosixPath(id_).parts) < 2:
         why = "not <class>/<image>, or a '..' or hidden part"
     elif classes is not None and PurePosixPath(id_).parts[0] not in classes:
         why = f"its class folder {PurePosixPath(id_).parts[0]!r} is not one of the bundle's classes"

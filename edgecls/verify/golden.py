@@ -121,8 +121,11 @@ def _write_images(stage: Path, bundle: Bundle, ids, images, labels, paths) -> tu
 
 
 def _run(bundle: Bundle, artifact: dict, x: np.ndarray):
+    from ..runtimes.classifier import check_contract
+
     runner = runtimes.create(artifact["format"])
     runner.load(bundle.checked_path(artifact["file"]), threads=1)
+    check_contract(bundle, artifact, runner)  # the manifest's input and labels are this model's
     return runner, np.asarray(runner.predict(x), np.float32)
 
 

@@ -93,9 +93,9 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
 def _golden_file(folder: Path, rel, where: str) -> Path:
     """`folder/rel` for a file named in a golden index (not hashed by the manifest): relative, '/'-separated,
     no '..', resolving inside `folder` through any symbolic link, a regular file; else refused by name."""
-    from ...core.bundle import _escapes
+    from ...core.contained import escapes
 
-    why = _escapes(rel, folder)
+    why = escapes(rel, folder)
     if why is None and not (folder / rel).is_file():
         why = "not a file"
     if why is not None:
@@ -168,9 +168,9 @@ def _golden(bundle: Bundle, artifact: dict, golden: Path | None, stage: Path, da
 
 def _escapes_dest(dest: Path, rel: str) -> bool:
     """Would writing `dest/rel` land outside `dest` (a folder of the staged app, which the build made)?"""
-    from ...core.bundle import _escapes
+    from ...core.contained import escapes
 
-    return _escapes(rel, dest) is not None or (dest / rel).is_symlink()
+    return escapes(rel, dest) is not None or (dest / rel).is_symlink()
 
 
 def _check_images(bundle: Bundle, count: int = 16) -> np.ndarray:
