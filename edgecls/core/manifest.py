@@ -51,8 +51,8 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
                        }),
         "classes": _f("array", "class names, in label order", items={"type": "string"}),
         "counts": _obj("images per class in each split part", {
-            "train": _f("object", "class -> images"), "val": _f("object", "class -> images"),
-            "test": _f("object", "class -> images")}),
+            part: _f("object", "class -> images", additionalProperties={"type": "integer", "minimum": 0})
+            for part in ("train", "val", "test")}),
         "skipped": _f("array", "unreadable files skipped with --skip-bad (path: reason)", items={"type": "string"}),
         "split": _obj("the stratified, seeded split", {
             "seed": _f("integer", "--seed"),
@@ -191,7 +191,7 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "rows": _f("array", "one per artifact x runtime x device: sha256 and bundle_id of what it judged, "
                             "at, outcome (pass, inconclusive, fail), each check with its 95% interval, accuracy, "
                             "lost/gained, changed answers, |Δp| (99th percentile and max); rows whose sha256 no "
-                            "longer matches the artifact are stale and ignored"),
+                            "longer matches the artifact are stale and ignored", items={"type": "object"}),
     }, required=["rows"]),
     "bench": _obj("the last edgecls bench", {
         "at": _f("string", "UTC time"),
@@ -199,7 +199,8 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "config": _f("object", "the options of edgecls bench"),
         "notes": _f("array", "what was skipped and why"),
         "rows": _f("array", "one per artifact x runtime x device x batch: sha256 and bundle_id of what it "
-                            "measured, latency statistics, throughput, sizes; merged per row"),
+                            "measured, latency statistics, throughput, sizes; merged per row",
+                    items={"type": "object"}),
     }, required=["rows"]),
     "reference": _obj("reference data for device-side verify and bench (edgecls.export.reference)", {
         "file": _f("string", "reference.npz: images (uint8 NHWC), labels, keras_probabilities"),

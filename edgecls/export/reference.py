@@ -77,6 +77,7 @@ def read_npz(path: Path, expect: dict[str, tuple[str, tuple]], max_bytes: int) -
         EdgeclsError: naming the file, the array and what is wrong.
     """
     import zipfile
+    import zlib
 
     def bad(why: str) -> EdgeclsError:
         return EdgeclsError(f"{path}: unreadable reference data ({why})")
@@ -119,7 +120,7 @@ def read_npz(path: Path, expect: dict[str, tuple[str, tuple]], max_bytes: int) -
                     out[name] = np.lib.format.read_array(f, allow_pickle=False)
     except EdgeclsError:
         raise
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, TypeError, SyntaxError,
+    except (OSError, zipfile.BadZipFile, zlib.error, ValueError, EOFError, KeyError, TypeError, SyntaxError,
             NotImplementedError, MemoryError, RuntimeError) as e:  # whatever a damaged zip or header raises
         raise bad(f"{type(e).__name__}: {str(e)[:200]}") from e
     return out

@@ -310,7 +310,8 @@ def render_info(info) -> None:
         out.print(f"held-out accuracy {acc:.4f}" + (f" (pixel baseline {base['accuracy']:.4f})" if base else ""))
     from ..core import results
 
-    bench_rows = results.current(m, "bench")
+    bench_rows = [r for r in results.current(m, "bench")  # rows a stranger wrote may lack what a table needs
+                  if isinstance(r.get("p50_ms"), (int, float)) and isinstance(r.get("batch"), int)]
     if bench_rows:
         best = min(bench_rows, key=lambda r: r["p50_ms"])
         out.print(f"bench: {len(bench_rows)} current configurations; fastest {best['runtime']} "
@@ -342,7 +343,9 @@ def verified_cell(m: dict, a: dict) -> str:
     for r in rows:
         b = results.binding(r, m)
         where = f"{r.get('runtime')}/{r.get('device')}"
-        cells.append(f"{where} {OUTCOME.get(r.get('outcome'), '?')}" if b == results.Binding.current
+        outcome = r.get("outcome")
+        cells.append(f"{where} {OUTCOME.get(outcome, '?') if isinstance(outcome, str) else '?'}"
+                     if b == results.Binding.current
                      else f"{where} [yellow]{b.value} (run verify again)[/]")
     return "; ".join(cells)
 
