@@ -554,3 +554,14 @@ def test_a_reader_never_reports_a_commit_made_after_it_opened_as_damage(bundle_c
     with pytest.raises(EdgeclsError, match="does not match the manifest"):
         Bundle.open(bundle_copy).checked_path("history.json")
     assert not Bundle.open(bundle_copy).info().intact
+
+
+def test_the_lock_is_reentrant_in_one_thread(tmp_path):
+    """A reader's check under the lock inside a writer's block (one thread) must not deadlock on itself."""
+    from edgecls.core.files import manifest_lock
+
+    (tmp_path / "b").mkdir()
+    with manifest_lock(tmp_path / "b"):
+        with manifest_lock(tmp_path / ".." / tmp_path.name / "b"):  # another spelling of the same folder
+            pass
+    assert (tmp_path / "b" / LOCK).is_file()

@@ -169,7 +169,7 @@ def manifest_lock(folder: Path) -> Iterator[None]:
     from filelock import FileLock
 
     path = Path(folder) / LOCK
-    key = (threading.get_ident(), Path(os.path.abspath(path)))
+    key = (threading.get_ident(), Path(os.path.realpath(folder)) / LOCK)
     if _HELD.get(key):
         _HELD[key] += 1
         try:
