@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 from edgecls.cli import app
 from edgecls.core import results
 from edgecls.core.errors import EdgeclsError
-from edgecls.core.files import sha256
+from edgecls.core.files import owner_tag, sha256
 from edgecls.platforms import ARM64, cache, cpu_models, emulator, packages, platform
 
 runner = CliRunner()
@@ -89,7 +88,6 @@ def test_apt_commands_never_touch_the_systems_configuration(tmp_path):
 
 
 def test_the_pins_are_the_hosts_versions_and_their_aarch64_requirements():
-    import jsonschema  # noqa: F401
     import importlib.metadata as md
 
     pins, missing = packages.closure(["jsonschema", "no-such-dist-edgecls"])
@@ -230,7 +228,7 @@ def test_a_half_built_or_damaged_cache_is_detected_and_rebuilt(tmp_path, monkeyp
     state = cache.inspect(ARM64, tmp_path)
     assert state.status == "incomplete" and "site/ holds 0 files" in state.reasons[0]
     # an interrupted build: its staging folder (its process gone) and no manifest in the cache
-    stale = tmp_path / ".arm64.staging-4194301@" f"{__import__('edgecls.core.files', fromlist=['x']).owner_tag().split('@')[1]}-x"
+    stale = tmp_path / f".arm64.staging-4194301@{owner_tag().split('@')[1]}-x"
     stale.mkdir()
     (tmp_path / "arm64" / cache.MANIFEST).unlink()
     assert cache.inspect(ARM64, tmp_path).status == "incomplete"
@@ -259,6 +257,29 @@ def test_a_cache_for_other_runtime_versions_is_rebuilt_saying_so(tmp_path, monke
     result = cache.setup(ARM64, tmp_path, needs_bytes=0)
     assert result.built and result.state.usable
     assert any("built for other versions" in why and runtime in why for why in result.replaced)
+
+
+def test_a_runtime_with_no_aarch64_wheel_is_named_and_skipped(tmp_path, monkeypatch, exported_copy):
+    from edgecls.platforms.verify import verify_platform
+
+    calls = []
+    _fake_builders(monkeypatch, calls)
+    real = cache._wheels
+
+    def no_openvino(p, stage, work, want, log):
+        wheels, runtimes = real(p, stage, work, want, log)
+        runtimes.pop("openvino", None)
+        wheels["missing"] = {"openvino": "no aarch64 wheel for CPython 3.11 (pip download (openvino) failed)"}
+        return wheels, runtimes
+
+    monkeypatch.setattr(cache, "_wheels", no_openvino)
+    state = cache.setup(ARM64, tmp_path, needs_bytes=0).state
+    assert state.usable and "openvino" not in state.runtimes()  # the others are usable: not "outdated"
+    with pytest.raises(EdgeclsError, match=r"no exported file to verify on arm64 with runtime\(s\) openvino "
+                                           r"\(openvino: no aarch64 wheel for CPython 3.11"):
+        verify_platform(exported_copy, "arm64", runtime_names="openvino", cache_dir=tmp_path)
+    r = runner.invoke(app, ["platform", "status", "arm64", "--cache-dir", str(tmp_path)])
+    assert r.exit_code == 0 and "openvino: not in the cache: no aarch64 wheel" in r.output
 
 
 def test_no_space_is_one_clear_error_and_nothing_is_kept(tmp_path, monkeypatch):
@@ -328,4 +349,3 @@ def test_verify_one_runtime_on_one_emulated_cpu_model_end_to_end(exported_copy, 
     assert not any(s.get("platform") for s in results.rows(m, "verify"))
     r2 = runner.invoke(app, ["verify", str(exported_copy), "--runtime", "onnx"])
     assert "cortex-a72" not in r2.output  # a plain verify stays this machine's
-    assert subprocess.run(["true"]).returncode == 0

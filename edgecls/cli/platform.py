@@ -29,7 +29,8 @@ def setup(
     """Build (or check) the cache an emulated verify runs in: Debian's arm64 Python and libraries and
     qemu-user 10 through apt (a private configuration: the system's sources are not touched), the aarch64
     wheels of this machine's runtime versions through pip. Re-running is a no-op; a half-built cache or
-    one for other runtime versions is rebuilt, and this says why. About 480 MB on disk, 1-3 minutes.
+    one for other runtime versions is rebuilt, and this says why. About 360 MB on disk (1.2 GB free while
+    building), about a minute on a fast mirror (docs/platforms.md).
 
     Examples:
 

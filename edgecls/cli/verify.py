@@ -70,6 +70,9 @@ def verify(
     from ..verify.parity import verify as run
 
     if platform is not None:
+        if device != Device.cpu or threads or data_dir:
+            raise EdgeclsError("--device, --threads and --data-dir do not go with --platform (an emulated CPU, one "
+                               "thread per CPU model, the bundle's reference images)")
         return _on_platform(bundle, platform, cpu, runtime, ov_precision, max_drop, cache_dir, timeout, explain,
                             as_json)
     if cpu or cache_dir or timeout:

@@ -370,6 +370,12 @@ def verified_cell(m: dict, a: dict) -> str:
         where = f"{r.get('runtime')}/{r.get('device')}"
         cells.append(f"{where} {OUTCOME.get(r.get('outcome'), '?')}" if b == results.Binding.current
                      else f"{where} [yellow]{b.value} (run verify again)[/]")
+    platform_rows = [r for r in results.current(m, "platform_verify") if r.get("file") == a["file"]]
+    verdicts = results.platform_verdicts(platform_rows)
+    for r in platform_rows:
+        verdict = verdicts.get(results.key(r, "platform_verify"), "")
+        cells.append(f"{r.get('runtime')}/{r.get('platform')}:{r.get('cpu')} "
+                     + (OUTCOME[verdict] if verdict in OUTCOME else f"[yellow]{verdict}[/]"))
     return "; ".join(cells)
 
 
