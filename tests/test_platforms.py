@@ -349,3 +349,33 @@ def test_verify_one_runtime_on_one_emulated_cpu_model_end_to_end(exported_copy, 
     assert not any(s.get("platform") for s in results.rows(m, "verify"))
     r2 = runner.invoke(app, ["verify", str(exported_copy), "--runtime", "onnx"])
     assert "cortex-a72" not in r2.output  # a plain verify stays this machine's
+
+
+def test_golden_records_each_platforms_outputs_beside_this_machines(exported_bundle, tmp_path):
+    """`golden --platform`: what the emulated run returns is saved per platform x CPU model, with its distance
+    from this machine's (the emulation itself is the slow test's; here a stand-in returns known outputs)."""
+    from edgecls.verify.golden import write_golden
+
+    seen = {}
+
+    def outputs(x, artifacts):
+        seen["x"], seen["files"] = x, [a["file"] for a in artifacts]
+        from edgecls import runtimes
+
+        onnx = next(a for a in artifacts if a["file"] == "model.onnx")
+
+        r = runtimes.create("onnx")
+        r.load(exported_bundle / onnx["file"], threads=1)
+        p = np.asarray(r.predict(x), np.float32)
+        return [{"platform": "arm64", "cpu": "cortex-a72", "file": "model.onnx", "runtime": "onnx",
+                 "compute": "fp32", "probabilities": p + 1e-3},
+                {"platform": "arm64", "cpu": "cortex-a72", "file": "model.tflite", "error": "crashed"}]
+
+    result = write_golden(exported_bundle, tmp_path / "golden", count=3, platform_outputs=outputs)
+    assert seen["x"].shape[0] == 3 and "model.onnx" in seen["files"]
+    (entry,) = result.index["platform_outputs"]
+    assert entry["platform"] == "arm64" and entry["cpu"] == "cortex-a72" and entry["artifact"] == "model.onnx"
+    saved = np.load(tmp_path / "golden" / entry["file"]["file"])
+    assert entry["file"]["file"] == "outputs/arm64-cortex-a72/onnx-fp32.npy" and saved.shape[0] == 3
+    assert entry["vs_this_machine"]["max_abs_diff"] == pytest.approx(1e-3, abs=1e-6)
+    assert any("arm64/cortex-a72 model.tflite: crashed" in s for s in result.index["skipped"])

@@ -68,7 +68,7 @@ def _runtime_names(runtime_names) -> list[str]:
 def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str | list[str] | None = None, *,
                     runtime_names=None, runtime_options: dict[str, str] | None = None, max_drop: float = 1.0,
                     cache_dir: Path | None = None, timeout: float | None = None, compare_native: bool = True,
-                    parallel: int | None = None) -> PlatformResult:
+                    parallel: int | None = None, on_start=None) -> PlatformResult:
     """Verify every exported file of the selected runtimes inside the emulated `platform`, once per CPU
     model, and store the rows. A runtime the cache has no aarch64 wheel for is skipped, saying which; the
     others are verified.
@@ -100,6 +100,9 @@ def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str 
         raise EdgeclsError(f"{bundle.path}: no exported file to verify on {p.name} with runtime(s) "
                            f"{', '.join(names)}" + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
                                                     if skipped else ""))
+    if on_start:
+        on_start(f"verifying {len(expected)} file x runtime run(s) on {p.name} ({', '.join(models)}; emulated: "
+                 f"minutes, not seconds)" + (f"; not run: {', '.join(skipped)}" if skipped else ""))
     spec = {"mode": "verify", "bundle": str(bundle.path.resolve()), "runtimes": run,
             "options": runtime_options or {}, "max_drop": max_drop, "threads": 1}
     with tempfile.TemporaryDirectory(prefix="edgecls-platform-") as tmp:

@@ -355,6 +355,14 @@ def render_info(info) -> None:
             out.print(f"[yellow]{section} result ignored: {line}[/]", soft_wrap=True, highlight=False)
 
 
+def _asked(r: dict) -> str:
+    """" (bf16 default)" for a row of the device's default precision; "" for the parity (f32) row."""
+    asked = r.get("compute_requested") or ""
+    if asked in ("", "f32"):
+        return ""
+    return f" ({r.get('compute', '?')} default)" if asked == "default" else f" ({asked})"
+
+
 def verified_cell(m: dict, a: dict) -> str:
     """An artifact's current verify outcomes (one per runtime x device), or why there is none."""
     from ..core import results
@@ -367,14 +375,14 @@ def verified_cell(m: dict, a: dict) -> str:
     cells = []
     for r in rows:
         b = results.binding(r, m)
-        where = f"{r.get('runtime')}/{r.get('device')}"
+        where = f"{r.get('runtime')}/{r.get('device')}" + _asked(r)
         cells.append(f"{where} {OUTCOME.get(r.get('outcome'), '?')}" if b == results.Binding.current
                      else f"{where} [yellow]{b.value} (run verify again)[/]")
     platform_rows = [r for r in results.current(m, "platform_verify") if r.get("file") == a["file"]]
     verdicts = results.platform_verdicts(platform_rows)
     for r in platform_rows:
         verdict = verdicts.get(results.key(r, "platform_verify"), "")
-        cells.append(f"{r.get('runtime')}/{r.get('platform')}:{r.get('cpu')} "
+        cells.append(f"{r.get('runtime')}/{r.get('platform')}:{r.get('cpu')}{_asked(r)} "
                      + (OUTCOME[verdict] if verdict in OUTCOME else f"[yellow]{verdict}[/]"))
     return "; ".join(cells)
 
