@@ -240,7 +240,7 @@ def test_a_half_built_or_damaged_cache_is_detected_and_rebuilt(tmp_path, monkeyp
     assert any("interrupted build" in why for why in rebuilt.replaced)
 
 
-def test_a_cache_for_other_runtime_versions_is_rebuilt_saying_so(tmp_path, monkeypatch):
+def test_a_cache_for_other_runtime_versions_is_rebuilt_saying_so(tmp_path, monkeypatch, exported_copy):
     calls = []
     want = packages.wanted()
     host = packages.runtime_versions(want)
@@ -251,8 +251,9 @@ def test_a_cache_for_other_runtime_versions_is_rebuilt_saying_so(tmp_path, monke
     cache.setup(ARM64, tmp_path, needs_bytes=0)
     state = cache.inspect(ARM64, tmp_path)
     assert state.status == "outdated" and f"{runtime} 0.0.1 (host {host[runtime]})" in state.reasons[0]
-    r = runner.invoke(app, ["verify", "models/none", "--platform", "arm64", "--cache-dir", str(tmp_path)])
-    assert r.exit_code == 2  # (the bundle is checked first: a missing bundle is the error here)
+    r = runner.invoke(app, ["verify", str(exported_copy), "--platform", "arm64", "--cache-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "the arm64 emulation cache is outdated: built for other versions" in r.output
+    assert "edgecls platform setup arm64" in r.output
     _fake_builders(monkeypatch, calls)
     result = cache.setup(ARM64, tmp_path, needs_bytes=0)
     assert result.built and result.state.usable
@@ -379,3 +380,17 @@ def test_golden_records_each_platforms_outputs_beside_this_machines(exported_bun
     assert entry["file"]["file"] == "outputs/arm64-cortex-a72/onnx-fp32.npy" and saved.shape[0] == 3
     assert entry["vs_this_machine"]["max_abs_diff"] == pytest.approx(1e-3, abs=1e-6)
     assert any("arm64/cortex-a72 model.tflite: crashed" in s for s in result.index["skipped"])
+
+
+def test_a_cpu_model_whose_run_crashed_fails_its_files_and_disagrees_with_one_that_passed(tmp_path):
+    from edgecls.platforms.verify import _rows
+
+    art = {"file": "model.onnx", "format": "onnx", "precision": "fp32"}
+    crashed = emulator.Job("neoverse-v1", [], {}, tmp_path, error="the neoverse-v1 run ended (signal 11) without a "
+                                                                  "result: Segmentation fault")
+    (row,) = _rows(crashed, [(art, "onnx", "")], None, "now", "arm64", "qemu-user 10")
+    assert row["outcome"] == "fail" and row["error"] and "arm64/neoverse-v1: the neoverse-v1 run ended (signal 11)" \
+        in row["failures"][0]
+    other = _row("cortex-a72", "pass", file="model.onnx")
+    v = results.platform_verdicts([row, other])
+    assert v[results.key(other, "platform_verify")] == results.DISAGREEMENT
