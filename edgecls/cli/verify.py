@@ -31,8 +31,9 @@ def verify(
              "this CPU picks for an fp32 IR: bf16 on AVX-512 BF16/AMX, f16 on ARM with fp16; the row names it), "
              "bf16 or f16 on purpose.")] = "f32,default",
     platform: Annotated[Optional[str], typer.Option(
-        help="Also verify on another instruction set, emulated: arm64 (needs 'edgecls platform setup arm64'; "
-             "onnx, tflite, openvino on the bundle's reference images).")] = None,
+        help="Verify on another instruction set instead, emulated: arm64, shown beside this machine's stored rows "
+             "(needs 'edgecls platform setup arm64'; onnx, tflite, openvino on the bundle's reference images).")
+    ] = None,
     cpu: Annotated[Optional[str], typer.Option(
         help="With --platform: emulated CPU models, comma-separated (default neoverse-v1,cortex-a72); a verdict "
              "is believed when two agree.")] = None,
