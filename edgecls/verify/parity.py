@@ -124,9 +124,8 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     `on_output(row, probabilities)` sees each file's outputs; `save=False` stores nothing (an emulated
     platform's rows are stored by the host, `edgecls.platforms.verify`). An artifact that is missing,
     tampered with, or whose runtime is not installed gets a failed row with the reason; the others are
-    still verified. When the results
-    cannot be saved (a read-only bundle, or one trained again meanwhile), they are still returned,
-    with `save_error` set.
+    still verified. When the results cannot be saved (a read-only bundle, or one trained again
+    meanwhile), they are still returned, with `save_error` set.
 
     Raises:
         EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options.
