@@ -100,7 +100,8 @@ class Decision:
 
 def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, dict]:
     verify = {r["file"]: r for r in results.current(manifest, "verify")
-              if r.get("runtime") in (None, "", r.get("format"))}  # the file's own runtime (not web-*)
+              if r.get("runtime") in (None, "", r.get("format"))  # the file's own runtime (not web-*)
+              and r.get("compute_requested") in (None, "", "f32")}  # OpenVINO: the f32 row, not the default's
     bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench") if r["batch"] == c.for_batch}
     out = []
     for a in manifest["artifacts"]:

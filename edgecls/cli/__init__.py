@@ -9,6 +9,7 @@ import typer
 
 from . import app as app_cmd
 from . import bench, bundle, export, pipeline, train, verify
+from .platform import platform_app
 
 app = typer.Typer(
     help="Train small image classifiers and ship them to edge devices: ONNX, TFLite and OpenVINO, "
@@ -19,6 +20,7 @@ app = typer.Typer(
 for command in (train.train, export.export, verify.verify, bench.bench, bundle.predict, bundle.golden, bundle.info,
                 pipeline.pipeline, app_cmd.app):
     app.command()(command)
+app.add_typer(platform_app, name="platform")
 
 
 def main() -> None:

@@ -46,6 +46,12 @@ def golden(
                                                     "replaced whole.")] = None,
     count: Annotated[int, typer.Option(help="Held-out images, stratified.")] = 4,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    platform: Annotated[Optional[str], typer.Option(
+        help="Also record every artifact's outputs on this instruction set, emulated (arm64; needs 'edgecls "
+             "platform setup arm64'), per CPU model.")] = None,
+    cpu: Annotated[Optional[str], typer.Option(help="With --platform: emulated CPU models, comma-separated "
+                                                    "(default neoverse-v1,cortex-a72).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="With --platform: the platform cache folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print golden.json to stdout.")] = False,
 ):
     """Write golden vectors for native ports: images, exact input tensors, every artifact's probabilities.
@@ -58,10 +64,19 @@ def golden(
       edgecls golden                                   # models/digits-small/golden/
 
       edgecls golden models/pets-mobile --out app/src/test/golden --count 8
+
+      edgecls golden --platform arm64              # and what each file answers on arm64 (emulated)
     """
     from ..verify.golden import write_golden
 
-    result = write_golden(bundle, out=out_dir, count=count, data_dir=data_dir)
+    outputs = None
+    if platform is not None:
+        from ..platforms.verify import golden_outputs
+
+        outputs = golden_outputs(platform, cpu, bundle_path=bundle, cache_dir=cache_dir)
+    elif cpu or cache_dir:
+        raise EdgeclsError("--cpu and --cache-dir go with --platform")
+    result = write_golden(bundle, out=out_dir, count=count, data_dir=data_dir, platform_outputs=outputs)
     if as_json:
         _emit_json(result.index)
     else:

@@ -27,7 +27,21 @@ def verify(
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
     max_drop: Annotated[float, typer.Option(help="int8 gate: accuracy points it may lose vs Keras.")] = 1.0,
     ov_precision: Annotated[str, typer.Option(
-        help="OpenVINO: what float parts compute in: f32 (parity), or bf16/f16 to measure those on purpose.")] = "f32",
+        help="OpenVINO: what float parts compute in, one row each (comma-separated): f32 (parity), default (what "
+             "this CPU picks for an fp32 IR: bf16 on AVX-512 BF16/AMX, f16 on ARM with fp16; the row names it), "
+             "bf16 or f16 on purpose.")] = "f32,default",
+    platform: Annotated[Optional[str], typer.Option(
+        help="Verify on another instruction set instead, emulated: arm64, shown beside this machine's stored rows "
+             "(needs 'edgecls platform setup arm64'; onnx, tflite, openvino on the bundle's reference images).")
+    ] = None,
+    cpu: Annotated[Optional[str], typer.Option(
+        help="With --platform: emulated CPU models, comma-separated (default neoverse-v1,cortex-a72); a verdict "
+             "is believed when two agree.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="With --platform: the cache 'edgecls platform setup' built (default ~/.cache/edgecls/platforms).")
+    ] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        help="With --platform: seconds each emulated CPU model may run before it is stopped.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
@@ -50,10 +64,20 @@ def verify(
       edgecls verify models/fashion-mnist-small --runtime onnx,tflite --max-drop 0.5
 
       edgecls verify --explain                     # and where each int8 file loses precision, layer by layer
+
+      edgecls verify --platform arm64              # the same files inside an emulated arm64 userland
     """
 
     from ..verify.parity import verify as run
 
+    if platform is not None:
+        if device != Device.cpu or threads or data_dir:
+            raise EdgeclsError("--device, --threads and --data-dir do not go with --platform (an emulated CPU, one "
+                               "thread per CPU model, the bundle's reference images)")
+        return _on_platform(bundle, platform, cpu, runtime, ov_precision, max_drop, cache_dir, timeout, explain,
+                            as_json)
+    if cpu or cache_dir or timeout:
+        raise EdgeclsError("--cpu, --cache-dir and --timeout go with --platform")
     if explain:  # before any work: a bundle with no int8 artifact is a usage error
         from ..core.bundle import Bundle
         from ..verify.explain import int8_artifacts
@@ -80,3 +104,24 @@ def verify(
 
 # the help text states the gates from their one definition (edgecls.core.gates)
 verify.__doc__ = verify.__doc__.replace("{gates}", summary())
+
+
+def _on_platform(bundle, platform, cpu, runtime, ov_precision, max_drop, cache_dir, timeout, explain, as_json):
+    from ..platforms.verify import verify_platform
+    from ..report.console import render_platform_verify
+
+    if explain:
+        raise EdgeclsError("--explain runs on this machine only, not with --platform")
+    from ..report.console import err
+
+    result = verify_platform(bundle, platform, cpu, runtime_names=runtime, runtime_options={"compute": ov_precision},
+                             max_drop=max_drop, cache_dir=cache_dir, timeout=timeout,
+                             on_start=lambda line: err.print(line, highlight=False))
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        render_platform_verify(result.to_dict())
+    if result.save_error:
+        raise EdgeclsError(f"{result.save_error} (the results above are not stored)")
+    if result.failed:
+        raise typer.Exit(1)

@@ -193,6 +193,14 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
                             "lost/gained, changed answers, |Δp| (99th percentile and max); rows whose sha256 no "
                             "longer matches the artifact are stale and ignored", items={"type": "object"}),
     }, required=["rows"]),
+    "platform_verify": _obj("parity results of edgecls verify --platform (an emulated instruction set), merged "
+                            "per artifact x runtime x platform x CPU model x requested precision", {
+        "at": _f("string", "UTC time of the last emulated verify"),
+        "rows": _f("array", "as verify's rows, plus platform (arm64), cpu (the emulated CPU model), emulator "
+                            "(qemu-user version), vs_native (changed answers and max |Δp| against this machine's "
+                            "outputs on the same images) and verdict (the outcome when the CPU models agree; "
+                            "'emulator disagreement' when they differ; '(one CPU model)' when not cross-checked)"),
+    }, required=["rows"]),
     "bench": _obj("the last edgecls bench", {
         "at": _f("string", "UTC time"),
         "environment": _f("object", "CPU, cores, threads, library versions"),

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from enum import Enum
 
-VERIFY_KEY = ("file", "runtime", "device")
+VERIFY_KEY = ("file", "runtime", "device", "compute_requested")
 BENCH_KEY = ("file", "runtime", "device", "batch")
-KEYS = {"verify": VERIFY_KEY, "bench": BENCH_KEY}
+#: an emulated platform's rows (edgecls verify --platform): per file x runtime x platform x CPU model
+PLATFORM_KEY = ("file", "runtime", "platform", "cpu", "compute_requested")
+KEYS = {"verify": VERIFY_KEY, "bench": BENCH_KEY, "platform_verify": PLATFORM_KEY}
 
 
 class Binding(str, Enum):
@@ -57,7 +59,7 @@ def binding(row: dict, manifest: dict) -> Binding:
 
 
 def rows(manifest: dict, section: str) -> list[dict]:
-    """Every stored row of `section` ("verify" or "bench"), current or not."""
+    """Every stored row of `section` ("verify", "bench" or "platform_verify"), current or not."""
     return list((manifest.get(section) or {}).get("rows", []))
 
 
@@ -88,16 +90,46 @@ def ignored_lines(manifest: dict, section: str, exclude: set[str] = frozenset())
     return out
 
 
+def _keyed(name: str, value):
+    """OpenVINO's f32 request is the baseline: rows written before it was recorded key with it."""
+    return "" if name == "compute_requested" and value in (None, "", "f32") else value
+
+
 def key(row: dict, section: str) -> tuple:
-    return tuple(row.get(k) for k in KEYS[section])
+    return tuple(_keyed(k, row.get(k)) for k in KEYS[section])
 
 
 def merge(old: list[dict], new: list[dict], section: str) -> list[dict]:
-    """`old` rows with `new` ones replacing those of the same artifact (and runtime, device, batch)."""
+    """`old` rows with `new` ones replacing those of the same artifact (and runtime, device, batch; the
+    requested precision; an emulated platform's CPU model)."""
     out = {key(r, section): r for r in old}
     for r in new:
         out[key(r, section)] = r
     return list(out.values())
+
+
+DISAGREEMENT = "emulator disagreement"
+
+
+def platform_verdicts(rows: list[dict]) -> dict[tuple, str]:
+    """An emulated platform's verdict for each row (by its key): the outcome when every CPU model that ran
+    the file in the same float precision agrees; "emulator disagreement" when they differ (an emulator
+    fault looks exactly like a parity fault, so neither outcome is believed); "<outcome> (one CPU model)"
+    when only one ran it, not cross-checked. Rows of the device's default precision that ran in different
+    precisions on different CPU models are different configurations, not compared."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        asked = _keyed("compute_requested", r.get("compute_requested"))
+        g = (r.get("file"), r.get("runtime"), r.get("platform"), asked, r.get("compute") if asked == "default" else "")
+        groups.setdefault(g, []).append(r)
+    out = {}
+    for members in groups.values():
+        outcomes = {r.get("outcome") for r in members}
+        verdict = (f"{members[0].get('outcome')} (one CPU model)" if len(members) == 1
+                   else outcomes.pop() if len(outcomes) == 1 else DISAGREEMENT)
+        for r in members:
+            out[key(r, "platform_verify")] = verdict
+    return out
 
 
 def mark_stale(manifest: dict, file: str, sha: str) -> None:
@@ -108,5 +140,5 @@ def mark_stale(manifest: dict, file: str, sha: str) -> None:
                 r["stale"] = True
 
 
-__all__ = ["Binding", "bind", "binding", "current", "identity", "ignored", "ignored_lines", "merge",
-           "mark_stale", "rows"]
+__all__ = ["Binding", "DISAGREEMENT", "bind", "binding", "current", "identity", "ignored", "ignored_lines",
+           "merge", "mark_stale", "platform_verdicts", "rows"]

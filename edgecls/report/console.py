@@ -171,7 +171,7 @@ def render_verify(result, strict: bool = False) -> None:
         e = r.evidence
         drop = next((c for c in e.checks if c.name == "accuracy drop"), None)
         changed = next(c for c in e.checks if c.name == "changed answers")
-        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", r.compute, f"{e.accuracy:.4f}",
+        table.add_row(r.format, r.precision, f"{r.runtime} / {r.device}", float_parts(r), f"{e.accuracy:.4f}",
                       f"{drop.estimate + 0:+.2f} ({drop.low + 0:+.1f}…{drop.high + 0:+.1f})" if drop
                       else f"{100 * (e.keras_accuracy - e.accuracy) + 0:+.2f}",
                       f"{e.lost}/{e.gained}",
@@ -193,6 +193,50 @@ def render_verify(result, strict: bool = False) -> None:
         if not r.failures:
             for u in r.undecided:
                 typer.echo(f"{'error' if strict else 'warning'}: {r.file} ({r.runtime}) inconclusive: {u}", err=True)
+
+
+def float_parts(r) -> str:
+    """What a row's float parts ran in, naming the device's default precision when that was asked."""
+    get = r.get if isinstance(r, dict) else lambda k, d="": getattr(r, k, d)
+    compute, asked, gate = get("compute", ""), get("compute_requested", ""), get("gate", "")
+    notes = (["device default"] if asked == "default" else []) + (
+        [f"{gate} limits"] if gate and gate != get("precision", "") else [])
+    return f"{compute} ({'; '.join(notes)})" if notes else compute
+
+
+def render_platform_verify(result: dict) -> None:
+    """`verify --platform`: the emulated rows (per CPU model) beside the host's rows of the same files."""
+    table = Table(title=f"parity vs Keras on {result['platform']} (emulated: {result['emulator']}), beside this "
+                        f"machine's rows; each file on the bundle's reference images; 95% intervals")
+    for col in ("file", "runtime", "where", "float parts", "accuracy", "changed (95%)", "|Δp| max",
+                "vs this machine: changed / max |Δp|", "outcome", "verdict"):
+        table.add_column(col, justify="right" if col in ("accuracy", "|Δp| max") else "left")
+    rows = sorted(result["native_rows"], key=lambda r: (r["file"], r["runtime"]))
+    rows += sorted(result["rows"], key=lambda r: (r["file"], r["runtime"], r.get("compute_requested", ""), r["cpu"]))
+    for r in rows:
+        where = (f"{r['platform']} / {r['cpu']}" if r.get("platform") else f"this machine / {r.get('device', '')}")
+        changed = next((c for c in r.get("checks", []) if c["name"] == "changed answers"), None)
+        vs = r.get("vs_native")
+        verdict = r.get("verdict", "")
+        table.add_row(r["file"], r["runtime"], where, float_parts(r),
+                      f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
+                      f"{r['changed']}/{r['images']} ({changed['interval'][0]:.2f}…{changed['interval'][1]:.2f}%)"
+                      if changed else "", f"{r['max_abs_diff']:.1e}" if r.get("max_abs_diff") is not None else "",
+                      f"{vs['changed']}/{vs['images']} / {vs['max_abs_diff']:.1e} ({vs['compute'] or '?'})" if vs
+                      else "", OUTCOME.get(r.get("outcome"), r.get("outcome", "")),
+                      f"[red]{verdict}[/]" if verdict == "emulator disagreement" else verdict)
+    out.print(table)
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in result["seconds"].items())
+    out.print(f"wall time: {secs} (time under emulation says nothing about the device's speed)", highlight=False)
+    for runtime, why in result["skipped"].items():
+        err.print(f"[yellow]warning: {runtime} not verified on {result['platform']}: {why}[/]", soft_wrap=True,
+                  highlight=False)
+    for r in result["rows"]:
+        for f in r.get("failures", []):
+            typer.echo(f"FAIL {r['file']} ({r['runtime']}, {r['platform']}/{r['cpu']}): {f}", err=True)
+        if r.get("verdict") == "emulator disagreement":
+            typer.echo(f"warning: {r['file']} ({r['runtime']}): the CPU models disagree ({r['cpu']}: {r['outcome']})"
+                       ": an emulator disagreement, not a parity result", err=True)
 
 
 def render_explain(explanations) -> None:
@@ -330,6 +374,14 @@ def render_info(info) -> None:
             out.print(f"[yellow]{section} result ignored: {line}[/]", soft_wrap=True, highlight=False)
 
 
+def _asked(r: dict) -> str:
+    """" (bf16 default)" for a row of the device's default precision; "" for the parity (f32) row."""
+    asked = r.get("compute_requested") or ""
+    if asked in ("", "f32"):
+        return ""
+    return f" ({r.get('compute', '?')} default)" if asked == "default" else f" ({asked})"
+
+
 def verified_cell(m: dict, a: dict) -> str:
     """An artifact's current verify outcomes (one per runtime x device), or why there is none."""
     from ..core import results
@@ -342,11 +394,17 @@ def verified_cell(m: dict, a: dict) -> str:
     cells = []
     for r in rows:
         b = results.binding(r, m)
-        where = f"{r.get('runtime')}/{r.get('device')}"
+        where = f"{r.get('runtime')}/{r.get('device')}" + _asked(r)
         outcome = r.get("outcome")
         cells.append(f"{where} {OUTCOME.get(outcome, '?') if isinstance(outcome, str) else '?'}"
                      if b == results.Binding.current
                      else f"{where} [yellow]{b.value} (run verify again)[/]")
+    platform_rows = [r for r in results.current(m, "platform_verify") if r.get("file") == a["file"]]
+    verdicts = results.platform_verdicts(platform_rows)
+    for r in platform_rows:
+        verdict = verdicts.get(results.key(r, "platform_verify"), "")
+        cells.append(f"{r.get('runtime')}/{r.get('platform')}:{r.get('cpu')}{_asked(r)} "
+                     + (OUTCOME[verdict] if verdict in OUTCOME else f"[yellow]{verdict}[/]"))
     return "; ".join(cells)
 
 
@@ -379,8 +437,12 @@ def render_golden(result) -> None:
         table.add_column(col)
     rows = [("keras", "fp32", "keras", index["keras"]["top1"], None)] if "keras" in index else []
     rows += [(o["format"], o["precision"], o["runtime"], o["top1"], o["tolerance"]["abs"]) for o in index["outputs"]]
+    rows += [(o["format"], o["precision"], f"{o['runtime']} on {o['platform']}/{o['cpu']}", o["top1"],
+              f"max |Δp| vs this machine {o['vs_this_machine']['max_abs_diff']:.1e}" if o.get("vs_this_machine")
+              else "") for o in index.get("platform_outputs", [])]
     for fmt, precision, runtime, top1, tol in rows:
-        table.add_row(fmt, precision, runtime, " ".join(top1), "reference" if tol is None else f"{tol:.2g}")
+        table.add_row(fmt, precision, runtime, " ".join(top1), "reference" if tol is None else
+                      tol if isinstance(tol, str) else f"{tol:.2g}")
     out.print(table)
     for note in result.skipped:
         err.print(f"skipped {note}", highlight=False)

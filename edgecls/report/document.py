@@ -148,6 +148,38 @@ def _parity_section(m: dict) -> list[str]:
             *([f"Ignored (not bound to the bytes in the bundle): {'; '.join(ignored)}."] if ignored else [])]
 
 
+def _platform_section(m: dict) -> list[str]:
+    """`verify --platform` rows: each file on each emulated CPU model, with how far it is from this machine."""
+    from ..core import results
+
+    rows = results.current(m, "platform_verify")
+    if not rows:
+        return []
+    verdicts = results.platform_verdicts(rows)
+    rows = sorted(rows, key=lambda r: (r["file"], r["runtime"], r.get("compute_requested", ""), r["cpu"]))
+
+    def vs(r: dict) -> str:
+        v = r.get("vs_native")
+        return f"{v['changed']}/{v['images']}, {v['max_abs_diff']:.1e}" if v else ""
+
+    def parts(r: dict) -> str:
+        asked = " (device default)" if r.get("compute_requested") == "default" else ""
+        return f"{r.get('compute', '')}{asked}"
+
+    return ["## Parity on other instruction sets (emulated)",
+            "The device-side verify run inside an emulated userland (qemu-user) on each CPU model, on the bundle's "
+            "reference images, judged against Keras with the same gates. A verdict holds when the CPU models "
+            "agree; where they differ it is an emulator disagreement, not a parity result. Timing under emulation "
+            "means nothing; kernels and default precisions do (docs/platforms.md).",
+            _table(["file", "runtime", "platform / CPU model", "float parts", "accuracy", "changed", "abs Δp max",
+                    "vs this machine: changed, max abs Δp", "outcome", "verdict"],
+                   [[r["file"], r["runtime"], f"{r['platform']} / {r['cpu']}", parts(r),
+                     f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
+                     f"{r['changed']}/{r['images']}" if r.get("images") else "",
+                     f"{r['max_abs_diff']:.1e}" if r.get("max_abs_diff") is not None else "", vs(r), r["outcome"],
+                     verdicts.get(results.key(r, "platform_verify"), "")] for r in rows])]
+
+
 def _latency_section(m: dict, plots: dict) -> list[str]:
     bench = m.get("bench")
     if not bench:
@@ -248,7 +280,7 @@ def write_report(bundle_path: str | Path) -> Path:
     for name, alt in (("training.png", "training curves"), ("confusion.png", "confusion matrix")):
         if name in plots:
             blocks.append(Figure(name, alt))
-    blocks += _artifacts_section(m) + _parity_section(m) + _latency_section(m, plots)
+    blocks += _artifacts_section(m) + _parity_section(m) + _platform_section(m) + _latency_section(m, plots)
     files = {**plots, "report.md": to_markdown(blocks), "report.html": to_html(blocks, m["name"], plots)}
     with b.staging() as stage:  # every figure and both reports reach the bundle in one commit with the manifest
         for name, data in files.items():

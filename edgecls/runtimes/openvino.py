@@ -1,5 +1,7 @@
 """OpenVINO on CPU (or GPU). fp32 parity requests f32 execution: on CPUs with bf16 support
-OpenVINO would otherwise run an fp32 IR in bf16. `precision="bf16"` measures bf16 on purpose."""
+OpenVINO would otherwise run an fp32 IR in bf16 (and in f16 on ARM CPUs with fp16 arithmetic).
+`compute="bf16"` measures bf16 on purpose; `compute="default"` sets no precision and reports what the
+device chose (`compute` after load), so the row names it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from ..core.errors import EdgeclsError
 from ..core.names import Device, Precision, Runtime
 from . import Runner, TimedCall, as_float, check_threads
 
-COMPUTE = ("f32", "bf16", "f16")
+COMPUTE = ("f32", "bf16", "f16", "default")
 
 
 class OpenVINORunner(Runner):
@@ -38,7 +40,9 @@ class OpenVINORunner(Runner):
             raise EdgeclsError(f"--device gpu: OpenVINO sees no GPU device here (devices: "
                                f"{', '.join(core.available_devices)}; needs an Intel GPU and its driver)")
         # one stream, like benchmark_app -hint none -nstreams 1 -nthreads N
-        config = {"INFERENCE_PRECISION_HINT": self.requested, "NUM_STREAMS": 1}
+        config = {"NUM_STREAMS": 1}
+        if self.requested != "default":  # default: what this device picks for an fp32 IR, reported as compute
+            config["INFERENCE_PRECISION_HINT"] = self.requested
         if threads and target == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
         self.core, self.path, self.target, self.config = core, path, target, config

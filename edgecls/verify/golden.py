@@ -13,6 +13,9 @@ The folder (written whole or not at all) holds:
     inputs/00.uint8.npy         (1, H, W, C) uint8: what the int8 TFLite model receives (with one)
     outputs/<format>-<precision>.npy   (N, classes) float32 probabilities of that artifact
     outputs/keras.npy           the Keras model's, where TensorFlow is installed
+    outputs/<platform>-<cpu>/<format>-<precision>.npy   with --platform: the same artifact run on that
+                                instruction set (emulated CPU model): a port on an ARM device compares
+                                with these (golden.json: platform_outputs)
 
 Tensors are made from the written image files with `edgecls.core.images.load_image`, the same decode
 as training and `Classifier.load` (docs/embedding.md states it).
@@ -138,7 +141,8 @@ def _int8_tolerance(bundle: Bundle, artifact: dict, probs: np.ndarray, keras: np
 
     row = next((r for r in results.current(bundle.manifest, "verify")
                 if r.get("file") == artifact["file"] and r.get("max_abs_diff") is not None
-                and r.get("runtime") in (None, "", artifact["format"])), None)
+                and r.get("runtime") in (None, "", artifact["format"])
+                and r.get("compute_requested") in (None, "", "f32")), None)
     if row is not None:
         own, basis = row["max_abs_diff"], f"edgecls verify: max |p - p_keras| on {row.get('images')} images"
     elif keras is not None:
@@ -162,7 +166,7 @@ def _check_out(out: Path, bundle_path: Path) -> None:
 
 
 def write_golden(bundle_dir: str | Path, out: str | Path | None = None, count: int = 4,
-                 data_dir: str | None = None) -> GoldenResult:
+                 data_dir: str | None = None, platform_outputs=None) -> GoldenResult:
     """Write golden vectors of a bundle's exported artifacts into `out` (default BUNDLE/golden).
 
     Args:
@@ -170,6 +174,9 @@ def write_golden(bundle_dir: str | Path, out: str | Path | None = None, count: i
         out: the folder to write; replaced whole, never left half-written.
         count: held-out images, stratified (classes take turns).
         data_dir: where the dataset lives now, if it moved.
+        platform_outputs: ``(inputs, artifacts) -> list of dicts`` (platform, cpu, file, runtime, compute,
+            probabilities or error): each artifact's outputs on other instruction sets
+            (`edgecls.platforms.golden_outputs`), recorded beside this machine's.
 
     Raises:
         EdgeclsError: no exported artifact, a bad --count, an unwritable --out, a tampered file.
@@ -225,5 +232,32 @@ def write_golden(bundle_dir: str | Path, out: str | Path | None = None, count: i
         if not outputs:
             raise EdgeclsError("no exported artifact could be run here: " + "; ".join(skipped))
         index["outputs"], index["skipped"] = outputs, skipped
+        if platform_outputs is not None:
+            index["platform_outputs"] = _platform_entries(stage, bundle, exported, x, outputs, platform_outputs,
+                                                          skipped)
         atomic_write(stage / GOLDEN, json.dumps(index, indent=1) + "\n")
     return GoldenResult(out, index, skipped)
+
+
+def _platform_entries(stage: Path, bundle: Bundle, exported: list[dict], x: np.ndarray, outputs: list[dict],
+                      platform_outputs, skipped: list[str]) -> list[dict]:
+    """Each artifact's probabilities on other instruction sets, saved beside this machine's, with how far
+    they are from them (max |Δp|, top-1 the same)."""
+    here = {o["artifact"]: np.asarray(o["probabilities"], np.float32) for o in outputs}
+    entries = []
+    for e in platform_outputs(x, exported):
+        if e.get("error"):
+            skipped.append(f"{e['platform']}/{e['cpu']} {e['file']}: {e['error']}")
+            continue
+        a = next(a for a in exported if a["file"] == e["file"])
+        probs = np.asarray(e["probabilities"], np.float32)
+        entry = {"platform": e["platform"], "cpu": e["cpu"], "emulator": e.get("emulator", ""),
+                 "format": a["format"], "precision": a["precision"], "artifact": a["file"],
+                 "artifact_sha256": a["sha256"], "runtime": e.get("runtime", a["format"]), "compute": e.get("compute"),
+                 "file": _npy(stage, f"outputs/{e['platform']}-{e['cpu']}/{a['format']}-{a['precision']}.npy", probs),
+                 "probabilities": probs.tolist(), "top1": [bundle.labels()[k] for k in probs.argmax(1)]}
+        if a["file"] in here:
+            entry["vs_this_machine"] = {"max_abs_diff": float(np.abs(probs - here[a["file"]]).max()),
+                                        "same_top1": bool((probs.argmax(1) == here[a["file"]].argmax(1)).all())}
+        entries.append(entry)
+    return entries

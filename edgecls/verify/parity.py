@@ -10,6 +10,7 @@ judged and merged into the manifest per artifact x runtime x device.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class ParityRow:
     runtime: str = ""
     device: str = ""
     compute: str = ""  # what the float parts ran in (OpenVINO: f32/bf16/f16)
+    compute_requested: str = ""  # OpenVINO: what was asked (f32, or "default": whatever the CPU picks)
+    gate: str = ""  # the precision whose limits judged it: the file's, or fp16 for an fp32 file run in bf16/f16
     at: str = ""
     source: str = ""  # dataset (Keras run here) or reference (the bundle's stored Keras probabilities)
     evidence: Evidence | None = None
@@ -99,19 +102,30 @@ def runner_for(name: Runtime | str, runtime_options: dict[str, str] | None = Non
     return cls(**{k: v for k, v in (runtime_options or {}).items() if k in cls.options})
 
 
+def option_sets(name: Runtime | str, runtime_options: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Each combination of the comma-separated values of the options `name` takes: ``{"compute": "f32,default"}``
+    gives OpenVINO two runs (two rows), f32 and the device's default precision; other runtimes one."""
+    cls = runtimes.runner_class(name)
+    taken = {k: [v.strip() for v in str(value).split(",") if v.strip()]
+             for k, value in (runtime_options or {}).items() if k in cls.options}
+    return [dict(zip(taken, combo)) for combo in itertools.product(*taken.values())] or [{}]
+
+
 def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] | None = None,
            device: Device = Device.cpu, threads: int | None = None, max_drop: float = 1.0,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
-           on_row=None) -> VerifyResult:
+           on_row=None, on_output=None, save: bool = True) -> VerifyResult:
     """Run every exported artifact (of the selected runtimes) on images the model never trained on and
     judge it against the Keras model. Rows are stored in the manifest under ``verify``, bound to each
-    file's sha256 and merged per artifact x runtime x device.
+    file's sha256 and merged per artifact x runtime x device x requested precision.
 
     `runtime_options` go to each runtime that takes them (``{"compute": "f32"}``: OpenVINO's
-    execution precision). An artifact that is missing, tampered with, or whose runtime is not
-    installed gets a failed row with the reason; the others are still verified. When the results
-    cannot be saved (a read-only bundle, or one trained again meanwhile), they are still returned,
-    with `save_error` set.
+    execution precision; comma-separated values give one row each, ``"f32,default"``).
+    `on_output(row, probabilities)` sees each file's outputs; `save=False` stores nothing (an emulated
+    platform's rows are stored by the host, `edgecls.platforms.verify`). An artifact that is missing,
+    tampered with, or whose runtime is not installed gets a failed row with the reason; the others are
+    still verified. When the results cannot be saved (a read-only bundle, or one trained again
+    meanwhile), they are still returned, with `save_error` set.
 
     Raises:
         EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options.
@@ -121,11 +135,12 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     names = parse(Runtime, runtime_names, "--runtime") or [
         r for r in runtimes.RUNTIMES if r != Runtime.keras and runtimes.runner_class(r).by_default]
     for name in names:  # bad option values fail here, before any work
-        runner_for(name, runtime_options)
+        for options in option_sets(name, runtime_options):
+            runner_for(name, options)
     bundle = Bundle.open(bundle_path)
     # each artifact with every selected runtime that runs its format (onnx: onnx, web-onnx)
-    artifacts = [(a, n) for a in bundle.manifest["artifacts"] if a["format"] != "keras"
-                 for n in names if runtimes.runner_class(n).runs(a["format"])]
+    artifacts = [(a, n, o) for a in bundle.manifest["artifacts"] if a["format"] != "keras"
+                 for n in names if runtimes.runner_class(n).runs(a["format"]) for o in option_sets(n, runtime_options)]
     if not artifacts:
         raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
                            f"run 'edgecls export {bundle.path}' first")
@@ -133,15 +148,20 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     keras_acc = float((ref[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
     limits = gates(max_drop)
     rows, at = [], now()
-    for a, name in artifacts:
-        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at, source=source)
+    for a, name, options in artifacts:
+        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at, source=source,
+                        compute_requested=options.get("compute", ""))
         runner = None
         try:
             path = bundle.checked_path(a["file"])
-            runner = runner_for(name, runtime_options)
+            runner = runner_for(name, options)
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
-            row.evidence = judge(limits[Precision(a["precision"])], runner.predict_all(x_all), ref, y)
+            probabilities = runner.predict_all(x_all)
+            row.gate = gate_for(a["precision"], row.compute).value
+            row.evidence = judge(limits[Precision(row.gate)], probabilities, ref, y)
+            if on_output:
+                on_output(row, probabilities)
             row.failures, row.undecided = row.evidence.failures(), row.evidence.undecided()
             row.calibration = calibration_faults(bundle, a)
             row.failures += row.calibration
@@ -157,6 +177,8 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     result = VerifyResult(len(y), len(x_all), keras_acc, rows, {k.value: asdict(v) for k, v in limits.items()},
                           source)
     result.ignored = results.ignored_lines(bundle.manifest, "verify", exclude={r.file for r in rows})
+    if not save:
+        return result
     section = bundle.manifest.get("verify") or {}
     stored = [results.bind(r.to_dict() | {"device": Device(device).value, "device_ran": r.device,
                                           "threads": threads}, bundle.manifest) for r in rows]
@@ -167,6 +189,15 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     except EdgeclsError as e:
         result.save_error = str(e)
     return result
+
+
+def gate_for(precision: str, compute: str) -> Precision:
+    """The limits a run is judged by: its file's precision's, except an fp32 file whose float parts ran in a
+    16-bit float (OpenVINO's default on a bf16 or fp16 CPU, or asked for): fp16's, and the row says so. An
+    fp32 file's f32 run is always held to fp32's limits."""
+    if Precision(precision) == Precision.fp32 and compute in ("bf16", "f16"):
+        return Precision.fp16
+    return Precision(precision)
 
 
 def calibration_faults(bundle: Bundle, artifact: dict) -> list[str]:
