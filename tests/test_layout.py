@@ -1,13 +1,14 @@
 """The layout shows the stages, and a rule keeps it: each package imports only packages to its left in
-core → train → export → runtimes → verify → platforms → apps → bench → report → cli (runtimes may be imported
-by export, verify, platforms and bench; they import only core). Read from the source with `ast`, so nothing
-is imported to check it."""
+core → train → export → runtimes → verify → platforms → apps → bench → report → pipeline → tune → cli (runtimes
+may be imported by export, verify, platforms and bench; they import only core). Read from the source with `ast`,
+so nothing is imported to check it."""
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgecls"
-ORDER = ["core", "train", "export", "runtimes", "verify", "platforms", "apps", "bench", "report", "pipeline", "cli"]
+ORDER = ["core", "train", "export", "runtimes", "verify", "platforms", "apps", "bench", "report", "pipeline", "tune",
+         "cli"]
 ALLOWED = {  # package -> what it may import (besides itself)
     "core": {"_vendor"},
     "train": {"core"},
@@ -19,7 +20,9 @@ ALLOWED = {  # package -> what it may import (besides itself)
     "bench": {"core", "train", "export", "runtimes", "verify"},
     "report": {"core"},  # reads manifests only
     "pipeline": {"core", "train", "export", "runtimes", "verify", "bench", "report"},
-    "cli": {"core", "train", "export", "runtimes", "verify", "platforms", "apps", "bench", "report", "pipeline"},
+    "tune": {"core", "train", "export", "runtimes", "verify", "bench", "report", "pipeline"},
+    "cli": {"core", "train", "export", "runtimes", "verify", "platforms", "apps", "bench", "report", "pipeline",
+            "tune"},
     "runtime": {"runtimes"},  # edgecls.runtime: the published name of runtimes.classifier
     "__init__": set(),
 }
@@ -62,7 +65,8 @@ def test_every_module_lives_in_a_stage():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "pipeline.py", "runtime.py"], top
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
-        "core", "train", "export", "runtimes", "verify", "platforms", "apps", "bench", "report", "cli", "_vendor"}
+        "core", "train", "export", "runtimes", "verify", "platforms", "apps", "bench", "report", "tune", "cli",
+        "_vendor"}
 
 
 def test_no_import_against_the_order():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from . import app as app_cmd
-from . import bench, bundle, export, pipeline, train, verify
+from . import bench, bundle, export, pipeline, train, tune, verify
 from .platform import platform_app
 
 app = typer.Typer(
@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False)
 
 for command in (train.train, export.export, verify.verify, bench.bench, bundle.predict, bundle.golden, bundle.info,
-                pipeline.pipeline, app_cmd.app):
+                pipeline.pipeline, tune.tune, app_cmd.app):
     app.command()(command)
 app.add_typer(platform_app, name="platform")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.bundle import Bundle
 from ..core.files import atomic_write, file_entry
-from . import figures
+from . import figures, search
 
 
 class Table:
@@ -281,6 +281,12 @@ def write_report(bundle_path: str | Path) -> Path:
         if name in plots:
             blocks.append(Figure(name, alt))
     blocks += _artifacts_section(m) + _parity_section(m) + _platform_section(m) + _latency_section(m, plots)
+    searched = search.load(b.path, m)  # a bundle written by `edgecls tune`
+    if searched is not None:
+        front = search.figure(searched)
+        if front:
+            plots[search.FIGURE] = front
+        blocks[2:2] = search.section(searched, plots)
     files = {**plots, "report.md": to_markdown(blocks), "report.html": to_html(blocks, m["name"], plots)}
     with b.staging() as stage:  # every figure and both reports reach the bundle in one commit with the manifest
         for name, data in files.items():

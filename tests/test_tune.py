@@ -1,0 +1,231 @@
+"""`edgecls tune`: the search space, the pick (accuracy intervals, ties, limits), the front, latency files
+bound to bytes, bad input — and one real search on synthetic data, interrupted and resumed."""
+
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecls.cli import app
+from edgecls.cli.tune import parse_budget
+from edgecls.core.errors import EdgeclsError
+from edgecls.tune import select, space, target
+
+from .conftest import make_folder
+
+SHA = {name: name[0] * 64 for name in ("aaa", "bbb", "ccc", "ddd")}
+
+
+def _manifest(bundle_id: str, files: list[dict]) -> dict:
+    """A candidate bundle's manifest as select reads it: artifacts, and verify/bench rows bound to their bytes.
+    Each of `files`: file, sha, kb, accuracy, n (held-out), p50, outcome, (p90)."""
+    arts, verify, bench = [], [], []
+    for f in files:
+        fmt = f["file"].rsplit(".", 1)[1]
+        arts.append({"format": fmt, "precision": "int8" if ".int8." in f["file"] else "fp32", "file": f["file"],
+                     "bytes": int(f["kb"] * 1024), "sha256": f["sha"]})
+        verify.append({"file": f["file"], "format": fmt, "runtime": fmt, "sha256": f["sha"], "bundle_id": bundle_id,
+                       "accuracy": f["accuracy"], "heldout_images": f["n"], "images": f["n"],
+                       "outcome": f.get("outcome", "pass")})
+        bench.append({"file": f["file"], "runtime": fmt, "batch": 1, "sha256": f["sha"], "bundle_id": bundle_id,
+                      "p50_ms": f["p50"], "p90_ms": f.get("p90", f["p50"] * 1.1), "p90_ok": True,
+                      "outputs_ok": True})
+    return {"bundle_id": bundle_id, "artifacts": arts, "verify": {"rows": verify}, "bench": {"rows": bench}}
+
+
+LIMITS = select.Limits(max_latency_ms=10, max_size_mb=1)
+
+
+def _points(spec: dict[str, list[dict]], limits=LIMITS, order=None):
+    names = order or list(spec)
+    return [p for n in names for p in select.points(n, _manifest(f"id-{n}", spec[n]), limits)]
+
+
+def test_the_most_accurate_wins_when_the_intervals_tell_them_apart():
+    spec = {"big": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 900, "accuracy": 0.95, "n": 1000, "p50": 8}],
+            "small": [{"file": "model.onnx", "sha": SHA["bbb"], "kb": 50, "accuracy": 0.80, "n": 1000, "p50": 1}]}
+    pts = _points(spec)
+    chosen = select.pick(pts, LIMITS)
+    assert chosen.chosen.candidate == "big" and "most accurate" in chosen.why
+    lost = next(p for p in pts if p.candidate == "small")
+    assert lost.reason.startswith("less accurate beyond noise: 0.800")
+
+
+def test_overlapping_accuracy_intervals_are_a_tie_and_the_faster_then_smaller_wins():
+    # 30 held-out images: 0.90 and 0.87 are the same accuracy as far as the evidence goes
+    spec = {"a": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 900, "accuracy": 0.90, "n": 30, "p50": 8}],
+            "b": [{"file": "model.onnx", "sha": SHA["bbb"], "kb": 300, "accuracy": 0.87, "n": 30, "p50": 2}],
+            "c": [{"file": "model.onnx", "sha": SHA["ccc"], "kb": 100, "accuracy": 0.87, "n": 30, "p50": 2.02}]}
+    pts = _points(spec)
+    chosen = select.pick(pts, LIMITS)
+    assert chosen.chosen.candidate == "c"  # tied on accuracy with the best, tied on latency with b, smaller
+    assert set(chosen.tied_accuracy) == {"a model.onnx", "b model.onnx", "c model.onnx"}
+    reasons = {p.candidate: p.reason for p in pts}
+    assert reasons["a"].startswith("tied on accuracy with the pick") and "slower beyond noise" in reasons["a"]
+    assert reasons["b"].startswith("tied on accuracy and latency with the pick: larger file")
+    # the same answer whatever order the candidates finished in
+    for _ in range(5):
+        order = random.sample(list(spec), len(spec))
+        assert select.pick(_points(spec, order=order), LIMITS).chosen.candidate == "c"
+
+
+def test_limits_parity_and_stale_rows_rule_files_out_and_the_closest_is_named():
+    spec = {"fast": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 3000, "accuracy": 0.9, "n": 100, "p50": 1},
+                     {"file": "model.int8.onnx", "sha": SHA["bbb"], "kb": 800, "accuracy": 0.9, "n": 100, "p50": 12,
+                      "p90": 12.5}],
+            "flaky": [{"file": "model.tflite", "sha": SHA["ccc"], "kb": 10, "accuracy": 0.9, "n": 100, "p50": 1,
+                       "outcome": "inconclusive"}]}
+    pts = _points(spec)
+    by = {p.file: p for p in pts}
+    assert by["model.onnx"].reason.startswith("2.93 MB > --max-size 1 MB (+193%)")
+    assert by["model.int8.onnx"].reason == "p90 12.500 ms > --max-latency 10 ms (+25%)"
+    assert by["model.tflite"].reason.startswith("parity not shown") and not by["model.tflite"].qualifies
+    assert select.pick(pts, LIMITS).chosen is None
+    assert select.closest(pts, LIMITS).startswith("closest: fast model.int8.onnx (onnx int8): p90 12.500 ms")
+    accepting = select.Limits(10, 1, accept_inconclusive=True)
+    assert select.pick(_points(spec, accepting), accepting).chosen.file == "model.tflite"
+    # a verify row for other bytes (re-exported since) does not count
+    m = _manifest("id-x", spec["flaky"])
+    m["verify"]["rows"][0]["sha256"] = SHA["ddd"]
+    assert select.points("x", m, accepting)[0].reason == "not verified"
+
+
+def test_the_front_keeps_only_files_nothing_beats_on_accuracy_latency_and_size():
+    spec = {"a": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 100, "accuracy": 0.9, "n": 100, "p50": 2},
+                  {"file": "model.tflite", "sha": SHA["bbb"], "kb": 200, "accuracy": 0.85, "n": 100, "p50": 3}],
+            "b": [{"file": "model.onnx", "sha": SHA["ccc"], "kb": 900, "accuracy": 0.95, "n": 100, "p50": 9}]}
+    front = select.front(_points(spec))
+    assert [p.label for p in front] == ["a model.onnx", "b model.onnx"]  # a's tflite is beaten on all three
+
+
+def test_candidates_are_parsed_from_the_registry():
+    assert space.parse("mobile@0.5") == space.Candidate("mobile", width=0.5)
+    assert space.parse("efficientnet-lite0@128") == space.Candidate("efficientnet-lite0", backbone_size=128)
+    assert space.parse("small").name == "small"
+    for bad, says in (("nope", "unknown architecture"), ("small@2", "takes no @value"),
+                      ("mobile@x", "not a number"), ("efficientnet-lite0@5", "between")):
+        with pytest.raises(EdgeclsError, match=says):
+            space.parse(bad)
+    names = [c.name for c in space.default_space()]
+    assert {"small", "mobile@0.25", "mobile@0.5", "mobile@1"} <= set(names) and "tiny" not in names
+    c = space.Candidate("mobile", width=0.5)
+    assert c.key({"data": "x", "seed": 0}) == c.key({"seed": 0, "data": "x"}) != c.key({"data": "x", "seed": 1})
+
+
+def test_budget_durations():
+    assert parse_budget("20m") == 1200 and parse_budget("1h30m") == 5400 and parse_budget("90") == 90
+    assert parse_budget("45s") == 45
+    for bad in ("soon", "20x", "m"):
+        with pytest.raises(EdgeclsError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_latency_files_are_bound_to_the_bytes_of_this_searchs_candidates(tmp_path):
+    m = _manifest("id-a", [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 10, "accuracy": 0.9, "n": 50, "p50": 9}])
+    row = dict(m["bench"]["rows"][0], p50_ms=3.0, p90_ms=3.3)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"environment": {"cpu": "Cortex-A76"}, "rows": [row]}))
+    rows = target.load([good], {"screen a": m})
+    got = rows.for_bundle(m, 1, "these bytes")["model.onnx"]
+    assert got["p50_ms"] == 3.0 and got["_from"] == "target device (Cortex-A76), these bytes"
+    pts = select.points("a", m, LIMITS, rows.for_bundle(m, 1, "these bytes"))
+    assert pts[0].p50_ms == 3.0 and pts[0].latency_from.startswith("target device")
+    for change, says in (({"bundle_id": "id-other"}, "measured another bundle"),
+                         ({"sha256": SHA["ddd"]}, "measured on other bytes")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"rows": [row | change]}))
+        with pytest.raises(EdgeclsError, match=says):
+            target.load([bad], {"screen a": m})
+    (tmp_path / "junk.json").write_text("not json")
+    with pytest.raises(EdgeclsError, match="junk.json: not a readable"):
+        target.load([tmp_path / "junk.json"], {"screen a": m})
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "one.json").write_text(good.read_text())
+    assert len(target.load([folder], {"screen a": m}).rows) == 1
+
+
+def _tune(*args):
+    return CliRunner().invoke(app, ["tune", *map(str, args)])
+
+
+def test_bad_input_is_refused_before_any_training(tmp_path):
+    small = make_folder(tmp_path / "few", per_class=20)
+    r = _tune("--data", small, "--max-size", "1", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "too small to compare candidates: 40 images leave 8 held-out" in r.output
+    assert "Add images" in r.output and not (tmp_path / "b").exists()
+    for args, says in (((), "give at least one limit"), (("--max-size", "1", "--budget", "soon"), "--budget 'soon'"),
+                       (("--max-size", "1", "--candidates", "nope"), "unknown architecture"),
+                       (("--max-latency", "-1"), "must be a positive"),
+                       (("--max-size", "1", "--latency-from", tmp_path), "no candidate exported yet")):
+        r = _tune("--data", "synthetic", *args, "--out", tmp_path / "b")
+        assert r.exit_code == 2 and says in r.output, (args, r.output)
+        assert "Traceback" not in r.output
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
+    """Screen two tiny candidates, refuse impossible limits and a budget too small, stop after the first
+    full candidate (Ctrl-C), resume with the target's latency file: the finished candidate is not redone."""
+    from edgecls.core.bundle import Bundle
+    from edgecls.tune.search import TuneConfig, TuneHooks, tune
+
+    out = tmp_path / "b"
+    common = ["--data", "synthetic", "--candidates", "tiny,mobile@0.25", "--format", "onnx", "--epochs", "2",
+              "--out", out, "--accept-inconclusive"]
+    r = _tune(*common, "--screen-only")
+    assert r.exit_code == 0, r.output
+    work = tmp_path / "b.tune"
+    screens = json.loads((work / "tune.json").read_text())["screened_bundles"]
+    assert set(screens) == {"tiny", "mobile@0.25"}
+
+    r = _tune(*common, "--max-size", "0.001")  # 1 KB: no network fits, untrained or not
+    assert r.exit_code == 1 and "no candidate can meet the limits: the closest" in r.output, r.output
+    assert "(+" in r.output and not out.exists()
+    r = _tune(*common, "--max-size", "1", "--budget", "2s")
+    assert r.exit_code == 2 and "too small for one candidate" in r.output, r.output
+
+    # the target device's bench of tiny's screening export (here: this machine, as a user would on the board)
+    measured = tmp_path / "target.json"
+    r = CliRunner().invoke(app, ["bench", screens["tiny"], "--runtime", "onnx", "--rounds", "1", "--min-time",
+                                 "0.05", "--min-runs", "64", "--json", str(measured)])
+    assert r.exit_code == 0, r.output
+    foreign = tmp_path / "foreign.json"
+    doc = json.loads(measured.read_text())
+    doc["rows"][0]["bundle_id"] = "someone-else"
+    foreign.write_text(json.dumps(doc))
+    r = _tune(*common, "--max-size", "1", "--latency-from", foreign)
+    assert r.exit_code == 2 and "measured another bundle" in r.output, r.output
+
+    class StopAfterFirst(TuneHooks):
+        def unit(self, rung, name, done, left, line):
+            if rung == "full":
+                raise KeyboardInterrupt
+
+    cfg = TuneConfig(data="synthetic", max_size_mb=1, candidates=["tiny", "mobile@0.25"], formats=["onnx"], epochs=2,
+                     out=out, accept_inconclusive=True, budget_s=1800)
+    with pytest.raises(KeyboardInterrupt):
+        tune(cfg, StopAfterFirst())
+    finished = list((work / "results").glob("full-*.json"))
+    assert len(finished) == 1 and not out.exists()
+    before = finished[0].stat().st_mtime_ns
+
+    r = _tune(*common, "--max-size", "1", "--max-latency", "1000", "--budget", "30m", "--latency-from", measured)
+    assert r.exit_code == 0, r.output
+    assert finished[0].stat().st_mtime_ns == before  # resumed: the finished candidate was not trained again
+    assert "[full 2/2, 0 left]" in r.output and "front:" in r.output and "pick:" in r.output
+    t = json.loads((out / "tune.json").read_text())
+    assert {c["candidate"] for c in t["candidates"]} == {"tiny", "mobile@0.25"}
+    assert all(c["status"] in ("picked", "trained in full") for c in t["candidates"])
+    assert t["pick"]["qualifies"] and t["pick"]["accuracy_ci"][0] <= t["pick"]["accuracy"] and t["front"]
+    assert t["latency_from"]["files"] == [str(measured)]
+    tiny_points = next(c for c in t["candidates"] if c["candidate"] == "tiny")["points"]
+    assert any(p["latency_from"].startswith("target device") for p in tiny_points)
+    assert t["spent_s"] <= 1800 * 1.1
+    m = Bundle.open(out).manifest  # a normal bundle: its files intact, tune.json recorded with its hash
+    assert any(f["file"] == "tune.json" for f in m["files"])
+    html = (out / "report.html").read_text()
+    assert "Search (edgecls tune)" in html and "accuracy vs latency of every searched file" in html
+    assert CliRunner().invoke(app, ["info", str(out)]).exit_code == 0
