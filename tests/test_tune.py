@@ -47,7 +47,7 @@ def test_the_most_accurate_wins_when_the_intervals_tell_them_apart():
             "small": [{"file": "model.onnx", "sha": SHA["bbb"], "kb": 50, "accuracy": 0.80, "n": 1000, "p50": 1}]}
     pts = _points(spec)
     chosen = select.pick(pts, LIMITS)
-    assert chosen.chosen.candidate == "big" and "most accurate" in chosen.why
+    assert chosen.chosen.candidate == "big" and chosen.why.endswith("ahead of every other beyond noise")
     lost = next(p for p in pts if p.candidate == "small")
     assert lost.reason.startswith("less accurate beyond noise: 0.800")
 
@@ -61,6 +61,7 @@ def test_overlapping_accuracy_intervals_are_a_tie_and_the_faster_then_smaller_wi
     chosen = select.pick(pts, LIMITS)
     assert chosen.chosen.candidate == "c"  # tied on accuracy with the best, tied on latency with b, smaller
     assert set(chosen.tied_accuracy) == {"a model.onnx", "b model.onnx", "c model.onnx"}
+    assert chosen.why.startswith("0.870") and "the smallest of the 2 tied on latency" in chosen.why
     reasons = {p.candidate: p.reason for p in pts}
     assert reasons["a"].startswith("tied on accuracy with the pick") and "slower beyond noise" in reasons["a"]
     assert reasons["b"].startswith("tied on accuracy and latency with the pick: larger file")

@@ -191,12 +191,16 @@ def pick(pts: list[Point], limits: Limits) -> Pick:
                         f"{chosen.size_kb:.1f} KB)")
         else:
             p.reason = "tied on accuracy, latency and size with the pick: higher tail or p50"
-    n = len(tied) - 1
-    why = (f"the most accurate qualifying file ({chosen.accuracy:.3f} {ci(*chosen.accuracy_ci)} on "
-           f"{chosen.heldout_images} held-out images)" if chosen is best else
-           f"tied on accuracy with {n} other qualifying file{'s' * (n != 1)} (95% intervals overlap the most "
-           f"accurate's, {best.accuracy:.3f} {ci(*best.accuracy_ci)}), then the "
-           + ("fastest" if len(quick) == 1 else "smallest of those tied on latency"))
+    acc = f"{chosen.accuracy:.3f} {ci(*chosen.accuracy_ci)} on {chosen.heldout_images} held-out images"
+    lead = (f"the most accurate qualifying file ({acc})" if chosen is best else
+            f"{acc}, tied on accuracy with the most accurate, {best.label} ({best.accuracy:.3f} "
+            f"{ci(*best.accuracy_ci)})")
+    if len(tied) == 1:
+        why = lead + ", ahead of every other beyond noise"
+    else:
+        why = (f"{lead}; of the {len(tied)} files tied on accuracy (95% intervals overlap), "
+               + ("the fastest beyond noise" if len(quick) == 1 else
+                  f"the smallest of the {len(quick)} tied on latency"))
     return Pick(chosen, [p.label for p in tied], why)
 
 
