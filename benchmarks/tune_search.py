@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-size", type=float, default=None)
     ap.add_argument("--budget", default="20m")
     ap.add_argument("--candidates", default=None)
+    ap.add_argument("--accept-inconclusive", action="store_true",
+                    help="small folders: parity can rarely be *shown* on a few dozen images")
     ap.add_argument("--work", type=Path, default=None, help="keep the folder and bundles here (resumable)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -58,16 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         write_folder(case, data)
     cmd = [sys.executable, "-m", "edgecls.cli", "tune", "--data", str(data), "--max-latency", str(args.max_latency),
-           "--budget", args.budget, "--out", str(work / "tuned")]
+           "--budget", args.budget, "--out", str(work / f"{case.name}-tuned")]
     cmd += ["--max-size", str(args.max_size)] if args.max_size else []
     cmd += ["--candidates", args.candidates] if args.candidates else []
+    cmd += ["--accept-inconclusive"] if args.accept_inconclusive else []
     t0 = time.monotonic()
     proc = subprocess.run(cmd, text=True, capture_output=True)
     wall = time.monotonic() - t0
     sys.stderr.write(proc.stderr[-6000:])
-    tune_json = work / "tuned" / "tune.json"
+    tune_json = work / f"{case.name}-tuned" / "tune.json"
     if not tune_json.is_file():
-        tune_json = work / "tuned.tune" / "tune.json"
+        tune_json = work / f"{case.name}-tuned.tune" / "tune.json"
     t = json.loads(tune_json.read_text()) if tune_json.is_file() else {"candidates": []}
     cpu = detect().to_dict()
     print(f"{case.name}: exit {proc.returncode}, wall {wall:.0f} s (budget {args.budget}); "

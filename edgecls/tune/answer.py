@@ -84,6 +84,7 @@ def _repoint(manifest_path: Path, old: Path, new: Path) -> None:
 def write(cfg, out: Path, candidate_bundle: Path, summary: dict, work: Path, clock):
     """The picked candidate's bundle at `out` (replaced whole, atomically), tune.json inside and in the
     work folder, the report written again with the front."""
+    from ..bench.decide import Constraints, decide
     from ..core.bundle import Bundle
     from ..report.document import write_report
     from .search import TuneResult
@@ -94,14 +95,20 @@ def write(cfg, out: Path, candidate_bundle: Path, summary: dict, work: Path, clo
                         ignore=lambda d, names: [n for n in names if n.startswith(".")])
         _repoint(stage / "manifest.json", Path(candidate_bundle), out)
     b = Bundle.open(out)
-    decision = (b.manifest.get("decision") or {}).get("chosen") or {}
+    # the bundle's own recommendation, made again under the search's limits (as bench makes it): predict and app
+    # follow it; where the target's latency ranked the files otherwise, tune.json says so
+    b.manifest["decision"] = decide(b.manifest, Constraints(
+        cfg.batch, cfg.max_latency_ms, cfg.percentile, None if cfg.max_size_mb is None else cfg.max_size_mb * select.KB,
+        cfg.max_drop, accept_inconclusive=cfg.accept_inconclusive)).to_dict()
+    decision = b.manifest["decision"].get("chosen") or {}
     pick = summary["pick"]
     summary["bundle"] = str(out)
     summary["bundle_recommendation"] = decision.get("file")
     if decision.get("file") != pick["file"]:
         summary["bundle_recommendation_note"] = (
-            f"the bundle's own recommendation (this machine's latency, the pipeline's rule) is "
-            f"{decision.get('file')}; tune picked {pick['file']} ({pick['latency_from']})")
+            f"the bundle's own recommendation (this machine's latency, the pipeline's rule: the fastest, not the most "
+            f"accurate) is {decision.get('file') or 'nothing'}; tune picked {pick['file']} (latency: "
+            f"{pick['latency_from']})")
     summary["spent_s"] = round(clock.spent, 1)
     text = json.dumps(summary, indent=1, default=str) + "\n"
     b.put(TUNE_JSON, text)

@@ -368,9 +368,17 @@ def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
         res = store.get("screen", key)
         if res is None:
             est = max((s["seconds"] for s in screens.values()), default=0.0)
-            if screens and clock.spent + est > cfg.budget_s:
-                rec["status"], rec["why"] = "not screened", (f"the budget left ({max(clock.left, 0):.0f} s) is less "
-                                                             f"than a screen's cost (~{est:.0f} s)")
+            # keep room to train the cheapest survivor so far in full: an answer from fewer candidates beats
+            # every candidate screened and none verified
+            fulls = [a for a in alive if store.get("full", keys[a.name])]
+            reserve = 0.0 if cfg.screen_only or fulls else min(
+                (_estimate(screens[a.name], _plan_images(cfg, a, split, cfg.epochs)[0], True) for a in alive),
+                default=0.0)
+            if screens and clock.spent + est + reserve > cfg.budget_s:
+                rec["status"], rec["why"] = "not screened", (
+                    f"the budget left ({max(clock.left, 0):.0f} s) is less than a screen's cost (~{est:.0f} s)"
+                    + (f" plus the full run of the cheapest survivor (~{reserve:.0f} s)" if reserve else ""))
+                hooks.unit("screen", c.name, i + 1, len(cands) - i - 1, "not screened: " + rec["why"])
                 continue
             res = store.put("screen", key, _screen(cfg, c, work / "screen" / key, len(data.classes)))
             rec["cost_s"] += res["seconds"]
