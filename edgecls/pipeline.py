@@ -10,6 +10,7 @@ from .bench.measure import BenchConfig, BenchResult, bench
 from .export import ExportConfig, ExportResult, export
 from .report.document import write_report
 from .train.fit import TrainConfig, TrainHooks, TrainResult, train
+from .train.importer import ImportConfig, ImportResult, import_model
 from .verify.parity import VerifyResult, verify
 
 
@@ -20,12 +21,16 @@ class PipelineConfig:
     # three interleaved rounds (the BenchConfig default) of >= 50 runs and 0.2 s: intervals for every p50
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.2))
     max_drop: float = 1.0  # the int8 gate
+    imported: ImportConfig | None = None  # import this model (edgecls import) in place of training one
 
     def validate(self) -> None:
         """Every stage's options, before any work (a bad bench option must not wait for training)."""
         from .core.gates import check_max_drop
 
-        self.train.validate()
+        if self.imported is not None:
+            self.imported.validate()
+        else:
+            self.train.validate()
         self.export.validate()
         self.bench.validate()
         check_max_drop(self.max_drop)
@@ -33,7 +38,7 @@ class PipelineConfig:
 
 @dataclass
 class PipelineResult:
-    train: TrainResult
+    train: TrainResult | ImportResult  # the first stage: training, or an import (--model)
     export: ExportResult
     verify: VerifyResult
     bench: BenchResult
@@ -48,7 +53,8 @@ class PipelineResult:
         """Every stage's result, as `edgecls pipeline --json` prints it."""
         m = self.train.manifest
         return {"bundle": str(self.train.bundle), "passed": self.passed,
-                "train": {"metrics": m["metrics"], "baseline": m.get("baseline"), "training": m["training"]},
+                "train": {"metrics": m["metrics"], "baseline": m.get("baseline"),
+                          **({"training": m["training"]} if "training" in m else {"imported": m.get("imported")})},
                 "export": {"artifacts": self.export.artifacts, "failures": self.export.failures,
                            "passed": self.export.passed},
                 "verify": self.verify.to_dict(),
@@ -64,11 +70,16 @@ class PipelineHooks:
 
 def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: PipelineHooks | None = None,
         on_export=None, on_verify=None, on_bench=None) -> PipelineResult:
-    """Train, export, verify, bench and report; `hooks.stage(name, result)` after each stage."""
+    """Train (or import `cfg.imported`), export, verify, bench and report; `hooks.stage(name, result)` after
+    each stage (the first is named "train" or "import")."""
     hooks = hooks or PipelineHooks()
     cfg.validate()
-    t = train(cfg.train, train_hooks)
-    hooks.stage("train", t)
+    if cfg.imported is not None:
+        t = import_model(cfg.imported)
+        hooks.stage("import", t)
+    else:
+        t = train(cfg.train, train_hooks)
+        hooks.stage("train", t)
     e = export(t.bundle, dataclasses.replace(cfg.export, max_drop=cfg.max_drop), on_export)
     hooks.stage("export", e)
     v = verify(t.bundle, max_drop=cfg.max_drop, on_row=on_verify)

@@ -62,6 +62,7 @@ def test_predict_cli_without_tensorflow(exported_bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     labels = Bundle.open(exported_bundle).labels()
-    assert [x["top"][0]["label"] for x in res] == [labels[k] for k in y]
+    assert res["artifact"]["file"] == "model.int8.tflite" and "--format tflite" in res["artifact"]["why"]
+    assert [x["top"][0]["label"] for x in res["predictions"]] == [labels[k] for k in y]
     r = subprocess.run(base + [str(tmp_path / "bad.png")], capture_output=True, text=True)
     assert r.returncode == 2 and "bad.png: not an image file" in r.stderr and "Traceback" not in r.stderr

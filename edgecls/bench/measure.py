@@ -223,6 +223,10 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
     bundle.manifest["bench"] = result.to_dict() | {"rows": results.merge(old, rows, "bench")}
     result.decision = decide(bundle.manifest, cfg.constraints)
     bundle.manifest["decision"] = result.decision.to_dict()
+    if result.decision.chosen is not None:  # bound to its bytes: predict, Classifier and app follow it while current
+        chosen = next(a for a in bundle.manifest["artifacts"] if a["file"] == result.decision.chosen.file)
+        bundle.manifest["decision"]["chosen"] |= {"sha256": chosen["sha256"],
+                                                  "bundle_id": results.identity(bundle.manifest)}
     try:
         bundle.save()
     except EdgeclsError as e:  # the measurements are still returned and shown; the CLI says why they were not kept

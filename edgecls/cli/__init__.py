@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from . import app as app_cmd
-from . import bench, bundle, export, pipeline, train, tune, verify
+from . import bench, bundle, export, import_, pipeline, report, train, tune, verify
 from .platform import platform_app
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ for command in (train.train, export.export, verify.verify, bench.bench, bundle.p
                 pipeline.pipeline, tune.tune, app_cmd.app):
     app.command()(command)
 app.add_typer(platform_app, name="platform")
+app.command(name="import")(import_.import_model)
+app.command()(report.report)
 
 
 def main() -> None:

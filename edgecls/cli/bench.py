@@ -11,7 +11,7 @@ import typer
 from ..bench.decide import DEFAULT_TIE_MARGIN
 from ..core.errors import EdgeclsError
 from ..core.names import Device, Precision, Runtime
-from ..report.console import err, render_bench
+from ..report.console import err, parity_outcomes, render_bench
 from .common import (
     DEFAULT_BUNDLE,
     AcceptInconclusive,
@@ -102,7 +102,7 @@ def bench(
     if json_file is not None and str(json_file) == "-":
         _emit_json(result.to_dict())
     else:
-        render_bench(result)
+        render_bench(result, parity_outcomes(Bundle.open(bundle).manifest))
         if json_file is not None:
             atomic_write(json_file, json.dumps(result.to_dict(), indent=1, default=str) + "\n")
     if csv_file is not None:

@@ -17,21 +17,33 @@ from .common import DEFAULT_BUNDLE, _emit_json, handled
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     bundle: Annotated[Path, typer.Option(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    fmt: Annotated[Optional[Format], typer.Option("--format", help="Format (default: the first exported of "
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="Format (default: the bundle's current "
+                                                                   "recommendation, else the first exported of "
                                                                    "onnx, openvino, tflite).")] = None,
-    precision: Annotated[Precision, typer.Option(help="Precision.")] = Precision.fp32,
+    precision: Annotated[Optional[Precision], typer.Option(help="Precision (default: the recommendation's, "
+                                                                "else fp32).")] = None,
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ):
     """Classify image files with an exported model (no TensorFlow needed).
 
-    Example: edgecls predict photo1.png photo2.jpg --bundle models/digits-small --format tflite --precision int8
+    By default it runs the file the bundle's last bench recommended, while that recommendation is current
+    (same bytes, current parity and bench results); otherwise the first fp32 file of onnx, openvino, tflite,
+    and the first line says why. --format/--precision choose a file instead. The first line (and --json's
+    "artifact") names the file that ran.
+
+    Examples:
+
+      edgecls predict photo1.png photo2.jpg --bundle models/digits-small
+
+      edgecls predict photo.png --bundle models/digits-small --format tflite --precision int8
     """
     from ..runtimes.classifier import Classifier
 
     if top < 1:
         raise EdgeclsError(f"--top {top}: must be at least 1")
-    clf = Classifier.open(bundle, format=fmt, precision=precision)
+    clf = Classifier.open(bundle, format=fmt.value if fmt else None,
+                          precision=precision.value if precision else None)
     result = clf.classify_files(images, top=top)
     if as_json:
         _emit_json(result.to_json())

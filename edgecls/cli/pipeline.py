@@ -8,8 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from ..bench.decide import DEFAULT_TIE_MARGIN
+from ..core.bundle import Bundle
+from ..core.errors import EdgeclsError
 from ..core.names import Runtime
-from ..report.console import err, render_bench, render_export, render_metrics, render_note, render_verify
+from ..report.console import (
+    err,
+    parity_outcomes,
+    render_bench,
+    render_export,
+    render_import,
+    render_metrics,
+    render_note,
+    render_verify,
+)
 from .common import (
     AcceptInconclusive,
     ArchOpt,
@@ -52,6 +63,18 @@ def pipeline(
     accept_inconclusive: AcceptInconclusive = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
                                                           "progress go to stderr).")] = False,
+    model: Annotated[Optional[Path], typer.Option(help="Import this Keras model (.keras, .h5, SavedModel folder) "
+                                                       "with --data instead of training one (see 'edgecls import "
+                                                       "--help'); --out is replaced whole.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="With --model: class names in its output order.")] = None,
+    scale: Annotated[Optional[float], typer.Option(help="With --model: it expects pixel * SCALE (+ --offset).")
+                     ] = None,
+    offset: Annotated[Optional[float], typer.Option(help="With --model: ...plus OFFSET.")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="With --model: then minus MEAN per channel.")] = None,
+    std: Annotated[Optional[str], typer.Option(help="With --model: ...divided by STD per channel.")] = None,
+    channels_order: Annotated[str, typer.Option(help="With --model: rgb, or bgr.")] = "rgb",
+    raw_pixels: Annotated[bool, typer.Option("--raw-pixels", help="With --model: it takes 0-255 pixels as they "
+                                                                  "are.")] = False,
 ):
     """The main job end to end: train, export (float and int8), verify, bench, report — and the answer:
     the artifact to ship.
@@ -67,6 +90,8 @@ def pipeline(
       edgecls pipeline --data ~/pets --for-batch 1 --max-latency 2 --max-size 200
 
       edgecls pipeline --data ~/pets --arch efficientnet-lite0      # ImageNet-pretrained, fine-tuned
+
+      edgecls pipeline --model mobilenet.keras --data ~/pets        # your own model: import, then the rest
     """
     import dataclasses
 
@@ -88,13 +113,28 @@ def pipeline(
                                                           max_drop, tie_margin=tie_margin,
                                                           accept_inconclusive=accept_inconclusive)),
         max_drop=max_drop)
+    if model is not None:
+        from ..train.importer import ImportConfig
+        from .import_ import _floats
+
+        cfg.imported = ImportConfig(model=model, data=data, out=out_dir, force=True, labels=labels, scale=scale,
+                                    offset=offset, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                                    channels_order=channels_order, raw=raw_pixels, seed=seed)
+    elif any(v is not None for v in (labels, scale, offset, mean, std)) or raw_pixels or channels_order != "rgb":
+        raise EdgeclsError("--labels, --scale, --offset, --mean, --std, --channels-order and --raw-pixels describe "
+                           "an imported model: add --model FILE")
     view = TrainView(err)
 
     class Hooks(PipelineHooks):
         def stage(self, name, result):
+            if name in ("train", "import"):
+                self.bundle = result.bundle
             if name == "train":
                 view.progress.stop()
                 render_metrics(result.manifest)
+                err.print("[bold]export[/] (float32 and int8) …")
+            elif name == "import":
+                render_import(result)
                 err.print("[bold]export[/] (float32 and int8) …")
             elif name == "export":
                 render_export(result)
@@ -103,7 +143,7 @@ def pipeline(
                 render_verify(result)
                 err.print("[bold]bench[/] (each configuration in a fresh process) …")
             elif name == "bench":
-                render_bench(result)
+                render_bench(result, parity_outcomes(Bundle.open(self.bundle).manifest))
                 render_decision(result.decision)
             elif name == "report":
                 render_note(f"report: [bold]{result}[/]")

@@ -342,6 +342,13 @@ class Bundle:
     def labels(self) -> list[str]:
         return list(self.manifest["labels"])
 
+    def recommended(self):
+        """The file the last bench recommended, if that recommendation is still current (same bytes, current
+        parity and bench results), else why not: an `edgecls.core.recommended.Recommendation`."""
+        from .recommended import recommended
+
+        return recommended(self.manifest)
+
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["input"]["shape"][1:])
 

@@ -134,6 +134,25 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         }),
     }, required=["config", "plan", "epochs_run", "best_epoch", "interrupted", "seconds", "train_images_per_second",
                  "batchnorm_recalibrated_on", "warnings", "versions"]),
+    "imported": _obj("edgecls import: a model made elsewhere (absent for a trained bundle, which has training)", {
+        "source": _obj("the file imported", {
+            "file": _f("string", "its name"),
+            "format": _f("string", "keras, h5 or savedmodel"),
+            "sha256": _f("string", "hash of the file (a SavedModel folder: of its files' names and hashes)"),
+        }),
+        "config": _f("object", "the options of edgecls import (paths relative to the bundle folder)"),
+        "preprocessing": _f("object", "how: inside the model (its normalising layers), declared (--scale, --offset, "
+                                      "--mean, --std, --channels-order: baked into model.keras as its first layer, "
+                                      "with multiply and add per channel) or raw pixels (--raw-pixels)"),
+        "output": _f("object", "kind: probabilities or logits (a Softmax layer appended), and how it was told"),
+        "input_from_model": _f("array", "[H, W, C] as the model declares it (null: any size)"),
+        "seconds": _f("number", "time to import"),
+        "versions": _f("object", "tensorflow and keras versions"),
+        "warnings": _f("array", "plain-language warnings (at chance, below the pixel baseline)",
+                       items={"type": "string"}),
+        "notes": _f("array", "what the user should know (class order, held-out meaning, softmax appended)",
+                    items={"type": "string"}),
+    }, required=["source", "config", "preprocessing", "output", "warnings", "notes"]),
     "metrics": _obj("the Keras model on the held-out images", {
         "test": _obj("held-out metrics", {
             "images": _f("integer", "held-out images"),

@@ -88,6 +88,28 @@ def render_metrics(manifest: dict) -> None:
     out.print(conf)
 
 
+def render_import(result) -> None:
+    """`edgecls import`: what was read from the model and declared, its held-out accuracy, the next commands."""
+    m = shown(result.manifest)
+    i, test, b = m["imported"], m["metrics"]["test"], m.get("baseline")
+    src, prep, o = i["source"], i["preprocessing"], i["output"]
+    out.print(f"imported [bold]{src['file']}[/] ({src['format']}, {m['architecture']['params']:,} parameters) into "
+              f"[bold]{result.bundle}[/]", soft_wrap=True, highlight=False)
+    out.print(f"input {m['input']['shape'][1:]} {m['input']['color']}; {m['input']['preprocessing']}",
+              soft_wrap=True, highlight=False)
+    out.print(f"preprocessing: {prep['how']}" + (f" ({', '.join(prep['inside'])})" if prep.get("inside") else "")
+              + f"; output: {o['kind']} ({o['how']})", soft_wrap=True, highlight=False)
+    out.print(f"held-out accuracy [bold green]{test['accuracy']:.4f}[/] on {test['images']} images"
+              + (f"; pixel baseline {b['accuracy']:.4f}, always the commonest class {b['chance']:.4f}" if b else ""),
+              soft_wrap=True, highlight=False)
+    for w in i.get("warnings", []):
+        err.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
+    for note in i.get("notes", []):
+        err.print(f"note: {note}", soft_wrap=True, highlight=False)
+    err.print(f"next: edgecls export --int8 {result.bundle}; edgecls verify {result.bundle}; "
+              f"edgecls bench {result.bundle}; edgecls report {result.bundle}", soft_wrap=True, highlight=False)
+
+
 def render_note(text: str) -> None:
     out.print(text, soft_wrap=True, highlight=False)
 
@@ -272,41 +294,66 @@ def _tail(r: dict, name: str) -> str:
     return f"{r[f'{name}_ms']:.3f}"
 
 
-def render_bench(result) -> None:
+BENCH_COLUMNS = ("file", "runtime", "batch", "p50 ms (95% CI)", "p90", "images/s", "× ref", "size", "outcome")
+
+
+def _ms(v: float) -> str:
+    """Milliseconds in 4 significant digits at most: the console table stays narrow."""
+    return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def bench_table(result, outcomes: dict[str, str] | None = None) -> Table:
+    """The console's bench table: what a person decides with, within 120 columns (one line per row: file,
+    runtime, batch, p50 with its interval, p90, images/s, speed-up vs the reference, size, outcome). Every
+    other measurement is in --json, the CSV and the report."""
+    from rich import box
+
+    env = result.environment
+    rows = sorted(result.rows, key=lambda r: (r["batch"], r["p50_ms"]))
+    ref = "keras" if any(r.get("speedup_vs_keras") for r in rows) else "ort fp32"
+    table = Table(title=f"latency — {env['threads']} threads for every runtime", box=box.SIMPLE_HEAD,
+                  pad_edge=False, padding=(0, 1))
+    for col in BENCH_COLUMNS:
+        table.add_column(f"× {ref}" if col == "× ref" else col, no_wrap=True,
+                         justify="left" if col in ("file", "runtime", "outcome") else "right")
+    for r in map(shown, rows):
+        ci = r.get("p50_ci_ms")
+        p50 = _ms(r["p50_ms"]) + (f" [dim]({_ms(ci[0])}–{_ms(ci[1])})[/]" if ci else "")
+        p90 = "[dim]few runs[/]" if r.get("p90_ok") is False else _ms(r["p90_ms"])
+        speed = r.get("speedup_vs_keras") if ref == "keras" else r.get("speedup_vs_onnx_fp32")
+        outcome = "reference" if r["runtime"] == "keras" else shown((outcomes or {}).get(r["file"], "not verified"))
+        outcome = OUTCOME.get(outcome, outcome)
+        if r.get("outputs_ok") is False:
+            outcome = "[red]outputs WRONG[/]"
+        table.add_row(r["file"], r["runtime"], str(r["batch"]), p50, p90, f"{r['throughput_ips']:,.0f}",
+                      f"{speed:.1f}x" if speed else "–", human(r["file_bytes"]), outcome)
+    return table
+
+
+def parity_outcomes(manifest: dict) -> dict[str, str]:
+    """file -> its current parity outcome on its own runtime (what the bench table's outcome column shows)."""
+    from ..core import results
+
+    formats = {a["file"]: a["format"] for a in manifest.get("artifacts", [])}
+    return {r["file"]: r.get("outcome") for r in results.current(manifest, "verify")
+            if r.get("runtime") in (None, "", formats.get(r["file"]))}
+
+
+def render_bench(result, outcomes: dict[str, str] | None = None) -> None:
+    """The bench table (`bench_table`; `outcomes`: file -> its current parity outcome), then the machine and
+    what the rounds showed, in a few lines."""
     env = result.environment
     cpu = env.get("cpu_info", {})
-    rows = sorted(result.rows, key=lambda r: (r["batch"], r["p50_ms"]))
-    table = Table(title=f"latency per batch — threads {env['threads']} for every runtime ({env['threads_from']}); "
-                        "timed: the model's execution alone, the same work for every runtime")
-    cols = ("runtime", "precision", "float parts", "batch", "p50 ms (95% CI)", "p90", "p99", "std", "images/s",
-            "× keras", "× ort fp32", "GOP/s", "% peak", "OV own p50", "load ms", "1st ms", "size", "RSS MB", "outputs")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("runtime", "precision", "float parts", "outputs") else "right")
-
-    def x(v):
-        return f"{v:.1f}x" if v else "–"
-
-    for r in rows:
-        ok = r.get("outputs_ok")
-        outputs = "–" if ok is None else "[green]ok[/]" if ok else f"[red]WRONG[/] ({r.get('outputs_max_abs_diff')})"
-        table.add_row(r["runtime"], r["precision"], r.get("compute", ""), str(r["batch"]), _p50(r),
-                      _tail(r, "p90"), _tail(r, "p99"), f"{r['std_ms']:.3f}",
-                      f"{r['throughput_ips']:,.0f}", x(r["speedup_vs_keras"]), x(r["speedup_vs_onnx_fp32"]),
-                      f"{r['gops']:.1f}" if r.get("gops") else "–",
-                      f"{100 * r['peak_fraction']:.1f}" if r.get("peak_fraction") else "–",
-                      f"{r['native_p50_ms']:.3f}" if r.get("native_p50_ms") else "–", f"{r['load_ms']:.0f}",
-                      f"{r['first_ms']:.2f}", human(r["file_bytes"]), f"{r['peak_rss_mb']:.0f}", outputs)
-    out.print(table)
+    rows = result.rows
+    out.print(bench_table(result, outcomes))
     peak = env.get("peak")
     out.print(f"CPU: {env['cpu']}, {env['cores']} logical cores; int8-relevant instructions: "
               f"{', '.join(cpu.get('features', [])) or 'none found'}"
               + (f"; measured peak {peak['fp32_gops']:.0f} GOP/s fp32, {peak['int8_gops']:.0f} GOP/s int8 "
                  f"({peak['method']})" if peak else ""), soft_wrap=True, highlight=False)
-    out.print("Timed: the model's execution alone for every runtime (inputs converted and bound before, outputs read "
-              "and converted after; garbage collection off), after a warm-up that runs until the per-call time "
-              "settles. OV own p50: OpenVINO's InferRequest.latency, beside the wall clock. GOP/s: 2 x the model's "
-              "multiply-accumulates x images/s. outputs: what the timed calls returned, checked against a freshly "
-              "loaded runner's predictions (thread policies: thread_policy in the JSON).", soft_wrap=True)
+    out.print(f"Threads: {env['threads_from']}. Timed: the model's execution alone, the same work for every runtime, "
+              "after a warm-up that settles. p99, std, GOP/s, % of peak, OpenVINO's own p50, load and first-call "
+              "times, peak RSS and the output check: --json, --csv and the report.", highlight=False)
     n = result.config.get("rounds", 1)
     minimum = env.get("min_runs_for", {})
     tails = (f"; p90/p99 need at least {minimum.get('p90')}/{minimum.get('p99')} runs (MLPerf)" if minimum else "")
@@ -329,8 +376,10 @@ def render_bench(result) -> None:
 
 
 def render_predict(result) -> None:
-    """The table of `edgecls predict`: each image's top classes."""
-    table = Table(title=shown(f"{result.file} ({result.runtime}, {result.precision})"))
+    """`edgecls predict`: first the file that ran and why, then each image's top classes."""
+    out.print(shown(f"{result.file} ({result.runtime} {result.precision}): {result.why}"), soft_wrap=True,
+              highlight=False)
+    table = Table()
     table.add_column("image")
     for i in range(result.top):
         table.add_column(f"#{i + 1}")

@@ -68,7 +68,8 @@ def _baseline_lines(m: dict) -> list[str]:
     lines = [f"Pixel baseline ({b['method']}, fitted on the same training split): **{b['accuracy']:.4f}** on the "
              f"same held-out images; the model is **{gain:+.1f} points** against it. Always answering the commonest "
              f"class: {b['chance']:.4f}."]
-    return lines + [f"> **Warning:** {w}" for w in m["training"].get("warnings", [])]
+    made = m.get("training") or m.get("imported") or {}
+    return lines + [f"> **Warning:** {w}" for w in made.get("warnings", [])]
 
 
 def _architecture(a: dict) -> str:
@@ -84,7 +85,28 @@ def _architecture(a: dict) -> str:
     return f"{a['name']} ({'; '.join(parts)})"
 
 
+def _import_lines(m: dict) -> list:
+    """An imported bundle's account of where its model came from, in place of training's."""
+    i, test = m["imported"], m["metrics"]["test"]
+    src, prep, o = i["source"], i["preprocessing"], i["output"]
+    return ["## Import",
+            f"Imported from `{src['file']}` ({src['format']}, sha256 `{src['sha256'][:12]}…`) with `edgecls import`. "
+            f"Preprocessing: {prep['how']}" + (f" ({', '.join(prep['inside'])})" if prep.get("inside") else "")
+            + f"; {m['input']['preprocessing']}. Output: {o['kind']} ({o['how']}).",
+            f"Held-out accuracy **{test['accuracy']:.4f}** (loss {test['loss']:.4f}) on {test['images']} images.",
+            *[f"Note: {n}" for n in i.get("notes", [])]]
+
+
 def _training_section(m: dict) -> list[str]:
+    if "training" not in m and "imported" in m:
+        test = m["metrics"]["test"]
+        return [f"# {m['name']}",
+                f"{_architecture(m['architecture'])} on {m['dataset']['name']} "
+                f"({len(m['labels'])} classes), input {m['input']['shape'][1:]} raw 0-255 pixels.",
+                *_import_lines(m), *_baseline_lines(m),
+                _table(["class", "precision", "recall", "f1", "support"],
+                       [[r["label"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                        for r in test["per_class"]])]
     test, t = m["metrics"]["test"], m["training"]
     return [f"# {m['name']}",
             f"{_architecture(m['architecture'])} on {m['dataset']['name']} "

@@ -3,6 +3,7 @@
 A device app installs one runtime (``pip install 'edgecls[onnx]'``) and copies the bundle:
 
     >>> from edgecls.runtime import Classifier
+    >>> clf = Classifier.open("models/digits-small")   # the bundle's current recommendation (clf.why says)
     >>> clf = Classifier.open("models/digits-small", format="onnx", precision="int8")
     >>> clf.classify(["photo.png"])           # [[("7", 0.98), ("1", 0.01), ...]]
     >>> clf.predict(raw_uint8_nhwc_batch)     # (N, classes) probabilities
@@ -27,15 +28,21 @@ DEFAULT_FORMAT_ORDER = ("onnx", "openvino", "tflite")
 
 
 class Classifier:
-    def __init__(self, bundle: Bundle, artifact: dict, runner):
+    def __init__(self, bundle: Bundle, artifact: dict, runner, why: str = ""):
         self.bundle, self.artifact, self.runner = bundle, artifact, runner
         self.labels: list[str] = bundle.labels()
         self.input_shape: tuple[int, int, int] = bundle.input_shape()
+        self.why = why  # why this file: the bundle's recommendation, the options given, or the default order
 
     @classmethod
-    def open(cls, bundle_dir: str | Path, *, format: str | None = None, precision: str = "fp32",
+    def open(cls, bundle_dir: str | Path, *, format: str | None = None, precision: str | None = None,
              device: Device | str = Device.cpu, threads: int | None = None) -> "Classifier":
-        """Load one exported artifact of a bundle (default: the first of onnx, openvino, tflite present).
+        """Load one exported artifact of a bundle.
+
+        With neither `format` nor `precision`: the bundle's current recommendation (`Bundle.recommended()`:
+        the file the last bench chose, while its bytes, parity and bench results are current), else the
+        first fp32 file of onnx, openvino, tflite, and `why` says which and why. Either one given: that
+        file (precision fp32 unless given; format the first of the default order that has it).
 
         Raises:
             EdgeclsError: no such artifact, a hash mismatch, the runtime not installed.
@@ -45,8 +52,23 @@ class Classifier:
                                "(onnx, tflite, openvino)")
         bundle = Bundle.open(bundle_dir)
         arts = {(a["format"], a["precision"]): a for a in bundle.manifest["artifacts"]}
+        artifact, why = None, ""
+        if format is None and precision is None:
+            rec = bundle.recommended()
+            if rec.current and runtimes.runner_class(rec.artifact["format"]).installed():
+                artifact, why = rec.artifact, rec.why
+            else:
+                fallback = (rec.why if not rec.current else f"the recommended {rec.artifact['file']} needs "
+                            f"{rec.artifact['format']}, not installed here")
+                why = (f"{fallback}; using the default order (the first fp32 file of "
+                       f"{', '.join(DEFAULT_FORMAT_ORDER)})")
+        else:
+            why = "chosen with " + " and ".join(f"--{k} {v}" for k, v in (("format", format), ("precision", precision))
+                                                 if v)
+        precision = precision or "fp32"
         order = [format] if format else [f for f in DEFAULT_FORMAT_ORDER]
-        artifact = next((arts[(f, precision)] for f in order if (f, precision) in arts), None)
+        if artifact is None:
+            artifact = next((arts[(f, precision)] for f in order if (f, precision) in arts), None)
         if artifact is None:
             have = ", ".join(f"{f} {p}" for f, p in arts if f != "keras") or "none"
             raise EdgeclsError(f"{bundle.path}: no {format or 'exported'} {precision} artifact (exported: {have}); "
@@ -54,7 +76,7 @@ class Classifier:
         runner = runtimes.create(artifact["format"])
         runner.load(bundle.checked_path(artifact["file"]), device=Device(device), threads=threads)
         check_contract(bundle, artifact, runner)
-        return cls(bundle, artifact, runner)
+        return cls(bundle, artifact, runner, why)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Raw 0-255 NHWC pixels (uint8 or float) -> (N, classes) probabilities."""
@@ -71,7 +93,7 @@ class Classifier:
     def classify_files(self, paths: list[str | Path], top: int = 3) -> "Predictions":
         """`classify` with what was run, for a table or JSON (`edgecls predict`)."""
         return Predictions(self.artifact["file"], self.runner.name.value, self.artifact["precision"],
-                           min(top, len(self.labels)), [str(p) for p in paths], self.classify(paths, top))
+                           min(top, len(self.labels)), [str(p) for p in paths], self.classify(paths, top), self.why)
 
     def classify(self, paths: list[str | Path], top: int = 3) -> list[list[tuple[str, float]]]:
         probs = self.predict(self.load(paths))
@@ -128,7 +150,11 @@ class Predictions:
     top: int
     images: list[str]
     top_classes: list[list[tuple[str, float]]]
+    why: str = ""  # why this file ran
 
-    def to_json(self) -> list[dict]:
-        return [{"file": p, "top": [{"label": k, "probability": v} for k, v in r]}
-                for p, r in zip(self.images, self.top_classes)]
+    def to_json(self) -> dict:
+        """The file that ran (and why), then each image's top classes."""
+        return {"artifact": {"file": self.file, "runtime": self.runtime, "precision": self.precision,
+                             "why": self.why},
+                "predictions": [{"file": p, "top": [{"label": k, "probability": v} for k, v in r]}
+                                for p, r in zip(self.images, self.top_classes)]}

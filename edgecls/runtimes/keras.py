@@ -82,11 +82,19 @@ class KerasRunner(Runner):
 
 
 def load_model(path: Path):
-    """Load a .keras file (safe mode, not compiled); EdgeclsError naming the file if it cannot be."""
+    """Load a .keras file (safe mode, not compiled); EdgeclsError naming the file if it cannot be.
+
+    An imported SavedModel's graph layer (`edgecls.core.savedmodel`) loads the ``savedmodel/`` folder beside
+    the file, never one from elsewhere."""
+    from ..core import savedmodel
     from ..core._tf import keras
 
+    savedmodel.layer_class()  # registered before loading: safe mode admits it by name
     try:
-        return keras().models.load_model(path, compile=False, safe_mode=True)
+        with savedmodel.base(Path(path).parent):
+            return keras().models.load_model(path, compile=False, safe_mode=True)
+    except EdgeclsError:
+        raise
     except Exception as e:  # Keras raises many types for a bad archive
         raise EdgeclsError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e
 

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..core.bundle import SPLIT_FILE, Bundle, new_manifest
 from ..core.files import atomic_target, atomic_write, file_entry, staged_bundle
@@ -119,19 +119,28 @@ def manifest(cfg, data, split, out, model, plan, placement, history, cb, interru
     return manifest, split_ids
 
 
-def write_bundle(out: Path, model, manifest: dict, history: list[dict], split_ids: dict | None) -> None:
-    """model.keras, history.json (and split.json) and the manifest, staged and swapped in whole."""
+def write_bundle(out: Path, model, manifest: dict, history: list[dict], split_ids: dict | None,
+                 keras_parts: Callable[[Path], list[Path]] | None = None) -> None:
+    """model.keras, history.json (and split.json) and the manifest, staged and swapped in whole.
+
+    `keras_parts(stage)` writes files model.keras needs (an imported SavedModel's folder) into the stage
+    before the model is saved, and returns them: they are recorded as the keras artifact's parts."""
     from ..core._tf import keras
 
     with staged_bundle(out) as stage:
+        parts = keras_parts(stage) if keras_parts else []
         with atomic_target(stage / "model.keras") as tmp:
             model.save(tmp)
         atomic_write(stage / "history.json", json.dumps(history, indent=1) + "\n")
         if split_ids:
             atomic_write(stage / SPLIT_FILE, json.dumps(split_ids, separators=(",", ":")) + "\n")
         b = Bundle(stage, manifest)
-        b.record({"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
-                  "versions": {"keras": keras().__version__}})
+        entry = {"format": "keras", "precision": "fp32", **file_entry(stage / "model.keras", stage),
+                 "versions": {"keras": keras().__version__}}
+        if parts:
+            entry["parts"] = [file_entry(p, stage) for p in parts]
+            entry["total_bytes"] = entry["bytes"] + sum(p["bytes"] for p in entry["parts"])
+        b.record(entry)
         b.record(file_entry(stage / "history.json", stage), key="files")
         if split_ids:
             b.record(file_entry(stage / SPLIT_FILE, stage), key="files")

@@ -176,19 +176,20 @@ def synthetic(image_size: int = 16, n: int = 240, seed: int = 0, **_) -> Data:
                 {"name": "synthetic", "image_size": s, "n": n, "seed": seed}, flip=True, array=x)
 
 
-def _scan_one(path: Path, size: tuple[int, int]) -> str | None:
+def _scan_one(path: Path, size: tuple[int, int], channels: int = 3) -> str | None:
     try:
-        load_image(path, size, 3)
+        load_image(path, size, channels)
     except BadImage as e:
         return str(e)
     return None
 
 
 def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: list[str] | None = None,
-           classes: list[str] | None = None, **_) -> Data:
+           classes: list[str] | None = None, channels: int = 3, **_) -> Data:
     """An image folder ``root/<class>/<image>``: every image is decoded once up front to find bad files.
 
     With `ids` and `classes` (from a manifest) only those files are taken, and none is decoded.
+    `channels` 1 decodes grey images (an imported model with a one-channel input).
     """
     root = Path(root)
     if not root.exists():
@@ -204,7 +205,7 @@ def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: 
     skipped: list[str] = []
     if ids is None:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            errors = list(pool.map(lambda p: _scan_one(root / p, (image_size, image_size)), rel))
+            errors = list(pool.map(lambda p: _scan_one(root / p, (image_size, image_size), channels), rel))
         bad = [e for e in errors if e]
         if bad and not skip_bad:
             more = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
@@ -219,8 +220,11 @@ def folder(root: str | Path, image_size: int = 64, skip_bad: bool = False, ids: 
     classes = present
     index = {c: k for k, c in enumerate(classes)}
     labels = np.array([index[p.parts[0]] for p in rel], np.int64)
-    return Data("folder", classes, (image_size, image_size, 3), labels, [p.as_posix() for p in rel],
-                {"name": "folder", "root": str(root.resolve()), "image_size": image_size},
+    source = {"name": "folder", "root": str(root.resolve()), "image_size": image_size}
+    if channels != 3:
+        source["channels"] = channels
+    return Data("folder", classes, (image_size, image_size, channels), labels, [p.as_posix() for p in rel],
+                source,
                 flip=True, skipped=skipped, paths=[root / p for p in rel])
 
 
@@ -265,7 +269,7 @@ DEFAULT_IMAGE_SIZE = {"digits": 32, "fashion-mnist": 28, "synthetic": 16, "folde
 
 
 def load(spec: str, *, image_size: int | None = None, data_dir: str | None = None,
-         skip_bad: bool = False) -> Data:
+         skip_bad: bool = False, channels: int = 3) -> Data:
     """Open a dataset by registry name or folder path.
 
     Raises:
@@ -281,7 +285,7 @@ def load(spec: str, *, image_size: int | None = None, data_dir: str | None = Non
         raise EdgeclsError(
             f"--data {spec!r}: no such dataset or folder (datasets: {', '.join(SOURCES.names())}; "
             "or a folder root/<class>/<image>)")
-    return folder(spec, image_size=size, skip_bad=skip_bad)
+    return folder(spec, image_size=size, skip_bad=skip_bad, channels=channels)
 
 
 def portable(source: dict, bundle_dir: Path) -> dict:
@@ -314,7 +318,8 @@ def open_source(source: dict, ids: list | None = None, classes: list[str] | None
         return None if not recorded else Path(recorded) if base is None else Path(base) / recorded
 
     if kind == "folder":
-        return folder(where("root"), image_size=source["image_size"], ids=ids, classes=classes)
+        return folder(where("root"), image_size=source["image_size"], ids=ids, classes=classes,
+                      channels=source.get("channels", 3))
     if kind == "synthetic":
         return synthetic(image_size=source["image_size"], n=source["n"], seed=source["seed"])
     if kind not in SOURCES:

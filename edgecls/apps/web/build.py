@@ -70,7 +70,11 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
         raise EdgeclsError(f"--format {fmt}: no web runtime runs {fmt} files (onnxruntime-web runs .onnx, LiteRT.js "
                            f".tflite): choose {' or '.join(f.value for f in WEB_FORMATS)}")
     if fmt is None and precision is None:
-        chosen = ((bundle.manifest.get("decision") or {}).get("chosen") or {})
+        rec = bundle.recommended()  # only while current: same bytes, current parity and bench results
+        chosen = {"file": rec.artifact["file"], "runtime": rec.artifact["format"],
+                  "precision": rec.artifact["precision"]} if rec.current else {}
+        if not rec.current and bundle.manifest.get("decision"):
+            notes.append(f"not following the recommendation: {rec.why}")
         if chosen.get("file"):
             if chosen["runtime"] in WEB_FORMATS:
                 fmt, precision = chosen["runtime"], chosen["precision"]
@@ -85,7 +89,7 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
         have = ", ".join(f"{a['format']} {a['precision']}" for a in arts if a["format"] in WEB_FORMATS) or "none"
         raise EdgeclsError(f"{bundle.path}: no {fmt} {precision} artifact to serve (web-runnable here: {have}); "
                            f"run 'edgecls export{' --int8' if precision == 'int8' else ''}' or choose another")
-    if not notes:
+    if not any("serving" in n for n in notes):
         notes.append(f"serving {match['file']} ({fmt} {precision})")
     return match, notes
 
