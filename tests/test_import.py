@@ -285,3 +285,29 @@ def test_keras_applications_import_export_verify_bench(keras_mod, folder, tmp_pa
             "--min-time", 0.01, "--warmup", 1, "--warmup-time", 0.01, "--rounds", 1, "--accept-inconclusive")
     assert r.exit_code in (0, 1), r.output
     assert len(Bundle.open(b).manifest["bench"]["rows"]) == 3
+
+
+def test_op_a_converter_refuses_fails_that_format_only(folder, tmp_path):
+    """A SavedModel whose graph holds an op TFLite has no builtin for (Cumprod): importing it works; export says
+    which op and format in one error line and still writes ONNX."""
+    import tensorflow as tf
+
+    class Graph(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 24, 24, 3], tf.float32)])
+        def serve(self, x):
+            f = tf.reduce_mean(x, axis=[1, 2]) / 255.0
+            return {"scores": tf.math.cumprod(f, axis=1)[:, :2] * tf.constant([-4.0, 4.0])}
+
+    g = Graph()
+    tf.saved_model.save(g, str(tmp_path / "sm"), signatures={"serving_default": g.serve})
+    b = tmp_path / "b"
+    r = run("import", tmp_path / "sm", "--data", folder, "--out", b, "--raw-pixels", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["imported"]["output"]["kind"] == "logits"  # read from its outputs
+    r = run("export", b, "--format", "onnx,tflite")
+    assert r.exit_code == 1, r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: tflite fp32: the converter refuses TensorFlow op Cumprod: it is not a tflite builtin "
+                      "operation; the other formats are unaffected"], r.stderr
+    files = {a["file"] for a in Bundle.open(b).manifest["artifacts"]}
+    assert "model.onnx" in files and "model.tflite" not in files and not (b / "model.tflite").exists()

@@ -99,7 +99,7 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # one format's failure must not stop the others
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    msg = refusal(Format(fmt), e)
                     failure = {"format": Format(fmt).value, "precision": precision.value, "error": msg}
                     result.failures.append(failure)
                     if on_artifact:
@@ -116,6 +116,25 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
             bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(ctx.onnx_fp32())
     bundle.save()
     return result
+
+
+def refusal(fmt: Format, e: Exception) -> str:
+    """One line for why a converter failed: the op (and where in the model) it refused where its message names
+    one, else the message's first line."""
+    import re
+
+    text = " ".join(str(e).split())
+    op = re.search(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
+    if op:
+        where = re.search(r'fused\["' + op.group(1) + r':", "([^"@]+)', text)
+        at = f" (at {where.group(1)})" if where and where.group(1) != op.group(1) else ""
+        return (f"the converter refuses TensorFlow op {op.group(1)}{at}: it is not a {fmt.value} builtin "
+                "operation; the other formats are unaffected")
+    ops = re.search(r"[Uu]nsupported ops?:? (?:Counter\()?\{?([^}]*)\}?", text)
+    if ops:
+        return f"the converter has no conversion for TensorFlow op(s) {ops.group(1).strip(' )')}"
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: np.ndarray, classes: int) -> dict:
