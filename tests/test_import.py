@@ -311,3 +311,44 @@ def test_op_a_converter_refuses_fails_that_format_only(folder, tmp_path):
                       "operation; the other formats are unaffected"], r.stderr
     files = {a["file"] for a in Bundle.open(b).manifest["artifacts"]}
     assert "model.onnx" in files and "model.tflite" not in files and not (b / "model.tflite").exists()
+
+
+def test_force_replaces_only_a_bundle(script_model, folder, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    line = _one_line_error(run("import", script_model, "--data", folder, "--out", tmp_path / "notes", *PREP, "--force"))
+    assert "not an edgecls bundle" in line and (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_grey_model_imports_grey_images(keras_mod, folder, tmp_path):
+    """A 1-channel model: the folder's images are decoded grey, as the model's input says."""
+    inp = keras_mod.Input((24, 24, 1))
+    x = keras_mod.layers.Rescaling(1 / 255)(inp)
+    out = keras_mod.layers.Dense(2, activation="softmax")(keras_mod.layers.GlobalAveragePooling2D()(x))
+    keras_mod.Model(inp, out).save(tmp_path / "grey.keras")
+    r = run("import", tmp_path / "grey.keras", "--data", folder, "--out", tmp_path / "b", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["input"]["shape"] == [None, 24, 24, 1] and res["input"]["color"] == "grayscale"
+    assert res["imported"]["preprocessing"]["inside"] == ["rescaling (Rescaling)"]
+    from edgecls.train import recorded
+
+    x, _ = recorded.heldout(Bundle.open(tmp_path / "b"))
+    assert x.shape[1:] == (24, 24, 1)
+
+
+def test_pipeline_import_options_need_model(tmp_path):
+    line = _one_line_error(run("pipeline", "--scale", "0.5", "--out", tmp_path / "b"))
+    assert "add --model FILE" in line and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_with_model(script_model, folder, tmp_path):
+    """`edgecls pipeline --model`: import, export, verify, bench, report in one command."""
+    r = run("pipeline", "--model", script_model, "--data", folder, "--out", tmp_path / "b", *PREP,
+            "--accept-inconclusive", "--runtime", "onnx,tflite", "--batch", "1", "--json")
+    assert r.exit_code in (0, 1), r.output
+    res = json.loads(r.stdout)
+    assert "imported" in res["train"] and res["report"].endswith("report.html")
+    m = Bundle.open(tmp_path / "b").manifest
+    assert m["imported"]["source"]["file"] == "script.keras" and m.get("verify") and m.get("bench")

@@ -113,3 +113,25 @@ def test_classifier_follows_and_falls_back(exported_copy):
     clf = Classifier.open(exported_copy)
     assert clf.artifact["file"] == "model.onnx"
     assert "re-exported" in clf.why and "default order" in clf.why
+
+
+def test_web_app_follows_a_current_recommendation_only(exported_copy):
+    from edgecls.apps.web.build import choose_artifact
+    from edgecls.core.bundle import Bundle
+
+    b = Bundle.open(exported_copy)
+    m = b.manifest
+    art = next(a for a in m["artifacts"] if a["file"] == "model.int8.tflite")
+    m["verify"] = {"rows": [results.bind({"file": "model.int8.tflite", "runtime": "tflite", "device": "cpu",
+                                          "outcome": "pass"}, m)]}
+    m["bench"] = {"rows": [results.bind({"file": "model.int8.tflite", "runtime": "tflite", "device": "cpu",
+                                         "batch": 1, "p50_ms": 1.0}, m)]}
+    m["decision"] = {"found": True, "constraints": {"for_batch": 1}, "others": [], "ruled_out_by": None,
+                     "chosen": {"file": "model.int8.tflite", "runtime": "tflite", "precision": "int8",
+                                "sha256": art["sha256"], "bundle_id": m["bundle_id"]}}
+    artifact, notes = choose_artifact(b, None, None)
+    assert artifact["file"] == "model.int8.tflite" and "recommendation" in notes[0]
+    m["verify"]["rows"][0]["outcome"] = "fail"  # verified again since: it fails now
+    artifact, notes = choose_artifact(b, None, None)
+    assert artifact["file"] == "model.onnx"
+    assert notes[0].startswith("not following the recommendation") and "parity is now fail" in notes[0]

@@ -241,7 +241,8 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "constraints": _f("object", "for_batch, max_latency_ms, percentile, max_size_kb, max_drop, runtimes"),
         "found": _f("boolean", "an artifact qualified"),
         "chosen": _f(["object", "null"], "the artifact to ship: runtime, precision, file, p50/tail ms, size, "
-                                         "accuracy, delta"),
+                                         "accuracy, delta; sha256 and bundle_id of what was chosen (predict, "
+                                         "Classifier and app follow it while current: edgecls.core.recommended)"),
         "others": _f("array", "every other artifact with the reason it was not chosen"),
         "ruled_out_by": _f(["string", "null"], "when nothing qualified: the constraint that ruled the last out"),
     }),

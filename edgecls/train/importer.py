@@ -186,6 +186,29 @@ def _warnings(accuracy: float, base, f: foreign.Foreign) -> list[str]:
     return []
 
 
+def _replaceable(out: Path, force: bool) -> None:
+    """Refuse an existing folder unless `force`, and even then one that is not a bundle (it is replaced whole)."""
+    if not out.exists():
+        return
+    if not force:
+        raise EdgeclsError(f"--out {out}: already exists; pass --force to replace it (or --out another folder)")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise EdgeclsError(f"--out {out}: exists and is not an edgecls bundle (no manifest.json); --force replaces "
+                           "only bundles: choose another folder")
+
+
+def _params(model, kind: str) -> int:
+    """Parameters of the bundle's model; for a SavedModel, its graph's variables too."""
+    n = int(model.count_params())
+    if kind == "savedmodel":
+        from ..core.savedmodel import layer_class
+
+        for layer in model.layers:
+            if isinstance(layer, layer_class()):
+                n += sum(int(np.prod(v.shape)) for v in layer._loaded.variables)
+    return n
+
+
 def import_model(cfg: ImportConfig) -> ImportResult:
     """Import `cfg.model` with the data `cfg.data` into a bundle (see the module's docstring).
 
@@ -198,8 +221,8 @@ def import_model(cfg: ImportConfig) -> ImportResult:
 
     t0 = time.perf_counter()
     cfg.validate()
-    if cfg.out is not None and Path(cfg.out).exists() and not cfg.force:
-        raise EdgeclsError(f"--out {cfg.out}: already exists; pass --force to replace it")
+    if cfg.out is not None:
+        _replaceable(Path(cfg.out), cfg.force)
     f = foreign.load(cfg.model)
     shape = _size(cfg, f)
     prep, prep_record = _preprocessing(cfg, f, shape[2])
@@ -209,8 +232,7 @@ def import_model(cfg: ImportConfig) -> ImportResult:
         raise EdgeclsError(f"--data {cfg.data}: {data.input_shape[2]}-channel images; the model takes {shape[2]}")
     data = _labels(cfg, data, f.outputs)
     out = cfg.bundle_dir(data)
-    if out.exists() and not cfg.force:
-        raise EdgeclsError(f"{out}: already exists; pass --force to replace it (or --out another folder)")
+    _replaceable(out, cfg.force)
     ensure_writable(out)
     split = splits.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split, seed=cfg.seed,
                          limit=cfg.limit)
@@ -262,7 +284,7 @@ def record_manifest(cfg: ImportConfig, f: foreign.Foreign, data, split, out: Pat
     spec["preprocessing"] = f"none outside the model: feed raw 0-255 pixels ({colour}); {inside}"
     manifest["input"] = spec
     manifest["labels"] = data.classes
-    manifest["architecture"] = {"name": model.name, "width": 1.0, "params": int(model.count_params()),
+    manifest["architecture"] = {"name": model.name, "width": 1.0, "params": _params(model, f.kind),
                                 "why": f"imported from {f.path.name} with edgecls import"}
     notes = list(prep_record.pop("notes", []))
     if data.name == "folder" and cfg.labels is None:
