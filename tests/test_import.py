@@ -188,6 +188,12 @@ def _custom_layer(k, path):
     del k.saving.get_custom_objects()["user>Doubler"]  # the importing process has not its code
 
 
+def _lambda_layer(k, path):
+    a = k.Input((24, 24, 3))
+    x = k.layers.GlobalAveragePooling2D()(k.layers.Lambda(lambda t: t * 2)(a))
+    k.Model(a, k.layers.Dense(2, activation="softmax")(x)).save(path)
+
+
 @pytest.mark.parametrize("make,name,extra,pattern", [
     (lambda k, p: p.write_text("not a model"), "m.keras", [], "not a Keras model edgecls can load"),
     (None, "m.onnx", [], r"expected a \.keras or \.h5 file or a SavedModel folder"),
@@ -196,6 +202,7 @@ def _custom_layer(k, path):
     (_three_classes, "m.keras", PREP, "scores 3 classes, .*has 2"),
     (_no_signature, "sm", [], "no 'serving_default' serving signature"),
     (_custom_layer, "m.keras", PREP, "custom layer 'Doubler' is not built into Keras"),
+    (_lambda_layer, "m.keras", PREP, "a Lambda layer holds Python code"),
     (brightness_model, "m.keras", [], "no Rescaling or Normalization layer .*--scale"),
     (brightness_model, "m.keras", ["--mean", "1,2"], r"--mean 1,2: 2 values for a model with 3 input channels"),
     (brightness_model, "m.keras", ["--labels", "{tmp}/labels.txt", *PREP], "only in the file: owl"),

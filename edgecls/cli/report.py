@@ -16,9 +16,10 @@ def report(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the files written as JSON.")] = False,
 ):
-    """Write report.html (self-contained) and report.md with its figures from what the manifest holds now:
-    after a later export, verify, bench or import, without running any of them again (pipeline writes its
-    report with the same code).
+    """Write report.html and report.md again from what the manifest holds now, running nothing.
+
+    After a later export, verify, bench or import: report.html (self-contained) and report.md with its
+    figures, recorded in the manifest; pipeline writes its report with the same code.
 
     Example: edgecls report models/pets-imported
     """
