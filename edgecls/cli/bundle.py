@@ -115,10 +115,13 @@ def info(
     b = Bundle.open(bundle)
     m = b.manifest
     checked = b.info()
+    rec = b.recommended()
     if as_json:
         _emit_json({k: v for k, v in m.items() if k != "dataset"} | {
             "dataset": {k: v for k, v in m["dataset"].items() if k != "split"},
-            "integrity": {"intact": checked.intact, "files": checked.verdicts()}})
+            "integrity": {"intact": checked.intact, "files": checked.verdicts()},
+            "recommended": {"file": rec.artifact["file"] if rec.current else None, "current": rec.current,
+                            "why": rec.why}})
     else:
         render_info(checked)
     if not checked.intact:

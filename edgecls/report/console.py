@@ -402,7 +402,12 @@ def render_info(info) -> None:
         base = m.get("baseline")
         out.print(f"held-out accuracy {acc:.4f}" + (f" (pixel baseline {base['accuracy']:.4f})" if base else ""))
     from ..core import results
+    from ..core.recommended import recommended
 
+    if m.get("decision"):
+        rec = recommended(m)
+        out.print(f"recommended: {rec.artifact['file']} ({rec.why})" if rec.current else
+                  f"[yellow]recommendation not current: {rec.why}[/]", soft_wrap=True, highlight=False)
     bench_rows = [r for r in results.current(m, "bench")  # rows a stranger wrote may lack what a table needs
                   if isinstance(r.get("p50_ms"), (int, float)) and isinstance(r.get("batch"), int)]
     if bench_rows:
