@@ -406,7 +406,8 @@ def render_info(info) -> None:
 
     if m.get("decision"):
         rec = recommended(m)
-        out.print(f"recommended: {rec.artifact['file']} ({rec.why})" if rec.current else
+        out.print(f"recommended: {rec.artifact['file']} (current: the bytes, parity and bench results it was chosen "
+                  "on)" if rec.current else
                   f"[yellow]recommendation not current: {rec.why}[/]", soft_wrap=True, highlight=False)
     bench_rows = [r for r in results.current(m, "bench")  # rows a stranger wrote may lack what a table needs
                   if isinstance(r.get("p50_ms"), (int, float)) and isinstance(r.get("batch"), int)]
