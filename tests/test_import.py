@@ -281,7 +281,8 @@ def test_keras_applications_import_export_verify_bench(keras_mod, folder, tmp_pa
     assert imp["output"]["kind"] == "probabilities"
     assert imp["preprocessing"]["how"] == ("declared" if arch == "ResNet50" else "inside the model")
     r = run("export", b, "--int8", "--format", "onnx,tflite,openvino", "--calib-size", 8)
-    assert "error" not in r.stderr.lower() or r.exit_code == 0, r.output
+    # an int8 file of random weights may fail its gate (exit 1); no format may fail to export
+    assert r.exit_code in (0, 1) and not [x for x in r.stderr.splitlines() if x.startswith("error:")], r.output
     m = Bundle.open(b).manifest
     assert {a["file"] for a in m["artifacts"]} >= {"model.onnx", "model.tflite", "openvino/model.xml"}
     r = run("verify", b)
@@ -359,3 +360,22 @@ def test_pipeline_with_model(script_model, folder, tmp_path):
     assert "imported" in res["train"] and res["report"].endswith("report.html")
     m = Bundle.open(tmp_path / "b").manifest
     assert m["imported"]["source"]["file"] == "script.keras" and m.get("verify") and m.get("bench")
+
+
+def test_normalization_with_fixed_statistics_exports_to_onnx(keras_mod, folder, tmp_path):
+    """A Normalization layer built with its mean and variance (as EfficientNetV2's built-in preprocessing is):
+    read as the model's own preprocessing, and its constants stay inside the ONNX file (one input, images)."""
+    import onnxruntime as ort
+
+    inp = keras_mod.Input((24, 24, 3))
+    x = keras_mod.layers.Normalization(mean=[127.0] * 3, variance=[64.0**2] * 3)(inp)
+    out = keras_mod.layers.Dense(2, activation="softmax")(keras_mod.layers.GlobalAveragePooling2D()(x))
+    keras_mod.Model(inp, out).save(tmp_path / "m.keras")
+    b = tmp_path / "b"
+    r = run("import", tmp_path / "m.keras", "--data", folder, "--out", b, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["imported"]["preprocessing"]["inside"][0].endswith("(Normalization)")
+    r = run("export", b, "--format", "onnx")
+    assert r.exit_code == 0, r.output
+    assert [i.name for i in ort.InferenceSession(str(b / "model.onnx")).get_inputs()] == ["images"]
+    assert run("verify", b).exit_code == 0

@@ -57,7 +57,24 @@ def convert_fp32(ctx, path: Path):
         return {"probabilities": model(images, training=False)}
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=OPSET)
+    _bind_captures(proto, serve.get_concrete_function())
     _save(proto, ctx, Precision.fp32, path)
+
+
+def _bind_captures(proto, concrete) -> None:
+    """Constants the traced model captured (e.g. a Normalization layer built with fixed mean and variance, as
+    Keras Applications' EfficientNetV2 has) become graph inputs in tf2onnx's from_function, which no caller
+    feeds: turn each back into an initializer holding its value, so the file has one input, `images`."""
+    import onnx
+
+    values = {}
+    for value, placeholder in concrete.graph.captures:
+        if value.dtype.name != "resource" and hasattr(value, "numpy"):
+            values[placeholder.name] = value.numpy()
+    extra = [i for i in proto.graph.input if i.name in values]
+    for i in extra:
+        proto.graph.input.remove(i)
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(values[i.name], i.name))
 
 
 def _reader(images: np.ndarray):
