@@ -32,22 +32,22 @@ class Recommendation:
 def recommended(manifest: dict) -> Recommendation:
     """The current recommendation of `manifest`, or why there is none (see the module's docstring)."""
     d = manifest.get("decision")
-    if not d:
+    if not d or not isinstance(d, dict):
         return Recommendation(None, "no recommendation yet (edgecls verify, then edgecls bench)")
-    chosen = d.get("chosen") or {}
-    if not d.get("found") or not chosen.get("file"):
+    chosen = d.get("chosen") if isinstance(d.get("chosen"), dict) else {}
+    if not d.get("found") or not isinstance(chosen.get("file"), str):
         return Recommendation(None, f"the last bench recommended nothing (ruled out by {d.get('ruled_out_by')})")
     file = chosen["file"]
-    art = next((a for a in manifest.get("artifacts", []) if a["file"] == file), None)
+    art = next((a for a in manifest.get("artifacts", []) if a.get("file") == file), None)
     if art is None:
         return Recommendation(None, f"the recommended {file} is no longer in the bundle")
     if chosen.get("sha256") and chosen["sha256"] != art["sha256"]:
         return Recommendation(None, f"the recommended {file} was re-exported since (its bytes changed): bench again")
     if chosen.get("bundle_id") and chosen["bundle_id"] != results.identity(manifest):
         return Recommendation(None, "the recommendation belongs to a bundle trained or imported before this one")
-    c = d.get("constraints") or {}
-    own = [r for r in results.current(manifest, "verify")
-           if r["file"] == file and r.get("runtime") in (None, "", art["format"])]
+    c = d.get("constraints") if isinstance(d.get("constraints"), dict) else {}
+    own = [r for r in results.current(manifest, "verify")  # rows a stranger wrote may lack fields: .get
+           if r.get("file") == file and r.get("runtime") in (None, "", art["format"])]
     if not own:
         return Recommendation(None, f"the recommended {file} has no current parity result (re-exported or verified "
                                     "again since): verify and bench again")
@@ -58,7 +58,8 @@ def recommended(manifest: dict) -> Recommendation:
                                     "recommendation): bench again")
     batch = c.get("for_batch")
     timed = [r for r in results.current(manifest, "bench")
-             if r["file"] == file and r["runtime"] == art["format"] and (batch is None or r["batch"] == batch)]
+             if r.get("file") == file and r.get("runtime") == art["format"]
+             and (batch is None or r.get("batch") == batch)]
     if not timed:
         return Recommendation(None, f"the recommended {file} has no current bench result at batch {batch}")
     return Recommendation(art, f"the bundle's recommendation ({art['format']} {art['precision']}, chosen by bench "

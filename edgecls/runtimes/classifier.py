@@ -27,6 +27,13 @@ from ..core.names import Device
 DEFAULT_FORMAT_ORDER = ("onnx", "openvino", "tflite")
 
 
+def _installed(fmt: str) -> bool:
+    try:
+        return runtimes.runner_class(fmt).installed()
+    except EdgeclsError:  # not a runtime this edgecls knows
+        return False
+
+
 class Classifier:
     def __init__(self, bundle: Bundle, artifact: dict, runner, why: str = ""):
         self.bundle, self.artifact, self.runner = bundle, artifact, runner
@@ -55,7 +62,7 @@ class Classifier:
         artifact, why = None, ""
         if format is None and precision is None:
             rec = bundle.recommended()
-            if rec.current and runtimes.runner_class(rec.artifact["format"]).installed():
+            if rec.current and _installed(rec.artifact["format"]):
                 artifact, why = rec.artifact, rec.why
             else:
                 fallback = (rec.why if not rec.current else f"the recommended {rec.artifact['file']} needs "
