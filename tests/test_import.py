@@ -114,6 +114,8 @@ def test_import_formats_agree(keras_mod, folder, tmp_path):
         b = Bundle.open(tmp_path / f"b-{name}")
         outs[name] = probabilities(load_bundle_model(b), recorded.heldout(b)[0])
         assert b.manifest["imported"]["output"]["kind"] == "probabilities"
+    params = {n: Bundle.open(tmp_path / f"b-{n}").manifest["architecture"]["params"] for n in outs}
+    assert len(set(params.values())) == 1, params  # a SavedModel's graph variables are counted too
     assert np.allclose(outs["m.keras"], outs["m.h5"], atol=1e-6)
     assert np.allclose(outs["m.keras"], outs["m_savedmodel"], atol=1e-6)
     b = Bundle.open(tmp_path / "b-m_savedmodel")

@@ -205,7 +205,7 @@ def _params(model, kind: str) -> int:
 
         for layer in model.layers:
             if isinstance(layer, layer_class()):
-                n += sum(int(np.prod(v.shape)) for v in layer._loaded.variables)
+                n += sum(int(np.prod(v.shape)) for v in getattr(layer._fn, "variables", ()))
     return n
 
 
