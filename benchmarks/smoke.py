@@ -30,6 +30,7 @@ SCRIPTS = {
     "decision_stability": ["--smoke"],
     "crash_consistency": ["--smoke"],
     "onnx_int8_recipes": ["{bundle}", "--smoke"],
+    "import_parity": ["--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 
