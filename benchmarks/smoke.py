@@ -31,6 +31,7 @@ SCRIPTS = {
     "crash_consistency": ["--smoke"],
     "onnx_int8_recipes": ["{bundle}", "--smoke"],
     "import_parity": ["--smoke"],
+    "tune_search": ["--smoke", "--max-latency", "1000"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 

@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="small folders: parity can rarely be *shown* on a few dozen images")
     ap.add_argument("--work", type=Path, default=None, help="keep the folder and bundles here (resumable)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--smoke", action="store_true", help="CI: digits-200, the `tiny` candidate, screening only")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.case, args.candidates, args.budget = "digits-200", "tiny", "5m"
     from edgecls.bench.hardware import detect
 
     case = next(c for c in CASES if c.name == args.case)
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd += ["--max-size", str(args.max_size)] if args.max_size else []
     cmd += ["--candidates", args.candidates] if args.candidates else []
     cmd += ["--accept-inconclusive"] if args.accept_inconclusive else []
+    cmd += ["--screen-only"] if args.smoke else []
     t0 = time.monotonic()
     proc = subprocess.run(cmd, text=True, capture_output=True)
     wall = time.monotonic() - t0
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"case": case.name, "command": cmd[2:], "exit": proc.returncode,
                                          "wall_s": round(wall, 1), "cpu": cpu, "tune": t}, indent=1, default=str))
-    return 0
+    # exit 1 is an answer (no candidate met the limits); anything else is the run itself failing
+    return proc.returncode if proc.returncode not in (0, 1) else 0
 
 
 if __name__ == "__main__":

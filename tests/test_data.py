@@ -190,3 +190,13 @@ def test_tf_dataset_streams_folder(tmp_path):
     batches = list(dataset.tf_dataset(d, np.arange(len(d)), batch_size=5, shuffle=True, seed=0))
     assert [b[0].shape[0] for b in batches] == [5, 5, 2]
     assert sorted(np.concatenate([b[1].numpy() for b in batches])) == sorted(d.labels)
+
+
+def test_subset_leaving_fewer_than_a_class_each_is_a_seeded_sample():
+    # 24 held-out images of 10 classes, 16 kept: the 8 left cannot hold every class, which a stratified cut needs
+    from edgecls.train.splits import subset
+
+    labels = np.repeat(np.arange(10), [3, 3, 3, 3, 2, 2, 2, 2, 2, 2])
+    kept = subset(labels, 16, seed=0)
+    assert len(kept) == 16 and len(set(kept.tolist())) == 16
+    assert np.array_equal(kept, subset(labels, 16, seed=0))

@@ -32,7 +32,9 @@ def subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     idx = np.arange(len(labels))
     if n >= len(idx):
         return idx
-    if n < len(np.unique(labels)):  # too few to hold every class: a plain seeded sample
+    classes = len(np.unique(labels))
+    # too few to hold every class on either side of a stratified cut (scikit-learn needs both): a plain seeded sample
+    if n < classes or len(idx) - n < classes:
         return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
     from ..core.errors import require
 
