@@ -51,11 +51,14 @@ class Pool:
     source: str  # dataset (Keras run here) or reference (the bundle's stored Keras probabilities)
     notes: list[str] = field(default_factory=list)  # what was sampled, dropped, not available
     images_record: dict | None = None  # --images: folder, counts, dropped, files hash
+    float_only: int = 0  # the last `float_only` images judge float files only (the reference's float inputs)
 
     def mask(self, precision: Precision | str, exclude: set[str] = frozenset()) -> np.ndarray:
         """Which images judge a file of `precision` (less the keys in `exclude`)."""
-        keep = (np.ones(len(self.kinds), bool) if Precision(precision) != Precision.int8
+        keep = (self.kinds != "images" if Precision(precision) != Precision.int8  # float: no need of unseen ones
                 else np.isin(self.kinds, INT8_KINDS))
+        if self.float_only and Precision(precision) == Precision.int8:
+            keep[len(keep) - self.float_only:] = False
         if exclude:
             keep &= np.array([k not in exclude for k in self.keys], bool)
         return keep
@@ -176,7 +179,7 @@ def _from_reference(bundle: Bundle, missing: str) -> Pool:
         notes.append("the reference data holds held-out images only (exported by an older edgecls): float files "
                      "are judged on them alone; export again to store float inputs")
     return Pool(images, ref.labels, probs, np.array(kinds, dtype=object), keys, edge, edge_names, edge_probs,
-                "reference", notes)
+                "reference", notes, float_only=len(extra.images) if extra is not None else 0)
 
 
 def edge_faults(precision: Precision | str, probs: np.ndarray, pool: Pool) -> tuple[dict, list[str]]:
