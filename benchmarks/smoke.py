@@ -31,6 +31,7 @@ SCRIPTS = {
     "crash_consistency": ["--smoke"],
     "onnx_int8_recipes": ["{bundle}", "--smoke"],
     "import_parity": ["--smoke"],
+    "evidence": ["--verify-time", "{bundle}", "--repeat", "1"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 

@@ -58,7 +58,9 @@ def verify(
     Float files (fp32, fp16) are conversions: they are judged on every image the bundle can reach
     (held-out, validation, training) plus label-free variants (flips, crops, brightness, contrast),
     with edge-case tensors checked for gross faults. int8 files were fitted to images: they are
-    judged only on images they never saw (held-out, validation, --images). {gates} Inconclusive says how many images would decide. Exit 1 when a file fails (with --strict
+    judged only on images they never saw (held-out, validation, --images).
+
+    {gates} Inconclusive says how many images would decide. Exit 1 when a file fails (with --strict
     also when one is inconclusive); inconclusive alone exits 0 with a warning. Results are stored per
     file, bound to its sha256.
 
