@@ -185,6 +185,8 @@ def choose_int8_recipe(ctx, fmt: Format, written, candidates: Callable[..., Iter
               "judged_on": {"images": len(judging.images), "selection": JUDGING,
                             "ids_sha256": _ids_hash(judging.ids)},
               "attempts": []}
+    if selection.digests:  # which folder, what was dropped (the bundle's own images) or sampled, and why
+        record["selected_on"]["images_folder"] = ctx.unlabelled().record() | {"notes": ctx.unlabelled().notes()}
     if not len(selection.images):
         record.update(passed=None, outcome=None, note="no validation images (nor --images) to choose a recipe on; "
                                                       "the default file is kept and verify judges it")
