@@ -210,16 +210,18 @@ def load_float_inputs(bundle: Bundle) -> FloatInputs | None:
     if not (bundle.manifest.get("reference") or {}).get("float_inputs"):
         return None
     path = bundle.checked_path(bundle.manifest["reference"]["file"])
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = FloatInputs(z["float_images"], [str(k) for k in z["float_kinds"]], z["float_keras_probabilities"],
-                              z["edge_keras_probabilities"])
-    except (OSError, KeyError, ValueError) as e:
-        raise EdgeclsError(f"{path}: unreadable float inputs in the reference data ({e})") from e
-    n, classes = len(out.images), len(bundle.labels())
+    shape, classes = bundle.input_shape(), len(bundle.labels())
+    z = read_npz(path, {"float_images": ("u", (None, *shape)), "float_kinds": ("U", (None,)),
+                        "float_keras_probabilities": ("f", (None, classes)),
+                        "edge_keras_probabilities": ("f", (None, classes))},
+                 max_bytes=4 * MAX_BYTES + 64 * MAX_IMAGES * max(classes, 1))
+    out = FloatInputs(z["float_images"], [str(k) for k in z["float_kinds"]], z["float_keras_probabilities"],
+                      z["edge_keras_probabilities"])
+    n = len(out.images)
     if (out.images.dtype != np.uint8 or (n and out.images.shape[1:] != bundle.input_shape())
             or len(out.kinds) != n or out.keras_probabilities.shape != (n, classes)
-            or out.edge_keras_probabilities.shape[1:] != (classes,) or n > FLOAT_IMAGES):
+            or out.edge_keras_probabilities.shape[1:] != (classes,) or n > FLOAT_IMAGES
+            or not np.isfinite(out.keras_probabilities).all() or not np.isfinite(out.edge_keras_probabilities).all()):
         raise EdgeclsError(f"{path}: float inputs do not match the bundle's input {bundle.input_shape()} and "
                            f"{classes} classes (or exceed {FLOAT_IMAGES} images)")
     return out
