@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 from ..core import results
 from ..core.errors import EdgeclsError
-from ..core.gates import check_max_drop
+from ..core.gates import check_max_drop, drop_within_changes
 from ..core.names import Runtime, parse
-from ..core.stats import Outcome, judge_drop
+from ..core.stats import Judgement, Outcome, judge_drop
 from .latency import MIN_RUNS
 
 DEFAULT_TIE_MARGIN = 5.0  # percent of the fastest p50 within which two files are tied
@@ -124,18 +124,42 @@ def _parity(x: Candidate, v: dict | None, c: Constraints, stale: dict) -> str | 
     if outcome == Outcome.failed:
         return "fails parity: " + "; ".join(v.get("failures") or ["see edgecls verify"])
     if c.max_drop is not None and x.precision == "int8" and v.get("heldout_images"):
-        drop = judge_drop(v["lost"], v["gained"], v["heldout_images"], c.max_drop)
+        drop = drop_within_changes(judge_drop(v["lost"], v["gained"], v["heldout_images"], c.max_drop),
+                                   _changed_check(v))
         if drop.outcome == Outcome.failed:
             return f"--max-drop: {drop.sentence()}"
         outcome = Outcome.combine([o for o in (outcome, drop.outcome)])
         if drop.outcome == Outcome.inconclusive and not c.accept_inconclusive:
             return (f"{x.precision} not shown to be within {c.max_drop:.2f} points on {v['heldout_images']} "
-                    f"held-out images ({drop.need()}; --accept-inconclusive to ship it anyway)")
+                    f"held-out images ({drop.need()}; {evidence_hint(x.precision)})")
     if outcome == Outcome.inconclusive and not c.accept_inconclusive:
         undecided = v.get("undecided") or []
         return (f"{x.precision} parity not shown on {v.get('images', '?')} images: "
-                + ("; ".join(undecided) or "inconclusive") + " (--accept-inconclusive to ship it anyway)")
+                + ("; ".join(undecided) or "inconclusive") + f" ({evidence_hint(x.precision)})")
     return None
+
+
+def _changed_check(v: dict) -> Judgement | None:
+    c = next((c for c in v.get("checks") or [] if c.get("name") == "changed answers"), None)
+    return Judgement.from_dict(c) if c else None
+
+
+def evidence_hint(precision: str) -> str:
+    """What evidence would decide an inconclusive file, in words."""
+    if precision == "int8":
+        return ("more images it never saw would decide: --images DIR adds a folder of unlabelled images of the "
+                "same kind; or --accept-inconclusive to ship it anyway")
+    return "more images would decide (export again to store more reference inputs); or --accept-inconclusive"
+
+
+def _most_to_decide(cands: list[Candidate]) -> str:
+    """'about 381 images would decide' from the reasons of inconclusive files: the fewest that would decide one."""
+    import re
+
+    counts = [int(m.replace(",", "")) for x in cands
+              for m in re.findall(r"about ([\d,]+) images would decide", x.reason)]
+    return (f"about {min(counts):,} images would decide the closest one" if counts
+            else "more images would decide them")
 
 
 def _bench(x: Candidate, b: dict | None, c: Constraints) -> str | None:
@@ -188,8 +212,11 @@ def decide(manifest: dict, c: Constraints) -> Decision:
     ignored = results.ignored_lines(manifest, "verify") + results.ignored_lines(manifest, "bench")
     if not alive:
         if ruled_out_by == "parity" and any("--accept-inconclusive" in x.reason for x in cands):
-            ruled_out_by = ("parity (no file shown to pass; inconclusive ones need more images, or "
-                            "--accept-inconclusive to ship the best of them)")
+            need = [x.reason for x in cands if "--accept-inconclusive" in x.reason]
+            ruled_out_by = ("parity: no file is shown to pass; "
+                            f"{_most_to_decide(cands)}: --images DIR (unlabelled images of the same kind, for "
+                            "int8 files) or more labelled images would change that, or --accept-inconclusive to "
+                            f"ship the best of the {len(need)} inconclusive files")
         return Decision(constraints, None, cands, ruled_out_by or "no exported artifact", ignored=ignored)
     fastest = min(alive, key=lambda x: x.p50_ms)
 

@@ -30,6 +30,13 @@ BackboneSizeOpt = Annotated[Optional[int], typer.Option(
 FineTuneOpt = Annotated[Optional[int], typer.Option(
     help="Backbones: top blocks fine-tuned after the head-only phase (default 5; 0: head only).")]
 DEFAULT_BUNDLE = Path("models/digits-small")
+# unlabelled evidence for int8 files, shared by `export`, `verify` and `pipeline`
+ImagesOpt = Annotated[Optional[str], typer.Option(
+    "--images", help="A folder of unlabelled images of the same kind (searched recursively; decoded as a "
+                     "training folder): changed answers need no labels, so they judge int8 files (and choose "
+                     "their recipe at export) beside the held-out and validation images. Images the bundle "
+                     "already holds are dropped and said; beyond 20,000 a seeded sample is used.",
+    show_default=False)]
 
 
 def _fail(message: str, code: int) -> typer.Exit:

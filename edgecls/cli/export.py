@@ -9,7 +9,7 @@ import typer
 
 from ..core.names import Format
 from ..report.console import err, human, render_export
-from .common import DEFAULT_BUNDLE, _choices, _emit_json, handled
+from .common import DEFAULT_BUNDLE, ImagesOpt, _choices, _emit_json, handled
 
 
 @handled
@@ -24,31 +24,37 @@ def export(
         help="Held-out images stored in reference.npz with the Keras probabilities, so verify and bench run "
              "on a device without TensorFlow or the dataset (at most 2048).")] = 256,
     max_drop: Annotated[float, typer.Option(
-        help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on the "
-             "validation + unseen training images; a file that misses it is re-made with the format's "
-             "accuracy-aware recipe.")] = 1.0,
+        help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on images the "
+             "model never trained on (half the validation split, and --images); a file that misses it is "
+             "re-made with the format's accuracy-aware recipe.")] = 1.0,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    images: ImagesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ):
     """Export the bundle's model to ONNX, TFLite and OpenVINO IR (float32; --int8, --fp16 add more).
 
     Every file is loaded by its runtime and run on a few held-out images right after writing,
     and recorded with its sha256 in manifest.json. Each int8 file is judged with verify's gate on
-    images that are not held out; one that misses it is re-made with the format's accuracy-aware
-    recipe (some layers left in float). Exit 1 if any format failed or an int8 file misses the gate.
+    images the model never trained on (half the validation split, and up to half of --images; never
+    held-out ones); one that misses it is re-made with the format's accuracy-aware recipe (some
+    layers left in float), and verify later judges it on images that choice did not see. Exit 1 if
+    any format failed or an int8 file misses the gate.
 
     Examples:
 
       edgecls export --int8                       # all formats, float32 and int8
 
       edgecls export models/pets-mobile --format onnx,tflite --fp16
+
+      edgecls export models/pets --int8 --images ~/more-pets   # unlabelled photos choose the int8 recipe
     """
     from ..core.names import parse
     from ..export import ExportConfig
     from ..export import export as run
 
     cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
-                       calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop)
+                       calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop,
+                       images=images)
 
     def progress(entry, failure):
         if entry:

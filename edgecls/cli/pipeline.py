@@ -26,6 +26,7 @@ from .common import (
     ArchOpt,
     BackboneSizeOpt,
     ForBatch,
+    ImagesOpt,
     MaxLatency,
     MaxSize,
     Percentile,
@@ -61,6 +62,7 @@ def pipeline(
              "and the recommendation alike.")] = 1.0,
     tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
     accept_inconclusive: AcceptInconclusive = False,
+    images: ImagesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
                                                           "progress go to stderr).")] = False,
     model: Annotated[Optional[Path], typer.Option(help="Import this Keras model (.keras, .h5, SavedModel folder) "
@@ -80,8 +82,8 @@ def pipeline(
     the artifact to ship.
 
     With no arguments it runs on the bundled digits dataset and writes models/digits-small/
-    (report.html and report.md inside). Exit 1 if an export or a parity gate fails, or nothing
-    qualifies under the constraints.
+    (report.html and report.md inside). Exit 0 when a file ships (what stopped the others is said
+    beside it); exit 1 when nothing qualifies, with what evidence would change that.
 
     Examples:
 
@@ -92,6 +94,8 @@ def pipeline(
       edgecls pipeline --data ~/pets --arch efficientnet-lite0      # ImageNet-pretrained, fine-tuned
 
       edgecls pipeline --model mobilenet.keras --data ~/pets        # your own model: import, then the rest
+
+      edgecls pipeline --data ~/pets --images ~/more-pets  # unlabelled photos judge the int8 files
     """
     import dataclasses
 
@@ -112,7 +116,7 @@ def pipeline(
                                   constraints=Constraints(for_batch, max_latency, percentile.value, max_size,
                                                           max_drop, tie_margin=tie_margin,
                                                           accept_inconclusive=accept_inconclusive)),
-        max_drop=max_drop)
+        max_drop=max_drop, images=images)
     if model is not None:
         from ..train.importer import ImportConfig
         from .import_ import _floats

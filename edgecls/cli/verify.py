@@ -13,6 +13,7 @@ from ..core.names import Device, Format
 from ..report.console import render_explain, render_verify
 from .common import (
     DEFAULT_BUNDLE,
+    ImagesOpt,
     _choices,
     _emit_json,
     handled,
@@ -43,6 +44,7 @@ def verify(
     timeout: Annotated[Optional[float], typer.Option(
         help="With --platform: seconds each emulated CPU model may run before it is stopped.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+    images: ImagesOpt = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
                           "where the error jumps (each vendor's tool, 32 held-out images).")] = False,
@@ -51,7 +53,12 @@ def verify(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ):
-    """Prove each exported model still gives the Keras model's answers on images it never trained on.
+    """Prove each exported model still gives the Keras model's answers.
+
+    Float files (fp32, fp16) are conversions: they are judged on every image the bundle can reach
+    (held-out, validation, training) plus label-free variants (flips, crops, brightness, contrast),
+    with edge-case tensors checked for gross faults. int8 files were fitted to images: they are
+    judged only on images they never saw (held-out, validation, --images).
 
     {gates} Inconclusive says how many images would decide. Exit 1 when a file fails (with --strict
     also when one is inconclusive); inconclusive alone exits 0 with a warning. Results are stored per
@@ -62,6 +69,8 @@ def verify(
       edgecls verify                               # models/digits-small, every artifact
 
       edgecls verify models/fashion-mnist-small --runtime onnx,tflite --max-drop 0.5
+
+      edgecls verify models/pets --images ~/more-pets    # unlabelled photos judge the int8 files too
 
       edgecls verify --explain                     # and where each int8 file loses precision, layer by layer
 
@@ -84,7 +93,7 @@ def verify(
 
         int8_artifacts(Bundle.open(bundle), runtime)
     result = run(bundle, runtime_names=runtime, device=device, threads=threads, max_drop=max_drop,
-                 runtime_options={"compute": ov_precision}, data_dir=data_dir)
+                 runtime_options={"compute": ov_precision}, data_dir=data_dir, images=images)
     explanations = None
     if explain:
         from ..verify.explain import explain as explain_layers

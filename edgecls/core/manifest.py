@@ -188,10 +188,12 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
                 "outcome": _f(["string", "null"], "pass, inconclusive or fail on the judging set"),
                 "max_drop": _f("number", "--max-drop, accuracy points"),
                 "float_layers": _f("array", "layers left in float (node, tensor or op names of the format)"),
-                "selected_on": _f("object", "selection set: training images calibration did not use; they choose "
-                                            "the recipe and are never used to judge it; count, hash of the ids"),
-                "judged_on": _f("object", "judging set: the validation split (never held-out, never the selection "
-                                          "set); count, hash of the ids"),
+                "selected_on": _f("object", "selection set: half the validation split and up to half of --images; "
+                                            "they choose the recipe and verify never judges the file on them; "
+                                            "count, kinds, the validation ids, the --images pixel digests (16 hex), "
+                                            "hash of them"),
+                "judged_on": _f("object", "judging set: the other half of the validation split (never held-out, "
+                                          "never the selection set); count, hash of the ids"),
                 "attempts": _f("array", "every recipe tried on the selection set, in order: float layers, outcome, "
                                         "accuracy, drop with lost/gained and 95% interval, changed answers, checks"),
                 "selection_evidence": _f("object", "the kept file on the selection set (as in attempts)"),
@@ -209,8 +211,10 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
         "gates": _f("object", "the gate per precision (edgecls.core.gates) of the last verify"),
         "rows": _f("array", "one per artifact x runtime x device: sha256 and bundle_id of what it judged, "
                             "at, outcome (pass, inconclusive, fail), each check with its 95% interval, accuracy, "
-                            "lost/gained, changed answers, |Δp| (99th percentile and max); rows whose sha256 no "
-                            "longer matches the artifact are stale and ignored", items={"type": "object"}),
+                            "lost/gained, changed answers, |Δp| (99th percentile and max), judged_on (which images: "
+                            "count per kind, a hash of their ids, the --images folder's record), edge_cases (the "
+                            "gross-fault check); rows whose sha256 no longer matches the artifact are stale and "
+                            "ignored", items={"type": "object"}),
     }, required=["rows"]),
     "platform_verify": _obj("parity results of edgecls verify --platform (an emulated instruction set), merged "
                             "per artifact x runtime x platform x CPU model x requested precision", {
@@ -230,13 +234,18 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
                     items={"type": "object"}),
     }, required=["rows"]),
     "reference": _obj("reference data for device-side verify and bench (edgecls.export.reference)", {
-        "file": _f("string", "reference.npz: images (uint8 NHWC), labels, keras_probabilities"),
+        "file": _f("string", "reference.npz: images (uint8 NHWC), labels, keras_probabilities; float_images, "
+                             "float_kinds, float_keras_probabilities, edge_keras_probabilities"),
         "images": _f("integer", "how many held-out images it holds"),
         "ids": _f("array", "which held-out images"),
         "sha256": _f("string", "hash of the file (also under files)"),
         "selection": _f("string", "how they were chosen"),
         "keras_accuracy": _f("number", "the Keras model's accuracy on them"),
-    }),
+        "float_inputs": _f("object", "float_images in the file (float parity on a device): count, kinds (training, "
+                                     "validation, variant), hash of their ids, how chosen; at most 512 and 16 MiB"),
+        "edge_cases": _f("integer", "edge-case tensors whose Keras probabilities the file holds "
+                                    "(edge_keras_probabilities)"),
+    }, required=["file", "images", "ids", "sha256", "selection", "keras_accuracy"]),
     "decision": _obj("the recommendation of the last bench (edgecls.bench.decide)", {
         "constraints": _f("object", "for_batch, max_latency_ms, percentile, max_size_kb, max_drop, runtimes"),
         "found": _f("boolean", "an artifact qualified"),

@@ -86,9 +86,10 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
     sample, _ = recorded.heldout(bundle, data_dir=cfg.data_dir, limit=8)
     classes = len(bundle.labels())
     result = ExportResult()
-    bundle.put("labels.txt", "\n".join(bundle.labels()) + "\n")
     with tempfile.TemporaryDirectory(prefix="edgecls-export-") as tmp:
         ctx = ExportContext(bundle, model, cfg, Path(tmp))
+        ctx.unlabelled()  # a bad --images folder is refused before anything is written
+        bundle.put("labels.txt", "\n".join(bundle.labels()) + "\n")
         for fmt in cfg.formats:
             module = format_module(fmt)
             for precision in cfg.precisions():

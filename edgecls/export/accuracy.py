@@ -1,18 +1,21 @@
 """Accuracy-aware int8: judge each int8 file with verify's gate, and retry with a more accurate recipe.
 
-Export never touches the held-out split, and never judges a file on the images it was chosen on.
-The images it may use (the validation split, and the training images calibration did not take)
-are split in two: the **selection set** (those training images) chooses the recipe — each
-candidate is judged there with verify's int8 gate (`edgecls.core.gates`), the first that passes is
-kept, else the best — and the **judging set** (the validation images) judges the kept file once,
-for the record. `edgecls verify` judges again on held-out + validation images; the selection set
-is never among them. When the default file misses the gate on the selection set, the format
+An int8 file is fitted to its calibration images (training images), and a fine-tuned model has
+memorised its training images, so int8 faults show on images the model never trained on. Export
+never touches the held-out split, and never judges a file on the images it was chosen on. It
+splits what it may use in two: the **selection set** — half of the validation split (stratified,
+seeded) plus, with ``--images DIR``, up to half of those unlabelled images (a seeded sample) —
+chooses the recipe: each candidate is judged there with verify's int8 gate (`edgecls.core.gates`),
+the first that passes is kept, else the best; the **judging set** (the other half of the
+validation split) judges the kept file once, for the record. The selection set's ids (and the
+--images pixel digests) are recorded in ``int8.selected_on``: `edgecls verify` leaves them out
+when it judges that file. When the default file misses the gate on the selection set, the format
 module's `accuracy_aware(ctx, selection, workdir)` yields candidates made with the vendor's own
 mechanism (onnxruntime's qdq_loss_debug + nodes_to_exclude, TFLite's QuantizationDebugger +
 denylisted nodes, NNCF's quantize_with_accuracy_control), each keeping more layers in float (when
-the default fails there, or is inconclusive leaning to fail: `worth_retrying`). The
-manifest records both sets, every attempt, the layers left in float, and the cost in bytes and
-latency against the default file.
+the default fails there, or is inconclusive leaning to fail: `worth_retrying`). The manifest
+records both sets, every attempt, the layers left in float, and the cost in bytes and latency
+against the default file.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from ..train import recorded
 
 MAX_SET_IMAGES = 5000  # each set: keeps each attempt within seconds; a stratified sample beyond
 RANKING_IMAGES = 64  # images the per-layer tools rank layers on (taken from the selection set)
-SELECTION = "training images not used for calibration (chooses the recipe)"
-JUDGING = "validation split (judges the kept file; never used to choose it)"
+SELECTION = ("half the validation split, stratified, seeded, and up to half of --images (chooses the recipe; "
+             "verify leaves these images out when it judges the file)")
+JUDGING = "the other half of the validation split (judges the kept file; never used to choose it)"
 
 
 @dataclass
@@ -46,6 +50,7 @@ class ImageSet:
     keras: np.ndarray  # float64 (N, classes)
     max_drop: float
     ids: list = field(default_factory=list)
+    digests: list = field(default_factory=list)  # --images: pixel digests of the unlabelled images in the set
 
     def judge(self, fmt: Format, path: Path) -> Evidence:
         """`path` run by its runtime on every image, judged against Keras under verify's int8 gate."""
@@ -67,23 +72,44 @@ class Int8Images:
     judging: ImageSet  # judges the kept file
 
 
-def _image_set(ctx, part: str, seen: set) -> ImageSet:
+def _empty(ctx) -> ImageSet:
+    b = ctx.bundle
+    return ImageSet(np.zeros((0, *b.input_shape()), np.uint8), np.zeros(0, np.int64),
+                    np.zeros((0, len(b.labels()))), ctx.cfg.max_drop)
+
+
+def _val_half(ctx, exclude: set) -> ImageSet:
+    """Half the validation split (stratified, seeded; with `exclude`: the rest of it)."""
     bundle = ctx.bundle
-    n = sum(1 for i in bundle.split_ids(part) if i not in seen)
+    ids = [i for i in bundle.split_ids("val") if i not in exclude]
+    n = len(ids) if exclude else (len(ids) + 1) // 2
     if not n:
-        return ImageSet(np.zeros((0, *bundle.input_shape()), np.uint8), np.zeros(0, np.int64),
-                        np.zeros((0, len(bundle.labels()))), ctx.cfg.max_drop)
+        return _empty(ctx)
     seed = bundle.manifest["dataset"]["split"]["seed"]
-    ids, x, y = recorded.select(bundle, part, data_dir=ctx.cfg.data_dir, exclude=seen, limit=min(n, MAX_SET_IMAGES),
-                                seed=seed)
+    ids, x, y = recorded.select(bundle, "val", data_dir=ctx.cfg.data_dir, exclude=exclude,
+                                limit=min(n, MAX_SET_IMAGES), seed=seed)
     return ImageSet(x, y, probabilities(ctx.model, x).astype(np.float64), ctx.cfg.max_drop, list(ids))
 
 
+def _with_images(ctx, sel: ImageSet) -> ImageSet:
+    """The selection set plus up to half of the --images folder (a seeded sample, at most MAX_SET_IMAGES)."""
+    u = ctx.unlabelled()
+    if u is None or not len(u.images):
+        return sel
+    n = min(max(1, len(u.images) // 2), MAX_SET_IMAGES)
+    seed = ctx.bundle.manifest["dataset"]["split"]["seed"]
+    pick = np.sort(np.random.default_rng(seed).choice(len(u.images), n, replace=False))
+    x = u.images[pick]
+    return ImageSet(np.concatenate([sel.images, x]), sel.labels,
+                    np.concatenate([sel.keras, probabilities(ctx.model, x).astype(np.float64)]), ctx.cfg.max_drop,
+                    sel.ids, [u.digests[i] for i in pick])
+
+
 def int8_images(ctx) -> Int8Images:
-    """The selection set (training images `ctx.calibration()` did not take) and the judging set (validation
-    images), each stratified, seeded, at most MAX_SET_IMAGES, labelled, with the Keras probabilities."""
-    seen = set(ctx.calibration_record()["ids"])
-    return Int8Images(_image_set(ctx, "train", seen), _image_set(ctx, "val", set()))
+    """The selection set (half the validation split, and up to half of --images) and the judging set (the other
+    half of the validation split): images the model never trained on, with the Keras probabilities."""
+    selection = _with_images(ctx, _val_half(ctx, set()))
+    return Int8Images(selection, _val_half(ctx, set(selection.ids)) if selection.ids else _empty(ctx))
 
 
 @dataclass
@@ -153,12 +179,16 @@ def choose_int8_recipe(ctx, fmt: Format, written, candidates: Callable[..., Iter
     selection, judging = sets.selection, sets.judging
     record = {"recipe": "default", "float_layers": [], "max_drop": ctx.cfg.max_drop,
               "selected_on": {"images": len(selection.images), "selection": SELECTION,
-                              "ids_sha256": _ids_hash(selection.ids)},
+                              "kinds": {"validation": len(selection.ids), "images": len(selection.digests)},
+                              "ids": list(selection.ids), "digests": list(selection.digests),
+                              "ids_sha256": _ids_hash(list(selection.ids) + list(selection.digests))},
               "judged_on": {"images": len(judging.images), "selection": JUDGING,
                             "ids_sha256": _ids_hash(judging.ids)},
               "attempts": []}
+    if selection.digests:  # which folder, what was dropped (the bundle's own images) or sampled, and why
+        record["selected_on"]["images_folder"] = ctx.unlabelled().record() | {"notes": ctx.unlabelled().notes()}
     if not len(selection.images):
-        record.update(passed=None, outcome=None, note="no unseen training images to choose a recipe on; "
+        record.update(passed=None, outcome=None, note="no validation images (nor --images) to choose a recipe on; "
                                                       "the default file is kept and verify judges it")
         return record
     default_bytes = _bytes(bundle, written)
@@ -195,16 +225,15 @@ def choose_int8_recipe(ctx, fmt: Format, written, candidates: Callable[..., Iter
         record.update(evidence=kept, outcome=kept["outcome"], passed=kept["passed"])
     else:
         record.update(evidence=None, outcome=None, passed=None,
-                      note="no validation images to judge the kept file on; verify judges it")
+                      note="no validation images left to judge the kept file on; verify judges it")
     return record
 
 
 def _ids_hash(ids: list) -> str:
     """A hash of which images a set holds (the ids themselves are in the split)."""
-    import hashlib
-    import json
+    from ..core.inputs import ids_hash
 
-    return hashlib.sha256(json.dumps(sorted(map(str, ids))).encode()).hexdigest()
+    return ids_hash(ids)
 
 
 def doubling_prefixes(ranked: list, first: int = 1) -> Iterator[list]:

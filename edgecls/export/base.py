@@ -43,6 +43,7 @@ class ExportConfig:
     data_dir: str | None = None  # where the dataset lives now, if it moved
     reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.export.reference)
     max_drop: float = 1.0  # int8 gate at export (accuracy points), judged as verify does (export/accuracy.py)
+    images: str | None = None  # --images: unlabelled images of the same kind (int8 recipe selection)
 
     def validate(self) -> None:
         if not 1 <= self.reference_size <= MAX_IMAGES:
@@ -53,6 +54,13 @@ class ExportConfig:
         check_max_drop(self.max_drop)
         if self.calib_size < 1:
             raise EdgeclsError(f"--calib-size {self.calib_size}: must be at least 1")
+        if self.images is not None:
+            from ..train import unlabelled
+
+            if not self.int8:
+                raise EdgeclsError(f"--images {self.images}: unlabelled images choose and judge int8 files; add "
+                                   "--int8 (float files need no unseen images)")
+            unlabelled.check(self.images)
 
     def precisions(self) -> list[Precision]:
         return [Precision.fp32] + [Precision.fp16] * self.fp16 + [Precision.int8] * self.int8
@@ -94,6 +102,7 @@ class ExportContext:
         self.out: Path | None = None  # where the artifact being exported is written: its staging folder
         self._calib = None
         self._int8_images = None
+        self._unlabelled = None
         self._onnx: Path | None = None
 
     @property
@@ -119,6 +128,20 @@ class ExportContext:
 
             self._int8_images = int8_images(self)
         return self._int8_images
+
+    def unlabelled(self):
+        """The --images folder (`edgecls.train.unlabelled.Unlabelled`, the bundle's own images dropped), or None."""
+        if self.cfg.images is None:
+            return None
+        if self._unlabelled is None:
+            from ..train import unlabelled
+
+            b, d = self.bundle, self.cfg.data_dir
+            known = {"training": recorded.digests(b, "train", d), "validation": recorded.digests(b, "val", d),
+                     "held-out": recorded.digests(b, "test", d)}
+            self._unlabelled = unlabelled.load(self.cfg.images, self.input_shape, known,
+                                               seed=b.manifest["dataset"]["split"]["seed"])
+        return self._unlabelled
 
     def calibration_record(self) -> dict:
         """What the manifest says of the calibration: count, split, which ids, a hash of the pixels."""

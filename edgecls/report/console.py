@@ -176,19 +176,26 @@ def int8_gate(t: dict | None) -> str:
     return f"{OUTCOME[t['outcome']]} ({what})"
 
 
+def _judged_on(j: dict) -> str:
+    """'1,797 reachable + 1,024 variants' style cell: which images judged a row."""
+    names = {"held-out": "held-out", "validation": "val", "training": "train", "images": "--images",
+             "variant": "variants"}
+    return " + ".join(f"{n:,} {names.get(k, k)}" for k, n in (j.get("kinds") or {}).items())
+
+
 def render_verify(result, strict: bool = False) -> None:
-    where = ("held-out + validation images" if result.source == "dataset"
-             else "the bundle's reference images and the Keras probabilities stored with them")
+    where = ("" if result.source == "dataset"
+             else " (the bundle's reference images and the Keras probabilities stored with them)")
     table = Table(title=f"parity vs Keras: accuracy on {result.heldout_images} held-out images (Keras "
-                        f"{result.keras_accuracy:.4f}); changed answers and |Δp| on {result.images} images never "
-                        f"trained on ({where}); 95% intervals")
+                        f"{result.keras_accuracy:.4f}); float files judged on every image the bundle can reach and "
+                        f"label-free variants, int8 files only on images they never saw{where}; 95% intervals")
     for col in ("format", "precision", "runtime / device", "float parts", "accuracy", "drop pts (95%)",
-                "lost/gained", "changed % (95%)", "|Δp| q99 / max", "outcome"):
+                "lost/gained", "changed % (95%)", "|Δp| q99 / max", "judged on", "outcome"):
         table.add_column(col, justify="left" if col in ("format", "precision", "runtime / device",
-                                                        "float parts", "outcome") else "right")
+                                                        "float parts", "judged on", "outcome") else "right")
     for r in result.rows:
         if r.error or r.evidence is None:
-            table.add_row(r.format, r.precision, r.runtime, *[""] * 6, "[red]ERROR[/]")
+            table.add_row(r.format, r.precision, r.runtime, *[""] * 7, "[red]ERROR[/]")
             continue
         e = r.evidence
         drop = next((c for c in e.checks if c.name == "accuracy drop"), None)
@@ -198,7 +205,8 @@ def render_verify(result, strict: bool = False) -> None:
                       else f"{100 * (e.keras_accuracy - e.accuracy) + 0:+.2f}",
                       f"{e.lost}/{e.gained}",
                       f"{changed.estimate:.2f} ({changed.low:.2f}…{changed.high:.2f}) {e.changed}/{e.images}",
-                      f"{e.q99_abs_diff:.1e} / {e.max_abs_diff:.1e}", OUTCOME[r.outcome.value])
+                      f"{e.q99_abs_diff:.1e} / {e.max_abs_diff:.1e}", _judged_on(r.judged_on),
+                      OUTCOME[r.outcome.value])
     out.print(table)
     from ..core.gates import summary
 
@@ -209,6 +217,17 @@ def render_verify(result, strict: bool = False) -> None:
               highlight=False)
     for line in result.ignored:
         out.print(f"[yellow]not re-verified here, and ignored: {line}[/]", soft_wrap=True, highlight=False)
+    hashes = {}
+    for r in result.rows:
+        if r.judged_on:
+            hashes.setdefault(r.precision, r.judged_on)
+    for precision, j in hashes.items():
+        extra = (f", {j['excluded_selection']:,} its recipe was selected on left out" if j.get("excluded_selection")
+                 else "")
+        out.print(f"{precision} judged on {j['images']:,} images: {_judged_on(j)}{extra} (ids sha256 "
+                  f"{j['ids_sha256'][:12]})", soft_wrap=True, highlight=False)
+    for note in result.notes:
+        out.print(f"note: {note}", soft_wrap=True, highlight=False)
     for r in result.rows:
         for f in r.failures:
             typer.echo(f"FAIL {r.file} ({r.runtime}): {f}", err=True)

@@ -132,6 +132,12 @@ def _artifacts_section(m: dict) -> list[str]:
          for a in arts])]
 
 
+def _judged_on(j: dict) -> str:
+    """Which images judged a row: counts per kind and the start of their ids' hash."""
+    kinds = " + ".join(f"{n:,} {k}" for k, n in (j.get("kinds") or {}).items())
+    return f"{kinds} ({j['ids_sha256'][:8]})" if kinds else ""
+
+
 def _parity_section(m: dict) -> list[str]:
     from ..core import results
     from ..core.gates import summary
@@ -152,12 +158,14 @@ def _parity_section(m: dict) -> list[str]:
         return f"{c['estimate']:{sign}.2f} ({c['interval'][0]:{sign}.1f}…{c['interval'][1]:{sign}.1f})"
 
     return ["## Parity with Keras",
-            f"Each file against the Keras model on images it never trained on: accuracy on the held-out images, "
-            f"changed answers and |Δp| on held-out + validation images, each with its 95% interval. "
+            f"Each file against the Keras model: accuracy on the held-out images; changed answers and |Δp| of a "
+            f"float file on every image the bundle can reach plus label-free variants (a conversion fault needs "
+            f"no unseen input), of an int8 file only on images it never saw (held-out, validation, --images), "
+            f"each with its 95% interval; 'judged on' says which images (docs/verify.md). "
             f"{summary(gate.get('max_drop', 1.0))} Outcomes: {counts['pass']} pass, {counts['inconclusive']} "
             f"inconclusive, {counts['fail']} fail.",
             _table(["file", "runtime", "float parts", "accuracy", "drop pts (95%)", "lost/gained",
-                    "changed % (95%)", "abs Δp: q99 / max", "outcome"],
+                    "changed % (95%)", "abs Δp: q99 / max", "judged on", "outcome"],
                    [[r["file"], f"{r['runtime']}/{r.get('device', '')}", r.get("compute", ""),
                      f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
                      interval(r, "accuracy drop"),
@@ -165,6 +173,7 @@ def _parity_section(m: dict) -> list[str]:
                      interval(r, "changed answers") + (f" {r['changed']}/{r['images']}" if r.get("images") else ""),
                      f"{r['q99_abs_diff']:.1e} / {r['max_abs_diff']:.1e}" if r.get("max_abs_diff") is not None
                      else "",
+                     _judged_on(r.get("judged_on") or {}),
                      r["outcome"] + (": " + "; ".join(r["failures"] + r.get("undecided", []))
                                      if r["outcome"] != "pass" else "")] for r in rows]),
             *([f"Ignored (not bound to the bytes in the bundle): {'; '.join(ignored)}."] if ignored else [])]

@@ -55,3 +55,21 @@ def select(bundle: Bundle, part: str, *, data_dir: str | None = None, limit: int
     if limit is not None and limit < len(idx):
         pick = splits.subset(data.labels[idx], limit, seed)
     return [ids[i] for i in pick], data.images(idx[pick]), data.labels[idx[pick]]
+
+
+def digests(bundle: Bundle, part: str, data_dir: str | None = None, chunk: int = 4096) -> set[str]:
+    """The pixel sha256 of every image of a recorded split part (decoded as the model sees it), to recognise
+    the bundle's own images in a folder of unlabelled ones (`edgecls.train.unlabelled`)."""
+    from ..core.inputs import pixel_digests
+
+    ds = bundle.manifest["dataset"]
+    ids = list(bundle.split_ids(part))
+    if ds["source"]["name"] != "folder":  # in memory: one load
+        return set(pixel_digests(select(bundle, part, data_dir=data_dir)[1]))
+    out: set[str] = set()
+    for start in range(0, len(ids), chunk):  # a large folder is decoded a chunk at a time
+        part_ids = ids[start:start + chunk]
+        data = sources.open_source(ds["source"], ids=part_ids, classes=ds["classes"], data_dir=data_dir,
+                                   base=bundle.path)
+        out.update(pixel_digests(data.images(np.arange(len(part_ids)))))
+    return out

@@ -1,11 +1,13 @@
 """Parity of every exported artifact against the Keras model, with three honest outcomes.
 
-Each artifact is run on the held-out images (labelled: accuracy and its paired drop) and the
-validation images (agreement and probability differences need no labels) — images the model
-never trained on; training images are never pooled in. Each check is judged on its 95% interval
-by `edgecls.core.gates`: pass (shown within the limit), fail (shown beyond it), inconclusive (too few
-images to tell, with how many would decide). Each row is bound to the sha256 of the file it
-judged and merged into the manifest per artifact x runtime x device.
+Each artifact is run on the images that answer its question (`edgecls.verify.evidence`): a float
+file on every image the bundle can reach plus label-free variants (a conversion fault needs no
+unseen input), with edge-case tensors checked apart for gross faults; an int8 file only on images
+it was never fitted to, selected on or trained on (held-out, validation, `--images`). Held-out
+images give the accuracy and its paired drop. Each check is judged on its 95% interval by
+`edgecls.core.gates`: pass (shown within the limit), fail (shown beyond it), inconclusive (too few
+images to tell, with how many would decide). Each row records which images judged it, is bound to
+the sha256 of the file it judged and merged into the manifest per artifact x runtime x device.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from ..core.errors import EdgeclsError
 from ..core.gates import Evidence, check_max_drop, gates, judge
 from ..core.names import Device, Precision, Runtime, parse
 from ..core.stats import Outcome
-from ..export import reference
 from ..train import recorded
-
-MAX_AGREEMENT_IMAGES = 20000  # validation images beyond the held-out split: verify stays within seconds
+from . import evidence as pools
+from .evidence import MAX_AGREEMENT_IMAGES
 
 
 @dataclass
@@ -44,14 +45,17 @@ class ParityRow:
     at: str = ""
     source: str = ""  # dataset (Keras run here) or reference (the bundle's stored Keras probabilities)
     evidence: Evidence | None = None
+    judged_on: dict = field(default_factory=dict)  # which images: kinds and counts, a hash of their ids
+    edge_cases: dict = field(default_factory=dict)  # the edge-case tensors' gross-fault check
     failures: list[str] = field(default_factory=list)  # each check shown beyond its limit; or the error
     undecided: list[str] = field(default_factory=list)  # each inconclusive check, with how many images would decide
     calibration: list[str] = field(default_factory=list)  # int8 calibration faults (a fail)
+    gross: list[str] = field(default_factory=list)  # gross faults on edge-case tensors (a fail)
     error: bool = False
 
     @property
     def outcome(self) -> Outcome:
-        if self.error or self.calibration or self.evidence is None:
+        if self.error or self.calibration or self.gross or self.evidence is None:
             return Outcome.failed
         return self.evidence.outcome
 
@@ -69,13 +73,16 @@ class ParityRow:
 @dataclass
 class VerifyResult:
     heldout_images: int  # labelled held-out images (accuracy, drop)
-    images: int  # held-out + validation images (changed answers, |Δp|)
+    images: int  # images judging int8 files: held-out + validation (+ --images), before exclusions
     keras_accuracy: float
     rows: list[ParityRow]
     gates: dict
     source: str = "dataset"  # what the images and the Keras reference came from: dataset or reference
     ignored: list[str] = field(default_factory=list)  # stored rows of other artifacts ignored (stale, unbound)
     save_error: str | None = None  # the results could not be stored (read-only, replaced bundle)
+    float_images: int = 0  # inputs judging float files (every reachable image and variants)
+    notes: list[str] = field(default_factory=list)  # what was sampled, dropped or not available
+    images_folder: dict | None = None  # --images: folder, counts, dropped, files hash
 
     @property
     def outcome(self) -> Outcome:
@@ -90,7 +97,8 @@ class VerifyResult:
         return {o.value: sum(r.outcome == o for r in self.rows) for o in Outcome}
 
     def to_dict(self) -> dict:
-        return {"heldout_images": self.heldout_images, "images": self.images, "source": self.source,
+        return {"heldout_images": self.heldout_images, "images": self.images, "float_images": self.float_images,
+                "notes": self.notes, "images_folder": self.images_folder, "source": self.source,
                 "keras_accuracy": self.keras_accuracy, "outcome": self.outcome.value, "counts": self.counts(),
                 "gates": self.gates, "rows": [r.to_dict() for r in self.rows], "ignored": self.ignored,
                 "save_error": self.save_error}
@@ -114,10 +122,14 @@ def option_sets(name: Runtime | str, runtime_options: dict[str, str] | None = No
 def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] | None = None,
            device: Device = Device.cpu, threads: int | None = None, max_drop: float = 1.0,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
-           on_row=None, on_output=None, save: bool = True) -> VerifyResult:
-    """Run every exported artifact (of the selected runtimes) on images the model never trained on and
-    judge it against the Keras model. Rows are stored in the manifest under ``verify``, bound to each
-    file's sha256 and merged per artifact x runtime x device x requested precision.
+           on_row=None, on_output=None, save: bool = True, images: str | None = None) -> VerifyResult:
+    """Run every exported artifact (of the selected runtimes) on the images that answer its question
+    (`edgecls.verify.evidence`) and judge it against the Keras model. Rows are stored in the manifest
+    under ``verify``, bound to each file's sha256, with which images judged them, and merged per
+    artifact x runtime x device x requested precision.
+
+    `images` is a folder of unlabelled images of the same kind (``--images``): more evidence for int8
+    files (changed answers, |Δp|; a drop is bounded by the share of changed answers).
 
     `runtime_options` go to each runtime that takes them (``{"compute": "f32"}``: OpenVINO's
     execution precision; comma-separated values give one row each, ``"f32,default"``).
@@ -128,7 +140,8 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     meanwhile), they are still returned, with `save_error` set.
 
     Raises:
-        EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options.
+        EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options, a bad `images` folder
+            (before any file is run; nothing is stored).
     """
     check_max_drop(max_drop)
     runtimes.check_threads(threads)
@@ -144,25 +157,32 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     if not artifacts:
         raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
                            f"run 'edgecls export {bundle.path}' first")
-    x_all, y, ref, source = evidence_images(bundle, data_dir, device, threads)
-    keras_acc = float((ref[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
+    pool = pools.build(bundle, data_dir, device, threads, images)
+    y = pool.labels
+    keras_acc = float((pool.keras[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
     limits = gates(max_drop)
     rows, at = [], now()
     for a, name, options in artifacts:
-        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at, source=source,
-                        compute_requested=options.get("compute", ""))
+        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at,
+                        source=pool.source, compute_requested=options.get("compute", ""))
         runner = None
         try:
             path = bundle.checked_path(a["file"])
             runner = runner_for(name, options)
             runner.load(path, device=device, threads=threads)
             row.device, row.compute = runner.device_ran, runner.compute
-            probabilities = runner.predict_all(x_all)
+            precision = Precision(a["precision"])
+            full = pool.mask(precision)
+            mask = pool.mask(precision, pools.selection_keys(a))
+            row.judged_on = pool.judged_on(mask, excluded=int(full.sum() - mask.sum()))
+            probabilities = runner.predict_all(pool.images[mask])
             row.gate = gate_for(a["precision"], row.compute).value
-            row.evidence = judge(limits[Precision(row.gate)], probabilities, ref, y)
+            row.evidence = judge(limits[Precision(row.gate)], probabilities, pool.keras[mask], y)
             if on_output:
                 on_output(row, probabilities)
             row.failures, row.undecided = row.evidence.failures(), row.evidence.undecided()
+            row.edge_cases, row.gross = pools.edge_faults(row.gate, runner.predict_all(pool.edge), pool)
+            row.failures += row.gross
             row.calibration = calibration_faults(bundle, a)
             row.failures += row.calibration
         except EdgeclsError as e:
@@ -174,8 +194,9 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
         rows.append(row)
         if on_row:
             on_row(row)
-    result = VerifyResult(len(y), len(x_all), keras_acc, rows, {k.value: asdict(v) for k, v in limits.items()},
-                          source)
+    result = VerifyResult(len(y), int(pool.mask(Precision.int8).sum()), keras_acc, rows,
+                          {k.value: asdict(v) for k, v in limits.items()}, pool.source,
+                          float_images=len(pool.images), notes=pool.notes, images_folder=pool.images_record)
     result.ignored = results.ignored_lines(bundle.manifest, "verify", exclude={r.file for r in rows})
     if not save:
         return result
@@ -214,40 +235,15 @@ def calibration_faults(bundle: Bundle, artifact: dict) -> list[str]:
 
 
 def evidence_images(bundle: Bundle, data_dir: str | None, device: Device, threads: int | None):
-    """(images, held-out labels for the first len(labels) of them, Keras probabilities, source).
-
-    From the dataset with Keras run here where both are present; otherwise (a device: no TensorFlow,
-    no scikit-learn, no copy of the training folder) from the bundle's reference data, whose Keras
-    probabilities were stored at export. Which one was used is reported.
-    """
-    keras = runtimes.runner_class(Runtime.keras)
-    missing = None if keras.installed() else "TensorFlow is not installed"
-    if missing is None:
-        try:
-            x, y = recorded.heldout(bundle, data_dir=data_dir)
-        except EdgeclsError as e:  # the folder is not here, or scikit-learn (digits) is not
-            if data_dir:  # the user said where the data is: that must work
-                raise
-            missing = str(e)
-    if missing is not None:
-        if "reference" not in bundle.manifest:
-            raise EdgeclsError(f"{bundle.path}: cannot verify here: {missing}, and the bundle has no reference data. "
-                               "Re-export it where the data and TensorFlow are ('edgecls export' stores "
-                               "reference.npz), or pass --data-dir with the dataset")
-        ref = reference.load(bundle)
-        return ref.images, ref.labels, ref.keras_probabilities.astype(np.float64), "reference"
-    extra = agreement_images(bundle, data_dir)
-    x_all = np.concatenate([x, extra]) if len(extra) else x
-    del x, extra  # only the concatenation is kept: a large folder's images are not held twice
-    runner = keras()
-    runner.load(bundle.checked_path("model.keras"), device=device, threads=threads)
-    return x_all, y, runner.predict_all(x_all).astype(np.float64), "dataset"
+    """(images, held-out labels for the first len(labels) of them, Keras probabilities, source): the images
+    an int8 file is judged on (held-out + validation; on a device the reference's held-out images)."""
+    pool = pools.build(bundle, data_dir, device, threads, float_inputs=False)
+    mask = pool.mask(Precision.int8)
+    return pool.images[mask], pool.labels, pool.keras[mask], pool.source
 
 
 def agreement_images(bundle: Bundle, data_dir: str | None = None) -> np.ndarray:
     """The bundle's validation images (uint8 NHWC; a stratified sample of at most `MAX_AGREEMENT_IMAGES`):
-    never trained on, so evidence for changed answers and |Δp| beside the held-out ones. Training
-    images are not used: the model fits them with larger margins, so they flip less and would
-    flatter every file."""
+    never trained on, so evidence for changed answers and |Δp| beside the held-out ones."""
     images, _ = recorded.unseen(bundle, set(), MAX_AGREEMENT_IMAGES, data_dir, parts=("val",))
     return images

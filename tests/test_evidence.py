@@ -1,0 +1,309 @@
+"""Evidence sized to each question (edgecls/verify/evidence.py): float files on every reachable image and
+label-free variants, edge cases apart, int8 files on unseen images and --images, and a useful ending."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgecls.cli import app
+from edgecls.core.bundle import Bundle
+from edgecls.core.gates import drop_within_changes, gates, judge
+from edgecls.core.names import Precision
+from edgecls.core.stats import Outcome, judge_drop, judge_rate, rate_interval
+from edgecls.verify.parity import verify
+
+from .conftest import make_folder
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folder_bundle(tmp_path_factory):
+    """A 200-image, 2-class folder (40 held-out, 16 validation images), `tiny` trained on it, exported to ONNX
+    fp32 and int8: the seed's own case, small."""
+    from edgecls.export import ExportConfig, export
+    from edgecls.train.fit import TrainConfig, train
+
+    tmp = tmp_path_factory.mktemp("evidence")
+    root = make_folder(tmp / "photos", per_class=100, size=(16, 16))
+    train(TrainConfig(data=str(root), arch="tiny", epochs=5, image_size=16, out=tmp / "b"))
+    assert not export(tmp / "b", ExportConfig(formats=["onnx"], int8=True, calib_size=32)).failures
+    return tmp / "b"
+
+
+@pytest.fixture
+def folder_copy(folder_bundle, tmp_path):
+    dest = tmp_path / "b"
+    shutil.copytree(folder_bundle, dest)
+    shutil.copytree(folder_bundle.parent / "photos", tmp_path / "photos")  # the training folder, where recorded
+    return dest
+
+
+def _rows(bundle) -> dict:
+    return {r["file"]: r for r in Bundle.open(bundle).manifest["verify"]["rows"]}
+
+
+def test_a_correct_float_file_passes_on_a_200_image_folder(folder_copy):
+    r = verify(folder_copy, runtime_names=["onnx"])
+    fp32 = next(x for x in r.rows if x.precision == "fp32")
+    assert r.heldout_images == 40 and fp32.outcome == Outcome.passed, fp32.undecided
+    kinds = fp32.judged_on["kinds"]
+    assert kinds["held-out"] == 40 and kinds["validation"] == 16 and kinds["training"] == 144
+    assert kinds["variant"] > 0 and fp32.judged_on["images"] == fp32.evidence.images == sum(kinds.values())
+    assert fp32.edge_cases["non_finite"] == 0 and fp32.edge_cases["max_abs_diff"] < 1e-2
+    int8 = next(x for x in r.rows if x.precision == "int8")  # never judged on training images or variants
+    assert set(int8.judged_on["kinds"]) <= {"held-out", "validation"} and int8.judged_on["excluded_selection"] == 8
+    assert int8.judged_on["kinds"]["validation"] == 8  # the half its recipe was not selected on
+    stored = _rows(folder_copy)["model.onnx"]["judged_on"]  # the record names the images
+    assert stored["ids_sha256"] == fp32.judged_on["ids_sha256"] and stored["kinds"] == kinds
+    out = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx"])
+    assert out.exit_code == 0 and "fp32 judged on" in out.stdout and "variants" in out.stdout, out.output
+
+
+def test_the_old_evidence_left_the_same_float_file_inconclusive(folder_copy):
+    """On held-out + validation images alone (56) a perfect float file could not be shown to pass."""
+    r = verify(folder_copy, runtime_names=["onnx"])
+    fp32 = next(x for x in r.rows if x.precision == "fp32")
+    e = fp32.evidence
+    old = judge(gates()[Precision.fp32], np.zeros((56, 2)), np.zeros((56, 2)), np.zeros(40, np.int64))
+    assert e.changed == 0 and old.outcome == Outcome.inconclusive and fp32.outcome == Outcome.passed
+
+
+def _unlike_heldout_fault(monkeypatch, bundle, precision="fp32"):
+    """A converted file that is right on every image like the held-out ones, and wrong on brighter ones (as a
+    clipped or saturating conversion would be): answers swap on images brighter than any held-out image."""
+    from edgecls.runtimes.onnx import OnnxRunner
+    from edgecls.train import recorded
+
+    x, _ = recorded.heldout(Bundle.open(bundle))
+    x_val, _ = recorded.unseen(Bundle.open(bundle), set(), 10**6, parts=("val",))
+    bright = max(float(x.mean(axis=(1, 2, 3)).max()), float(x_val.mean(axis=(1, 2, 3)).max()))
+    real = OnnxRunner.predict
+
+    def faulty(self, images):
+        p = real(self, images)
+        if self.precision == precision:
+            hit = images.reshape(len(images), -1).mean(1) > bright + 1
+            p[hit] = p[hit][:, ::-1]
+        return p
+
+    monkeypatch.setattr(OnnxRunner, "predict", faulty)
+
+
+def test_a_fault_only_on_inputs_unlike_the_heldout_ones_fails(folder_copy, monkeypatch):
+    _unlike_heldout_fault(monkeypatch, folder_copy)
+    r = verify(folder_copy, runtime_names=["onnx"])
+    fp32 = next(x for x in r.rows if x.precision == "fp32")
+    assert fp32.outcome == Outcome.failed and fp32.evidence.lost == 0, fp32.failures  # held-out images: all right
+    assert any("shown > 1%" in f for f in fp32.failures)
+    res = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx"])
+    assert res.exit_code == 1 and "FAIL model.onnx (onnx)" in res.stderr
+
+
+def test_edge_case_tensors_catch_gross_faults_and_stay_out_of_the_rates(folder_copy, monkeypatch):
+    from edgecls.runtimes.onnx import OnnxRunner
+
+    real = OnnxRunner.predict
+
+    def nan_on_black(self, images):
+        p = real(self, images)
+        if self.precision == "fp32":
+            p[images.reshape(len(images), -1).max(1) == 0] = np.nan
+        return p
+
+    monkeypatch.setattr(OnnxRunner, "predict", nan_on_black)
+    r = verify(folder_copy, runtime_names=["onnx"])
+    fp32 = next(x for x in r.rows if x.precision == "fp32")
+    assert fp32.outcome == Outcome.failed and fp32.edge_cases["non_finite"] == 1
+    assert fp32.failures == ["edge-case input all-0: non-finite output"]  # the rates saw no edge case
+    assert "edge" not in json.dumps(fp32.judged_on["kinds"])
+
+
+def _images_folder(root, n=30, size=(24, 18), seed=5):
+    """Unlabelled images of the same kind (bright and dark), of another size and some grayscale, in sub-folders."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sub = root / "a" if i % 2 else root / "b" / "deeper"
+        sub.mkdir(parents=True, exist_ok=True)
+        arr = rng.integers(0, 80, (size[1], size[0], 3), dtype=np.uint8) + np.uint8(150 * (i % 2))
+        img = Image.fromarray(arr)
+        (img.convert("L") if i % 5 == 0 else img).save(sub / f"u{i}.png")
+    return root
+
+
+def test_images_folder_judges_int8_drops_the_bundles_own_and_rejudges_when_changed(folder_copy, tmp_path):
+    m = Bundle.open(folder_copy).manifest
+    root = _images_folder(tmp_path / "more")
+    src = m["dataset"]["source"]
+    train_root = (folder_copy / src["root"]).resolve()
+    for i in m["dataset"]["split"]["train"][:3]:  # three training images copied in: dropped, and said
+        shutil.copy(train_root / i, root / f"copy-{i.replace('/', '-')}")
+    r = verify(folder_copy, runtime_names=["onnx"], images=str(root))
+    int8 = next(x for x in r.rows if x.precision == "int8")
+    assert int8.judged_on["kinds"]["images"] == 30 and r.images_folder["dropped"] == {"training": 3}
+    assert any("3 images dropped: the same pixels as training images" in n for n in r.notes)
+    fp32 = next(x for x in r.rows if x.precision == "fp32")
+    assert "images" not in fp32.judged_on["kinds"]  # float files need no unseen images
+    first = _rows(folder_copy)["model.int8.onnx"]["judged_on"]
+    assert first["images_folder"]["files_sha256"] == r.images_folder["files_sha256"]
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(root / "a" / "new.png")  # the folder changes
+    verify(folder_copy, runtime_names=["onnx"], images=str(root))
+    again = _rows(folder_copy)["model.int8.onnx"]["judged_on"]
+    assert again["kinds"]["images"] == 31 and again["ids_sha256"] != first["ids_sha256"]
+    assert again["images_folder"]["files_sha256"] != first["images_folder"]["files_sha256"]
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("missing", "no such folder"), ("file", "not a folder"), ("empty", "no image files in it"),
+    ("undecodable", "none of its 2 files is a readable image"), ("one-bad", "notes.txt: not an image file"),
+    ("all-training", "all 3 images are already in the bundle")])
+def test_bad_images_folder_is_one_error_line_and_nothing_written(folder_copy, tmp_path, case, msg):
+    root = tmp_path / "imgs"
+    if case == "file":
+        root.write_bytes(b"x")
+    elif case != "missing":
+        root.mkdir()
+    if case == "undecodable":
+        (root / "a.jpg").write_bytes(b"not a jpeg")
+        (root / "b.png").write_bytes(b"")
+    if case == "one-bad":
+        _images_folder(root, n=4)
+        (root / "notes.txt").write_text("hello")
+    if case == "all-training":
+        m = Bundle.open(folder_copy).manifest
+        train_root = (folder_copy / m["dataset"]["source"]["root"]).resolve()
+        for i in m["dataset"]["split"]["train"][:3]:
+            shutil.copy(train_root / i, root / i.replace("/", "-"))
+    before = (folder_copy / "manifest.json").read_bytes()
+    for cmd in (["verify", str(folder_copy), "--runtime", "onnx"],
+                ["export", str(folder_copy), "--format", "onnx", "--int8"]):
+        r = runner.invoke(app, [*cmd, "--images", str(root)])
+        assert r.exit_code == 2 and r.stderr.startswith("error: ") and msg in r.stderr, r.output
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert (folder_copy / "manifest.json").read_bytes() == before  # nothing written
+
+
+def test_export_images_choose_the_recipe_and_verify_leaves_them_out(folder_copy, tmp_path):
+    from edgecls.export import ExportConfig, export
+
+    root = _images_folder(tmp_path / "more", n=40)
+    assert export(folder_copy, ExportConfig(formats=["onnx"], int8=True, calib_size=32, images=str(root))).passed
+    t = Bundle.open(folder_copy).entry("model.int8.onnx")["int8"]
+    assert t["selected_on"]["kinds"] == {"validation": 8, "images": 20} and len(t["selected_on"]["digests"]) == 20
+    r = verify(folder_copy, runtime_names=["onnx"], images=str(root))
+    int8 = next(x for x in r.rows if x.precision == "int8")
+    assert int8.judged_on["kinds"]["images"] == 20 and int8.judged_on["excluded_selection"] == 28
+
+
+def test_device_side_verify_shows_float_parity_from_the_reference(folder_copy, monkeypatch):
+    from edgecls import runtimes
+    from edgecls.export.reference import FLOAT_IMAGES, load_float_inputs
+
+    b = Bundle.open(folder_copy)
+    section = b.manifest["reference"]["float_inputs"]
+    assert section["images"] == len(load_float_inputs(b).images) <= FLOAT_IMAGES and section["kinds"]["variant"]
+    monkeypatch.setattr(runtimes.runner_class("keras"), "installed", classmethod(lambda cls: False))
+    b.manifest["dataset"]["source"] = {"name": "folder", "root": "../nowhere", "image_size": 16}
+    b.save()
+    r = verify(folder_copy, runtime_names=["onnx"])
+    fp32 = next(x for x in r.rows if x.precision == "fp32")
+    int8 = next(x for x in r.rows if x.precision == "int8")
+    assert r.source == "reference" and fp32.outcome == Outcome.passed, fp32.undecided
+    assert int8.judged_on["kinds"] == {"held-out": 40}  # stored float inputs never judge an int8 file
+    with pytest.raises(Exception, match="--images .* cannot be judged here: TensorFlow is not installed"):
+        verify(folder_copy, runtime_names=["onnx"], images=str(folder_copy))
+
+
+# ------------------------------------------------------------------- the drop is bounded by changed answers
+
+
+def test_a_drop_never_exceeds_the_share_of_changed_answers():
+    """On any answers: lost - gained <= lost + gained <= changed; checked on random probability tables."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, extra, k = rng.integers(1, 60), rng.integers(0, 60), rng.integers(2, 5)
+        ref, probs = rng.dirichlet(np.ones(k), n + extra), rng.dirichlet(np.ones(k), n + extra)
+        labels = rng.integers(0, k, n)
+        e = judge(gates()[Precision.int8], probs, ref, labels)
+        assert e.lost - e.gained <= e.changed and (e.lost - e.gained) / n <= (e.changed - 0) / n + 1e-12
+        changed_labelled = int((probs[:n].argmax(1) != ref[:n].argmax(1)).sum())
+        assert e.lost - e.gained <= changed_labelled
+
+
+def _binom_pmf(n: int, p: float):
+    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
+            + (n - k) * math.log1p(-p) for k in range(n + 1)]
+    return [math.exp(v) for v in logs]
+
+
+@pytest.mark.parametrize("n", [381, 600, 1000, 3000])
+@pytest.mark.parametrize("limit", [1.0, 2.0])
+def test_the_bound_passes_a_drop_at_its_limit_at_most_2_5_percent_of_the_time(n, limit):
+    """Worst case for the bound: every changed answer is a lost one, and the true drop equals the limit. A pass
+    by the bound needs the change rate's upper end <= the limit; enumerate every outcome of n images."""
+    p = limit / 100
+    false_pass = sum(w for k, w in enumerate(_binom_pmf(n, p)) if 100 * rate_interval(k, n)[1] <= limit)
+    assert false_pass <= 0.025
+
+
+def test_few_labels_many_unlabelled_images_show_the_drop():
+    """40 held-out images cannot show a drop within 1 point; 500 unlabelled images with no changed answer can."""
+    drop = judge_drop(0, 0, 40, 1.0)
+    assert drop.outcome == Outcome.inconclusive
+    shown = drop_within_changes(drop, judge_rate("changed answers", 0, 540, 1.0))
+    assert shown.outcome == Outcome.passed and shown.high <= 1.0 and "bounded by changed answers" in shown.count
+    not_shown = drop_within_changes(drop, judge_rate("changed answers", 3, 540, 1.0))  # upper end 1.6%
+    assert not_shown.outcome == Outcome.inconclusive
+    assert drop_within_changes(judge_drop(10, 0, 40, 1.0), judge_rate("changed answers", 0, 540, 1.0)).outcome \
+        == Outcome.failed  # a drop shown beyond the limit stays a fail
+    labels = np.zeros(40, np.int64)
+    ref = np.tile([0.9, 0.1], (540, 1))
+    e = judge(gates(1.0)[Precision.int8], ref.copy(), ref, labels)
+    assert e.outcome == Outcome.passed  # the file: shown, with 40 labels
+
+
+# ------------------------------------------------------------------- the ending
+
+
+def _bench_rows(m, files):
+    sha = {a["file"]: a["sha256"] for a in m["artifacts"]}
+    return {"rows": [{"file": f, "runtime": "onnx", "device": "cpu", "batch": 1, "p50_ms": p, "p90_ms": p,
+                      "sha256": sha[f], "bundle_id": m["bundle_id"]} for f, p in files]}
+
+
+def test_ship_the_shown_file_and_say_what_would_decide_the_others(folder_copy):
+    from edgecls.bench.decide import Constraints, decide
+
+    verify(folder_copy, runtime_names=["onnx"])
+    m = Bundle.open(folder_copy).manifest
+    m["bench"] = _bench_rows(m, [("model.onnx", 2.0), ("model.int8.onnx", 1.0)])
+    d = decide(m, Constraints())
+    assert d.chosen.file == "model.onnx"
+    other = d.others[0]
+    assert "images would decide" in other.reason and "--images DIR" in other.reason
+    for r in m["verify"]["rows"]:  # nothing shown: say what evidence would change that
+        if r["file"] == "model.onnx":
+            r["outcome"], r["undecided"] = "inconclusive", ["changed answers 0.00% (0 of 56; …): about 382 images "
+                                                            "would decide at the observed rates"]
+    d = decide(m, Constraints())
+    assert not d.found and "--images DIR" in d.ruled_out_by
+    assert re.search(r"about [\d,]+ images would decide the closest one", d.ruled_out_by)
+
+
+@pytest.mark.slow
+def test_pipeline_on_a_200_image_folder_ships_a_file_exit_0(tmp_path):
+    root = make_folder(tmp_path / "photos", per_class=100, size=(16, 16))
+    r = runner.invoke(app, ["pipeline", "--data", str(root), "--arch", "tiny", "--epochs", "5", "--out",
+                            str(tmp_path / "b"), "--batch", "1"])
+    assert r.exit_code == 0, r.output
+    assert "ship " in r.stdout and "nothing to ship" not in r.stdout
+    d = Bundle.open(tmp_path / "b").manifest["decision"]
+    assert d["found"] and d["chosen"]["outcome"] == "pass"
