@@ -27,6 +27,15 @@ def export(
         help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on images the "
              "model never trained on (half the validation split, and --images); a file that misses it is "
              "re-made with the format's accuracy-aware recipe.")] = 1.0,
+    qat: Annotated[bool, typer.Option(
+        "--qat", help="With --int8: make every int8 file from a short quantization-aware fine-tune (QAT) of the "
+                      "model.")] = False,
+    qat_auto: Annotated[bool, typer.Option(
+        "--qat-auto", help="With --int8: run QAT only for the int8 files that miss the gate after the "
+                           "accuracy-aware recipes (said and recorded).")] = False,
+    qat_time_limit: Annotated[float, typer.Option(
+        help="Seconds the QAT fine-tune may take at most (it keeps its best epoch so far).")] = 1800.0,
+    qat_epochs: Annotated[int, typer.Option(help="QAT epochs at most (early stopping on the validation images).")] = 10,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
     images: ImagesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
@@ -47,16 +56,30 @@ def export(
       edgecls export models/pets-mobile --format onnx,tflite --fp16
 
       edgecls export models/pets --int8 --images ~/more-pets   # unlabelled photos choose the int8 recipe
+      edgecls export models/photos --int8 --qat       # int8 from quantization-aware fine-tuning
     """
+    from ..core.errors import EdgeclsError
     from ..core.names import parse
     from ..export import ExportConfig
     from ..export import export as run
+    from ..export.qat import QatSettings
+
+    if qat and qat_auto:
+        raise EdgeclsError("--qat and --qat-auto: give one (--qat: every int8 file from QAT; --qat-auto: only "
+                           "those that miss the gate)")
 
     cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
                        calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop,
-                       images=images)
+                       images=images,
+                       qat="on" if qat else "auto" if qat_auto else "off",
+                       qat_settings=QatSettings(time_limit=qat_time_limit, max_epochs=qat_epochs))
 
     def progress(entry, failure):
+        made = ((entry or {}).get("int8") or {}).get("qat")
+        if made:  # never silent: say that the file came from QAT, why, and what the phase did
+            err.print(f"{entry['file']}: from quantization-aware fine-tuning ({made['why']}; {made['epochs']} "
+                      f"epochs, best {made['best_epoch']}, {made['seconds']:.0f}s, {made['stopped']})",
+                      highlight=False)
         if entry:
             err.print(f"wrote {entry['file']} ({human(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
                       highlight=False)

@@ -63,6 +63,9 @@ def pipeline(
     tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
     accept_inconclusive: AcceptInconclusive = False,
     images: ImagesOpt = None,
+    qat_auto: Annotated[bool, typer.Option(
+        "--qat-auto", help="Make again from a quantization-aware fine-tune (QAT) the int8 files that miss the "
+                           "gate after the accuracy-aware recipes (edgecls[qat]; said and recorded).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print every stage's result as JSON (tables and "
                                                           "progress go to stderr).")] = False,
     model: Annotated[Optional[Path], typer.Option(help="Import this Keras model (.keras, .h5, SavedModel folder) "
@@ -116,6 +119,7 @@ def pipeline(
                                   constraints=Constraints(for_batch, max_latency, percentile.value, max_size,
                                                           max_drop, tie_margin=tie_margin,
                                                           accept_inconclusive=accept_inconclusive)),
+        export=dataclasses.replace(defaults.export, qat="auto" if qat_auto else "off"),
         max_drop=max_drop, images=images)
     if model is not None:
         from ..train.importer import ImportConfig

@@ -20,7 +20,7 @@ from ..core.names import Format, Precision
 from ..core.quiet import silenced
 from ..runtimes.keras import load_bundle_model
 from ..train import recorded
-from . import accuracy, reference
+from . import accuracy, qat_files, reference
 from .base import FORMATS, ExportConfig, ExportContext, WrittenFiles, format_module
 
 __all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "WrittenFiles", "export", "format_module"]
@@ -89,6 +89,10 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
     with tempfile.TemporaryDirectory(prefix="edgecls-export-") as tmp:
         ctx = ExportContext(bundle, model, cfg, Path(tmp))
         ctx.unlabelled()  # a bad --images folder is refused before anything is written
+        if cfg.qat == "on":  # first: a layer that cannot be rebuilt or a diverging fine-tune stops here, unwritten
+            with silenced():
+                qat_files.prepare(ctx)
+            ctx.qat_formats = set(cfg.formats)
         bundle.put("labels.txt", "\n".join(bundle.labels()) + "\n")
         for fmt in cfg.formats:
             module = format_module(fmt)
@@ -109,6 +113,8 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 result.artifacts.append(entry)
                 if on_artifact:
                     on_artifact(entry, None)
+        if cfg.qat == "auto" and result.gate_failures:
+            _auto_qat(ctx, result, sample, classes, on_artifact)
         if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
             reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
         if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
@@ -150,15 +156,19 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
         ctx.out = stage
         try:
             with silenced():
-                written = module.export(ctx, precision)
+                use_qat = precision == Precision.int8 and qat_files.applies(ctx, fmt)
+                written = qat_files.export(ctx, fmt) if use_qat else module.export(ctx, precision)
                 check = _check(stage, fmt, precision, written, sample, classes)
                 if precision == Precision.int8:  # judged as verify does; a more accurate recipe if it misses
-                    tuned = accuracy.choose_int8_recipe(ctx, fmt, written, module.accuracy_aware)
-                    if tuned["recipe"] != "default":
+                    tuned = accuracy.choose_int8_recipe(ctx, fmt, written, qat_files.no_candidates if use_qat
+                                                        else module.accuracy_aware)
+                    if use_qat:
+                        tuned = qat_files.record(ctx, tuned)
+                    elif tuned["recipe"] != "default":
                         check = _check(stage, fmt, precision, written, sample, classes)
             entry = _entry(bundle, stage, fmt, precision, written)
             if precision == Precision.int8:
-                entry["calibration"] = ctx.calibration_record()
+                entry["calibration"] = qat_files.NO_CALIBRATION if use_qat else ctx.calibration_record()
                 entry["int8"] = tuned
             entry["export_seconds"] = round(time.perf_counter() - t0, 2)
             entry["check"] = check
@@ -169,6 +179,42 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
             ctx.out = None
             ctx.installed(stage, kept=False)  # a failed file's path is not a source for the next format
     return entry
+
+
+def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, classes: int, on_artifact) -> None:
+    """`--qat auto`: the int8 files that missed the gate after the accuracy-aware recipes are made again from the
+    QAT model (each replaces the failing file in the bundle, recorded with why)."""
+    from ..core.errors import EdgeclsError
+
+    failing = [Format(a["format"]) for a in result.gate_failures]
+    ctx.qat_formats = set(failing)
+    ctx.qat_why = (f"--qat auto: post-training int8 of {', '.join(f.value for f in failing)} missed the gate after "
+                   "the accuracy-aware recipes")
+    try:
+        with silenced():
+            qat_files.prepare(ctx)
+    except EdgeclsError as e:  # a layer it cannot rebuild, a diverging phase, TF-MOT not installed
+        failure = {"format": ",".join(f.value for f in failing), "precision": "int8", "error": f"--qat auto: {e}"}
+        result.failures.append(failure)
+        if on_artifact:
+            on_artifact(None, failure)
+        return
+    for fmt in failing:
+        try:
+            entry = _export_one(ctx, fmt, Precision.int8, sample, classes)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # the post-training file stays, failing
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            failure = {"format": fmt.value, "precision": "int8", "error": f"--qat auto: {msg}"}
+            result.failures.append(failure)
+            if on_artifact:
+                on_artifact(None, failure)
+            continue
+        result.artifacts = [a for a in result.artifacts if not (a["format"] == fmt and a["precision"] == "int8")]
+        result.artifacts.append(entry)
+        if on_artifact:
+            on_artifact(entry, None)
 
 
 def _entry(bundle: Bundle, stage: Path, fmt: Format, precision: Precision, written: WrittenFiles) -> dict:

@@ -44,6 +44,8 @@ class ExportConfig:
     reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.export.reference)
     max_drop: float = 1.0  # int8 gate at export (accuracy points), judged as verify does (export/accuracy.py)
     images: str | None = None  # --images: unlabelled images of the same kind (int8 recipe selection)
+    qat: str = "off"  # quantization-aware fine-tuning for int8: off, on, auto (edgecls.export.qat.QatMode)
+    qat_settings: object = None  # its settings (time limit, epochs); None: the defaults
 
     def validate(self) -> None:
         if not 1 <= self.reference_size <= MAX_IMAGES:
@@ -61,6 +63,15 @@ class ExportConfig:
                 raise EdgeclsError(f"--images {self.images}: unlabelled images choose and judge int8 files; add "
                                    "--int8 (float files need no unseen images)")
             unlabelled.check(self.images)
+        from .qat import QatMode, QatSettings
+
+        if str(getattr(self.qat, "value", self.qat)) not in [m.value for m in QatMode]:
+            raise EdgeclsError(f"--qat {self.qat}: choose from {', '.join(m.value for m in QatMode)}")
+        self.qat = QatMode(getattr(self.qat, "value", self.qat))
+        if self.qat != QatMode.off and not self.int8:
+            raise EdgeclsError(f"--qat {self.qat.value}: quantization-aware fine-tuning makes int8 files; add --int8")
+        self.qat_settings = self.qat_settings or QatSettings()
+        self.qat_settings.validate()
 
     def precisions(self) -> list[Precision]:
         return [Precision.fp32] + [Precision.fp16] * self.fp16 + [Precision.int8] * self.int8

@@ -172,7 +172,8 @@ def int8_gate(t: dict | None) -> str:
     e = t["evidence"]
     lo, hi = e["drop_interval"]
     what = (f"drop {e['drop_points']:+.2f} pts ({lo:+.1f}…{hi:+.1f}), {e['changed']} of {e['images']} changed; "
-            + ("default" if t["recipe"] == "default" else f"accuracy-aware, {len(t['float_layers'])} float"))
+            + ("default" if t["recipe"] == "default" else "QAT" if t.get("qat")
+               else f"accuracy-aware, {len(t['float_layers'])} float"))
     return f"{OUTCOME[t['outcome']]} ({what})"
 
 

@@ -1,0 +1,323 @@
+"""Quantization-aware fine-tuning (QAT): a short fine-tune of the bundle's model with int8 rounding simulated in the
+forward pass, so that its weights settle where int8 loses little; the three int8 files are then made from it
+(`edgecls.export.qat_files`).
+
+The mechanism is TensorFlow Model Optimization's (TF-MOT) default 8-bit QAT scheme, the one the TFLite converter is
+written for: per-channel symmetric int8 weights, per-tensor activations with ranges learned as moving averages,
+quantizers placed after Conv + BatchNorm + ReLU/ReLU6 (never between them: the converter folds them into one int8
+op), after Add, pooling and Dense. TF-MOT works on Keras 2 (`tf_keras`) only, so the bundle's Keras 3 model is
+rebuilt layer by layer as a `tf_keras` twin with the same weights (`twin`: the layers edgecls's architectures use;
+any other is named and refused). Rescaling and Resizing, which TF-MOT has no rule for, get an output quantizer (the
+converter would otherwise leave them in float with no range).
+
+The fine-tune trains on the training split against the float model's own probabilities (distillation: the gate
+counts answers that differ from the float model's), BatchNorm statistics frozen, and stops early on the
+validation split's agreement with the float model; it is bounded by a time limit. A loss that becomes NaN, or a
+validation accuracy shown below the float model's by more than the gate, stops it with one line (`QatFailed`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from ..core.errors import EdgeclsError, require
+
+
+class QatMode(str, Enum):
+    """`--qat`: off; on (every int8 file from the QAT model); auto (only for int8 files that miss the gate after the
+    accuracy-aware recipes)."""
+
+    off = "off"
+    on = "on"
+    auto = "auto"
+
+
+class QatFailed(EdgeclsError):
+    """The QAT phase diverged: nothing of it is written."""
+
+    exit_code = 1
+
+
+class NotRebuildable(QatFailed):
+    """The bundle's model has a layer the QAT twin cannot express (bad input)."""
+
+    exit_code = 2
+
+
+@dataclass
+class QatSettings:
+    """The fine-tune's settings (recorded in the manifest)."""
+
+    max_epochs: int = 10
+    patience: int = 2  # epochs without a better validation agreement before stopping
+    lr_fraction: float = 0.02  # Adam's learning rate, as a fraction of the bundle's training --lr
+    batch_size: int = 32
+    time_limit: float = 1800.0  # seconds of fine-tuning at most (--qat-time-limit)
+
+    def validate(self) -> None:
+        if not self.time_limit > 0:
+            raise EdgeclsError(f"--qat-time-limit {self.time_limit:g}: must be more than 0 seconds")
+        if not 1 <= self.max_epochs <= 200:
+            raise EdgeclsError(f"--qat-epochs {self.max_epochs}: must be between 1 and 200")
+
+
+#: Keras layer class -> what its twin needs (the layers edgecls's architectures are built from)
+SUPPORTED = ("InputLayer", "Rescaling", "Resizing", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add",
+             "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Dropout", "Dense", "Softmax")
+ACTIVATIONS = ("linear", "relu", "relu6")  # what TF-MOT quantizes inside Conv2D/Dense
+OUTPUT_QUANTIZED = ("Rescaling", "Resizing")  # no TF-MOT rule: their output gets a quantizer
+INPUT_RANGE = (0.0, 255.0)  # raw pixels: the uint8 input keeps scale 1.0, zero point 0
+
+
+def _tfmot():
+    tfmot = require("tensorflow_model_optimization", "qat")
+    require("tf_keras", "qat")
+    return tfmot
+
+
+def check_rebuildable(model, where: str) -> None:
+    """Raise QatFailed naming the first layer of `model` that cannot be rebuilt for QAT."""
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in SUPPORTED:
+            raise NotRebuildable(f"{where}: layer '{layer.name}' ({kind}) cannot be rebuilt for quantization-aware "
+                            f"fine-tuning (supported: {', '.join(SUPPORTED[1:])})")
+        act = layer.get_config().get("activation")
+        if act is not None and act not in ACTIVATIONS and kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            raise NotRebuildable(f"{where}: layer '{layer.name}' ({kind}) has activation '{act}', which quantization-"
+                            f"aware fine-tuning does not simulate (supported: {', '.join(ACTIVATIONS)})")
+
+
+def _twin_layer(tfk, layer):
+    """A tf_keras layer of the same class and settings as the Keras 3 `layer` (initializers and dtype policies
+    dropped: the weights are copied)."""
+    import inspect
+
+    cls = getattr(tfk.layers, type(layer).__name__)
+    accepted = inspect.signature(cls.__init__).parameters
+    cfg = {key: v for key, v in layer.get_config().items()
+           if key in accepted and key != "dtype" and not isinstance(v, dict)
+           and not key.endswith(("initializer", "regularizer", "constraint"))}
+    if type(layer).__name__ == "BatchNormalization":
+        cfg["trainable"] = False  # statistics frozen (inference mode) during the fine-tune
+    return cls(**cfg)
+
+
+def twin(model, where: str = "model.keras"):
+    """The Keras 3 functional `model` rebuilt in `tf_keras` with the same weights (TF-MOT's Keras).
+
+    Raises:
+        QatFailed: a layer (or activation) the twin cannot express, named.
+    """
+    check_rebuildable(model, where)
+    _tfmot()
+    import tf_keras as tfk
+
+    config = model.get_config()
+    tensors = {}
+
+    def resolve(arg):
+        if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+            return tensors[arg["config"]["keras_history"][0]]
+        if isinstance(arg, (list, tuple)):
+            return [resolve(a) for a in arg]
+        return arg
+
+    for entry in config["layers"]:
+        layer = model.get_layer(entry["name"])
+        if type(layer).__name__ == "InputLayer":
+            tensors[layer.name] = tfk.Input(tuple(model.input_shape[1:]), name=layer.name)
+            continue
+        nodes = entry["inbound_nodes"]
+        if len(nodes) != 1:
+            raise NotRebuildable(f"{where}: layer '{layer.name}' is called {len(nodes)} times; quantization-aware "
+                            "fine-tuning rebuilds layers called once")
+        args = nodes[0]["args"]
+        inputs = resolve(args[0]) if len(args) == 1 else resolve(args)
+        new = _twin_layer(tfk, layer)
+        tensors[layer.name] = new(inputs)
+        new.set_weights(layer.get_weights())
+    outputs = config["output_layers"]
+    out = tensors[outputs[0][0] if isinstance(outputs[0], list) else outputs[0]]
+    inp = config["input_layers"]
+    return tfk.Model(tensors[inp[0][0] if isinstance(inp[0], list) else inp[0]], out, name=model.name)
+
+
+def quantized(twin_model):
+    """TF-MOT's QAT model of the `tf_keras` twin (default 8-bit scheme; Rescaling/Resizing output-quantized)."""
+    tfmot = _tfmot()
+    import tf_keras as tfk
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs,
+    )
+
+    Default8BitOutputQuantizeConfig = configs.Default8BitOutputQuantizeConfig  # noqa: N806
+
+    q = tfmot.quantization.keras
+
+    def annotate(layer):
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            return layer
+        if kind in OUTPUT_QUANTIZED:
+            return q.quantize_annotate_layer(layer, Default8BitOutputQuantizeConfig())
+        return q.quantize_annotate_layer(layer)
+
+    annotated = tfk.models.clone_model(twin_model, clone_function=annotate)
+    annotated.set_weights(twin_model.get_weights())
+    with q.quantize_scope({"Default8BitOutputQuantizeConfig": Default8BitOutputQuantizeConfig}):
+        return q.quantize_apply(annotated)
+
+
+def pin_input_range(qmodel) -> None:
+    """Set the input quantizer's range to raw pixels, 0-255 (uint8 input of scale 1.0, zero point 0, as MediaPipe
+    and the web app feed it), whatever range the training images reached."""
+    for layer in qmodel.layers:
+        if layer.name == "quantize_layer":
+            for var in layer.weights:
+                if var.name.split("/")[-1].startswith(("quantize_layer_min", "min")):
+                    var.assign(INPUT_RANGE[0])
+                elif var.name.split("/")[-1].startswith(("quantize_layer_max", "max")):
+                    var.assign(INPUT_RANGE[1])
+
+
+def _predict(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([np.asarray(model(x[i:i + batch].astype(np.float32), training=False))
+                           for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0))
+
+
+@dataclass
+class FineTune:
+    """What the QAT phase did (the manifest's `qat` record)."""
+
+    settings: dict
+    epochs: int = 0
+    best_epoch: int = 0
+    seconds: float = 0.0
+    stopped: str = ""
+    train_images: int = 0
+    val_images: int = 0
+    lr: float = 0.0
+    history: list = field(default_factory=list)
+    val_agreement_before: float | None = None  # the QAT model before any step (int8 simulated on the float weights)
+    val_agreement: float | None = None
+    val_accuracy: float | None = None
+    float_val_accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings, base_lr: float,
+              max_drop: float) -> FineTune:
+    """Fine-tune the QAT model `qmodel` on `train_x` against `float_model`'s probabilities, early-stopped on the
+    validation images' top-1 agreement with the float model (the best epoch's weights are kept).
+
+    Raises:
+        QatFailed: the loss became NaN or infinite, or the validation accuracy is shown below the float model's
+            by more than `max_drop` points (the int8 gate's accuracy check).
+    """
+    import tf_keras as tfk
+
+    from ..core.gates import gates, judge
+    from ..core.names import Precision
+    from ..core.stats import Outcome
+
+    lr = base_lr * settings.lr_fraction
+    record = FineTune(asdict(settings), train_images=len(train_x), val_images=len(val_x), lr=lr)
+    soft = _predict(float_model, train_x).astype(np.float32)
+    float_val = _predict(float_model, val_x).astype(np.float64)
+    float_answers = float_val.argmax(1) if len(val_x) else np.zeros(0, int)
+    record.float_val_accuracy = float((float_answers == val_y).mean()) if len(val_x) else None
+
+    def agreement(check: bool = True) -> float | None:
+        """Top-1 agreement of the QAT model with the float model on the validation images; raises QatFailed
+        when its accuracy there is shown below the float model's by more than the gate (a collapse)."""
+        if not len(val_x):
+            return None
+        probs = _predict(qmodel, val_x).astype(np.float64)
+        if not np.isfinite(probs).all():
+            raise QatFailed(f"quantization-aware fine-tuning diverged at epoch {record.epochs}: the model's outputs "
+                            "are NaN; the float model and the bundle are untouched")
+        record.val_agreement = float((probs.argmax(1) == float_answers).mean())
+        record.val_accuracy = float((probs.argmax(1) == val_y).mean())
+        ev = judge(gates(max_drop)[Precision.int8], probs, float_val, val_y)
+        drop = next(c for c in ev.checks if c.name == "accuracy drop")
+        if check and drop.outcome == Outcome.failed:
+            raise QatFailed(f"quantization-aware fine-tuning collapsed at epoch {record.epochs}: validation accuracy "
+                            f"{record.val_accuracy:.1%} vs the float model's {record.float_val_accuracy:.1%} (shown "
+                            f"beyond --max-drop {max_drop:g} points); the float model and the bundle are untouched")
+        return record.val_agreement
+
+    qmodel.compile(tfk.optimizers.Adam(lr), loss=tfk.losses.CategoricalCrossentropy())
+    # before any step the activation ranges are TF-MOT's initial ones (not learned yet): a figure, not a candidate
+    record.val_agreement_before = agreement(check=False)
+    best, best_weights = None, None
+    deadline = time.monotonic() + settings.time_limit
+    t0 = time.monotonic()
+
+    class Limit(tfk.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if time.monotonic() > deadline:
+                self.model.stop_training = True
+
+    waited = 0
+    rng = np.random.default_rng(0)
+    for epoch in range(1, settings.max_epochs + 1):
+        order = rng.permutation(len(train_x))
+        hist = qmodel.fit(train_x[order].astype(np.float32), soft[order], batch_size=settings.batch_size, epochs=1,
+                          verbose=0, callbacks=[Limit()])
+        loss = float(hist.history["loss"][-1])
+        record.epochs = epoch
+        if not np.isfinite(loss):
+            raise QatFailed(f"quantization-aware fine-tuning diverged at epoch {epoch}: the loss is {loss}; the "
+                            "float model and the bundle are untouched")
+        score = agreement()
+        record.history.append({"epoch": epoch, "loss": round(loss, 5), "val_agreement": score,
+                               "seconds": round(time.monotonic() - t0, 1)})
+        if best_weights is None or (score is not None and score > best):
+            best, best_weights, record.best_epoch, waited = score, qmodel.get_weights(), epoch, 0
+        else:
+            waited += 1
+        if time.monotonic() > deadline:
+            record.stopped = f"time limit ({settings.time_limit:g} s)"
+            break
+        if waited >= settings.patience:
+            record.stopped = f"early stopping (no better validation agreement for {settings.patience} epochs)"
+            break
+    else:
+        record.stopped = f"max epochs ({settings.max_epochs})"
+    qmodel.set_weights(best_weights)
+    pin_input_range(qmodel)
+    record.seconds = round(time.monotonic() - t0, 2)
+    agreement()  # the kept epoch's figures (and checks)
+    return record
+
+
+def converter(qmodel, uint8_io: bool):
+    """TensorFlow's TFLiteConverter of the QAT model: int8 from the learned ranges (no calibration data);
+    uint8 input and output (`uint8_io`), else float32 input and output around the same int8 graph."""
+    from ..core._tf import tensorflow
+
+    tf = tensorflow()
+    conv = tf.lite.TFLiteConverter.from_keras_model(qmodel)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if uint8_io:
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.uint8
+    return conv
+
+
+def versions() -> dict:
+    import tf_keras
+
+    tfmot = _tfmot()
+    return {"tensorflow_model_optimization": tfmot.__version__, "tf_keras": tf_keras.__version__}
+
+
+__all__ = ["FineTune", "NotRebuildable", "QatFailed", "QatMode", "QatSettings", "check_rebuildable", "converter",
+           "fine_tune", "pin_input_range", "quantized", "twin", "versions"]

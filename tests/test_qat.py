@@ -1,0 +1,217 @@
+"""Quantization-aware fine-tuning (`edgecls export --int8 --qat`, issue #31): the fake-quant arithmetic against the
+converters' int8 kernels, one QAT model exported to all three formats and verified, and the bad inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("tensorflow_model_optimization")
+pytest.importorskip("tf_keras")
+
+from edgecls.cli import app  # noqa: E402
+from edgecls.core.bundle import Bundle  # noqa: E402
+from edgecls.core.errors import EdgeclsError  # noqa: E402
+from edgecls.export import (  # noqa: E402
+    ExportConfig,
+    export,
+    qat,  # noqa: E402
+)
+
+runner = CliRunner()
+
+
+def _keras_conv(channels=3, activation="relu6"):
+    from edgecls.core._tf import keras
+
+    k = keras()
+    inp = k.Input((12, 12, channels), name="images")
+    x = k.layers.Rescaling(1 / 128, offset=-1.0, name="rescale")(inp)
+    x = k.layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv")(x)
+    x = k.layers.BatchNormalization(name="bn")(x)
+    x = k.layers.ReLU(6.0, name="relu")(x) if activation == "relu6" else x
+    model = k.Model(inp, x, name="convnet")
+    rng = np.random.default_rng(0)
+    model.get_layer("conv").set_weights([rng.normal(0, 0.3, (3, 3, channels, 8)).astype(np.float32)])
+    model.get_layer("bn").set_weights([rng.uniform(0.5, 2, 8), rng.normal(0, 0.5, 8), rng.normal(0, 0.2, 8),
+                                       rng.uniform(0.5, 2, 8)])
+    return model
+
+
+def _int8_output_scale(flatbuffer: bytes) -> float:
+    """The scale of the int8 tensor a float-io flatbuffer dequantizes into its output."""
+    from edgecls.core._tf import tensorflow
+
+    interp = tensorflow().lite.Interpreter(model_content=flatbuffer)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    out = interp.get_output_details()[0]["index"]
+    deq = next(op for op in interp._get_ops_details() if op["op_name"] == "DEQUANTIZE" and out in op["outputs"])
+    return float(tensors[deq["inputs"][0]]["quantization"][0])
+
+
+@pytest.mark.slow
+def test_fake_quant_matches_the_tflite_and_onnx_int8_kernels(tmp_path):
+    """A tensor through the QAT model's fake quantization (Conv + folded BatchNorm + ReLU6, per-channel weights)
+    equals the TFLite int8 kernel's output within one quantization step, and so does the ONNX QDQ file made from
+    that flatbuffer (onnxruntime)."""
+    import onnxruntime as ort
+    import tf2onnx
+
+    from edgecls.export.qat_files import _rename_io
+
+    model = _keras_conv()
+    qmodel = qat.quantized(qat.twin(model))
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (64, 12, 12, 3)).astype(np.float32)
+    qmodel(x, training=True)  # the moving-average quantizers learn their ranges
+    qat.pin_input_range(qmodel)
+    fake = np.asarray(qmodel(x, training=False))
+    assert np.abs(fake - np.asarray(model(x))).max() > 1e-4  # int8 rounding is simulated, not skipped
+    flat = qat.converter(qmodel, uint8_io=False).convert()
+    step = _int8_output_scale(flat)
+    from edgecls.core._tf import tensorflow
+
+    interp = tensorflow().lite.Interpreter(model_content=flat)
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], x.shape)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    tfl = interp.get_tensor(interp.get_output_details()[0]["index"])
+    assert np.abs(tfl - fake).max() <= step * 1.001, (np.abs(tfl - fake).max(), step)
+    path = tmp_path / "f.tflite"
+    path.write_bytes(flat)
+    proto, _ = tf2onnx.convert.from_tflite(str(path), opset=17)
+    _rename_io(proto)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {"images": x})[0]
+    assert np.abs(onnx_out - fake).max() <= step * 1.001
+    assert {n.op_type for n in proto.graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,shape", [("tiny", (28, 28, 1)), ("small", (32, 32, 3)), ("mobile", (28, 28, 1))])
+def test_every_scratch_cnn_makes_three_int8_files_that_agree(arch, shape, tmp_path):
+    """The QAT model of each scratch CNN converts to an int8 flatbuffer, its QDQ ONNX graph and an OpenVINO model
+    (from the ONNX graph, or for 1-channel inputs from the flatbuffer) that give the same answers."""
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+    import tf2onnx
+
+    from edgecls.export.qat_files import _rename_io, openvino_model
+    from edgecls.train import models
+
+    qmodel = qat.quantized(qat.twin(models.build(arch, shape, 5)))
+    x = np.random.default_rng(0).integers(0, 256, (32, *shape)).astype(np.float32)
+    qmodel(x, training=True)
+    qat.pin_input_range(qmodel)
+    tfl = tmp_path / "q.tflite"
+    tfl.write_bytes(qat.converter(qmodel, uint8_io=False).convert())
+    proto, _ = tf2onnx.convert.from_tflite(str(tfl), opset=17)
+    onnx.save(_rename_io(proto), str(tmp_path / "q.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    p_onnx = sess.run(None, {"images": x})[0]
+    model, source = openvino_model(tmp_path / "q.onnx", tfl)
+    assert source.startswith("TFLite" if shape[2] == 1 else "ONNX"), source
+    assert sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) > 0
+    p_ov = ov.Core().compile_model(model, "CPU")(x)[0]
+    p_keras = np.asarray(qmodel(x, training=False))
+    assert np.abs(p_onnx - p_keras).max() < 0.02 and np.abs(p_ov - p_onnx).max() < 0.02
+
+
+def test_a_layer_that_cannot_be_rebuilt_is_named():
+    from edgecls.core._tf import keras
+
+    k = keras()
+    inp = k.Input((8, 8, 3), name="images")
+    x = k.layers.Conv2D(4, 3, name="conv")(inp)
+    x = k.layers.LayerNormalization(name="odd_norm")(x)
+    model = k.Model(inp, x)
+    with pytest.raises(qat.NotRebuildable, match=r"model.keras: layer 'odd_norm' \(LayerNormalization\) cannot"):
+        qat.twin(model)
+    swish = k.Model(inp, k.layers.Conv2D(4, 3, activation="swish", name="sw")(inp))
+    with pytest.raises(qat.NotRebuildable, match="'sw'.*activation 'silu'"):
+        qat.check_rebuildable(swish, "model.keras")
+
+
+def test_qat_needs_int8_and_one_mode(bundle_copy):
+    with pytest.raises(EdgeclsError, match="--qat on: .*add --int8"):
+        ExportConfig(qat="on").validate()
+    with pytest.raises(EdgeclsError, match="--qat-time-limit"):
+        ExportConfig(int8=True, qat="on", qat_settings=qat.QatSettings(time_limit=0)).validate()
+    before = sorted(p.name for p in bundle_copy.rglob("*"))
+    r = runner.invoke(app, ["export", str(bundle_copy), "--qat"])
+    assert r.exit_code == 2 and "error:" in r.output and "add --int8" in r.output, r.output
+    r = runner.invoke(app, ["export", str(bundle_copy), "--int8", "--qat", "--qat-auto"])
+    assert r.exit_code == 2 and "give one" in r.output
+    assert sorted(p.name for p in bundle_copy.rglob("*")) == before
+
+
+def test_a_bundle_with_an_unknown_layer_is_refused_before_anything_is_written(bundle_copy, monkeypatch):
+    from edgecls.core._tf import keras
+
+    k = keras()
+    inp = k.Input(Bundle.open(bundle_copy).input_shape(), name="images")
+    x = k.layers.Conv2D(4, 3, name="conv")(inp)
+    x = k.layers.GaussianNoise(0.1, name="noise")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    odd = k.Model(inp, k.layers.Dense(4, activation="softmax")(x))
+    monkeypatch.setattr("edgecls.export.load_bundle_model", lambda bundle: odd)
+    before = {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file()}
+    r = runner.invoke(app, ["export", str(bundle_copy), "--int8", "--qat"])
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and "layer 'noise' (GaussianNoise) cannot be rebuilt" in r.output
+    assert "Traceback" not in r.output
+    assert {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_diverging_qat_stops_with_the_bundle_untouched(bundle_copy):
+    before = {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file()}
+    cfg = ExportConfig(int8=True, qat="on", qat_settings=qat.QatSettings(lr_fraction=1e6, max_epochs=1))
+    with pytest.raises(qat.QatFailed, match="quantization-aware fine-tuning (diverged|collapsed).*untouched"):
+        export(bundle_copy, cfg)
+    after = {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file()}
+    assert after == before
+
+
+@pytest.mark.slow
+def test_qat_export_of_tiny_in_all_three_formats_verifies(bundle_copy):
+    from edgecls.export.qat_files import METHOD
+    from edgecls.runtimes.tflite import TFLiteRunner
+    from edgecls.verify.parity import verify
+
+    r = runner.invoke(app, ["export", str(bundle_copy), "--int8", "--qat", "--qat-epochs", "3"])
+    assert r.exit_code in (0, 1) and "from quantization-aware fine-tuning" in r.output, r.output
+    manifest = Bundle.open(bundle_copy).manifest
+    int8 = {a["format"]: a for a in manifest["artifacts"] if a["precision"] == "int8"}
+    assert set(int8) == {"onnx", "tflite", "openvino"}
+    for a in int8.values():
+        t = a["int8"]
+        assert t["recipe"] == METHOD and a["calibration"]["images"] == 0
+        assert a["check"]["quantized_ops"] > 0
+        made = t["qat"]
+        assert 1 <= made["epochs"] <= 3 and made["seconds"] > 0 and made["settings"]["max_epochs"] == 3
+        assert made["train_images"] == len(Bundle.open(bundle_copy).split_ids("train")) and made["stopped"]
+        assert "tensorflow_model_optimization" in a["versions"]
+    # one QAT model: the ONNX and OpenVINO files carry the TFLite file's scales, so they agree closely
+    tfl = TFLiteRunner.import_package().Interpreter(model_path=str(bundle_copy / "model.int8.tflite"))
+    assert tfl.get_input_details()[0]["quantization"] == (1.0, 0)  # raw pixels, as MediaPipe feeds them
+    res = verify(bundle_copy)
+    rows = {(row.file, row.runtime): row for row in res.rows}
+    for a in int8.values():
+        row = next(v for (f, _), v in rows.items() if f == a["file"])
+        assert row.outcome.value in ("pass", "inconclusive"), (a["file"], row.failures)
+    saved = json.loads((bundle_copy / "manifest.json").read_text())
+    assert any((a.get("int8") or {}).get("qat") for a in saved["artifacts"])
+
+
+@pytest.mark.slow
+def test_qat_auto_leaves_a_passing_post_training_file_alone(bundle_copy, tmp_path):
+    dest = tmp_path / "b"
+    shutil.copytree(bundle_copy, dest)
+    result = export(dest, ExportConfig(int8=True, qat="auto", formats=["tflite"]))
+    a = next(a for a in result.artifacts if a["precision"] == "int8")
+    assert a["int8"]["outcome"] != "fail" and "qat" not in a["int8"] and a["calibration"]["images"] > 0
