@@ -259,13 +259,14 @@ def _images_to_decide(interval, n: int) -> int | None:
 
 
 def binom_quantile(m: int, p: float, q: float) -> int:
-    """The smallest k with P(K <= k) >= q for K ~ Binomial(m, p) (normal approximation past 10^5 images)."""
+    """The smallest k with P(K <= k) >= q for K ~ Binomial(m, p) (q: POWER, 1 - POWER or 0.5; a normal
+    approximation past 10^5 images)."""
     if p <= 0:
         return 0
     if p >= 1:
         return m
     if m > 100_000:
-        zq = math.copysign(Z_POWER, q - 0.5) if abs(q - 0.5) == abs(POWER - 0.5) else 0.0
+        zq = Z_POWER if q > 0.5 else -Z_POWER if q < 0.5 else 0.0
         return min(m, max(0, math.ceil(m * p + zq * math.sqrt(m * p * (1 - p)) - 0.5)))
     lo, hi = -1, m  # P(K <= lo) < q <= P(K <= hi)
     while hi - lo > 1:
@@ -301,12 +302,12 @@ def judge_drop(lost: int, gained: int, n: int, max_drop: float) -> Judgement:
     need = None
     if outcome == Outcome.inconclusive and n and (lost - gained) * 100 / n != max_drop:
         pb, pc = lost / n, gained / n
-        d, sd = pb - pc, math.sqrt(max(pb + pc - (pb - pc) ** 2, 0.0))
+        toward = 1 if 100 * (pb - pc) < max_drop else -1  # the pass side: more lost, fewer gained; else the reverse
 
-        def at(m: int) -> Outcome:  # the difference's POWER-ward quantile (normal), its discordant total as seen
-            shift = Z_POWER * sd * math.sqrt(m) * (1 if 100 * d < max_drop else -1)
-            b, c = (m * (pb + pc) + m * d + shift) / 2, (m * (pb + pc) - m * d - shift) / 2
-            lo, hi = paired_interval(max(b, 0.0), max(c, 0.0), m)
+        def at(m: int) -> Outcome:  # each count at its POWER-ward binomial quantile
+            b = binom_quantile(m, pb, POWER if toward > 0 else 1 - POWER)
+            c = binom_quantile(m, pc, 1 - POWER if toward > 0 else POWER)
+            lo, hi = paired_interval(b, c, m)
             return _side(100 * lo, 100 * hi, max_drop)
 
         need = _images_to_decide(at, n)
