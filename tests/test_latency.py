@@ -134,3 +134,16 @@ def test_fewer_rounds_say_their_real_level():
     assert round_interval([3.0, 1.0, 2.0]) == (1.0, 3.0, pytest.approx(0.75))
     lo, hi, level = round_interval(np.arange(1.0, 10.0))  # 9 rounds: the 2nd and 8th
     assert (lo, hi) == (2.0, 8.0) and level == pytest.approx(coverage(9, 2, 8))
+
+
+def test_a_row_labels_its_p50_interval_and_grouped_tails():
+    from edgecls.bench.timing import stats
+
+    times = np.arange(1, 101) * 1e6
+    rounds = [{"p50_ms": v, "p90_ms": v, "p99_ms": v} for v in (1.0, 1.2, 0.9, 1.1, 1.05, 0.95)]
+    row = stats(times, 1, rounds)
+    assert row["p50_ms"] == pytest.approx(1.025) and row["p50_ci_ms"] == [0.9, 1.2]
+    assert row["p50_ci_level"] == pytest.approx(0.96875) and "6 rounds" in row["p50_ci_basis"]
+    one = stats(times, 1)
+    assert one["p50_ci_level"] is None and "one process" in one["p50_ci_basis"] and "tails_of" not in one
+    assert "groups of 8 calls" in stats(times, 1, group=8)["tails_of"]

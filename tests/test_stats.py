@@ -254,3 +254,34 @@ def test_limits_are_stated_from_one_definition():
     help_text = " ".join(CliRunner().invoke(app, ["verify", "--help"]).stdout.replace("│", " ").split())
     assert " ".join(summary().split()[:12]) in help_text and "{gates}" not in help_text
     assert {p: t["abs"] for p, t in TOLERANCES.items() if p != "int8"} == {p.value: v for p, v in TOLERANCE.items()}
+
+
+def test_tied_top_classes_in_dequantized_outputs_are_not_changed_answers():
+    """int8 outputs dequantize to few levels: [0.5, 0.5] with Keras answering class 1 counted as changed (argmax
+    breaks toward the lower class); an exact tie that includes Keras's answer is its answer."""
+    from edgecls.core.gates import answers, gates, judge
+    from edgecls.core.names import Precision
+
+    ref = np.tile([[0.2, 0.8], [0.9, 0.1]], (250, 1))
+    probs = np.tile([[0.5, 0.5], [0.5, 0.5]], (250, 1))
+    assert (answers(probs, ref.argmax(1)) == ref.argmax(1)).all()
+    labels = ref.argmax(1)[:300]
+    e = judge(gates()[Precision.int8], probs.astype(np.float32), ref, labels)
+    assert e.changed == 0 and e.lost == 0
+    probs[0] = [0.6, 0.4]  # a real change still counts
+    assert judge(gates()[Precision.int8], probs, ref, labels).changed == 1
+
+
+def test_max_drop_sets_the_int8_changed_answers_limit():
+    """--max-drop 3 with 30 lost of 2,000 failed on the fixed 1% changed-answers check although the drop was shown
+    <= 3: the int8 changed-answers limit is the larger of 1% and --max-drop."""
+    from edgecls.core.gates import gates, judge
+    from edgecls.core.names import Precision
+
+    ref = np.tile([[0.9, 0.1]], (2000, 1))
+    probs = ref.copy()
+    probs[:30] = [0.1, 0.9]
+    labels = np.zeros(2000, np.int64)
+    assert judge(gates(3.0)[Precision.int8], probs, ref, labels).outcome == Outcome.passed
+    assert gates(3.0)[Precision.int8].max_changed == 3.0 and gates(0.5)[Precision.int8].max_changed == 1.0
+    assert judge(gates(1.0)[Precision.int8], probs, ref, labels).outcome == Outcome.failed
