@@ -209,7 +209,8 @@ def test_a_noisier_file_never_wins_by_being_noisier(wide):
     assert d.chosen.file == "a.xml"
     tight = _two(_manifest(), 0.100, 0.102)  # tied on paired rounds; make the small file's rounds noisy
     assert decide(copy.deepcopy(tight), Constraints()).chosen.file == "model.int8.tflite"
-    noisy = _two(_manifest(), 0.100, 0.102, b={"rounds": [0.102 * f * g for f, g in zip(DRIFT, (1, 1.3, 1, 0.8, 1, 1))]})
+    noise = (1, 1.3, 1, 0.8, 1, 1)
+    noisy = _two(_manifest(), 0.100, 0.102, b={"rounds": [0.102 * f * g for f, g in zip(DRIFT, noise)]})
     assert decide(copy.deepcopy(noisy), Constraints()).chosen.file == "model.tflite"
 
 

@@ -287,7 +287,8 @@ def decide(manifest: dict, c: Constraints) -> Decision:
                 else f"larger file ({x.size_kb:.1f} KB vs {chosen.size_kb:.1f} KB)" if x.size_kb > chosen.size_kb
                 else f"higher {c.percentile} ({x.tail_ms:.3f} ms vs {chosen.tail_ms:.3f} ms)"
                 if x.tail_ms is not None and chosen.tail_ms is not None and x.tail_ms > chosen.tail_ms
-                else "same size and tail, slower p50" if x.p50_ms > chosen.p50_ms else "same size, tail and p50: by name")
+                else "same size and tail, slower p50" if x.p50_ms > chosen.p50_ms
+                else "same size, tail and p50: by name")
             continue
         ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
         head = f"p50 {x.p50_ms:.3f} ms{ci}, {x.p50_ms / ref.p50_ms:.2f}x the fastest {ref.file} at batch {c.for_batch}"

@@ -63,8 +63,8 @@ def bench(
     accept_inconclusive: AcceptInconclusive = False,
 ):
     """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process,
-    in 6 interleaved rounds, with an interval for every p50 (96.9% at 6 rounds, labelled); then recommend the artifact to ship among
-    those that pass parity, under the constraints given. Exit 1 when none qualifies.
+    in 6 interleaved rounds, with an interval for every p50 (96.9% at 6 rounds, labelled); then recommend the
+    artifact to ship among those that pass parity, under the constraints given. Exit 1 when none qualifies.
 
     Examples:
 
