@@ -10,6 +10,7 @@ import typer
 
 from ..bench.decide import DEFAULT_TIE_MARGIN
 from ..core.errors import EdgeclsError
+from ..core.gates import MAX_DROP_HELP
 from ..core.names import Device, Precision, Runtime
 from ..report.console import err, parity_outcomes, render_bench
 from .common import (
@@ -57,7 +58,7 @@ def bench(
     percentile: PercentileOpt = Percentile.p90,
     max_size: MaxSize = None,
     max_drop: Annotated[Optional[float], typer.Option(
-        help="Recommend only int8 files shown (95% interval) to lose at most this many accuracy points vs Keras.")
+        help="Re-judge int8 files under this gate before recommending: " + MAX_DROP_HELP + ".")
     ] = None,
     tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
     accept_inconclusive: AcceptInconclusive = False,
