@@ -33,6 +33,7 @@ SCRIPTS = {
     "import_parity": ["--smoke"],
     "tune_search": ["--smoke", "--max-latency", "1000"],
     "evidence": ["--verify-time", "{bundle}", "--repeat", "1"],
+    "gate_calibration": ["--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 

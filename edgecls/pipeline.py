@@ -18,7 +18,7 @@ from .verify.parity import VerifyResult, verify
 class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=lambda: ExportConfig(int8=True))
-    # three interleaved rounds (the BenchConfig default) of >= 50 runs and 0.2 s: intervals for every p50
+    # six interleaved rounds (the BenchConfig default) of >= 50 runs and 0.2 s: a 96.9% interval for every p50
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.2))
     max_drop: float = 1.0  # the int8 gate
     imported: ImportConfig | None = None  # import this model (edgecls import) in place of training one

@@ -74,9 +74,9 @@ def test_cli_bench_json_and_csv_round_trip(exported_copy, tmp_path):
     (["--rounds", "0"], "--rounds 0: must be at least 1"),
     (["--min-time", "0"], "--min-time 0: must be more than 0 seconds"),
     (["--min-runs", "0"], "--min-runs 0: must be at least 1"),
-    (["--percentile", "p99"], "--percentile p99: too few runs for p99: --min-runs 50 x --rounds 3 = 150 timed runs "
-                              "per configuration, p99 needs at least 662 (MLPerf's minimum); use --min-runs 221"),
-    (["--max-latency", "5", "--min-runs", "10"], "too few runs for p90: --min-runs 10 x --rounds 3 = 30"),
+    (["--percentile", "p99"], "--percentile p99: too few runs for p99: --min-runs 50 x --rounds 6 = 300 timed runs "
+                              "per configuration, p99 needs at least 662 (MLPerf's minimum); use --min-runs 111"),
+    (["--max-latency", "5", "--min-runs", "10"], "too few runs for p90: --min-runs 10 x --rounds 6 = 60"),
     (["--runtime", "onnx", "--precision", "fp16"], "no onnx fp16 artifact"),
 ])
 def test_bad_options_exit_2(exported_copy, args, msg):

@@ -3,16 +3,22 @@
 Fed by the verify and bench rows in the manifest that are bound to the bytes now in the bundle
 (`edgecls.core.results`); rows of older or re-exported files are ignored and said so. The rule:
 
-1. **Parity shown.** Only a file whose verify outcome is `pass` qualifies (`inconclusive` too with
-   `accept_inconclusive`). `--max-drop` re-judges int8 files' accuracy drop on its interval, the
-   same rule as `verify --max-drop` (`edgecls.core.stats.judge_drop`).
+1. **Parity shown on the device benchmarked.** Only a file whose verify row *for the bench device*
+   is `pass` qualifies (`inconclusive` too with `accept_inconclusive`). `--max-drop` re-judges int8
+   files' changed answers and accuracy drop from their counts, the same rule as `verify --max-drop`.
 2. **Measured honestly.** A current bench row at the chosen batch size, whose timed outputs matched
    the file's own (`outputs_ok`), within `--max-size` and `--max-latency` (on the bounded
    percentile, which needs enough timed runs to exist).
-3. **Ties are ties.** Among the survivors the fastest p50 sets the bar; every survivor whose p50 is
-   within `tie_margin` of it, or whose p50 interval overlaps its interval, is tied with it. Among
-   tied files the smallest file wins, then the lower tail, then the lower p50. Every other file is
-   slower *beyond noise*, and its reason says so.
+3. **Ties on paired evidence.** The reference is the fastest survivor (lowest p50; then the lower
+   p50 interval's upper end, the file name, the runtime: a stable key). A survivor is *tied* with
+   it when its p50 is *shown* within `tie_margin` of the reference's: the upper end of the interval
+   of their p50 ratio is at most 1 + margin. Rows of one bench session are paired by round (rounds
+   interleave), so the ratio's interval is the order-statistic interval of the per-round ratios
+   (96.9% for 6 rounds); rows of different sessions use the ratio of their p50 intervals' ends.
+   Within the tied group a file that passes parity ranks above an inconclusive one, then the
+   smallest file, then the lower tail, the lower p50, the file name. Membership depends on each
+   file against one reference, so the rule is transitive and the same whatever the rows' order;
+   a wider interval can only take a file out of the group, never into it.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from dataclasses import asdict, dataclass, field
 
 from ..core import results
 from ..core.errors import EdgeclsError
-from ..core.gates import check_max_drop, drop_within_changes
-from ..core.names import Runtime, parse
-from ..core.stats import Judgement, Outcome, judge_drop
-from .latency import MIN_RUNS
+from ..core.gates import check_max_drop, drop_within_changes, gates
+from ..core.names import Precision, Runtime, parse
+from ..core.stats import Outcome, judge_drop, judge_rate
+from .latency import MIN_RUNS, round_interval
+
+FALSE_PASS = 0.025  # each file's parity: the most often a file at its limits is shown to pass (one-sided)
 
 DEFAULT_TIE_MARGIN = 5.0  # percent of the fastest p50 within which two files are tied
 
@@ -42,6 +50,7 @@ class Constraints:
     runtimes: list[Runtime] = field(default_factory=list)  # empty: any
     tie_margin: float = DEFAULT_TIE_MARGIN  # percent
     accept_inconclusive: bool = False  # also ship files whose parity is neither shown nor refuted
+    device: str | None = None  # the device benchmarked (bench sets it); None: cpu
 
     def validate(self, batches: list[int] | None = None) -> None:
         """Refuse impossible or contradictory constraints before anything is measured."""
@@ -76,7 +85,11 @@ class Candidate:
     accuracy: float | None
     delta_points: float | None
     outcome: str | None = None  # parity: pass, inconclusive, fail (None: no current verify row)
-    p50_ci_ms: list[float] | None = None  # 95% interval of the p50, where bench measured one
+    p50_ci_ms: list[float] | None = None  # interval of the p50, where bench measured one
+    p50_ci_level: float | None = None  # its level (None: within one process, or an older row)
+    p50_rounds_ms: list[float] | None = None  # each round's p50: paired by round with rows of the same session
+    session: str | None = None  # the bench session that measured it
+    ratio: list[float] | None = None  # [low, high] of its p50 over the reference's, and its level (tie rule)
     reason: str = ""  # why it was not chosen ("" for the chosen one)
 
 
@@ -89,6 +102,7 @@ class Decision:
     tied: list[str] = field(default_factory=list)  # files tied with the fastest (the chosen among them)
     why: str = ""  # why the chosen one, in a sentence
     ignored: list[str] = field(default_factory=list)  # stored rows ignored (stale, unbound), with why
+    level: str = ""  # the chance of a false pass among the files compared, in a sentence
 
     @property
     def found(self) -> bool:
@@ -99,10 +113,13 @@ class Decision:
 
 
 def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, dict]:
+    device = c.device or "cpu"
     verify = {r["file"]: r for r in results.current(manifest, "verify")
               if r.get("runtime") in (None, "", r.get("format"))  # the file's own runtime (not web-*)
-              and r.get("compute_requested") in (None, "", "f32")}  # OpenVINO: the f32 row, not the default's
-    bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench") if r["batch"] == c.for_batch}
+              and r.get("compute_requested") in (None, "", "f32")  # OpenVINO: the f32 row, not the default's
+              and r.get("device", "cpu") == device}  # parity shown on the device benchmarked
+    bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench")
+             if r["batch"] == c.for_batch and r.get("device", "cpu") == device}
     out = []
     for a in manifest["artifacts"]:
         if a["format"] == Runtime.keras:
@@ -112,36 +129,44 @@ def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, 
                  if v.get("accuracy") is not None and v.get("keras_accuracy") is not None else None)
         out.append(Candidate(a["format"], a["precision"], a["file"], b.get("p50_ms"), b.get(f"{c.percentile}_ms"),
                              a.get("total_bytes", a["bytes"]) / 1024, v.get("accuracy"), delta, v.get("outcome"),
-                             b.get("p50_ci_ms")))
+                             b.get("p50_ci_ms"), b.get("p50_ci_level"), b.get("p50_rounds_ms"), b.get("session")))
     return out, verify, bench
 
 
+def _rejudged(v: dict, max_drop: float) -> tuple[Outcome, list[str], list[str]]:
+    """An int8 verify row's outcome under another --max-drop, from its counts: its changed-answers limit and
+    its drop limit both follow --max-drop (`gates.gates`); its other checks stand. Returns the outcome and the
+    sentences of the failed and the undecided checks."""
+    gate = gates(max_drop)[Precision.int8]
+    checks = {d["name"]: Outcome(d["outcome"]) for d in v.get("checks", [])}
+    changed = judge_rate("changed answers", v["changed"], v["images"], gate.max_changed)
+    judged = [changed, drop_within_changes(judge_drop(v["lost"], v["gained"], v["heldout_images"], max_drop), changed)]
+    for j in judged:
+        checks[j.name] = j.outcome
+    outcome = Outcome.combine(checks.values())
+    return (outcome, [j.sentence() for j in judged if j.outcome == Outcome.failed],
+            [j.sentence() for j in judged if j.outcome == Outcome.inconclusive])
+
+
 def _parity(x: Candidate, v: dict | None, c: Constraints, stale: dict) -> str | None:
-    """Why `x` fails the parity test, or None."""
+    """Why `x` fails the parity test on the device benchmarked, or None (`x.outcome` updated when re-judged)."""
+    device = c.device or "cpu"
     if v is None:
-        return stale.get(x.file, "not verified (run edgecls verify)")
+        return stale.get(x.file, f"not verified on {device} (run edgecls verify --device {device})")
     outcome = Outcome(v.get("outcome", "fail"))
+    failures, undecided = v.get("failures") or ["see edgecls verify"], v.get("undecided") or []
+    if (c.max_drop is not None and x.precision == "int8" and v.get("heldout_images") and "changed" in v
+            and not v.get("error") and not v.get("calibration")):
+        outcome, failures, undecided = _rejudged(v, c.max_drop)
+        x.outcome = outcome.value
+        if outcome == Outcome.failed:
+            return "--max-drop: " + "; ".join(failures)
     if outcome == Outcome.failed:
-        return "fails parity: " + "; ".join(v.get("failures") or ["see edgecls verify"])
-    if c.max_drop is not None and x.precision == "int8" and v.get("heldout_images"):
-        drop = drop_within_changes(judge_drop(v["lost"], v["gained"], v["heldout_images"], c.max_drop),
-                                   _changed_check(v))
-        if drop.outcome == Outcome.failed:
-            return f"--max-drop: {drop.sentence()}"
-        outcome = Outcome.combine([o for o in (outcome, drop.outcome)])
-        if drop.outcome == Outcome.inconclusive and not c.accept_inconclusive:
-            return (f"{x.precision} not shown to be within {c.max_drop:.2f} points on {v['heldout_images']} "
-                    f"held-out images ({drop.need()}; {evidence_hint(x.precision)})")
+        return "fails parity: " + "; ".join(failures)
     if outcome == Outcome.inconclusive and not c.accept_inconclusive:
-        undecided = v.get("undecided") or []
         return (f"{x.precision} parity not shown on {v.get('images', '?')} images: "
                 + ("; ".join(undecided) or "inconclusive") + f" ({evidence_hint(x.precision)})")
     return None
-
-
-def _changed_check(v: dict) -> Judgement | None:
-    c = next((c for c in v.get("checks") or [] if c.get("name") == "changed answers"), None)
-    return Judgement.from_dict(c) if c else None
 
 
 def evidence_hint(precision: str) -> str:
@@ -182,8 +207,29 @@ def _latency(x: Candidate, b: dict, c: Constraints) -> str | None:
     return None
 
 
-def _overlap(a: list[float] | None, b: list[float] | None) -> bool:
-    return bool(a and b and a[0] <= b[1] and b[0] <= a[1])
+def ratio_interval(x: Candidate, ref: Candidate) -> tuple[float, float, float | None, str] | None:
+    """The interval of x's p50 over ref's, its level and how it was made: paired per round when both rows come
+    from one bench session (round k of each measured side by side), else from the two p50 intervals' ends
+    (level at least the sum of their levels less one, where both are known); None without intervals."""
+    a, b = x.p50_rounds_ms or [], ref.p50_rounds_ms or []
+    if x.session and x.session == ref.session and len(a) == len(b) >= 2:
+        lo, hi, level = round_interval([p / q for p, q in zip(a, b)])
+        return lo, hi, level, f"paired over {len(a)} rounds"
+    if x.p50_ci_ms and ref.p50_ci_ms:
+        levels = (x.p50_ci_level, ref.p50_ci_level)
+        level = None if None in levels else max(0.0, levels[0] + levels[1] - 1)
+        return x.p50_ci_ms[0] / ref.p50_ci_ms[1], x.p50_ci_ms[1] / ref.p50_ci_ms[0], level, "from the two intervals"
+    return None
+
+
+def _level(x: float | None) -> str:
+    return f"{100 * x:.1f}%" if x is not None else "level unknown"
+
+
+def _rank(x: Candidate) -> tuple:
+    """Order within a tie: shown parity first, then the smaller file, the lower tail and p50, the name."""
+    return (x.outcome != Outcome.passed.value, x.size_kb, x.tail_ms if x.tail_ms is not None else x.p50_ms,
+            x.p50_ms, x.file, x.runtime)
 
 
 def decide(manifest: dict, c: Constraints) -> Decision:
@@ -201,15 +247,21 @@ def decide(manifest: dict, c: Constraints) -> Decision:
         ("--max-latency", lambda x: _latency(x, bench[(x.file, x.runtime)], c)),
     ]
     alive, ruled_out_by = list(cands), None
+    judged = 0  # files whose parity was judged: each could pass falsely
     for name, test in tests:
         for x in alive:
             x.reason = test(x) or ""
+        if name == "parity":
+            judged = sum(1 for x in alive if x.outcome is not None)
         survivors = [x for x in alive if not x.reason]
         if alive and not survivors:
             ruled_out_by = name
         alive = survivors
     constraints = asdict(c)
     ignored = results.ignored_lines(manifest, "verify") + results.ignored_lines(manifest, "bench")
+    level = (f"each file's parity is shown at <= {FALSE_PASS:.1%} false pass; among the {judged} files compared, "
+             f"the chance that some file at its limits passes falsely is at most {min(1.0, judged * FALSE_PASS):.1%}"
+             if judged else "")
     if not alive:
         if ruled_out_by == "parity" and any("--accept-inconclusive" in x.reason for x in cands):
             need = [x.reason for x in cands if "--accept-inconclusive" in x.reason]
@@ -217,36 +269,51 @@ def decide(manifest: dict, c: Constraints) -> Decision:
                             f"{_most_to_decide(cands)}: --images DIR (unlabelled images of the same kind, for "
                             "int8 files) or more labelled images would change that, or --accept-inconclusive to "
                             f"ship the best of the {len(need)} inconclusive files")
-        return Decision(constraints, None, cands, ruled_out_by or "no exported artifact", ignored=ignored)
-    fastest = min(alive, key=lambda x: x.p50_ms)
-
-    def tied(x: Candidate) -> bool:
-        return (x.p50_ms <= fastest.p50_ms * (1 + c.tie_margin / 100)
-                or _overlap(x.p50_ci_ms, fastest.p50_ci_ms))
-
-    group = [x for x in alive if tied(x)]
-    chosen = min(group, key=lambda x: (x.size_kb, x.tail_ms if x.tail_ms is not None else x.p50_ms, x.p50_ms))
+        return Decision(constraints, None, cands, ruled_out_by or "no exported artifact", ignored=ignored,
+                        level=level)
+    ref = min(alive, key=lambda x: (x.p50_ms, (x.p50_ci_ms or [0, x.p50_ms])[1], x.file, x.runtime))
+    bar = 1 + c.tie_margin / 100
+    for x in alive:
+        r = ratio_interval(x, ref) if x is not ref else None
+        x.ratio = [r[0], r[1], r[2]] if r else None
+    group = [x for x in alive if x is ref or (x.ratio and x.ratio[1] <= bar)]
+    chosen = min(group, key=_rank)
     for x in alive:
         if x is chosen:
             continue
-        ratio = x.p50_ms / chosen.p50_ms
         if x in group:
-            x.reason = (f"tied with the chosen {chosen.file} ({ratio:.2f}x p50, within noise): "
-                        + (f"larger file ({x.size_kb:.1f} KB vs {chosen.size_kb:.1f} KB)" if x.size_kb > chosen.size_kb
-                           else f"higher {c.percentile} ({x.tail_ms:.3f} ms vs {chosen.tail_ms:.3f} ms)"
-                           if x.tail_ms is not None and chosen.tail_ms is not None and x.tail_ms > chosen.tail_ms
-                           else "same size and tail, slower p50"))
+            x.reason = f"tied with the chosen {chosen.file} ({x.p50_ms / chosen.p50_ms:.2f}x p50, within noise): " + (
+                f"the chosen one passes parity, this one is {x.outcome}" if x.outcome != chosen.outcome
+                else f"larger file ({x.size_kb:.1f} KB vs {chosen.size_kb:.1f} KB)" if x.size_kb > chosen.size_kb
+                else f"higher {c.percentile} ({x.tail_ms:.3f} ms vs {chosen.tail_ms:.3f} ms)"
+                if x.tail_ms is not None and chosen.tail_ms is not None and x.tail_ms > chosen.tail_ms
+                else "same size and tail, slower p50" if x.p50_ms > chosen.p50_ms
+                else "same size, tail and p50: by name")
+            continue
+        ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
+        head = f"p50 {x.p50_ms:.3f} ms{ci}, {x.p50_ms / ref.p50_ms:.2f}x the fastest {ref.file} at batch {c.for_batch}"
+        r = ratio_interval(x, ref) if x is not ref else None
+        if r is None:
+            x.reason = (f"not shown within {c.tie_margin:g}% of the fastest: {head}; no interval to compare "
+                        "(one round, or an older row: --rounds 6 measures one)")
+        elif r[0] > bar:
+            x.reason = (f"slower beyond noise: {head} (ratio interval {r[0]:.2f}-{r[1]:.2f}x, {r[3]}, "
+                        f"{_level(r[2])}: more than {c.tie_margin:g}%)")
         else:
-            ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
-            x.reason = (f"slower beyond noise: p50 {x.p50_ms:.3f} ms{ci}, {x.p50_ms / fastest.p50_ms:.2f}x the fastest "
-                        f"{fastest.p50_ms:.3f} ms at batch {c.for_batch} (more than {c.tie_margin:g}% and intervals "
-                        "apart)")
+            x.reason = (f"not shown within {c.tie_margin:g}% of the fastest: {head} (ratio interval "
+                        f"{r[0]:.2f}-{r[1]:.2f}x, {r[3]}, {_level(r[2])}); more rounds would tell")
     others = [x for x in group if x is not chosen]
     if not others:
-        why = f"the fastest at batch {c.for_batch}; every other qualifying file is slower beyond noise"
+        why = f"the fastest at batch {c.for_batch}; no other qualifying file is shown within {c.tie_margin:g}% of it"
     else:
-        names = ", ".join(f"{x.file} ({x.p50_ms / chosen.p50_ms:.2f}x)" for x in others)
-        rule = "the smaller file" if all(x.size_kb > chosen.size_kb for x in others) else "by size, then tail"
-        why = f"tied with {names} (within noise): chose {rule}"
+        names = ", ".join(f"{x.file} ({x.p50_ms / chosen.p50_ms:.2f}x)" for x in sorted(others, key=_rank))
+        parts = ["a file that passes parity ranks above an inconclusive one"] if any(
+            x.outcome != chosen.outcome for x in others) else []
+        same = [x for x in others if x.outcome == chosen.outcome]
+        if same:
+            parts.append("the smaller file" if all(x.size_kb > chosen.size_kb for x in same) else "by size, then tail")
+        why = f"tied with {names} (shown within {c.tie_margin:g}% of the fastest): chose {'; '.join(parts)}"
+        if chosen.outcome != Outcome.passed.value:
+            why += f"; its parity is {chosen.outcome} (--accept-inconclusive), no tied file passes"
     return Decision(constraints, chosen, [x for x in cands if x is not chosen], None,
-                    tied=[x.file for x in group], why=why, ignored=ignored)
+                    tied=sorted(x.file for x in group), why=why, ignored=ignored, level=level)

@@ -39,20 +39,34 @@ TIMED_SPAN = ("the model's execution alone, for every runtime: inputs converted 
               "copies, Keras .numpy()) after it; garbage collection off")
 
 
-def stats(times_ns: np.ndarray, batch: int, rounds: list[dict] = ()) -> dict:
-    """Latency statistics in milliseconds, and throughput in images per second; with each percentile its
-    95% interval (`latency.interval`: order statistics, widened to the `rounds`' own values from 3
-    rounds on; None below the percentile's minimum runs) and whether there are runs enough for it."""
+def stats(times_ns: np.ndarray, batch: int, rounds: list[dict] = (), group: int = 1) -> dict:
+    """Latency statistics in milliseconds, and throughput in images per second.
+
+    The p50 of 2 rounds or more is the median of the rounds' p50s and its interval the order-statistic
+    interval of that median (`latency.round_interval`), at the exact level in `p50_ci_level` (96.9% for 6
+    rounds); with one round, the within-process interval (`p50_ci_level` None). p90/p99: the pooled calls'
+    order-statistic interval, widened to the rounds' values from 3 rounds on (None below the percentile's
+    minimum runs), with whether there are runs enough. `group` > 1: each timing is the mean of that many
+    calls (a browser's coarse clock), so p90/p99 are quantiles of group means and are labelled so."""
     ms = np.asarray(times_ns, np.float64) / 1e6
-    row = {"runs": int(len(ms)), "mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
+    pooled_p50 = float(np.percentile(ms, 50))
+    per_round = [r["p50_ms"] for r in rounds]
+    row = {"runs": int(len(ms)), "mean_ms": float(ms.mean()),
+           "p50_ms": float(np.median(per_round)) if len(per_round) >= 2 else pooled_p50,
+           "p50_pooled_ms": pooled_p50,
            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
            "std_ms": float(ms.std()), "min_ms": float(ms.min()),
            "throughput_ips": float(batch * len(ms) / (ms.sum() / 1e3)),
-           "quantiles_ms": {str(q): float(v) for q, v in zip(QUANTILES, np.percentile(ms, QUANTILES))}}
+           "quantiles_ms": {str(q): float(v) for q, v in zip(QUANTILES, np.percentile(ms, QUANTILES))},
+           "p50_ci_level": latency.interval_level(len(per_round)),
+           "p50_ci_basis": (f"median of {len(per_round)} rounds' p50s" if len(per_round) >= 2
+                            else "one process's calls (leaves out the spread between processes)")}
     for name in ("p50", "p90", "p99"):
         row[f"{name}_ci_ms"] = latency.interval(ms, [r[f"{name}_ms"] for r in rounds], name)
         if name != "p50":
             row[f"{name}_ok"] = latency.too_few(name, len(ms)) is None
+    if group > 1:
+        row["tails_of"] = f"means of groups of {group} calls (a single call's tail is not measured)"
     return row
 
 
@@ -187,7 +201,8 @@ def measure_one(spec: dict) -> dict:
     fresh = cls()
     fresh.load(Path(spec["path"]), device=device, threads=spec["threads"])
     checked = check_outputs(samples, np.asarray(fresh.predict(images), np.float32), spec.get("precision", "int8"))
-    row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images)),
+    group = int(extra.get("timer", {}).get("calls_per_timing") or 1)
+    row = {"load_ms": load_ms, "first_ms": first_ms, **stats(times, len(images), group=group),
            "device_ran": runner.device_ran, "compute": runner.compute, "peak_rss_mb": rss,
            "warmup_runs": warm["runs"], "warmup_s": warm["seconds"], "warmup_settled": warm["settled"],
            "thread_policy": runner.thread_policy(), **checked, **extra}
@@ -199,14 +214,15 @@ def measure_one(spec: dict) -> dict:
 
 
 def pooled(measured: list[dict], batch: int) -> dict:
-    """One row from several measurements of one configuration: statistics over all their timings (the
-    intervals widened by the rounds' spread), the median load and first-inference times, the highest
+    """One row from several measurements of one configuration: statistics over all their timings (the p50
+    and its interval from the rounds' p50s: `stats`), the median load and first-inference times, the highest
     peak RSS, each round's p50 and warm-up, and the outputs' check over every round (worst case)."""
     times = np.concatenate([m["times_ns"] for m in measured])
     own = [t for m in measured for t in m["native_ms"]]
     diffs = [m.get("outputs_max_abs_diff") for m in measured]
     row = {"load_ms": float(np.median([m["load_ms"] for m in measured])),
-           "first_ms": float(np.median([m["first_ms"] for m in measured])), **stats(times, batch, measured),
+           "first_ms": float(np.median([m["first_ms"] for m in measured])),
+           **stats(times, batch, measured, int(measured[0].get("timer", {}).get("calls_per_timing") or 1)),
            "device_ran": measured[0]["device_ran"], "compute": measured[0]["compute"],
            "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
            "p50_rounds_ms": [m["p50_ms"] for m in measured],

@@ -24,7 +24,8 @@ def export(
         help="Held-out images stored in reference.npz with the Keras probabilities, so verify and bench run "
              "on a device without TensorFlow or the dataset (at most 2048).")] = 256,
     max_drop: Annotated[float, typer.Option(
-        help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on images the "
+        help="int8 gate at export, as verify's (drop and changed answers, each shown at most this; the changed-"
+             "answers limit never below 1%): accuracy points an int8 file may lose vs Keras on images the "
              "model never trained on (half the validation split, and --images); a file that misses it is "
              "re-made with the format's accuracy-aware recipe.")] = 1.0,
     qat: Annotated[bool, typer.Option(

@@ -10,6 +10,7 @@ import typer
 from ..bench.decide import DEFAULT_TIE_MARGIN
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
+from ..core.gates import MAX_DROP_HELP
 from ..core.names import Runtime
 from ..report.console import (
     err,
@@ -58,8 +59,7 @@ def pipeline(
     percentile: PercentileOpt = Percentile.p90,
     max_size: MaxSize = None,
     max_drop: Annotated[float, typer.Option(
-        help="int8 gate (accuracy points it may lose vs Keras, judged on the 95% interval) for export, verify "
-             "and the recommendation alike.")] = 1.0,
+        help="int8 gate for export, verify and the recommendation alike: " + MAX_DROP_HELP + ".")] = 1.0,
     tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
     accept_inconclusive: AcceptInconclusive = False,
     images: ImagesOpt = None,

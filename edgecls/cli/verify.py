@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import EdgeclsError
-from ..core.gates import summary
+from ..core.gates import MAX_DROP_HELP, summary
 from ..core.names import Device, Format
 from ..report.console import render_explain, render_verify
 from .common import (
@@ -26,7 +26,7 @@ def verify(
     runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
     device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = Device.cpu,
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
-    max_drop: Annotated[float, typer.Option(help="int8 gate: accuracy points it may lose vs Keras.")] = 1.0,
+    max_drop: Annotated[float, typer.Option(help="int8 gate: " + MAX_DROP_HELP + ".")] = 1.0,
     ov_precision: Annotated[str, typer.Option(
         help="OpenVINO: what float parts compute in, one row each (comma-separated): f32 (parity), default (what "
              "this CPU picks for an fp32 IR: bf16 on AVX-512 BF16/AMX, f16 on ARM with fp16; the row names it), "

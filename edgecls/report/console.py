@@ -302,16 +302,17 @@ def render_explain(explanations) -> None:
 
 
 def _p50(r: dict) -> str:
-    """The p50 cell: the value and its 95% interval."""
-    v = r.get("p50_ci_ms")
-    return f"{r['p50_ms']:.3f}" + (f" [dim]({v[0]:.3f}–{v[1]:.3f})[/]" if v else "")
+    """The p50 cell: the value and its interval, with the interval's level (none: within one process)."""
+    v, level = r.get("p50_ci_ms"), r.get("p50_ci_level")
+    label = f" {100 * level:.1f}%" if level is not None else (" 1 process" if "p50_ci_level" in r else "")
+    return f"{r['p50_ms']:.3f}" + (f" [dim]({v[0]:.3f}–{v[1]:.3f}{label})[/]" if v else "")
 
 
 def _tail(r: dict, name: str) -> str:
     """A tail percentile's cell: its value, or why there is none (too few runs for it)."""
     if r.get(f"{name}_ok") is False:
         return f"[dim]n={r['runs']} too few[/]"
-    return f"{r[f'{name}_ms']:.3f}"
+    return f"{r[f'{name}_ms']:.3f}" + (" [dim](group means)[/]" if r.get("tails_of") else "")
 
 
 BENCH_COLUMNS = ("file", "runtime", "batch", "p50 ms (95% CI)", "p90", "images/s", "× ref", "size", "outcome")
@@ -379,14 +380,21 @@ def render_bench(result, outcomes: dict[str, str] | None = None) -> None:
     tails = (f"; p90/p99 need at least {minimum.get('p90')}/{minimum.get('p99')} runs (MLPerf)" if minimum else "")
     if n > 1:
         spread = max(max(r["p50_rounds_ms"]) / min(r["p50_rounds_ms"]) for r in rows)
-        out.print(f"{n} interleaved rounds per configuration, each in a fresh process, timings pooled; the p50 of "
-                  f"one configuration varied up to {spread:.2f}x between rounds (p50_rounds_ms in the JSON). "
-                  f"95% CI: order statistics of the pooled runs"
-                  + (", widened to the rounds' range" if n >= 3 else " (fewer than 3 rounds: within-process only)")
-                  + tails + ".", soft_wrap=True)
+        level = rows[0].get("p50_ci_level") or 0.0
+        out.print(f"{n} interleaved rounds per configuration, each in a fresh process; the p50 of one configuration "
+                  f"varied up to {spread:.2f}x between rounds (p50_rounds_ms in the JSON). p50: the median of the "
+                  f"rounds' p50s, its interval their order statistics ({100 * level:.1f}% for {n} rounds"
+                  + ("" if level >= 0.95 else "; 6 rounds give 96.9%") + "); p90/p99: the pooled calls' 95% "
+                  "order-statistic interval (for independent calls), widened to the rounds' range" + tails + ".",
+                  soft_wrap=True)
     elif "p50_ci_ms" in (rows[0] if rows else {}):
-        out.print("One round: the 95% CI is the order-statistic interval of one process's runs and leaves out the "
-                  "spread between processes (use --rounds 3 or more)" + tails + ".", soft_wrap=True)
+        out.print("One round: the p50 interval is the order-statistic interval of one process's calls, valid only if "
+                  "they were independent, and it leaves out the spread between processes (--rounds 6: 96.9%)"
+                  + tails + ".", soft_wrap=True)
+    grouped = [f"{r['runtime']} {r['precision']}" for r in rows if r.get("tails_of")]
+    if grouped:
+        out.print(f"p90/p99 of {', '.join(grouped)}: quantiles of the means of groups of calls (timed in groups by a "
+                  "coarse clock), not of single calls.", soft_wrap=True)
     unsettled = [f"{r['runtime']} {r['precision']} batch {r['batch']}" for r in rows
                  if r.get("warmup_settled") is False]
     if unsettled:
@@ -499,6 +507,8 @@ def render_decision(d) -> None:
                   soft_wrap=True, highlight=False)
     for x in d.others:
         out.print(f"  not {x.file} ({x.runtime} {x.precision}): {x.reason}", soft_wrap=True, highlight=False)
+    if getattr(d, "level", ""):
+        out.print(f"  [dim]{d.level}[/]", soft_wrap=True, highlight=False)
     for line in d.ignored:
         out.print(f"  [yellow]ignored: {line}[/]", soft_wrap=True, highlight=False)
 

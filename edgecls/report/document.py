@@ -42,9 +42,10 @@ def _recommendation_section(m: dict) -> list:
                                                 ("runtimes", ",".join(c["runtimes"]))) if v)
     head = ("Among the files whose parity is shown (pass"
             + (" or inconclusive, accepted" if c.get("accept_inconclusive") else "")
-            + f") at batch {c['for_batch']}: the fastest p50, files within {c.get('tie_margin', 5):g}% of it or "
-            "with overlapping p50 intervals tied, and among tied files the smallest"
-            + (f", under {limits}" if limits else "") + ".")
+            + f") at batch {c['for_batch']}: the fastest p50, and tied with it the files whose p50 is shown within "
+            f"{c.get('tie_margin', 5):g}% of it (the interval of their per-round p50 ratio); among tied files, "
+            "shown parity first, then the smallest" + (f", under {limits}" if limits else "") + "."
+            + (f" {d['level'][0].upper()}{d['level'][1:]}." if d.get("level") else ""))
     if not d["found"]:
         lead = f"**Nothing qualifies**: ruled out by {d['ruled_out_by']}."
     else:
