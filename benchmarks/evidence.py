@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify-time", default=None, help="time verify on this bundle instead")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--smoke", action="store_true", help="CI: time verify once on the --verify-time bundle")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.repeat = 1
     if args.verify_time:
         rows = [verify_time(args.verify_time, args.tree, args.repeat)]
     else:

@@ -32,7 +32,7 @@ SCRIPTS = {
     "onnx_int8_recipes": ["{bundle}", "--smoke"],
     "import_parity": ["--smoke"],
     "tune_search": ["--smoke", "--max-latency", "1000"],
-    "evidence": ["--verify-time", "{bundle}", "--repeat", "1"],
+    "evidence": ["--smoke", "--verify-time", "{bundle}"],
     "gate_calibration": ["--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
