@@ -73,7 +73,7 @@ def test_app_folder(exported_bundle, tmp_path, fmt, precision):
     on_disk = {p.relative_to(app.folder).as_posix() for p in app.folder.rglob("*") if p.is_file()} - {"config.json"}
     assert set(listed) == on_disk  # every file listed, none more
     assert all(sha256(app.folder / f) == e["sha256"] for f, e in listed.items())
-    assert set(npm.RUNTIME_FILES[fmt].values()) <= on_disk and "golden/golden.json" in on_disk
+    assert set(npm.web_runtime(fmt).files.values()) <= on_disk and "golden/golden.json" in on_disk
     assert not any("node_modules" in f for f in on_disk) and app.bytes_by_part()["runtime"] < 40e6
     if fmt == "onnx":
         assert cfg["model_sha256"] == art["sha256"]  # served unchanged

@@ -24,6 +24,7 @@ from ..core.errors import EdgeclsError
 from ..core.gates import check_max_drop
 from ..core.names import Runtime, parse
 from ..core.stats import Outcome, judge_drop
+from ..runtimes import RUNTIMES, runtime_of
 from .latency import MIN_RUNS
 
 DEFAULT_TIE_MARGIN = 5.0  # percent of the fastest p50 within which two files are tied
@@ -62,7 +63,7 @@ class Constraints:
             check_max_drop(self.max_drop)
         if not 0 <= self.tie_margin < 100:
             raise EdgeclsError(f"--tie-margin {self.tie_margin:g}: must be at least 0 and below 100 percent")
-        self.runtimes = parse(Runtime, self.runtimes, "--runtime")
+        self.runtimes = parse(RUNTIMES, self.runtimes, "--runtime")
 
 
 @dataclass
@@ -99,18 +100,19 @@ class Decision:
 
 
 def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, dict]:
+    own = {a["file"]: runtime_of(a) for a in manifest["artifacts"]}  # the runtime each file records
     verify = {r["file"]: r for r in results.current(manifest, "verify")
-              if r.get("runtime") in (None, "", r.get("format"))  # the file's own runtime (not web-*)
+              if r.get("runtime") in (None, "", own.get(r["file"], r.get("format")))  # the file's own (not web-*)
               and r.get("compute_requested") in (None, "", "f32")}  # OpenVINO: the f32 row, not the default's
     bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench") if r["batch"] == c.for_batch}
     out = []
     for a in manifest["artifacts"]:
         if a["format"] == Runtime.keras:
             continue
-        v, b = verify.get(a["file"]) or {}, bench.get((a["file"], a["format"])) or {}
+        v, b = verify.get(a["file"]) or {}, bench.get((a["file"], runtime_of(a))) or {}
         delta = (100 * (v["accuracy"] - v["keras_accuracy"])
                  if v.get("accuracy") is not None and v.get("keras_accuracy") is not None else None)
-        out.append(Candidate(a["format"], a["precision"], a["file"], b.get("p50_ms"), b.get(f"{c.percentile}_ms"),
+        out.append(Candidate(runtime_of(a), a["precision"], a["file"], b.get("p50_ms"), b.get(f"{c.percentile}_ms"),
                              a.get("total_bytes", a["bytes"]) / 1024, v.get("accuracy"), delta, v.get("outcome"),
                              b.get("p50_ci_ms")))
     return out, verify, bench

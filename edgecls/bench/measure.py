@@ -41,7 +41,7 @@ from .timing import (
 class BenchConfig:
     """Options of `edgecls bench`. Empty lists mean "every available one"."""
 
-    runtimes: list[Runtime] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=list)  # registered runtime names
     precisions: list[Precision] = field(default_factory=list)
     device: Device = Device.cpu
     batches: list[int] = field(default_factory=lambda: [1])
@@ -54,7 +54,7 @@ class BenchConfig:
     constraints: Constraints = field(default_factory=Constraints)  # for the recommendation
 
     def validate(self) -> None:
-        self.runtimes = parse(Runtime, self.runtimes, "--runtime")
+        self.runtimes = parse(runtimes.RUNTIMES, self.runtimes, "--runtime")
         self.precisions = parse(Precision, self.precisions, "--precision")
         self.device = Device(self.device)
         if not self.batches:
@@ -121,22 +121,22 @@ def configurations(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[s
         cls = runtimes.runner_class(name)
         if not cls.installed():
             if explicit_rt:
-                raise EdgeclsError(f"--runtime {name.value}: its package is not installed "
+                raise EdgeclsError(f"--runtime {name}: its package is not installed "
                                    f"(pip install 'edgecls[{cls.extra}]')")
-            notes.append(f"skipped {name.value}: not installed")
+            notes.append(f"skipped {name}: not installed")
             continue
         for p in precisions:
-            art = next((a for a in bundle.manifest["artifacts"] if cls.runs(a["format"]) and a["precision"] == p),
+            art = next((a for a in bundle.manifest["artifacts"] if cls.runs(a) and a["precision"] == p),
                        None)
             if art is None:
                 if name == Runtime.keras and p != Precision.fp32:
                     continue
                 if explicit_rt and explicit_p:
-                    raise EdgeclsError(f"{bundle.path}: no {name.value} {p.value} artifact; run 'edgecls export"
+                    raise EdgeclsError(f"{bundle.path}: no {name} {p.value} artifact; run 'edgecls export"
                                        f"{' --int8' if p == 'int8' else ' --fp16' if p == 'fp16' else ''}' first")
-                notes.append(f"skipped {name.value} {p.value}: not exported")
+                notes.append(f"skipped {name} {p.value}: not exported")
                 continue
-            todo.append({"runtime": name.value, "precision": p.value, "file": art["file"],
+            todo.append({"runtime": str(name), "precision": p.value, "file": art["file"],
                          "bytes": art.get("total_bytes", art["bytes"])})
     if not todo:
         raise EdgeclsError(f"{bundle.path}: nothing to benchmark ({'; '.join(notes) or 'no artifacts'})")
@@ -190,7 +190,8 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             images = np.resize(x, (batch, *x.shape[1:]))  # held-out images, repeated if batch > held-out
             path = Path(tmp) / f"batch{batch}.npy"
             np.save(path, images)
-            specs = [{"runtime": item["runtime"], "path": str(bundle.path / item["file"]), "device": cfg.device.value,
+            specs = [{"runtime": item["runtime"], "target": runtimes.RUNTIMES.target(item["runtime"]),
+                      "path": str(bundle.path / item["file"]), "device": cfg.device.value,
                       "threads": threads, "images": str(path), "warmup": cfg.warmup, "warmup_time": cfg.warmup_time,
                       "min_runs": cfg.min_runs, "min_time": cfg.min_time, "precision": item["precision"],
                       "raw": True} for item in todo]

@@ -160,6 +160,8 @@ def measure_one(spec: dict) -> dict:
     `predict()` is the path `verify` judged, so a timed path that is fast because it computes
     something else (stale or unbound inputs, a wrong binding) shows as `outputs_ok` False.
     """
+    if spec.get("target") and spec["runtime"] not in runtimes.RUNTIMES:  # registered in the parent, not here
+        runtimes.RUNTIMES.register(spec["runtime"], spec["target"])
     cls = runtimes.runner_class(spec["runtime"])
     cls.import_package()  # library import is not "load" time
     runner = cls()

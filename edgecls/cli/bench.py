@@ -10,8 +10,9 @@ import typer
 
 from ..bench.decide import DEFAULT_TIE_MARGIN
 from ..core.errors import EdgeclsError
-from ..core.names import Device, Precision, Runtime
+from ..core.names import Device, Precision
 from ..report.console import err, parity_outcomes, render_bench
+from ..runtimes import RUNTIMES
 from .common import (
     DEFAULT_BUNDLE,
     AcceptInconclusive,
@@ -32,7 +33,7 @@ from .common import (
 @handled
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Runtime)}, or all.")] = "all",
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(RUNTIMES)}, or all.")] = "all",
     precision: Annotated[str, typer.Option(
         help=f"Comma-separated: {_choices(Precision)}, or all (fp32,int8).")] = "all",
     device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import EdgeclsError
-from ..core.names import Format, Precision
+from ..core.names import Precision
 from ..report.console import render_golden, render_info, render_predict
 from .common import DEFAULT_BUNDLE, _emit_json, handled
 
@@ -17,9 +17,10 @@ from .common import DEFAULT_BUNDLE, _emit_json, handled
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     bundle: Annotated[Path, typer.Option(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    fmt: Annotated[Optional[Format], typer.Option("--format", help="Format (default: the bundle's current "
-                                                                   "recommendation, else the first exported of "
-                                                                   "onnx, openvino, tflite).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Format (default: the bundle's current "
+                                                                "recommendation, else the exported one whose "
+                                                                "runtime ranks first: onnx, openvino, tflite).")
+                   ] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Precision (default: the recommendation's, "
                                                                 "else fp32).")] = None,
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,

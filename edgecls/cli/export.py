@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.names import Format
+from ..export.base import FORMATS
 from ..report.console import err, human, render_export
 from .common import DEFAULT_BUNDLE, _choices, _emit_json, handled
 
@@ -17,7 +17,7 @@ def export(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
     int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = False,
     fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
+    fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated: {_choices(FORMATS)}, or all.")] = "all",
     calib_size: Annotated[int, typer.Option(
         help="Calibration images for int8 (from the training split, at most half of it).")] = 300,
     reference_size: Annotated[int, typer.Option(
@@ -47,7 +47,7 @@ def export(
     from ..export import ExportConfig
     from ..export import export as run
 
-    cfg = ExportConfig(formats=parse(Format, fmt, "--format") or list(Format), int8=int8, fp16=fp16,
+    cfg = ExportConfig(formats=parse(FORMATS, fmt, "--format") or list(FORMATS), int8=int8, fp16=fp16,
                        calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop)
 
     def progress(entry, failure):

@@ -10,7 +10,6 @@ import typer
 from ..bench.decide import DEFAULT_TIE_MARGIN
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
-from ..core.names import Runtime
 from ..report.console import (
     err,
     parity_outcomes,
@@ -21,6 +20,7 @@ from ..report.console import (
     render_note,
     render_verify,
 )
+from ..runtimes import RUNTIMES
 from .common import (
     AcceptInconclusive,
     ArchOpt,
@@ -51,7 +51,7 @@ def pipeline(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")] = None,
     batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = "1,32",
     runtime: Annotated[str, typer.Option(
-        help=f"Runtimes to bench and recommend from (comma-separated: {_choices(Runtime)}, or all).")] = "all",
+        help=f"Runtimes to bench and recommend from (comma-separated: {_choices(RUNTIMES)}, or all).")] = "all",
     for_batch: ForBatch = None,
     max_latency: MaxLatency = None,
     percentile: PercentileOpt = Percentile.p90,
@@ -102,7 +102,7 @@ def pipeline(
 
     defaults = PipelineConfig()
     cfg = dataclasses.replace(
-        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value if arch else None,
+        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch,
                                             pretrained=pretrained, backbone_size=backbone_size, out=out_dir,
                                             seed=seed, epochs=epochs),
         bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,

@@ -9,8 +9,9 @@ import typer
 
 from ..core.errors import EdgeclsError
 from ..core.gates import summary
-from ..core.names import Device, Format
+from ..core.names import Device
 from ..report.console import render_explain, render_verify
+from ..runtimes import RUNTIMES
 from .common import (
     DEFAULT_BUNDLE,
     _choices,
@@ -22,7 +23,7 @@ from .common import (
 @handled
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(RUNTIMES)}, or all.")] = "all",
     device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = Device.cpu,
     threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
     max_drop: Annotated[float, typer.Option(help="int8 gate: accuracy points it may lose vs Keras.")] = 1.0,

@@ -1,7 +1,9 @@
 """Export a bundle's Keras model to every format (a registry), each checked right after writing.
 
-Each format module has the same shape: ``PRECISIONS`` (what it can write) and
-``export(ctx, precision) -> WrittenFiles``. Adding a format = one module and one registry line.
+Each format module has the same shape (`base.FormatModule`): ``PRECISIONS`` (what it can write),
+``FILES``, ``RUNTIME`` (what runs its files) and ``export(ctx, precision) -> WrittenFiles``, and
+declares what verify --explain and the web app need. Adding a format = one module and one registry
+line (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import numpy as np
 from ..core.bundle import Bundle
 from ..core.errors import CheckFailed
 from ..core.files import file_entry
-from ..core.names import Format, Precision
+from ..core.names import Precision
 from ..core.quiet import silenced
 from ..runtimes.keras import load_bundle_model
 from ..train import recorded
 from . import accuracy, reference
-from .base import FORMATS, ExportConfig, ExportContext, WrittenFiles, format_module
+from .base import FORMATS, ExportConfig, ExportContext, WrittenFiles, format_module, runtime_of
+from .onnx import FP32_KEY
 
-__all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "WrittenFiles", "export", "format_module"]
+__all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "WrittenFiles", "export", "format_module",
+           "runtime_of"]
 
 
 @dataclass
@@ -42,13 +46,13 @@ class ExportResult:
         return not self.failures and not self.gate_failures
 
 
-def _check(root: Path, fmt: Format, precision: Precision, written: WrittenFiles, sample: np.ndarray,
+def _check(root: Path, fmt: str, precision: Precision, written: WrittenFiles, sample: np.ndarray,
            classes: int) -> dict:
-    """Load the file (under `root`, its staging folder) with its real runtime and run a few held-out
-    images through it."""
+    """Load the file (under `root`, its staging folder) with the runtime that runs its format and run a few
+    held-out images through it."""
     from .. import runtimes
 
-    runner = runtimes.create(fmt)
+    runner = runtimes.create(runtime_of(fmt))
     runner.load(root / written.file)
     probs = runner.predict(sample)
     if probs.shape != (len(sample), classes):
@@ -57,7 +61,7 @@ def _check(root: Path, fmt: Format, precision: Precision, written: WrittenFiles,
         raise CheckFailed(f"{written.file}: output has NaN or infinite values")
     if np.abs(probs.sum(1) - 1).max() > 0.1:
         raise CheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
-    check = {"images": len(sample), "runtime": runner.name.value, "device": runner.device_ran}
+    check = {"images": len(sample), "runtime": str(runner.name), "device": runner.device_ran}
     if precision == Precision.int8:  # calibration that had no effect must not pass as int8
         check["quantized_ops"] = quantized = format_module(fmt).quantized_ops(root / written.file)
         if quantized == 0:
@@ -91,16 +95,18 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
         ctx = ExportContext(bundle, model, cfg, Path(tmp))
         for fmt in cfg.formats:
             module = format_module(fmt)
+            ctx.workdir = Path(tmp) / str(fmt)  # each format's own scratch: no file name is shared by accident
+            ctx.workdir.mkdir(exist_ok=True)
             for precision in cfg.precisions():
                 if precision.value not in module.PRECISIONS:
                     continue
                 try:
-                    entry = _export_one(ctx, Format(fmt), precision, sample, classes)
+                    entry = _export_one(ctx, fmt, precision, sample, classes)
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # one format's failure must not stop the others
-                    msg = refusal(Format(fmt), e)
-                    failure = {"format": Format(fmt).value, "precision": precision.value, "error": msg}
+                    msg = refusal(str(fmt), e)
+                    failure = {"format": str(fmt), "precision": precision.value, "error": msg}
                     result.failures.append(failure)
                     if on_artifact:
                         on_artifact(None, failure)
@@ -110,15 +116,16 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                     on_artifact(entry, None)
         if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
             reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
-        if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
+        onnx_fp32 = ctx.kept(FP32_KEY)
+        if onnx_fp32 is not None:  # the graph's multiply-accumulates (from ONNX's fp32 graph), for bench's GOP/s
             from .macs import macs_per_image
 
-            bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(ctx.onnx_fp32())
+            bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(onnx_fp32)
     bundle.save()
     return result
 
 
-def refusal(fmt: Format, e: Exception) -> str:
+def refusal(fmt: str, e: Exception) -> str:
     """One line for why a converter failed: the op (and where in the model) it refused where its message names
     one, else the message's first line."""
     import re
@@ -128,7 +135,7 @@ def refusal(fmt: Format, e: Exception) -> str:
     if op:
         where = re.search(r'fused\["' + op.group(1) + r':", "([^"@]+)', text)
         at = f" (at {where.group(1)})" if where and where.group(1) != op.group(1) else ""
-        return (f"the converter refuses TensorFlow op {op.group(1)}{at}: it is not a {fmt.value} builtin "
+        return (f"the converter refuses TensorFlow op {op.group(1)}{at}: it is not a {fmt} builtin "
                 "operation; the other formats are unaffected")
     ops = re.search(r"[Uu]nsupported ops?:? (?:Counter\()?\{?([^}]*)\}?", text)
     if ops:
@@ -137,7 +144,7 @@ def refusal(fmt: Format, e: Exception) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
-def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: np.ndarray, classes: int) -> dict:
+def _export_one(ctx: ExportContext, fmt: str, precision: Precision, sample: np.ndarray, classes: int) -> dict:
     """Write one format x precision into a staging folder, check it with its runtime there, then swap
     it into the bundle with its manifest entry. A file that fails stays out: the bundle keeps the
     artifact it had."""
@@ -170,10 +177,11 @@ def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: n
     return entry
 
 
-def _entry(bundle: Bundle, stage: Path, fmt: Format, precision: Precision, written: WrittenFiles) -> dict:
+def _entry(bundle: Bundle, stage: Path, fmt: str, precision: Precision, written: WrittenFiles) -> dict:
     """The manifest entry of a written artifact (staged under `stage`): files, sizes, hashes, versions,
     size vs fp32."""
-    entry = {"format": fmt.value, "precision": precision.value, **file_entry(stage / written.file, stage)}
+    entry = {"format": str(fmt), "precision": precision.value, "runtime": runtime_of(fmt),
+             **file_entry(stage / written.file, stage)}
     entry["parts"] = [file_entry(stage / p, stage) for p in written.parts]
     entry["total_bytes"] = entry["bytes"] + sum(p["bytes"] for p in entry["parts"])
     entry["versions"] = written.versions

@@ -15,13 +15,23 @@ from ..core.errors import CheckFailed
 from ..core.files import atomic_write
 from ..core.names import Precision
 from ..core.stats import sqnr_db
-from .base import WrittenFiles
+from .base import LayerTable, WebRuntime, WrittenFiles
 from .tflite_metadata import input_quantization, with_metadata
 
 __all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "spanning", "with_metadata"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
+RUNTIME = "tflite"
+WEB = WebRuntime("@litertjs/core", {
+    ("@litertjs/core", "dist/index.js"): "runtime/litertjs/core/index.js",
+    ("@litertjs/wasm-utils", "dist/index.js"): "runtime/litertjs/wasm-utils/index.js",
+    # LiteRT.js picks one by the browser's features: threads (with relaxed SIMD and cross-origin
+    # isolation), relaxed SIMD alone, or neither (compat)
+    **{("@litertjs/core", f"wasm/litert_wasm_{v}internal.{ext}"): f"runtime/litertjs/wasm/litert_wasm_{v}internal.{ext}"
+       for v in ("", "threaded_", "compat_") for ext in ("js", "wasm")},
+    # LiteRT.js imports its helper by a bare name: without a bundler the page maps it
+}, import_map={"imports": {"@litertjs/wasm-utils": "./runtime/litertjs/wasm-utils/index.js"}})
 
 
 def converter(model, precision: Precision, calibration: np.ndarray | None = None, batch: int = 1):
@@ -231,3 +241,40 @@ def quantized_ops(path) -> int:
 
     interp = TFLiteRunner.import_package().Interpreter(model_path=str(path))
     return sum(t["dtype"] in (np.int8, np.uint8) for t in interp.get_tensor_details())
+
+
+def explain_layers(bundle, artifact: dict, images: np.ndarray, workdir, data_dir: str | None) -> LayerTable:
+    """`verify --explain`: TensorFlow's QuantizationDebugger on the export's own calibration images (their ids
+    are recorded); local (each op fed the quantized input), as that tool measures. Needs TensorFlow and the
+    calibration images: where either is missing the table says so."""
+    from .. import runtimes
+    from ..core.errors import EdgeclsError
+    from ..core.quiet import silenced
+    from ..runtimes.keras import load_bundle_model
+    from ..train import recorded
+
+    table = LayerTable("TensorFlow Lite QuantizationDebugger (layer_direct_compare_metrics)", "local")
+    if not runtimes.runner_class("keras").installed():
+        table.note = ("TensorFlow is not installed: the TFLite per-layer table needs its QuantizationDebugger "
+                      "(pip install 'edgecls[train]')")
+        return table
+    from ..core._tf import tensorflow
+
+    tf = tensorflow()
+    ids = set(artifact.get("calibration", {}).get("ids", []))
+    train = bundle.split_ids("train")
+    try:  # the same calibration images as the export
+        _, calibration, _ = recorded.select(bundle, "train", data_dir=data_dir, exclude=set(train) - ids)
+    except EdgeclsError as err:
+        table.note = f"the calibration images are not available here ({err}); the TFLite table needs them"
+        return table
+    t8 = artifact.get("int8") or {}
+    deny = t8.get("float_layers") if "TFLite" in t8.get("recipe", "") else None
+    metric = {"sqnr": lambda f, q, s, z: sqnr_db(f, (q.astype(np.int32) - z) * s)}
+    with silenced():
+        dbg = direct(debugger(load_bundle_model(bundle), calibration, images, deny), images, metric)
+        interp = tf.lite.Interpreter(model_path=str(bundle.checked_path(artifact["file"])))
+    shapes = {t["name"]: [int(d) for d in t["shape"][1:]] for t in interp.get_tensor_details()}
+    for r in layer_rows(dbg):
+        table.rows.append((r["tensor_name"], shapes.get(r["tensor_name"]), float(r["sqnr"])))
+    return table

@@ -132,24 +132,24 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     """
     check_max_drop(max_drop)
     runtimes.check_threads(threads)
-    names = parse(Runtime, runtime_names, "--runtime") or [
+    names = parse(runtimes.RUNTIMES, runtime_names, "--runtime") or [
         r for r in runtimes.RUNTIMES if r != Runtime.keras and runtimes.runner_class(r).by_default]
     for name in names:  # bad option values fail here, before any work
         for options in option_sets(name, runtime_options):
             runner_for(name, options)
     bundle = Bundle.open(bundle_path)
-    # each artifact with every selected runtime that runs its format (onnx: onnx, web-onnx)
+    # each artifact with every selected runtime that runs it (an onnx file: onnx, web-onnx)
     artifacts = [(a, n, o) for a in bundle.manifest["artifacts"] if a["format"] != "keras"
-                 for n in names if runtimes.runner_class(n).runs(a["format"]) for o in option_sets(n, runtime_options)]
+                 for n in names if runtimes.runner_class(n).runs(a) for o in option_sets(n, runtime_options)]
     if not artifacts:
-        raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
+        raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(names)}; "
                            f"run 'edgecls export {bundle.path}' first")
     x_all, y, ref, source = evidence_images(bundle, data_dir, device, threads)
     keras_acc = float((ref[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
     limits = gates(max_drop)
     rows, at = [], now()
     for a, name, options in artifacts:
-        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at, source=source,
+        row = ParityRow(a["format"], a["precision"], a["file"], runtime=str(name), at=at, source=source,
                         compute_requested=options.get("compute", ""))
         runner = None
         try:

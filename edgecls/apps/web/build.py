@@ -36,7 +36,6 @@ from ...core.files import atomic_write, ensure_writable, file_entry, sha256, sta
 from ...core.names import Format, Precision
 from . import npm
 
-WEB_FORMATS = (Format.onnx, Format.tflite)
 TEST_FAULTS = ("bgr", "scale01")  # deliberately wrong preprocessing, for edgecls's own tests only
 CONFIG = "config.json"
 APP_VERSION = 1
@@ -66,9 +65,10 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
     same precision in ONNX when it names a format no web runtime runs), else ONNX fp32."""
     notes = []
     arts = [a for a in bundle.manifest["artifacts"] if a["format"] != "keras"]
-    if fmt is not None and Format(fmt) not in WEB_FORMATS:
+    web = npm.web_formats()  # the formats whose module declares a web runtime (onnx, tflite)
+    if fmt is not None and fmt not in web:
         raise EdgeclsError(f"--format {fmt}: no web runtime runs {fmt} files (onnxruntime-web runs .onnx, LiteRT.js "
-                           f".tflite): choose {' or '.join(f.value for f in WEB_FORMATS)}")
+                           f".tflite): choose {' or '.join(web)}")
     if fmt is None and precision is None:
         rec = bundle.recommended()  # only while current: same bytes, current parity and bench results
         chosen = {"file": rec.artifact["file"], "runtime": rec.artifact["format"],
@@ -76,8 +76,9 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
         if not rec.current and bundle.manifest.get("decision"):
             notes.append(f"not following the recommendation: {rec.why}")
         if chosen.get("file"):
-            if chosen["runtime"] in WEB_FORMATS:
-                fmt, precision = chosen["runtime"], chosen["precision"]
+            kind = next((a["format"] for a in arts if a["file"] == chosen["file"]), chosen["runtime"])
+            if kind in web:
+                fmt, precision = kind, chosen["precision"]
                 notes.append(f"serving {chosen['file']}: the bundle's recommendation")
             else:
                 fmt, precision = Format.onnx.value, chosen["precision"]
@@ -86,7 +87,7 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
     fmt, precision = fmt or Format.onnx.value, precision or Precision.fp32.value
     match = next((a for a in arts if a["format"] == fmt and a["precision"] == precision), None)
     if match is None:
-        have = ", ".join(f"{a['format']} {a['precision']}" for a in arts if a["format"] in WEB_FORMATS) or "none"
+        have = ", ".join(f"{a['format']} {a['precision']}" for a in arts if a["format"] in web) or "none"
         raise EdgeclsError(f"{bundle.path}: no {fmt} {precision} artifact to serve (web-runnable here: {have}); "
                            f"run 'edgecls export{' --int8' if precision == 'int8' else ''}' or choose another")
     if not any("serving" in n for n in notes):
@@ -250,7 +251,7 @@ def _page(stage: Path, fmt: str, bundle: Bundle) -> None:
     static = resources.files(__package__) / "static"
     for name in ("app.js", "pixels.js"):
         (stage / name).write_bytes((static / name).read_bytes())
-    imap = npm.IMPORT_MAP.get(fmt)
+    imap = npm.web_runtime(fmt).import_map
     text = (static / "index.html").read_text()
     imap_text = json.dumps(imap) if imap else None
     for key, value in {"title": html.escape(f"{bundle.manifest['name']}: image classifier"),
@@ -308,7 +309,7 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
             notes += _golden(bundle, artifact, None if golden is True else Path(golden), stage, data_dir)
         npm.copy_runtime(artifact["format"], stage)
         _page(stage, artifact["format"], bundle)
-        package = npm.PACKAGE[artifact["format"]]
+        package = npm.web_runtime(artifact["format"]).package
         config = {"edgecls_app": APP_VERSION, "edgecls_version": __version__, "bundle": bundle.manifest["name"],
                   "bundle_id": bundle.manifest.get("bundle_id"), "format": artifact["format"],
                   "precision": artifact["precision"],
