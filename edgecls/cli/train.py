@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..report.console import err, out, render_metrics, render_note
+from ..train import sources
 from ..train.distribute import Strategy
 from .common import ArchOpt, BackboneSizeOpt, FineTuneOpt, PretrainedOpt, _emit_json, handled
 from .progress import TrainView
@@ -15,8 +16,7 @@ from .progress import TrainView
 
 @handled
 def train(
-    data: Annotated[str, typer.Option(help="Dataset: digits (default, bundled), fashion-mnist, synthetic "
-                                           "(tiny generated images, for tests only), or a folder "
+    data: Annotated[str, typer.Option(help=f"Dataset: {sources.described()}; or a folder "
                                            "root/<class>/<image>.")] = "digits",
     arch: ArchOpt = None,
     pretrained: PretrainedOpt = True,
@@ -29,7 +29,7 @@ def train(
         help="Batch size (default: 16 under 512 training images, 32 under 1,024, else 64).")] = None,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate (warm-up, then cosine decay).")] = 3e-3,
     image_size: Annotated[Optional[int], typer.Option(
-        help="Input size in pixels (default: digits 32, fashion-mnist 28, synthetic 16, folder 64).")] = None,
+        help=f"Input size in pixels (default: {sources.image_sizes()}).")] = None,
     val_split: Annotated[float, typer.Option(help="Validation fraction of the training part.")] = 0.1,
     test_split: Annotated[float, typer.Option(
         help="Held-out fraction (sources without an official test split).")] = 0.2,
@@ -76,7 +76,7 @@ def train(
     from ..train.fit import TrainConfig
     from ..train.fit import train as run
 
-    cfg = TrainConfig(data=data, arch=arch.value if arch else None, pretrained=pretrained,
+    cfg = TrainConfig(data=data, arch=arch, pretrained=pretrained,
                       backbone_size=backbone_size, fine_tune_blocks=fine_tune_blocks, epochs=epochs,
                       batch_size=batch_size, lr=lr,
                       image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
