@@ -68,13 +68,13 @@ class TrainConfig:
 
     def _validate_backbone(self) -> None:
         """The options of pretrained backbones, and their weights package, checked before any work."""
-        from . import backbones
-        from .models import ARCHITECTURES, PRETRAINED
+        from .models import ARCHITECTURES, pretrained, pretrained_names
 
         if self.arch is not None and self.arch not in ARCHITECTURES:
             raise EdgeclsError(f"--arch {self.arch!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")
-        backbone = self.arch in PRETRAINED
-        names = ", ".join(sorted(PRETRAINED))
+        facts = pretrained(self.arch)
+        backbone = facts is not None
+        names = ", ".join(sorted(pretrained_names()))
         for given, option in ((not self.pretrained, "--no-pretrained"), (self.backbone_size is not None,
                               f"--backbone-size {self.backbone_size}"),
                               (self.fine_tune_blocks is not None, f"--fine-tune-blocks {self.fine_tune_blocks}")):
@@ -82,16 +82,16 @@ class TrainConfig:
                 raise EdgeclsError(f"{option}: applies only to a pretrained backbone (--arch {names}); "
                                    + (f"--arch {self.arch} is not one" if self.arch else
                                       "name it with --arch (the default depends on the images)"))
-        if self.backbone_size is not None and not backbones.MIN_SIZE <= self.backbone_size <= backbones.MAX_SIZE:
-            raise EdgeclsError(f"--backbone-size {self.backbone_size}: must be between {backbones.MIN_SIZE} and "
-                               f"{backbones.MAX_SIZE} pixels")
+        if self.backbone_size is not None and not facts.min_size <= self.backbone_size <= facts.max_size:
+            raise EdgeclsError(f"--backbone-size {self.backbone_size}: must be between {facts.min_size} and "
+                               f"{facts.max_size} pixels")
         if self.fine_tune_blocks is not None and self.fine_tune_blocks < 0:
             raise EdgeclsError(f"--fine-tune-blocks {self.fine_tune_blocks}: must be 0 (head only) or more")
         if backbone and self.pretrained:
             if self.strategy != distribute.Strategy.default.value:
                 raise EdgeclsError(f"--strategy {self.strategy}: transfer learning runs on one device for now; "
                                    "use --strategy default (or --no-pretrained)")
-            backbones.weights_file(backbones.VARIANTS[self.arch])  # not installed: says what to install
+            facts.require()  # not installed: says what to install
 
     def bundle_dir(self, data: sources.Data) -> Path:
         if self.out is not None:
@@ -265,7 +265,7 @@ def _transfer_fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds,
     """Transfer learning: each of the plan's phases unfreezes its blocks, gets a fresh Adam on its own
     schedule, and starts from the weights the previous phase kept. Ctrl-C in a later phase before its first
     epoch ends keeps the previous phase's weights. Returns what `_fit` returns."""
-    from .backbones import set_trainable
+    from .pretrained import set_trainable
 
     history: list[dict] = []
     kept, seconds, interrupted = _Kept(), 0.0, False
@@ -346,8 +346,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
             error), or, as distribute.WorkerLost, a worker of a multi-worker run never came up or stopped
             answering (exit code 3; nothing is written; a previous bundle is left intact).
     """
-    from . import backbones
-    from .models import PRETRAINED, choose_arch
+    from .models import choose_arch, pretrained
 
     hooks = hooks or TrainHooks()
     cfg.validate()
@@ -356,7 +355,8 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     arch, why = (cfg.arch, "given with --arch") if cfg.arch else choose_arch(
         data, one_device=cfg.strategy == distribute.Strategy.default.value)
     cfg = replace(cfg, arch=arch)
-    transfer = arch in PRETRAINED and cfg.pretrained
+    facts = pretrained(arch)
+    transfer = facts is not None and cfg.pretrained
     split = splits.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)
@@ -365,12 +365,12 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     strategy, placement = distribute.create(cfg.strategy, worker_timeout=cfg.worker_timeout,
                                             heartbeat_timeout=cfg.heartbeat_timeout)
     backbone_size = None
-    if arch in PRETRAINED:
-        backbone_size = cfg.backbone_size or backbones.default_size(data.input_shape[0])
+    if facts is not None:
+        backbone_size = cfg.backbone_size or facts.size_for(data.input_shape[0])
     if transfer:
         plan = make_transfer_plan(len(split.train), len(split.val), lr=cfg.lr, epochs=cfg.epochs,
                                   batch_size=cfg.batch_size, patience=cfg.patience, augment=cfg.augment,
-                                  blocks=len(backbones.VARIANTS[arch].blocks()), fine_tune_blocks=cfg.fine_tune_blocks)
+                                  blocks=facts.blocks, fine_tune_blocks=cfg.fine_tune_blocks)
     else:
         plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
                          patience=cfg.patience, augment=cfg.augment, replicas=placement.replicas)

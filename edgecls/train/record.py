@@ -58,14 +58,12 @@ def portable_config(cfg: TrainConfig, data: sources.Data, out: Path) -> dict:
 
 def architecture(cfg: TrainConfig, model, why: str, backbone_size: int | None) -> dict:
     """The manifest's architecture section: which network, why this one, and for a backbone its weights."""
-    from . import backbones
+    from .models import pretrained
 
     section = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params()), "why": why}
     if backbone_size is not None:
-        v = backbones.VARIANTS[cfg.arch]
         section |= {"pretrained": cfg.pretrained, "backbone_size": backbone_size,
-                    "weights": {"source": "ImageNet", "package": v.package, "version": v.version, "file": v.file,
-                                "sha256": v.sha256} if cfg.pretrained else None}
+                    "weights": dict(pretrained(cfg.arch).weights) if cfg.pretrained else None}
     return section
 
 
