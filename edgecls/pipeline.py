@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bench.measure import BenchConfig, BenchResult, bench
+from .core.gates import DEFAULT_MAX_DROP
 from .export import ExportConfig, ExportResult, export
 from .report.document import write_report
 from .train.fit import TrainConfig, TrainHooks, TrainResult, train
@@ -19,8 +20,8 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=lambda: ExportConfig(int8=True))
     # three interleaved rounds (the BenchConfig default) of >= 50 runs and 0.2 s: intervals for every p50
-    bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.2))
-    max_drop: float = 1.0  # the int8 gate
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(batches=[1, 32], min_runs=50, min_time=0.2))
+    max_drop: float = DEFAULT_MAX_DROP  # the int8 gate, for export, verify and the recommendation alike
     imported: ImportConfig | None = None  # import this model (edgecls import) in place of training one
 
     def validate(self) -> None:

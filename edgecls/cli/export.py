@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..export.base import FORMATS
+from ..export.base import FORMATS, ExportConfig
 from ..report.console import err, human, render_export
 from .common import DEFAULT_BUNDLE, _choices, _emit_json, handled
 
@@ -15,19 +15,20 @@ from .common import DEFAULT_BUNDLE, _choices, _emit_json, handled
 @handled
 def export(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = False,
-    fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = False,
+    int8: Annotated[bool, typer.Option(help="Also write the int8 form of each format.")] = ExportConfig.int8,
+    fp16: Annotated[bool, typer.Option(help="Also write float16 TFLite and OpenVINO.")] = ExportConfig.fp16,
     fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated: {_choices(FORMATS)}, or all.")] = "all",
     calib_size: Annotated[int, typer.Option(
-        help="Calibration images for int8 (from the training split, at most half of it).")] = 300,
+        help="Calibration images for int8 (from the training split, at most half of it).")] = ExportConfig.calib_size,
     reference_size: Annotated[int, typer.Option(
         help="Held-out images stored in reference.npz with the Keras probabilities, so verify and bench run "
-             "on a device without TensorFlow or the dataset (at most 2048).")] = 256,
+             "on a device without TensorFlow or the dataset (at most 2048).")] = ExportConfig.reference_size,
     max_drop: Annotated[float, typer.Option(
         help="int8 gate at export, as verify's: accuracy points an int8 file may lose vs Keras on the "
              "validation + unseen training images; a file that misses it is re-made with the format's "
-             "accuracy-aware recipe.")] = 1.0,
-    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
+             "accuracy-aware recipe.")] = ExportConfig.max_drop,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")
+                        ] = ExportConfig.data_dir,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ):
     """Export the bundle's model to ONNX, TFLite and OpenVINO IR (float32; --int8, --fp16 add more).
@@ -44,7 +45,6 @@ def export(
       edgecls export models/pets-mobile --format onnx,tflite --fp16
     """
     from ..core.names import parse
-    from ..export import ExportConfig
     from ..export import export as run
 
     cfg = ExportConfig(formats=parse(FORMATS, fmt, "--format") or list(FORMATS), int8=int8, fp16=fp16,

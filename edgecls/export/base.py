@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
-from ..core.gates import check_max_drop
+from ..core.gates import DEFAULT_MAX_DROP, check_max_drop
 from ..core.names import Format, Precision, parse
 from ..core.registry import Registry
 from ..train import recorded
@@ -50,7 +50,7 @@ class ExportConfig:
     calib_size: int = 300  # calibration images, stratified from the training split
     data_dir: str | None = None  # where the dataset lives now, if it moved
     reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.export.reference)
-    max_drop: float = 1.0  # int8 gate at export (accuracy points), judged as verify does (export/accuracy.py)
+    max_drop: float = DEFAULT_MAX_DROP  # int8 gate at export (accuracy points), judged as verify does
 
     def validate(self) -> None:
         if not 1 <= self.reference_size <= MAX_IMAGES:

@@ -20,13 +20,26 @@ from .. import runtimes
 from ..core import results
 from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError
-from ..core.gates import Evidence, check_max_drop, gates, judge
+from ..core.gates import DEFAULT_MAX_DROP, Evidence, check_max_drop, gates, judge
 from ..core.names import Device, Precision, Runtime, parse
 from ..core.stats import Outcome
 from ..export import reference
 from ..train import recorded
 
 MAX_AGREEMENT_IMAGES = 20000  # validation images beyond the held-out split: verify stays within seconds
+
+
+@dataclass
+class VerifyConfig:
+    """Options of `edgecls verify` (the CLI's defaults are these)."""
+
+    runtimes: list[str] = field(default_factory=list)  # registered runtime names; empty: every default one
+    device: Device = Device.cpu
+    threads: int | None = None
+    max_drop: float = DEFAULT_MAX_DROP  # the int8 gate, accuracy points
+    compute: str = "f32,default"  # OpenVINO: what float parts compute in, one row each (f32: parity; default:
+    # what this CPU picks for an fp32 IR; bf16/f16 on purpose)
+    data_dir: str | None = None  # where the dataset lives now, if it moved
 
 
 @dataclass
@@ -111,8 +124,9 @@ def option_sets(name: Runtime | str, runtime_options: dict[str, str] | None = No
     return [dict(zip(taken, combo)) for combo in itertools.product(*taken.values())] or [{}]
 
 
-def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] | None = None,
-           device: Device = Device.cpu, threads: int | None = None, max_drop: float = 1.0,
+def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
+           runtime_names: list[Runtime] | list[str] | None = None, device: Device = Device.cpu,
+           threads: int | None = None, max_drop: float = DEFAULT_MAX_DROP,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
            on_row=None, on_output=None, save: bool = True) -> VerifyResult:
     """Run every exported artifact (of the selected runtimes) on images the model never trained on and
@@ -130,6 +144,9 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     Raises:
         EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options.
     """
+    if cfg is not None:  # the options as one object, as the other stages take them
+        runtime_names, device, threads, max_drop = cfg.runtimes, cfg.device, cfg.threads, cfg.max_drop
+        runtime_options, data_dir = {"compute": cfg.compute}, cfg.data_dir
     check_max_drop(max_drop)
     runtimes.check_threads(threads)
     names = parse(runtimes.RUNTIMES, runtime_names, "--runtime") or [
