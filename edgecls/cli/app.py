@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.errors import CheckFailed, EdgeclsError
+from ..core.errors import EdgeclsError, ParityFailed
 from ..core.names import Precision
 from ..report.console import err, human, out, render_note
 from .common import DEFAULT_BUNDLE, _emit_json, handled
@@ -96,5 +96,5 @@ def app(
         if "screenshot" in report:
             err.print(f"screenshot: {report['screenshot']}", highlight=False)
     if check and not (report.get("selftest") or {}).get("passed"):
-        raise CheckFailed(f"{result.folder}: the app's self-test failed in Chromium"
+        raise ParityFailed(f"{result.folder}: the app's self-test failed in Chromium"
                           + (f": {report['selftest']['why']}" if report.get("selftest") else " (no golden vectors)"))

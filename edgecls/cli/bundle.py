@@ -111,7 +111,7 @@ def info(
     Example: edgecls info models/digits-small
     """
     from ..core.bundle import Bundle
-    from ..core.errors import CheckFailed
+    from ..core.errors import IntegrityFailed
 
     b = Bundle.open(bundle)
     m = b.manifest
@@ -127,5 +127,5 @@ def info(
         render_info(checked)
     if not checked.intact:
         n = len(checked.problems)
-        raise CheckFailed(f"{b.path}: {n} recorded file{'s' * (n != 1)} fail{'s' * (n == 1)} the check: "
+        raise IntegrityFailed(f"{b.path}: {n} recorded file{'s' * (n != 1)} fail{'s' * (n == 1)} the check: "
                           + "; ".join(checked.problems.values()))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.bundle import Bundle
-from ..core.errors import CheckFailed
+from ..core.errors import SelfCheckFailed
 from ..core.files import file_entry
 from ..core.names import Precision
 from ..core.quiet import silenced
@@ -56,16 +56,16 @@ def _check(root: Path, fmt: str, precision: Precision, written: WrittenFiles, sa
     runner.load(root / written.file)
     probs = runner.predict(sample)
     if probs.shape != (len(sample), classes):
-        raise CheckFailed(f"{written.file}: output shape {probs.shape}, expected {(len(sample), classes)}")
+        raise SelfCheckFailed(f"{written.file}: output shape {probs.shape}, expected {(len(sample), classes)}")
     if not np.isfinite(probs).all():
-        raise CheckFailed(f"{written.file}: output has NaN or infinite values")
+        raise SelfCheckFailed(f"{written.file}: output has NaN or infinite values")
     if np.abs(probs.sum(1) - 1).max() > 0.1:
-        raise CheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
+        raise SelfCheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
     check = {"images": len(sample), "runtime": str(runner.name), "device": runner.device_ran}
     if precision == Precision.int8:  # calibration that had no effect must not pass as int8
         check["quantized_ops"] = quantized = format_module(fmt).quantized_ops(root / written.file)
         if quantized == 0:
-            raise CheckFailed(f"{written.file}: no quantized operation in the int8 file (the quantizer fell back "
+            raise SelfCheckFailed(f"{written.file}: no quantized operation in the int8 file (the quantizer fell back "
                               "to float: calibration had no effect)")
     return check
 
@@ -105,8 +105,9 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # one format's failure must not stop the others
-                    msg = refusal(str(fmt), e)
-                    failure = {"format": str(fmt), "precision": precision.value, "error": msg}
+                    failure = {"format": str(fmt), "precision": precision.value, "type": type(e).__name__,
+                               "error": refusal(str(fmt), e),  # one line: the op refused, else the first line
+                               "message": str(e).strip() or type(e).__name__}  # the whole message
                     result.failures.append(failure)
                     if on_artifact:
                         on_artifact(None, failure)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import CheckFailed
+from ..core.errors import ConversionFailed
 from ..core.files import atomic_write
 from ..core.names import Precision
 from ..core.stats import sqnr_db
@@ -203,7 +203,7 @@ def selective(dbg, denylist: list[str]) -> bytes:
                                      denylisted_nodes=denylist)
     quant = input_quantization(flat)
     if quant is None or abs(quant[0] - 1.0) > 1e-6 or quant[1] != 0:
-        raise CheckFailed(f"selective TFLite int8: input quantization {quant}, expected scale 1.0, zero point 0")
+        raise ConversionFailed(f"selective TFLite int8: input quantization {quant}, expected scale 1.0, zero point 0")
     return flat
 
 

@@ -22,7 +22,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..core.errors import EdgeclsError, require
+from ..core.errors import EdgeclsError, RuntimeMissing, require
 from ..core.names import Device, Precision, Runtime
 from ..core.registry import Registry
 
@@ -88,8 +88,8 @@ class Runner:
 
     @classmethod
     def import_package(cls):
-        """The runtime's package, or MissingDependency naming the extra to install."""
-        return require(cls.package, cls.extra)
+        """The runtime's package, or RuntimeMissing naming the extra to install."""
+        return require(cls.package, cls.extra, RuntimeMissing)
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
         raise NotImplementedError
