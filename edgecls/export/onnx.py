@@ -2,13 +2,11 @@
 `probabilities`); int8 with onnxruntime's static QDQ quantization, per-channel int8 weights.
 
 Activations are int8 (S8S8, onnxruntime's recommended default) unless onnxruntime's CPU provider
-would then leave operators in float that uint8 activations let it run as int8 kernels: in
-onnxruntime 1.32 the depthwise convolutions and residual adds of EfficientNet-Lite have no
-int8-activation kernel and run in float between DequantizeLinear/QuantizeLinear pairs (14 Conv and
-10 Add of Lite0), which made its int8 file slower than fp32 (1.9x slower than U8S8 at batch 1,
-docs/measurements.md). The choice counts the convolutions and matrix products left in float in
-onnxruntime's own optimized graph of each candidate (`float_ops`); it is recorded in the manifest
-(`activations`)."""
+would then leave operators in float that uint8 activations let it run as int8 kernels (some
+depthwise convolutions and residual adds have no int8-activation kernel and run in float between
+DequantizeLinear/QuantizeLinear pairs; measured in docs/measurements.md). The choice counts the
+convolutions and matrix products left in float in onnxruntime's own optimized graph of each
+candidate (`float_ops`); it is recorded in the manifest (`activations`)."""
 
 from __future__ import annotations
 
@@ -134,8 +132,7 @@ def float_ops(path: Path) -> int:
     """Convolutions and matrix products (the arithmetic: Conv, MatMul, Gemm) that onnxruntime's CPU provider
     leaves in float in its optimized graph of the QDQ model at `path` (0: every one runs as an int8 kernel).
     Element-wise operators are not counted: a float Mul (the input's rescaling) costs little, and uint8
-    activations are slower than int8 ones where every convolution fuses either way (the `small` CNN:
-    0.093 vs 0.074 ms at batch 1)."""
+    activations are slower than int8 ones where every convolution fuses either way (docs/measurements.md)."""
     import tempfile
 
     import onnx

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -148,7 +147,3 @@ def load(bundle: Bundle) -> Reference:
     if not np.isfinite(ref.keras_probabilities).all():
         raise EdgeclsError(f"{path}: reference probabilities that are not finite numbers")
     return ref
-
-
-def path_of(bundle: Bundle) -> Path | None:
-    return bundle.path / FILE if "reference" in bundle.manifest else None

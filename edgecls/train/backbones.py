@@ -38,9 +38,8 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 MIN_SIZE = 32  # five stride-2 steps: 32 pixels leave a 1x1 map
 MAX_SIZE = 512
-# what the backbone works at when --backbone-size is not given and the images are smaller: measured with
-# benchmarks/small_data.py --backbone-sizes (docs/measurements.md): 224 no better than 128 on fashion-1000
-# (3 seeds) or real photos, at 2.6x the latency; 64 and 96 two points lower
+# what the backbone works at when --backbone-size is not given and the images are smaller: chosen with
+# benchmarks/small_data.py --backbone-sizes (docs/measurements.md)
 DEFAULT_SIZE = 128
 
 

