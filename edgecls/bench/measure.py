@@ -31,9 +31,9 @@ from .hardware import detect, int8_note, physical_cores, usable_cores
 from .peak import probe
 from .timing import (
     TIMED_SPAN,
-    isolated,
+    in_fresh_process,
     measure_one,
-    pooled,
+    pool_rounds,
 )
 
 
@@ -198,14 +198,14 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             measured = [[] for _ in todo]
             for r in range(cfg.rounds):  # round r starts at the r-th configuration: drift hits all alike
                 for i in [(r + k) % len(todo) for k in range(len(todo))]:
-                    measured[i].append(isolated(measure_one, specs[i], ctx))
+                    measured[i].append(in_fresh_process(measure_one, specs[i], ctx))
                     if on_progress and cfg.rounds > 1:
                         on_progress(todo[i] | {"batch": batch, "round": r + 1, "rounds": cfg.rounds,
                                                "p50_ms": measured[i][-1]["p50_ms"]})
             for item, runs in zip(todo, measured):
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
                        "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
-                       "threads": threads, **pooled(runs, batch),
+                       "threads": threads, **pool_rounds(runs, batch),
                        "timed": runtimes.runner_class(item["runtime"]).timed}
                 rows.append(row)
                 if on_progress and cfg.rounds == 1:

@@ -200,7 +200,7 @@ def measure_one(spec: dict) -> dict:
     return row
 
 
-def pooled(measured: list[dict], batch: int) -> dict:
+def pool_rounds(measured: list[dict], batch: int) -> dict:
     """One row from several measurements of one configuration: statistics over all their timings (the
     intervals widened by the rounds' spread), the median load and first-inference times, the highest
     peak RSS, each round's p50 and warm-up, and the outputs' check over every round (worst case)."""
@@ -227,7 +227,7 @@ def pooled(measured: list[dict], batch: int) -> dict:
     return row
 
 
-def isolated(fn, spec: dict, ctx=None):
+def in_fresh_process(fn, spec: dict, ctx=None):
     """Run `fn(spec)` in a fresh (spawned) process and return its result; its errors are re-raised here."""
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx or multiprocessing.get_context("spawn")) as pool:
         return pool.submit(fn, spec).result()

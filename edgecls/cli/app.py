@@ -9,7 +9,7 @@ import typer
 
 from ..core.errors import EdgeclsError, ParityFailed
 from ..core.names import Precision
-from ..report.console import err, human, out, render_note
+from ..report.console import err, out, render_note, size_text
 from .common import DEFAULT_BUNDLE, _emit_json, handled
 
 
@@ -79,8 +79,8 @@ def app(
     else:
         for note in result.notes:
             render_note(note)
-        parts = ", ".join(f"{k} {human(v)}" for k, v in report["bytes_by_part"].items())
-        out.print(f"app written: [bold]{result.folder}[/] ({human(result.total_bytes)}: {parts}); "
+        parts = ", ".join(f"{k} {size_text(v)}" for k, v in report["bytes_by_part"].items())
+        out.print(f"app written: [bold]{result.folder}[/] ({size_text(result.total_bytes)}: {parts}); "
                   f"{report['runtime']['package']} {report['runtime']['version']}", highlight=False)
         st = report.get("selftest")
         if st:

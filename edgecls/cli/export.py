@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..export.base import FORMATS, ExportConfig
-from ..report.console import err, human, render_export
+from ..report.console import err, render_export, size_text
 from .common import DEFAULT_BUNDLE, _choices, _emit_json, handled
 
 
@@ -52,7 +52,7 @@ def export(
 
     def progress(entry, failure):
         if entry:
-            err.print(f"wrote {entry['file']} ({human(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
+            err.print(f"wrote {entry['file']} ({size_text(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
                       highlight=False)
 
     result = run(bundle, cfg, progress)
