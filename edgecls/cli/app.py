@@ -32,8 +32,6 @@ def app(
     threads: Annotated[Optional[int], typer.Option(help="With --check: WebAssembly threads in the page.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now (to make golden vectors).")
                         ] = None,
-    test_preprocessing: Annotated[Optional[str], typer.Option(hidden=True, help="bgr|scale01: a wrong "
-                                                              "preprocessing, for edgecls's own tests.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
     """Write a static web app that classifies images in the browser with the bundle's model.
@@ -60,8 +58,7 @@ def app(
     if check and missing():  # before any work
         raise EdgeclsError("--check: missing " + "; ".join(missing()))
     result = build_app(bundle, out_dir, fmt, precision.value if precision else None,
-                       golden=golden if golden is not None else True, data_dir=data_dir,
-                       test_preprocessing=test_preprocessing)
+                       golden=golden if golden is not None else True, data_dir=data_dir)
     report = {"folder": str(result.folder), "artifact": result.config["artifact"], "model": result.config["model"],
               "runtime": result.config["runtime"], "bytes": result.total_bytes, "bytes_by_part": result.bytes_by_part(),
               "notes": result.notes}

@@ -36,7 +36,6 @@ from ...core.files import atomic_write, ensure_writable, file_entry, sha256, sta
 from ...core.names import Format, Precision
 from . import npm
 
-TEST_FAULTS = ("bgr", "scale01")  # deliberately wrong preprocessing, for edgecls's own tests only
 CONFIG = "config.json"
 APP_VERSION = 1
 SAME_TOLERANCE = 1e-6  # the fixed-batch TFLite copy vs its original, natively
@@ -277,8 +276,7 @@ probabilities edgecls stored (`?selftest=0` skips that). `config.json` lists eve
 
 
 def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, precision: str | None = None, *,
-              golden: bool | str | Path = True, data_dir: str | None = None,
-              test_preprocessing: str | None = None) -> AppResult:
+              golden: bool | str | Path = True, data_dir: str | None = None) -> AppResult:
     """Write the web app of one artifact of a bundle into `out` (replaced whole; never half-written).
 
     Args:
@@ -288,14 +286,11 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
         golden: True: the bundle's golden vectors (made into the app when missing or stale); a folder:
             those; False: none (no self-test; what `edgecls verify --runtime web-*` builds).
         data_dir: where the dataset lives now (only to make golden vectors).
-        test_preprocessing: "bgr" or "scale01": a deliberately wrong preprocessing, for tests.
 
     Raises:
         EdgeclsError: no such artifact, a format no web runtime runs, a tampered file, npm missing,
             no golden vectors and no way to make them, an --out that is not a new or app folder.
     """
-    if test_preprocessing is not None and test_preprocessing not in TEST_FAULTS:
-        raise EdgeclsError(f"test preprocessing {test_preprocessing!r}: choose {', '.join(TEST_FAULTS)}")
     bundle = Bundle.open(bundle_dir)
     artifact, notes = choose_artifact(bundle, fmt, precision)
     out = Path(out)
@@ -318,9 +313,8 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
                   "input": spec_in, "output": spec_out, "labels": bundle.labels(),
                   "golden": "golden/golden.json" if (stage / "golden").is_dir() else None,
                   "runtime": {"package": package, "version": npm.versions()[package], "lockfile": npm.lock_hash()},
-                  "test_preprocessing": test_preprocessing,
-                  "csp": csp(json.dumps(npm.IMPORT_MAP[artifact["format"]])
-                             if artifact["format"] in npm.IMPORT_MAP else None)}
+                  "csp": csp(json.dumps(npm.web_runtime(artifact["format"]).import_map)
+                             if npm.web_runtime(artifact["format"]).import_map else None)}
         config["files"] = sorted((file_entry(p, stage) for p in stage.rglob("*") if p.is_file()),
                                  key=lambda e: e["file"])
         atomic_write(stage / CONFIG, json.dumps(config, indent=1) + "\n")
