@@ -10,8 +10,10 @@ import inspect
 
 import pytest
 
+from edgecls.apps.web.build import AppConfig
 from edgecls.bench.decide import Constraints
 from edgecls.bench.measure import BenchConfig
+from edgecls.cli import app as app_cmd
 from edgecls.cli import bench, export, pipeline, train, verify
 from edgecls.export.base import FORMATS, ExportConfig
 from edgecls.pipeline import PipelineConfig
@@ -42,6 +44,9 @@ def _plain(value):
 
 P = PipelineConfig()
 CASES = {  # command -> ({option: (config, field)}, the command's own options)
+    app_cmd.app: ({"out_dir": (AppConfig, "out"), "fmt": (AppConfig, "fmt"), "precision": (AppConfig, "precision"),
+                   "golden": (AppConfig, "golden"), "data_dir": (AppConfig, "data_dir")},
+                  {"bundle", "check", "image", "screenshot", "threads", "as_json"}),
     train.train: ({name: (TrainConfig, name) for name in (
         "data", "arch", "pretrained", "backbone_size", "fine_tune_blocks", "epochs", "batch_size", "lr", "image_size",
         "val_split", "test_split", "seed", "augment", "patience", "width", "limit", "data_dir", "skip_bad", "cache",

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..apps.web.build import AppConfig
 from ..core.errors import EdgeclsError, ParityFailed
 from ..core.names import Precision
 from ..report.console import err, out, render_note, size_text
@@ -16,14 +17,14 @@ from .common import DEFAULT_BUNDLE, _emit_json, handled
 @handled
 def app(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (exported).")] = DEFAULT_BUNDLE,
-    out_dir: Annotated[Path, typer.Option("--out", help="App folder to write (replaced whole).")] = Path("web/app"),
+    out_dir: Annotated[Path, typer.Option("--out", help="App folder to write (replaced whole).")] = AppConfig.out,
     fmt: Annotated[Optional[str], typer.Option("--format", help="onnx (onnxruntime-web) or tflite (LiteRT.js); "
-                                                              "default: the bundle's recommendation.")] = None,
+                                                              "default: the bundle's recommendation.")] = AppConfig.fmt,
     precision: Annotated[Optional[Precision], typer.Option(help="fp32, fp16 or int8 (default: the "
-                                                                "recommendation's, else fp32).")] = None,
+                                                                "recommendation's, else fp32).")] = AppConfig.precision,
     golden: Annotated[Optional[Path], typer.Option(
         help="Golden vectors folder (default BUNDLE/golden; made into the app when missing or stale, which needs "
-             "the dataset).")] = None,
+             "the dataset).")] = AppConfig.golden,
     check: Annotated[bool, typer.Option("--check", help="Open the app in headless Chromium (served from 127.0.0.1) "
                                                         "and report its self-test; exit 1 if it fails.")] = False,
     image: Annotated[Optional[Path], typer.Option(help="With --check: also classify this image in the page.")] = None,
@@ -31,7 +32,7 @@ def app(
                           ] = None,
     threads: Annotated[Optional[int], typer.Option(help="With --check: WebAssembly threads in the page.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now (to make golden vectors).")
-                        ] = None,
+                        ] = AppConfig.data_dir,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
     """Write a static web app that classifies images in the browser with the bundle's model.
@@ -57,8 +58,7 @@ def app(
         raise EdgeclsError("--image, --screenshot and --threads need --check")
     if check and missing():  # before any work
         raise EdgeclsError("--check: missing " + "; ".join(missing()))
-    result = build_app(bundle, out_dir, fmt, precision.value if precision else None,
-                       golden=golden if golden is not None else True, data_dir=data_dir)
+    result = build_app(bundle, AppConfig(out_dir, fmt, precision.value if precision else None, golden, data_dir))
     report = {"folder": str(result.folder), "artifact": result.config["artifact"], "model": result.config["model"],
               "runtime": result.config["runtime"], "bytes": result.total_bytes, "bytes_by_part": result.bytes_by_part(),
               "notes": result.notes}

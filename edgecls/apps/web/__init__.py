@@ -5,6 +5,6 @@ self-test, classify images for `edgecls verify --runtime web-onnx|web-tflite` an
 for `edgecls bench`.
 """
 
-from .build import AppResult, build_app
+from .build import AppConfig, AppResult, build_app
 
-__all__ = ["AppResult", "build_app"]
+__all__ = ["AppConfig", "AppResult", "build_app"]

@@ -42,6 +42,18 @@ SAME_TOLERANCE = 1e-6  # the fixed-batch TFLite copy vs its original, natively
 
 
 @dataclass
+class AppConfig:
+    """Options of `edgecls app` (the CLI's defaults are these)."""
+
+    out: Path = Path("web/app")  # the app folder, replaced whole
+    fmt: str | None = None  # onnx or tflite; None: the recommendation's, else onnx
+    precision: str | None = None  # fp32, fp16 or int8; None: the recommendation's, else fp32
+    golden: bool | str | Path | None = None  # None or True: the bundle's (made when missing or stale); a folder;
+    # False: none
+    data_dir: str | None = None  # where the dataset lives now (only to make golden vectors)
+
+
+@dataclass
 class AppResult:
     folder: Path
     config: dict
@@ -275,13 +287,14 @@ probabilities edgecls stored (`?selftest=0` skips that). `config.json` lists eve
 """
 
 
-def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, precision: str | None = None, *,
-              golden: bool | str | Path = True, data_dir: str | None = None) -> AppResult:
+def build_app(bundle_dir: str | Path, out: str | Path | AppConfig, fmt: str | None = None,
+              precision: str | None = None, *, golden: bool | str | Path = True,
+              data_dir: str | None = None) -> AppResult:
     """Write the web app of one artifact of a bundle into `out` (replaced whole; never half-written).
 
     Args:
         bundle_dir: an exported bundle.
-        out: the app folder.
+        out: the app folder, or an `AppConfig` holding every option (the others are then ignored).
         fmt, precision: the artifact (onnx or tflite; fp32, fp16 or int8); default: the recommendation's.
         golden: True: the bundle's golden vectors (made into the app when missing or stale); a folder:
             those; False: none (no self-test; what `edgecls verify --runtime web-*` builds).
@@ -291,6 +304,9 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
         EdgeclsError: no such artifact, a format no web runtime runs, a tampered file, npm missing,
             no golden vectors and no way to make them, an --out that is not a new or app folder.
     """
+    if isinstance(out, AppConfig):
+        out, fmt, precision, golden, data_dir = out.out, out.fmt, out.precision, out.golden, out.data_dir
+    golden = True if golden is None else golden
     bundle = Bundle.open(bundle_dir)
     artifact, notes = choose_artifact(bundle, fmt, precision)
     out = Path(out)
