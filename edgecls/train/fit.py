@@ -1,5 +1,5 @@
 """Train: set the run up (data, split, architecture, plan, placement), fit it (edgecls.train.fitting), evaluate
-on the held-out split, and write the bundle (edgecls.train.record)."""
+on the held-out split, and write the bundle (edgecls.train.output)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from ..core.errors import EdgeclsError
 from ..core.files import ensure_writable
 from ..core.names import MAX_BATCH
-from . import dataset, distribute, record, sources, splits
+from . import dataset, distribute, output, sources, splits
 from .baseline import pixel_baseline
 from .fitting import EpochLog, Fitted, TrainHooks, fit_distributed, fit_one_device  # noqa: F401  (TrainHooks, EpochLog: imported from here)
 from .plan import make_plan, make_transfer_plan
@@ -222,8 +222,8 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         return build(arch, data.input_shape, len(data.classes), width=cfg.width, pretrained=cfg.pretrained,
                      backbone_size=backbone_size)
 
-    run = record.TrainingRun(cfg, data, split, out, plan, placement, why, backbone_size,
-                             record.notes(cfg, data, backbone_size))
+    run = output.TrainingRun(cfg, data, split, out, plan, placement, why, backbone_size,
+                             output.notes(cfg, data, backbone_size))
 
     def announce(model) -> None:
         """Say what is about to be trained (the CLI prints it), once the model is built."""
@@ -231,8 +231,8 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
                      "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
                      "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
                      "steps": plan.steps_per_epoch, "plan": plan.to_dict(),
-                     "distribute": record.scale_section(placement, plan, cfg), "writes": chief,
-                     "architecture": record.architecture(run, model), "notes": run.notes})
+                     "distribute": output.scale_section(placement, plan, cfg), "writes": chief,
+                     "architecture": output.architecture(run, model), "notes": run.notes})
 
     if strategy is None:
         model, fitted = fit_one_device(k, run, build_model, transfer, hooks, announce)
@@ -241,9 +241,9 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     if not chief:
         return TrainResult(None, {}, fitted.history, fitted.interrupted, written=False)
     hooks.evaluating()
-    evaluation = record.Evaluation(_recalibrate_bn(model, data, split.train, seed=cfg.seed),
+    evaluation = output.Evaluation(_recalibrate_bn(model, data, split.train, seed=cfg.seed),
                                    evaluate(model, data, split.test),
                                    pixel_baseline(data, split.train, split.test, seed=cfg.seed))
-    manifest, split_ids = record.manifest(run, model, fitted, evaluation)
-    record.write_bundle(out, model, manifest, fitted.history, split_ids)
+    manifest, split_ids = output.manifest(run, model, fitted, evaluation)
+    output.write_bundle(out, model, manifest, fitted.history, split_ids)
     return TrainResult(out, manifest, fitted.history, fitted.interrupted)

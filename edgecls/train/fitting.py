@@ -15,7 +15,7 @@ from .plan import TrainPlan
 
 if TYPE_CHECKING:
     from .fit import TrainConfig
-    from .record import TrainingRun
+    from .output import TrainingRun
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""What a training run records in its bundle: the manifest's dataset, input, architecture and training
-sections, and the bundle written (model.keras, history.json, split.json) staged and swapped in whole."""
+"""What a training run outputs: the manifest's dataset, input, architecture and training sections, and the
+bundle written (model.keras, history.json, split.json) staged and swapped in whole. (`recorded`, beside it,
+reads a bundle's recorded images back.)"""
 
 from __future__ import annotations
 
