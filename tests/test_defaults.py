@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import inspect
 
 import pytest
@@ -13,7 +14,6 @@ import pytest
 from edgecls.apps.web.build import AppConfig
 from edgecls.bench.decide import Constraints
 from edgecls.bench.measure import BenchConfig
-from edgecls.cli import app as app_cmd
 from edgecls.cli import bench, export, pipeline, train, verify
 from edgecls.export.base import FORMATS, ExportConfig
 from edgecls.pipeline import PipelineConfig
@@ -22,12 +22,12 @@ from edgecls.verify.parity import VerifyConfig
 
 
 def _default(obj, field: str):
-    for f in dataclasses.fields(obj):
-        if f.name == field:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            return f.default_factory()
-    return getattr(obj, field)  # an instance's value (PipelineConfig's stages)
+    """The default of `field`: a config class's declared default, or a default instance's value (the pipeline's
+    stages, which set their own)."""
+    if not isinstance(obj, type):
+        return getattr(obj, field)
+    f = next(f for f in dataclasses.fields(obj) if f.name == field)
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def _plain(value):
@@ -43,6 +43,7 @@ def _plain(value):
 
 
 P = PipelineConfig()
+app_cmd = importlib.import_module("edgecls.cli.app")  # the package's `app` attribute is the Typer app
 CASES = {  # command -> ({option: (config, field)}, the command's own options)
     app_cmd.app: ({"out_dir": (AppConfig, "out"), "fmt": (AppConfig, "fmt"), "precision": (AppConfig, "precision"),
                    "golden": (AppConfig, "golden"), "data_dir": (AppConfig, "data_dir")},
