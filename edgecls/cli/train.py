@@ -77,15 +77,11 @@ def train(
       TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}' \\
         edgecls train --strategy multiworker     # on each machine, its own task
     """
+    options = dict(locals())  # the parameters, before any other name is bound
     from ..train.fit import train as run
 
-    cfg = TrainConfig(data=data, arch=arch, pretrained=pretrained,
-                      backbone_size=backbone_size, fine_tune_blocks=fine_tune_blocks, epochs=epochs,
-                      batch_size=batch_size, lr=lr,
-                      image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
-                      augment=augment, patience=patience, width=width, limit=limit, data_dir=data_dir,
-                      skip_bad=skip_bad, out=out_dir, cache=cache, strategy=strategy.value,
-                      worker_timeout=worker_timeout)
+    given = {name: value for name, value in options.items() if name in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**given | {"out": out_dir, "strategy": strategy.value})  # options named as the fields
     view = TrainView(err)
     try:
         result = run(cfg, view)
