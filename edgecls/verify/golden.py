@@ -223,7 +223,7 @@ def write_golden(bundle_dir: str | Path, out: str | Path | None = None, count: i
                      "probabilities": probs.tolist(), "top1": [bundle.labels()[k] for k in probs.argmax(1)],
                      "tolerance": (_int8_tolerance(bundle, a, probs, keras, fp32) if a["precision"] == "int8"
                                    else dict(TOLERANCES[a["precision"]]))}
-            if a["format"] == "tflite" and hasattr(runner, "quantize") and runner.inp["dtype"] == np.uint8:
+            if hasattr(runner, "quantize") and runner.inp["dtype"] == np.uint8:  # the runner quantizes the input
                 for img, q in zip(index["images"], runner.quantize(x)):
                     img["input_uint8"] = _npy(stage, img["input"]["file"].replace(".float32", ".uint8"), q[None])
                 entry["input"] = {"dtype": "uint8", "quantization": list(runner.inp["quantization"]),
