@@ -59,7 +59,7 @@ CASES = {  # command -> ({option: (config, field)}, the command's own options)
     verify.verify: ({"runtime": (VerifyConfig, "runtimes"), "device": (VerifyConfig, "device"),
                      "threads": (VerifyConfig, "threads"), "max_drop": (VerifyConfig, "max_drop"),
                      "ov_precision": (VerifyConfig, "compute"), "data_dir": (VerifyConfig, "data_dir")},
-                    {"bundle", "explain", "strict", "as_json"}),
+                    {"bundle", "explain", "strict", "as_json", "platform", "cpu", "cache_dir", "timeout"}),
     bench.bench: ({"runtime": (BenchConfig, "runtimes"), "precision": (BenchConfig, "precisions"),
                    "device": (BenchConfig, "device"), "batch": (BenchConfig, "batches"),
                    "threads": (BenchConfig, "threads"), "warmup": (BenchConfig, "warmup"),
