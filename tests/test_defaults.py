@@ -18,6 +18,7 @@ from edgecls.cli import bench, export, pipeline, train, verify
 from edgecls.export.base import FORMATS, ExportConfig
 from edgecls.pipeline import PipelineConfig
 from edgecls.train.fit import TrainConfig
+from edgecls.train.importer import ImportConfig
 from edgecls.verify.parity import VerifyConfig
 
 
@@ -78,7 +79,10 @@ CASES = {  # command -> ({option: (config, field)}, the command's own options)
                          "percentile": (P.bench.constraints, "percentile"),
                          "max_size": (P.bench.constraints, "max_size_kb"), "max_drop": (P, "max_drop"),
                          "tie_margin": (P.bench.constraints, "tie_margin"),
-                         "accept_inconclusive": (P.bench.constraints, "accept_inconclusive")}, {"as_json"}),
+                         "accept_inconclusive": (P.bench.constraints, "accept_inconclusive"),
+                         **{name: (ImportConfig, name) for name in ("labels", "scale", "offset", "mean", "std",
+                                                                     "channels_order")},
+                         "raw_pixels": (ImportConfig, "raw")}, {"as_json", "model"}),
 }
 
 
