@@ -220,8 +220,10 @@ def test_one_format_failing_does_not_stop_the_others(bundle_copy, monkeypatch):
     monkeypatch.setattr(format_module("tflite"), "export", broken)
     r = CliRunner().invoke(app, ["export", str(bundle_copy), "--format", "tflite,onnx"])
     assert r.exit_code == 1
-    # the failure is named by its type (its whole message is kept in the record: `message`)
-    assert "error: tflite fp32 (ValueError): Unsupported layer 'Foo' in the TFLite converter" in r.stderr
+    assert "error: tflite fp32: Unsupported layer 'Foo' in the TFLite converter" in r.stderr
+    r = CliRunner().invoke(app, ["export", str(bundle_copy), "--format", "tflite", "--json"])
+    [failure] = json.loads(r.stdout)["failures"]  # the record keeps the type and the whole message
+    assert failure["type"] == "ValueError" and failure["message"].endswith("\nsee the converter's log")
     files = [a["file"] for a in Bundle.open(bundle_copy).manifest["artifacts"]]
     assert "model.onnx" in files and "model.tflite" not in files
 

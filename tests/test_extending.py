@@ -99,7 +99,9 @@ def test_a_format_is_one_module_and_one_registry_line(trained_bundle, tmp_path, 
 
     image = _image(tmp_path, bundle)
     for extra in ([], ["--format", "onnx2"]):  # the only exported format is also the default one
-        [pred] = json.loads(_ok(["predict", str(image), "--bundle", str(bundle), "--json", *extra]).stdout)
+        out = json.loads(_ok(["predict", str(image), "--bundle", str(bundle), "--json", *extra]).stdout)
+        [pred] = out["predictions"]
+        assert out["artifact"]["file"] == "model2.onnx" and out["artifact"]["runtime"] == "onnx"
         assert pred["file"] == str(image) and len(pred["top"]) == 3
 
     _ok(["golden", str(bundle), "--json"])

@@ -43,7 +43,7 @@ def predict(
 
     if top < 1:
         raise EdgeclsError(f"--top {top}: must be at least 1")
-    clf = Classifier.open(bundle, format=fmt.value if fmt else None,
+    clf = Classifier.open(bundle, format=fmt or None,
                           precision=precision.value if precision else None)
     result = clf.classify_files(images, top=top)
     if as_json:

@@ -151,8 +151,7 @@ def render_export(result) -> None:
                        + (f"; seen: {'; '.join(_check_sentence(c) for c in seen)}" if seen else "")
                        + "; edgecls verify judges it on held-out + validation images", err=True)
     for f in result.failures:
-        what = f" ({f['type']})" if f.get("type") else ""
-        typer.echo(f"error: {f['format']} {f['precision']}{what}: {f['error']}", err=True)
+        typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)  # type, message: --json
 
 
 OUTCOME = {"pass": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]", "fail": "[red]FAIL[/]"}
