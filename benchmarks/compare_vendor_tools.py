@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecls.bench.timing import isolated, measure_one
+from edgecls.bench.timing import in_fresh_process, measure_one
 from edgecls.core.bundle import Bundle
 from edgecls.runtimes.keras import load_bundle_model
 from edgecls.train import recorded
@@ -97,7 +97,7 @@ def edgecls_p50(runtime: str, path: Path, images: np.ndarray, threads: int, seco
     np.save(tmp / "x.npy", images)
     spec = {"runtime": runtime, "path": str(path), "device": "cpu", "threads": threads, "images": str(tmp / "x.npy"),
             "warmup": 10, "warmup_time": 0.1, "min_runs": 50, "min_time": seconds, "precision": precision}
-    return isolated(measure_one, spec)
+    return in_fresh_process(measure_one, spec)
 
 
 def paired(vendor, ours, rounds: int) -> dict:

@@ -45,14 +45,14 @@ def quantize(pre: Path, out: Path, calibration: np.ndarray, fmt: str, activation
 
 def p50_ms(path: Path, images: np.ndarray, tmp: Path, seconds: float, smoke: bool) -> dict:
     from edgecls.bench.hardware import physical_cores
-    from edgecls.bench.timing import isolated, measure_one
+    from edgecls.bench.timing import in_fresh_process, measure_one
 
     np.save(tmp / "x.npy", images)
     spec = {"runtime": "onnx", "path": str(path), "device": "cpu", "threads": physical_cores(),
             "images": str(tmp / "x.npy"),
             "warmup": 2 if smoke else 10, "warmup_time": 0.0 if smoke else 0.2, "min_runs": 5 if smoke else 50,
             "min_time": seconds, "precision": "int8"}
-    return isolated(measure_one, spec)
+    return in_fresh_process(measure_one, spec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgecls.train.models import PRETRAINED  # noqa: E402  (after the log level is set)
+from edgecls.train.models import pretrained  # noqa: E402  (after the log level is set)
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          "at 32 pixels, 1 epoch a phase, where installed")
     args = ap.parse_args(argv)
     train_kw = {} if args.fine_tune_blocks is None else {"fine_tune_blocks": args.fine_tune_blocks}
-    runs = [(a, s if a in PRETRAINED else None) for a in args.archs for s in args.backbone_sizes]
+    runs = [(a, s if pretrained(a) else None) for a in args.archs for s in args.backbone_sizes]
     if args.smoke:
         import importlib.util
 

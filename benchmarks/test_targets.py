@@ -13,7 +13,7 @@ import pytest
 
 from edgecls import runtimes
 from edgecls.bench.measure import BenchConfig, bench
-from edgecls.bench.timing import gc_off, isolated, timed_runs
+from edgecls.bench.timing import gc_off, in_fresh_process, timed_runs
 from edgecls.core.bundle import Bundle
 from edgecls.train import recorded
 
@@ -89,7 +89,8 @@ def test_bench_targets(digits_run):
     np.save(npy, x[:1])
     spec = {"runtime": "onnx", "path": str(b.path / "model.onnx"), "threads": None, "images": str(npy),
             "warmup": 300, "rounds": 40, "calls": 200} | ({"warmup": 10, "rounds": 2, "calls": 40} if SMOKE else {})
-    r = np.array(isolated(overhead_probe, spec))  # per round: harness p50, bare p50 estimate, harness mean, bare mean
+    # per round: harness p50, bare p50 estimate, harness mean, bare mean
+    r = np.array(in_fresh_process(overhead_probe, spec))
     overhead = float(np.median(r[:, 0] / r[:, 1])) - 1
     mean_overhead = float(np.median(r[:, 2] / r[:, 3])) - 1
     print(f"harness p50 {np.median(r[:, 0]):.4f} ms vs bare loop {np.median(r[:, 1]):.4f} ms ({len(r)} interleaved "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bench.measure import BenchConfig, BenchResult, bench
+from .core.gates import DEFAULT_MAX_DROP
 from .export import ExportConfig, ExportResult, export
 from .report.document import write_report
 from .train.fit import TrainConfig, TrainHooks, TrainResult, train
@@ -19,8 +20,8 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=lambda: ExportConfig(int8=True))
     # six interleaved rounds (the BenchConfig default) of >= 50 runs and 0.2 s: a 96.9% interval for every p50
-    bench: BenchConfig = field(default_factory=lambda: BenchConfig(min_runs=50, min_time=0.2))
-    max_drop: float = 1.0  # the int8 gate
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(batches=[1, 32], min_runs=50, min_time=0.2))
+    max_drop: float = DEFAULT_MAX_DROP  # the int8 gate, for export, verify and the recommendation alike
     imported: ImportConfig | None = None  # import this model (edgecls import) in place of training one
     images: str | None = None  # --images: unlabelled images of the same kind (int8 selection and judging)
 
@@ -77,17 +78,18 @@ def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: Pipel
     hooks = hooks or PipelineHooks()
     cfg.validate()
     if cfg.imported is not None:
-        t = import_model(cfg.imported)
-        hooks.stage("import", t)
+        made = import_model(cfg.imported)
+        hooks.stage("import", made)
     else:
-        t = train(cfg.train, train_hooks)
-        hooks.stage("train", t)
-    e = export(t.bundle, dataclasses.replace(cfg.export, max_drop=cfg.max_drop, images=cfg.images), on_export)
-    hooks.stage("export", e)
-    v = verify(t.bundle, max_drop=cfg.max_drop, on_row=on_verify, images=cfg.images)
-    hooks.stage("verify", v)
-    b = bench(t.bundle, cfg.bench, on_bench)
-    hooks.stage("bench", b)
-    r = write_report(t.bundle)
-    hooks.stage("report", r)
-    return PipelineResult(t, e, v, b, r)
+        made = train(cfg.train, train_hooks)
+        hooks.stage("train", made)
+    exported = export(made.bundle, dataclasses.replace(cfg.export, max_drop=cfg.max_drop, images=cfg.images),
+                      on_export)
+    hooks.stage("export", exported)
+    verified = verify(made.bundle, max_drop=cfg.max_drop, on_row=on_verify, images=cfg.images)
+    hooks.stage("verify", verified)
+    benched = bench(made.bundle, cfg.bench, on_bench)
+    hooks.stage("bench", benched)
+    report = write_report(made.bundle)
+    hooks.stage("report", report)
+    return PipelineResult(made, exported, verified, benched, report)

@@ -102,7 +102,7 @@ def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
                 "outputs_checked": True, "outputs_ok": True, "outputs_max_abs_diff": 0.0,
                 "outputs_top1_agreement": 1.0, "outputs_tolerance": 1e-4}
 
-    monkeypatch.setattr(bench_mod, "isolated", fake_isolated)
+    monkeypatch.setattr(bench_mod, "in_fresh_process", fake_isolated)
     progress = []
     r = bench(exported_copy, BenchConfig(runtimes=["onnx"], batches=[2], **FAST | {"rounds": 3}), progress.append)
     assert order == ["model.onnx", "model.int8.onnx", "model.int8.onnx", "model.onnx", "model.onnx",
@@ -175,7 +175,7 @@ def test_a_timed_call_that_is_fast_because_it_computes_something_else_is_flagged
     cheat = bench_mod.measure_one(spec)
     assert cheat["p50_ms"] < honest["p50_ms"]
     assert cheat["outputs_checked"] and not cheat["outputs_ok"] and cheat["outputs_max_abs_diff"] > 0.1
-    row = bench_mod.pooled([cheat | {"times_ns": [1000] * 5, "native_ms": []}, honest | {"times_ns": [2000] * 5,
+    row = bench_mod.pool_rounds([cheat | {"times_ns": [1000] * 5, "native_ms": []}, honest | {"times_ns": [2000] * 5,
                                                                                         "native_ms": []}], 4)
     assert row["outputs_ok"] is False  # one bad round flags the configuration
 

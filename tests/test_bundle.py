@@ -47,10 +47,10 @@ def test_schema_2_bundles_are_still_read(bundle_copy):
 
 def test_many_split_ids_go_to_a_hashed_file(tmp_path, monkeypatch):
     import edgecls.train.fit as T
-    from edgecls.train import record
+    from edgecls.train import output
     from edgecls.verify.parity import agreement_images
 
-    monkeypatch.setattr(record, "INLINE_IDS", 100)  # synthetic has 240 images
+    monkeypatch.setattr(output, "INLINE_IDS", 100)  # synthetic has 240 images
     r = T.train(T.TrainConfig(data="synthetic", arch="tiny", epochs=1, out=tmp_path / "b"))
     b = Bundle.open(r.bundle)
     split = b.manifest["dataset"]["split"]

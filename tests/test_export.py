@@ -215,12 +215,15 @@ def test_tampered_keras_model_refused_nothing_written(bundle_copy):
 
 def test_one_format_failing_does_not_stop_the_others(bundle_copy, monkeypatch):
     def broken(ctx, precision):
-        raise ValueError("Unsupported layer 'Foo' in the TFLite converter")
+        raise ValueError("Unsupported layer 'Foo' in the TFLite converter\nsee the converter's log")
 
     monkeypatch.setattr(format_module("tflite"), "export", broken)
     r = CliRunner().invoke(app, ["export", str(bundle_copy), "--format", "tflite,onnx"])
     assert r.exit_code == 1
-    assert "error: tflite fp32: Unsupported layer 'Foo'" in r.stderr
+    assert "error: tflite fp32: Unsupported layer 'Foo' in the TFLite converter" in r.stderr
+    r = CliRunner().invoke(app, ["export", str(bundle_copy), "--format", "tflite", "--json"])
+    [failure] = json.loads(r.stdout)["failures"]  # the record keeps the type and the whole message
+    assert failure["type"] == "ValueError" and failure["message"].endswith("\nsee the converter's log")
     files = [a["file"] for a in Bundle.open(bundle_copy).manifest["artifacts"]]
     assert "model.onnx" in files and "model.tflite" not in files
 
@@ -288,7 +291,7 @@ def test_failed_reexport_keeps_the_good_artifact(exported_copy, monkeypatch):
     import edgecls.export as exp
 
     def nan_check(root, fmt, precision, written, sample, classes):
-        raise exp.CheckFailed(f"{written.file}: output has NaN or infinite values")
+        raise exp.SelfCheckFailed(f"{written.file}: output has NaN or infinite values")
 
     before = Bundle.open(exported_copy).entry("model.onnx")
     old = _state(exported_copy, ["model.onnx", "openvino/model.xml", "openvino/model.bin"])
@@ -311,11 +314,13 @@ def test_artifact_failing_its_check_on_first_export_is_not_written(trained_bundl
     shutil.copytree(trained_bundle, dest)
 
     def nan_check(root, fmt, precision, written, sample, classes):
-        raise exp.CheckFailed(f"{written.file}: output has NaN or infinite values")
+        raise exp.SelfCheckFailed(f"{written.file}: output has NaN or infinite values")
 
     monkeypatch.setattr(exp, "_check", nan_check)
     result = export(dest, ExportConfig(formats=["onnx"]))
-    assert [f["error"] for f in result.failures] == ["model.onnx: output has NaN or infinite values"]
+    assert [(f["type"], f["error"], f["message"]) for f in result.failures] == [
+        ("SelfCheckFailed", "model.onnx: output has NaN or infinite values",
+         "model.onnx: output has NaN or infinite values")]
     assert not (dest / "model.onnx").exists()
     assert "model.onnx" not in [a["file"] for a in Bundle.open(dest).manifest["artifacts"]]
 

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from edgecls.core.errors import EdgeclsError
-from edgecls.train.models import ARCHITECTURES, PRETRAINED, build
+from edgecls.train.models import ARCHITECTURES, build, pretrained
 
 # the backbones are built from scratch here (no weights package needed) at their smallest size; lite1/2
 # take a few seconds each to build, so only lite0 is in the quick run
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in PRETRAINED and n != "efficientnet-lite0" else n
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if pretrained(n) and n != "efficientnet-lite0" else n
          for n in sorted(ARCHITECTURES)]
 
 

@@ -102,14 +102,14 @@ def test_int8_input_is_raw_pixels_even_when_calibration_never_reaches_0_or_255()
     """A folder of low-contrast photos (pixels 30-200): the converter would set the input scale from that range
     (e.g. 0.67); one pixel each of 0 and 255 in the calibration keeps it at scale 1, zero point 0."""
     from edgecls.core.names import Precision
-    from edgecls.export.tflite import converter, spanning
+    from edgecls.export.tflite import converter, with_full_range
     from edgecls.export.tflite_metadata import input_quantization
     from edgecls.train.models import build
 
     rng = np.random.default_rng(0)
     calib = rng.integers(30, 201, (8, 12, 12, 3), dtype=np.uint8)
-    full = spanning(calib)
+    full = with_full_range(calib)
     assert full.min() == 0 and full.max() == 255 and (full != calib).sum() <= 6 and calib.min() == 30
-    assert spanning(full) is full  # already spanning: untouched
+    assert with_full_range(full) is full  # already with_full_range: untouched
     conv, _ = converter(build("tiny", (12, 12, 3), 2), Precision.int8, calib)
     assert input_quantization(conv.convert()) == (1.0, 0)

@@ -149,11 +149,12 @@ def test_default_arch_follows_the_data(tmp_path, monkeypatch):
     """Without --arch: colour photos get the pretrained backbone when its weights are installed; grayscale
     folders, the bundled datasets, a missing weights package and a strategy get the scratch CNN; each says why."""
     from edgecls.train import models, sources
+    from edgecls.train.pretrained import Pretrained
 
     colour = sources.load(str(make_folder(tmp_path / "colour", per_class=8, size=(24, 24))), image_size=24)
     grey = sources.load(str(_grey_folder(tmp_path / "grey")), image_size=24)
     assert models.colour_share(colour) == 1.0 and models.colour_share(grey) == 0.0
-    monkeypatch.setattr(backbones, "installed", lambda v: True)
+    monkeypatch.setattr(Pretrained, "installed", lambda self: True)  # the entry's facts say so
     arch, why = models.choose_arch(colour)
     assert arch == "efficientnet-lite0" and "colour photos" in why and "--arch small" in why
     assert models.choose_arch(colour, one_device=False)[0] == "small"
@@ -161,7 +162,7 @@ def test_default_arch_follows_the_data(tmp_path, monkeypatch):
     assert arch == "small" and "grayscale" in why
     arch, why = models.choose_arch(sources.load("synthetic", image_size=24))
     assert arch == "small" and "bundled" in why
-    monkeypatch.setattr(backbones, "installed", lambda v: False)
+    monkeypatch.setattr(Pretrained, "installed", lambda self: False)
     arch, why = models.choose_arch(colour)
     assert arch == "small" and "pip install 'edgecls[pretrained]'" in why
 

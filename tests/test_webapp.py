@@ -73,14 +73,14 @@ def test_app_folder(exported_bundle, tmp_path, fmt, precision):
     on_disk = {p.relative_to(app.folder).as_posix() for p in app.folder.rglob("*") if p.is_file()} - {"config.json"}
     assert set(listed) == on_disk  # every file listed, none more
     assert all(sha256(app.folder / f) == e["sha256"] for f, e in listed.items())
-    assert set(npm.RUNTIME_FILES[fmt].values()) <= on_disk and "golden/golden.json" in on_disk
+    assert set(npm.web_runtime(fmt).files.values()) <= on_disk and "golden/golden.json" in on_disk
     assert not any("node_modules" in f for f in on_disk) and app.bytes_by_part()["runtime"] < 40e6
     if fmt == "onnx":
         assert cfg["model_sha256"] == art["sha256"]  # served unchanged
     else:  # a fixed-batch copy, natively identical, uint8 in and out
         assert cfg["model_note"]["native_max_abs_diff"] == 0 and cfg["model_note"]["tensors_changed"] > 0
         assert cfg["input"]["dtype"] == "uint8" and '"importmap"' in (app.folder / "index.html").read_text()
-    assert cfg["test_preprocessing"] is None
+    assert "test_preprocessing" not in cfg and "test_preprocessing" not in (app.folder / "app.js").read_text()
 
 
 @needs_npm
@@ -145,9 +145,15 @@ def test_wrong_preprocessing_fails_the_browser_check(exported_bundle, tmp_path, 
     from edgecls.core.names import Precision
     from edgecls.verify.parity import evidence_images
 
-    app = build_app(exported_bundle, tmp_path / "app", "onnx", "fp32", test_preprocessing=fault)
+    app = build_app(exported_bundle, tmp_path / "app", "onnx", "fp32")
     x, y, ref, _ = evidence_images(Bundle.open(exported_bundle), None, "cpu", None)
-    with browser.AppPage(app.folder, threads=1) as page:
+    wrong = {"bgr": "px[i - i % C + (C === 3 ? 2 - i % C : i % C)]", "scale01": "px[i] / 255"}[fault]
+
+    def planted(js: str) -> str:  # the fault lives here, in the test's browser driver, not in the app
+        assert "const v = px[i];" in js
+        return js.replace("const v = px[i];", f"const v = {wrong};")
+
+    with browser.AppPage(app.folder, threads=1, rewrite={"app.js": planted}) as page:
         st = page.selftest()
         probs = page.classify(x)
     assert st["passed"] is False and "input tensor differs" in st["why"]

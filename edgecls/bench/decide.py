@@ -30,6 +30,7 @@ from ..core.errors import EdgeclsError
 from ..core.gates import check_max_drop, drop_within_changes, gates
 from ..core.names import Precision, Runtime, parse
 from ..core.stats import Outcome, judge_drop, judge_rate
+from ..runtimes import RUNTIMES, runtime_of
 from .latency import MIN_RUNS, round_interval
 
 FALSE_PASS = 0.025  # each file's parity: the most often a file at its limits is shown to pass (one-sided)
@@ -71,7 +72,7 @@ class Constraints:
             check_max_drop(self.max_drop)
         if not 0 <= self.tie_margin < 100:
             raise EdgeclsError(f"--tie-margin {self.tie_margin:g}: must be at least 0 and below 100 percent")
-        self.runtimes = parse(Runtime, self.runtimes, "--runtime")
+        self.runtimes = parse(RUNTIMES, self.runtimes, "--runtime")
 
 
 @dataclass
@@ -114,8 +115,9 @@ class Decision:
 
 def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, dict]:
     device = c.device or "cpu"
+    own = {a["file"]: runtime_of(a) for a in manifest["artifacts"]}  # the runtime each file records
     verify = {r["file"]: r for r in results.current(manifest, "verify")
-              if r.get("runtime") in (None, "", r.get("format"))  # the file's own runtime (not web-*)
+              if r.get("runtime") in (None, "", own.get(r["file"], r.get("format")))  # the file's own (not web-*)
               and r.get("compute_requested") in (None, "", "f32")  # OpenVINO: the f32 row, not the default's
               and r.get("device", "cpu") == device}  # parity shown on the device benchmarked
     bench = {(r["file"], r["runtime"]): r for r in results.current(manifest, "bench")
@@ -124,10 +126,10 @@ def _candidates(manifest: dict, c: Constraints) -> tuple[list[Candidate], dict, 
     for a in manifest["artifacts"]:
         if a["format"] == Runtime.keras:
             continue
-        v, b = verify.get(a["file"]) or {}, bench.get((a["file"], a["format"])) or {}
+        v, b = verify.get(a["file"]) or {}, bench.get((a["file"], runtime_of(a))) or {}
         delta = (100 * (v["accuracy"] - v["keras_accuracy"])
                  if v.get("accuracy") is not None and v.get("keras_accuracy") is not None else None)
-        out.append(Candidate(a["format"], a["precision"], a["file"], b.get("p50_ms"), b.get(f"{c.percentile}_ms"),
+        out.append(Candidate(runtime_of(a), a["precision"], a["file"], b.get("p50_ms"), b.get(f"{c.percentile}_ms"),
                              a.get("total_bytes", a["bytes"]) / 1024, v.get("accuracy"), delta, v.get("outcome"),
                              b.get("p50_ci_ms"), b.get("p50_ci_level"), b.get("p50_rounds_ms"), b.get("session")))
     return out, verify, bench

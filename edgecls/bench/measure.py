@@ -32,9 +32,9 @@ from .hardware import detect, int8_note, physical_cores, usable_cores
 from .peak import probe
 from .timing import (
     TIMED_SPAN,
-    isolated,
+    in_fresh_process,
     measure_one,
-    pooled,
+    pool_rounds,
 )
 
 
@@ -42,7 +42,7 @@ from .timing import (
 class BenchConfig:
     """Options of `edgecls bench`. Empty lists mean "every available one"."""
 
-    runtimes: list[Runtime] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=list)  # registered runtime names
     precisions: list[Precision] = field(default_factory=list)
     device: Device = Device.cpu
     batches: list[int] = field(default_factory=lambda: [1])
@@ -57,7 +57,7 @@ class BenchConfig:
     constraints: Constraints = field(default_factory=Constraints)  # for the recommendation
 
     def validate(self) -> None:
-        self.runtimes = parse(Runtime, self.runtimes, "--runtime")
+        self.runtimes = parse(runtimes.RUNTIMES, self.runtimes, "--runtime")
         self.precisions = parse(Precision, self.precisions, "--precision")
         self.device = Device(self.device)
         if not self.batches:
@@ -126,22 +126,22 @@ def configurations(bundle: Bundle, cfg: BenchConfig) -> tuple[list[dict], list[s
         cls = runtimes.runner_class(name)
         if not cls.installed():
             if explicit_rt:
-                raise EdgeclsError(f"--runtime {name.value}: its package is not installed "
+                raise EdgeclsError(f"--runtime {name}: its package is not installed "
                                    f"(pip install 'edgecls[{cls.extra}]')")
-            notes.append(f"skipped {name.value}: not installed")
+            notes.append(f"skipped {name}: not installed")
             continue
         for p in precisions:
-            art = next((a for a in bundle.manifest["artifacts"] if cls.runs(a["format"]) and a["precision"] == p),
+            art = next((a for a in bundle.manifest["artifacts"] if cls.runs(a) and a["precision"] == p),
                        None)
             if art is None:
                 if name == Runtime.keras and p != Precision.fp32:
                     continue
                 if explicit_rt and explicit_p:
-                    raise EdgeclsError(f"{bundle.path}: no {name.value} {p.value} artifact; run 'edgecls export"
+                    raise EdgeclsError(f"{bundle.path}: no {name} {p.value} artifact; run 'edgecls export"
                                        f"{' --int8' if p == 'int8' else ' --fp16' if p == 'fp16' else ''}' first")
-                notes.append(f"skipped {name.value} {p.value}: not exported")
+                notes.append(f"skipped {name} {p.value}: not exported")
                 continue
-            todo.append({"runtime": name.value, "precision": p.value, "file": art["file"],
+            todo.append({"runtime": str(name), "precision": p.value, "file": art["file"],
                          "bytes": art.get("total_bytes", art["bytes"])})
     if not todo:
         raise EdgeclsError(f"{bundle.path}: nothing to benchmark ({'; '.join(notes) or 'no artifacts'})")
@@ -197,21 +197,22 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             images = np.resize(x, (batch, *x.shape[1:]))  # held-out images, repeated if batch > held-out
             path = Path(tmp) / f"batch{batch}.npy"
             np.save(path, images)
-            specs = [{"runtime": item["runtime"], "path": str(bundle.path / item["file"]), "device": cfg.device.value,
+            specs = [{"runtime": item["runtime"], "target": runtimes.RUNTIMES.target(item["runtime"]),
+                      "path": str(bundle.path / item["file"]), "device": cfg.device.value,
                       "threads": threads, "images": str(path), "warmup": cfg.warmup, "warmup_time": cfg.warmup_time,
                       "min_runs": cfg.min_runs, "min_time": cfg.min_time, "precision": item["precision"],
                       "raw": True} for item in todo]
             measured = [[] for _ in todo]
             for r in range(cfg.rounds):  # round r starts at the r-th configuration: drift hits all alike
                 for i in [(r + k) % len(todo) for k in range(len(todo))]:
-                    measured[i].append(isolated(measure_one, specs[i], ctx))
+                    measured[i].append(in_fresh_process(measure_one, specs[i], ctx))
                     if on_progress and cfg.rounds > 1:
                         on_progress(todo[i] | {"batch": batch, "round": r + 1, "rounds": cfg.rounds,
                                                "p50_ms": measured[i][-1]["p50_ms"]})
             for item, runs in zip(todo, measured):
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
                        "file_bytes": item["bytes"], "device": cfg.device.value, "batch": batch,
-                       "threads": threads, "session": session, **pooled(runs, batch),
+                       "threads": threads, "session": session, **pool_rounds(runs, batch),
                        "timed": runtimes.runner_class(item["runtime"]).timed}
                 rows.append(row)
                 if on_progress and cfg.rounds == 1:

@@ -6,7 +6,7 @@ until both `min_runs` and `min_time` are reached. The same work sits between the
 `perf_counter_ns` readings for every runtime: the model's execution alone (inputs converted and
 bound before, outputs read and converted after; `runtimes.TimedCall`), with Python's garbage
 collector off. The outputs read during the timed runs are checked against a freshly loaded
-runner's `predict()`. Then `pooled` makes one row of several rounds.
+runner's `predict()`. Then `pool_rounds` makes one row of several rounds.
 """
 
 from __future__ import annotations
@@ -174,6 +174,8 @@ def measure_one(spec: dict) -> dict:
     `predict()` is the path `verify` judged, so a timed path that is fast because it computes
     something else (stale or unbound inputs, a wrong binding) shows as `outputs_ok` False.
     """
+    if spec.get("target") and spec["runtime"] not in runtimes.RUNTIMES:  # registered in the parent, not here
+        runtimes.RUNTIMES.register(spec["runtime"], spec["target"])
     cls = runtimes.runner_class(spec["runtime"])
     cls.import_package()  # library import is not "load" time
     runner = cls()
@@ -213,7 +215,7 @@ def measure_one(spec: dict) -> dict:
     return row
 
 
-def pooled(measured: list[dict], batch: int) -> dict:
+def pool_rounds(measured: list[dict], batch: int) -> dict:
     """One row from several measurements of one configuration: statistics over all their timings (the p50
     and its interval from the rounds' p50s: `stats`), the median load and first-inference times, the highest
     peak RSS, each round's p50 and warm-up, and the outputs' check over every round (worst case)."""
@@ -241,7 +243,7 @@ def pooled(measured: list[dict], batch: int) -> dict:
     return row
 
 
-def isolated(fn, spec: dict, ctx=None):
+def in_fresh_process(fn, spec: dict, ctx=None):
     """Run `fn(spec)` in a fresh (spawned) process and return its result; its errors are re-raised here."""
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx or multiprocessing.get_context("spawn")) as pool:
         return pool.submit(fn, spec).result()

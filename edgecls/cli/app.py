@@ -7,23 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..core.errors import CheckFailed, EdgeclsError
+from ..apps.web.build import AppConfig
+from ..core.errors import EdgeclsError, ParityFailed
 from ..core.names import Precision
-from ..report.console import err, human, out, render_note
+from ..report.console import err, out, render_note, size_text
 from .common import DEFAULT_BUNDLE, _emit_json, handled
 
 
 @handled
 def app(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (exported).")] = DEFAULT_BUNDLE,
-    out_dir: Annotated[Path, typer.Option("--out", help="App folder to write (replaced whole).")] = Path("web/app"),
+    out_dir: Annotated[Path, typer.Option("--out", help="App folder to write (replaced whole).")] = AppConfig.out,
     fmt: Annotated[Optional[str], typer.Option("--format", help="onnx (onnxruntime-web) or tflite (LiteRT.js); "
-                                                              "default: the bundle's recommendation.")] = None,
+                                                              "default: the bundle's recommendation.")] = AppConfig.fmt,
     precision: Annotated[Optional[Precision], typer.Option(help="fp32, fp16 or int8 (default: the "
-                                                                "recommendation's, else fp32).")] = None,
+                                                                "recommendation's, else fp32).")] = AppConfig.precision,
     golden: Annotated[Optional[Path], typer.Option(
         help="Golden vectors folder (default BUNDLE/golden; made into the app when missing or stale, which needs "
-             "the dataset).")] = None,
+             "the dataset).")] = AppConfig.golden,
     check: Annotated[bool, typer.Option("--check", help="Open the app in headless Chromium (served from 127.0.0.1) "
                                                         "and report its self-test; exit 1 if it fails.")] = False,
     image: Annotated[Optional[Path], typer.Option(help="With --check: also classify this image in the page.")] = None,
@@ -31,9 +32,7 @@ def app(
                           ] = None,
     threads: Annotated[Optional[int], typer.Option(help="With --check: WebAssembly threads in the page.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now (to make golden vectors).")
-                        ] = None,
-    test_preprocessing: Annotated[Optional[str], typer.Option(hidden=True, help="bgr|scale01: a wrong "
-                                                              "preprocessing, for edgecls's own tests.")] = None,
+                        ] = AppConfig.data_dir,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
     """Write a static web app that classifies images in the browser with the bundle's model.
@@ -59,9 +58,7 @@ def app(
         raise EdgeclsError("--image, --screenshot and --threads need --check")
     if check and missing():  # before any work
         raise EdgeclsError("--check: missing " + "; ".join(missing()))
-    result = build_app(bundle, out_dir, fmt, precision.value if precision else None,
-                       golden=golden if golden is not None else True, data_dir=data_dir,
-                       test_preprocessing=test_preprocessing)
+    result = build_app(bundle, AppConfig(out_dir, fmt, precision.value if precision else None, golden, data_dir))
     report = {"folder": str(result.folder), "artifact": result.config["artifact"], "model": result.config["model"],
               "runtime": result.config["runtime"], "bytes": result.total_bytes, "bytes_by_part": result.bytes_by_part(),
               "notes": result.notes}
@@ -79,8 +76,8 @@ def app(
     else:
         for note in result.notes:
             render_note(note)
-        parts = ", ".join(f"{k} {human(v)}" for k, v in report["bytes_by_part"].items())
-        out.print(f"app written: [bold]{result.folder}[/] ({human(result.total_bytes)}: {parts}); "
+        parts = ", ".join(f"{k} {size_text(v)}" for k, v in report["bytes_by_part"].items())
+        out.print(f"app written: [bold]{result.folder}[/] ({size_text(result.total_bytes)}: {parts}); "
                   f"{report['runtime']['package']} {report['runtime']['version']}", highlight=False)
         st = report.get("selftest")
         if st:
@@ -96,5 +93,5 @@ def app(
         if "screenshot" in report:
             err.print(f"screenshot: {report['screenshot']}", highlight=False)
     if check and not (report.get("selftest") or {}).get("passed"):
-        raise CheckFailed(f"{result.folder}: the app's self-test failed in Chromium"
+        raise ParityFailed(f"{result.folder}: the app's self-test failed in Chromium"
                           + (f": {report['selftest']['why']}" if report.get("selftest") else " (no golden vectors)"))

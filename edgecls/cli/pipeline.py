@@ -7,11 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..bench.decide import DEFAULT_TIE_MARGIN
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
 from ..core.gates import MAX_DROP_HELP
-from ..core.names import Runtime
+from ..pipeline import PipelineConfig
 from ..report.console import (
     err,
     parity_outcomes,
@@ -22,6 +21,7 @@ from ..report.console import (
     render_note,
     render_verify,
 )
+from ..runtimes import RUNTIMES
 from .common import (
     AcceptInconclusive,
     ArchOpt,
@@ -41,28 +41,33 @@ from .common import (
 )
 from .progress import TrainView
 
+DEFAULTS = PipelineConfig()  # the options' defaults are the library's
+DEFAULT_PERCENTILE = Percentile(DEFAULTS.bench.constraints.percentile)
+
 
 @handled
 def pipeline(
-    data: Annotated[str, typer.Option(help="Dataset (see 'edgecls train --help').")] = "digits",
-    arch: ArchOpt = None,
-    pretrained: PretrainedOpt = True,
-    backbone_size: BackboneSizeOpt = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")] = None,
-    batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = "1,32",
+    data: Annotated[str, typer.Option(help="Dataset (see 'edgecls train --help').")] = DEFAULTS.train.data,
+    arch: ArchOpt = DEFAULTS.train.arch,
+    pretrained: PretrainedOpt = DEFAULTS.train.pretrained,
+    backbone_size: BackboneSizeOpt = DEFAULTS.train.backbone_size,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder.")] = DEFAULTS.train.out,
+    seed: Annotated[int, typer.Option(help="Seed.")] = DEFAULTS.train.seed,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: from the data's size).")
+                      ] = DEFAULTS.train.epochs,
+    batch: Annotated[str, typer.Option(help="Bench batch sizes.")] = ",".join(map(str, DEFAULTS.bench.batches)),
     runtime: Annotated[str, typer.Option(
-        help=f"Runtimes to bench and recommend from (comma-separated: {_choices(Runtime)}, or all).")] = "all",
-    for_batch: ForBatch = None,
-    max_latency: MaxLatency = None,
-    percentile: PercentileOpt = Percentile.p90,
-    max_size: MaxSize = None,
+        help=f"Runtimes to bench and recommend from (comma-separated: {_choices(RUNTIMES)}, or all).")] = "all",
+    for_batch: ForBatch = DEFAULTS.bench.constraints.for_batch,
+    max_latency: MaxLatency = DEFAULTS.bench.constraints.max_latency_ms,
+    percentile: PercentileOpt = DEFAULT_PERCENTILE,
+    max_size: MaxSize = DEFAULTS.bench.constraints.max_size_kb,
     max_drop: Annotated[float, typer.Option(
-        help="int8 gate for export, verify and the recommendation alike: " + MAX_DROP_HELP + ".")] = 1.0,
-    tie_margin: TieMargin = DEFAULT_TIE_MARGIN,
-    accept_inconclusive: AcceptInconclusive = False,
-    images: ImagesOpt = None,
+        help="int8 gate for export, verify and the recommendation alike: " + MAX_DROP_HELP + ".")
+    ] = DEFAULTS.max_drop,
+    tie_margin: TieMargin = DEFAULTS.bench.constraints.tie_margin,
+    accept_inconclusive: AcceptInconclusive = DEFAULTS.bench.constraints.accept_inconclusive,
+    images: ImagesOpt = DEFAULTS.images,
     qat_auto: Annotated[bool, typer.Option(
         "--qat-auto", help="Make again from a quantization-aware fine-tune (QAT) the int8 files that miss the "
                            "gate after the accuracy-aware recipes (edgecls[qat]; said and recorded).")] = False,
@@ -104,12 +109,12 @@ def pipeline(
 
     from ..bench.decide import Constraints
     from ..bench.latency import MIN_RUNS
-    from ..pipeline import PipelineConfig, PipelineHooks, run
+    from ..pipeline import PipelineHooks, run
     from ..report.console import render_decision, use_stderr
 
     defaults = PipelineConfig()
     cfg = dataclasses.replace(
-        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch.value if arch else None,
+        defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch,
                                             pretrained=pretrained, backbone_size=backbone_size, out=out_dir,
                                             seed=seed, epochs=epochs),
         bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,

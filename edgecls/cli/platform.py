@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..report.console import err, human, out
+from ..report.console import err, out, size_text
 from .common import _emit_json, handled
 
 platform_app = typer.Typer(help="Emulated platforms for 'edgecls verify --platform' (arm64 under qemu-user).",
@@ -77,7 +77,7 @@ def status(
 def _render(info: dict, how: str) -> None:
     out.print(f"{info['folder']}: {how}", soft_wrap=True, highlight=False)
     if info.get("bytes"):
-        out.print(f"  {human(info['bytes'])} on disk; qemu-user {info['qemu']}, Python {info['python']}; runtimes: "
+        out.print(f"  {size_text(info['bytes'])} on disk; qemu-user {info['qemu']}, Python {info['python']}; runtimes: "
                   + ", ".join(f"{k} {v}" for k, v in (info.get("runtimes") or {}).items()),
                   soft_wrap=True, highlight=False)
     for runtime, why in (info.get("missing") or {}).items():

@@ -8,50 +8,54 @@ from typing import Annotated, Optional
 import typer
 
 from ..report.console import err, out, render_metrics, render_note
+from ..train import sources
 from ..train.distribute import Strategy
+from ..train.fit import TrainConfig
 from .common import ArchOpt, BackboneSizeOpt, FineTuneOpt, PretrainedOpt, _emit_json, handled
 from .progress import TrainView
+
+DEFAULT_STRATEGY = Strategy(TrainConfig.strategy)
 
 
 @handled
 def train(
-    data: Annotated[str, typer.Option(help="Dataset: digits (default, bundled), fashion-mnist, synthetic "
-                                           "(tiny generated images, for tests only), or a folder "
-                                           "root/<class>/<image>.")] = "digits",
-    arch: ArchOpt = None,
-    pretrained: PretrainedOpt = True,
-    backbone_size: BackboneSizeOpt = None,
-    fine_tune_blocks: FineTuneOpt = None,
+    data: Annotated[str, typer.Option(help=f"Dataset: {sources.described()}; or a folder "
+                                           "root/<class>/<image>.")] = TrainConfig.data,
+    arch: ArchOpt = TrainConfig.arch,
+    pretrained: PretrainedOpt = TrainConfig.pretrained,
+    backbone_size: BackboneSizeOpt = TrainConfig.backbone_size,
+    fine_tune_blocks: FineTuneOpt = TrainConfig.fine_tune_blocks,
     epochs: Annotated[Optional[int], typer.Option(
         help="Epochs (default: from the data's size, at least 1,000 optimiser steps; early stopping "
-             "where the validation set has 200+ images).")] = None,
+             "where the validation set has 200+ images).")] = TrainConfig.epochs,
     batch_size: Annotated[Optional[int], typer.Option(
-        help="Batch size (default: 16 under 512 training images, 32 under 1,024, else 64).")] = None,
-    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (warm-up, then cosine decay).")] = 3e-3,
+        help="Batch size (default: 16 under 512 training images, 32 under 1,024, else 64).")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (warm-up, then cosine decay).")] = TrainConfig.lr,
     image_size: Annotated[Optional[int], typer.Option(
-        help="Input size in pixels (default: digits 32, fashion-mnist 28, synthetic 16, folder 64).")] = None,
-    val_split: Annotated[float, typer.Option(help="Validation fraction of the training part.")] = 0.1,
+        help=f"Input size in pixels (default: {sources.image_sizes()}).")] = TrainConfig.image_size,
+    val_split: Annotated[float, typer.Option(help="Validation fraction of the training part.")] = TrainConfig.val_split,
     test_split: Annotated[float, typer.Option(
-        help="Held-out fraction (sources without an official test split).")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation.")] = 0,
-    augment: Annotated[bool, typer.Option(help="Random flip/rotation during training.")] = True,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
-    width: Annotated[float, typer.Option(help="Width multiplier (mobile).")] = 1.0,
-    limit: Annotated[Optional[int], typer.Option(help="Use a stratified subset of N images.")] = None,
+        help="Held-out fraction (sources without an official test split).")] = TrainConfig.test_split,
+    seed: Annotated[int, typer.Option(help="Fixes split, initialisation and augmentation.")] = TrainConfig.seed,
+    augment: Annotated[bool, typer.Option(help="Random flip/rotation during training.")] = TrainConfig.augment,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = TrainConfig.patience,
+    width: Annotated[float, typer.Option(help="Width multiplier (mobile).")] = TrainConfig.width,
+    limit: Annotated[Optional[int], typer.Option(help="Use a stratified subset of N images.")] = TrainConfig.limit,
     data_dir: Annotated[Optional[str], typer.Option(
         help="Folder of the Fashion-MNIST IDX files (default $EDGECLS_FASHION_MNIST_DIR or "
-             "/usr/share/datasets/fashion-mnist).")] = None,
-    skip_bad: Annotated[bool, typer.Option(help="Skip unreadable image files (and count them).")] = False,
+             "/usr/share/datasets/fashion-mnist).")] = TrainConfig.data_dir,
+    skip_bad: Annotated[bool, typer.Option(help="Skip unreadable image files (and count them).")
+                        ] = TrainConfig.skip_bad,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder (default "
-                                                    "models/<dataset>-<arch>).")] = None,
+                                                    "models/<dataset>-<arch>).")] = TrainConfig.out,
     cache: Annotated[Optional[Path], typer.Option(
         help="Folder for an on-disk cache of decoded images (large folders: decoded once, not every "
-             "epoch). Small folders are cached in memory anyway.")] = None,
+             "epoch). Small folders are cached in memory anyway.")] = TrainConfig.cache,
     strategy: Annotated[Strategy, typer.Option(
         help="default (one device), mirrored (every local GPU) or multiworker (the machines in "
-             "TF_CONFIG; see docs/scale.md).")] = Strategy.default,
+             "TF_CONFIG; see docs/scale.md).")] = DEFAULT_STRATEGY,
     worker_timeout: Annotated[float, typer.Option(
-        help="multiworker: seconds to wait for every worker to come up.")] = 120.0,
+        help="multiworker: seconds to wait for every worker to come up.")] = TrainConfig.worker_timeout,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
     """Train a model and write the bundle (manifest.json, model.keras, history.json).
@@ -73,16 +77,11 @@ def train(
       TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}' \\
         edgecls train --strategy multiworker     # on each machine, its own task
     """
-    from ..train.fit import TrainConfig
+    options = dict(locals())  # the parameters, before any other name is bound
     from ..train.fit import train as run
 
-    cfg = TrainConfig(data=data, arch=arch.value if arch else None, pretrained=pretrained,
-                      backbone_size=backbone_size, fine_tune_blocks=fine_tune_blocks, epochs=epochs,
-                      batch_size=batch_size, lr=lr,
-                      image_size=image_size, val_split=val_split, test_split=test_split, seed=seed,
-                      augment=augment, patience=patience, width=width, limit=limit, data_dir=data_dir,
-                      skip_bad=skip_bad, out=out_dir, cache=cache, strategy=strategy.value,
-                      worker_timeout=worker_timeout)
+    given = {name: value for name, value in options.items() if name in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**given | {"out": out_dir, "strategy": strategy.value})  # options named as the fields
     view = TrainView(err)
     try:
         result = run(cfg, view)

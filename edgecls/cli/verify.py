@@ -9,8 +9,10 @@ import typer
 
 from ..core.errors import EdgeclsError
 from ..core.gates import MAX_DROP_HELP, summary
-from ..core.names import Device, Format
+from ..core.names import Device
 from ..report.console import render_explain, render_verify
+from ..runtimes import RUNTIMES
+from ..verify.parity import VerifyConfig
 from .common import (
     DEFAULT_BUNDLE,
     ImagesOpt,
@@ -23,14 +25,14 @@ from .common import (
 @handled
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")] = DEFAULT_BUNDLE,
-    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(Format)}, or all.")] = "all",
-    device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = Device.cpu,
-    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = None,
-    max_drop: Annotated[float, typer.Option(help="int8 gate: " + MAX_DROP_HELP + ".")] = 1.0,
+    runtime: Annotated[str, typer.Option(help=f"Comma-separated: {_choices(RUNTIMES)}, or all.")] = "all",
+    device: Annotated[Device, typer.Option(help="cpu, or gpu (no silent CPU fallback).")] = VerifyConfig.device,
+    threads: Annotated[Optional[int], typer.Option(help="Threads for every runtime.")] = VerifyConfig.threads,
+    max_drop: Annotated[float, typer.Option(help="int8 gate: " + MAX_DROP_HELP + ".")] = VerifyConfig.max_drop,
     ov_precision: Annotated[str, typer.Option(
         help="OpenVINO: what float parts compute in, one row each (comma-separated): f32 (parity), default (what "
              "this CPU picks for an fp32 IR: bf16 on AVX-512 BF16/AMX, f16 on ARM with fp16; the row names it), "
-             "bf16 or f16 on purpose.")] = "f32,default",
+             "bf16 or f16 on purpose.")] = VerifyConfig.compute,
     platform: Annotated[Optional[str], typer.Option(
         help="Verify on another instruction set instead, emulated: arm64, shown beside this machine's stored rows "
              "(needs 'edgecls platform setup arm64'; onnx, tflite, openvino on the bundle's reference images).")
@@ -43,8 +45,9 @@ def verify(
     ] = None,
     timeout: Annotated[Optional[float], typer.Option(
         help="With --platform: seconds each emulated CPU model may run before it is stopped.")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")] = None,
-    images: ImagesOpt = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")
+                        ] = VerifyConfig.data_dir,
+    images: ImagesOpt = VerifyConfig.images,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
                           "where the error jumps (each vendor's tool, 32 held-out images).")] = False,
@@ -92,8 +95,9 @@ def verify(
         from ..verify.explain import int8_artifacts
 
         int8_artifacts(Bundle.open(bundle), runtime)
-    result = run(bundle, runtime_names=runtime, device=device, threads=threads, max_drop=max_drop,
-                 runtime_options={"compute": ov_precision}, data_dir=data_dir, images=images)
+    cfg = VerifyConfig(runtimes=runtime, device=device, threads=threads, max_drop=max_drop, compute=ov_precision,
+                       data_dir=data_dir, images=images)
+    result = run(bundle, cfg)
     explanations = None
     if explain:
         from ..verify.explain import explain as explain_layers

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import EdgeclsError
+from .errors import BadInput, EdgeclsError
 
 #: Formats accepted in an image folder (Pillow decodes them; the extension is not trusted).
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
@@ -44,7 +44,7 @@ def max_pixels() -> int:
     return limit
 
 
-class BadImage(EdgeclsError):
+class BadImage(BadInput):
     """A file that is not a readable image of an accepted format."""
 
 

@@ -175,7 +175,9 @@ SCHEMA_DOC = _obj("manifest.json: what the bundle holds and everything measured 
     "artifacts": _f("array", "model files: keras, and each exported format x precision", items=_obj(
         "one model file", {
             **_FILE["properties"],
-            "format": _f("string", "keras, onnx, tflite or openvino"),
+            "format": _f("string", "keras, onnx, tflite, openvino, or another registered format"),
+            "runtime": _f("string", "the runtime that runs the file (its format module's RUNTIME); absent in "
+                                    "older bundles: the runtime of the format's name"),
             "precision": _f("string", "fp32, fp16 or int8: what the file holds"),
             "parts": _f("array", "sidecar files (OpenVINO's .bin), each with bytes and sha256", items=_FILE),
             "total_bytes": _f("integer", "bytes with the parts"),

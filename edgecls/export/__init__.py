@@ -1,7 +1,9 @@
 """Export a bundle's Keras model to every format (a registry), each checked right after writing.
 
-Each format module has the same shape: ``PRECISIONS`` (what it can write) and
-``export(ctx, precision) -> WrittenFiles``. Adding a format = one module and one registry line.
+Each format module has the same shape (`base.FormatModule`): ``PRECISIONS`` (what it can write),
+``FILES``, ``RUNTIME`` (what runs its files) and ``export(ctx, precision) -> WrittenFiles``, and
+declares what verify --explain and the web app need. Adding a format = one module and one registry
+line (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from ..core.bundle import Bundle
-from ..core.errors import CheckFailed
+from ..core.errors import SelfCheckFailed
 from ..core.files import file_entry
-from ..core.names import Format, Precision
+from ..core.names import Precision
 from ..core.quiet import silenced
 from ..runtimes.keras import load_bundle_model
 from ..train import recorded
 from . import accuracy, qat_files, reference
-from .base import FORMATS, ExportConfig, ExportContext, WrittenFiles, format_module
+from .base import FORMATS, ExportConfig, ExportContext, WrittenFiles, format_module, runtime_of
+from .onnx import FP32_KEY
 
-__all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "WrittenFiles", "export", "format_module"]
+__all__ = ["FORMATS", "ExportConfig", "ExportContext", "ExportResult", "WrittenFiles", "export", "format_module",
+           "runtime_of"]
 
 
 @dataclass
@@ -42,26 +46,26 @@ class ExportResult:
         return not self.failures and not self.gate_failures
 
 
-def _check(root: Path, fmt: Format, precision: Precision, written: WrittenFiles, sample: np.ndarray,
+def _check(root: Path, fmt: str, precision: Precision, written: WrittenFiles, sample: np.ndarray,
            classes: int) -> dict:
-    """Load the file (under `root`, its staging folder) with its real runtime and run a few held-out
-    images through it."""
+    """Load the file (under `root`, its staging folder) with the runtime that runs its format and run a few
+    held-out images through it."""
     from .. import runtimes
 
-    runner = runtimes.create(fmt)
+    runner = runtimes.create(runtime_of(fmt))
     runner.load(root / written.file)
     probs = runner.predict(sample)
     if probs.shape != (len(sample), classes):
-        raise CheckFailed(f"{written.file}: output shape {probs.shape}, expected {(len(sample), classes)}")
+        raise SelfCheckFailed(f"{written.file}: output shape {probs.shape}, expected {(len(sample), classes)}")
     if not np.isfinite(probs).all():
-        raise CheckFailed(f"{written.file}: output has NaN or infinite values")
+        raise SelfCheckFailed(f"{written.file}: output has NaN or infinite values")
     if np.abs(probs.sum(1) - 1).max() > 0.1:
-        raise CheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
-    check = {"images": len(sample), "runtime": runner.name.value, "device": runner.device_ran}
+        raise SelfCheckFailed(f"{written.file}: outputs are not probabilities (row sums {probs.sum(1).round(3)})")
+    check = {"images": len(sample), "runtime": str(runner.name), "device": runner.device_ran}
     if precision == Precision.int8:  # calibration that had no effect must not pass as int8
         check["quantized_ops"] = quantized = format_module(fmt).quantized_ops(root / written.file)
         if quantized == 0:
-            raise CheckFailed(f"{written.file}: no quantized operation in the int8 file (the quantizer fell back "
+            raise SelfCheckFailed(f"{written.file}: no quantized operation in the int8 file (the quantizer fell back "
                               "to float: calibration had no effect)")
     return check
 
@@ -96,16 +100,19 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
         bundle.put("labels.txt", "\n".join(bundle.labels()) + "\n")
         for fmt in cfg.formats:
             module = format_module(fmt)
+            ctx.workdir = Path(tmp) / str(fmt)  # each format's own scratch: no file name is shared by accident
+            ctx.workdir.mkdir(exist_ok=True)
             for precision in cfg.precisions():
                 if precision.value not in module.PRECISIONS:
                     continue
                 try:
-                    entry = _export_one(ctx, Format(fmt), precision, sample, classes)
+                    entry = _export_one(ctx, fmt, precision, sample, classes)
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # one format's failure must not stop the others
-                    msg = refusal(Format(fmt), e)
-                    failure = {"format": Format(fmt).value, "precision": precision.value, "error": msg}
+                    failure = {"format": str(fmt), "precision": precision.value, "type": type(e).__name__,
+                               "error": refusal(str(fmt), e),  # one line: the op refused, else the first line
+                               "message": str(e).strip() or type(e).__name__}  # the whole message
                     result.failures.append(failure)
                     if on_artifact:
                         on_artifact(None, failure)
@@ -117,15 +124,16 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
             _auto_qat(ctx, result, sample, classes, on_artifact)
         if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
             reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
-        if ctx.has_onnx_fp32():  # the graph's multiply-accumulates, for bench's GOP/s
+        onnx_fp32 = ctx.kept(FP32_KEY)
+        if onnx_fp32 is not None:  # the graph's multiply-accumulates (from ONNX's fp32 graph), for bench's GOP/s
             from .macs import macs_per_image
 
-            bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(ctx.onnx_fp32())
+            bundle.manifest["architecture"]["macs_per_image"] = macs_per_image(onnx_fp32)
     bundle.save()
     return result
 
 
-def refusal(fmt: Format, e: Exception) -> str:
+def refusal(fmt: str, e: Exception) -> str:
     """One line for why a converter failed: the op (and where in the model) it refused where its message names
     one, else the message's first line."""
     import re
@@ -135,7 +143,7 @@ def refusal(fmt: Format, e: Exception) -> str:
     if op:
         where = re.search(r'fused\["' + op.group(1) + r':", "([^"@]+)', text)
         at = f" (at {where.group(1)})" if where and where.group(1) != op.group(1) else ""
-        return (f"the converter refuses TensorFlow op {op.group(1)}{at}: it is not a {fmt.value} builtin "
+        return (f"the converter refuses TensorFlow op {op.group(1)}{at}: it is not a {fmt} builtin "
                 "operation; the other formats are unaffected")
     ops = re.search(r"[Uu]nsupported ops?:? (?:Counter\()?\{?([^}]*)\}?", text)
     if ops:
@@ -144,7 +152,7 @@ def refusal(fmt: Format, e: Exception) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
-def _export_one(ctx: ExportContext, fmt: Format, precision: Precision, sample: np.ndarray, classes: int) -> dict:
+def _export_one(ctx: ExportContext, fmt: str, precision: Precision, sample: np.ndarray, classes: int) -> dict:
     """Write one format x precision into a staging folder, check it with its runtime there, then swap
     it into the bundle with its manifest entry. A file that fails stays out: the bundle keeps the
     artifact it had."""
@@ -186,15 +194,15 @@ def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, clas
     QAT model (each replaces the failing file in the bundle, recorded with why)."""
     from ..core.errors import EdgeclsError
 
-    failing = [Format(a["format"]) for a in result.gate_failures]
+    failing = [a["format"] for a in result.gate_failures]
     ctx.qat_formats = set(failing)
-    ctx.qat_why = (f"--qat auto: post-training int8 of {', '.join(f.value for f in failing)} missed the gate after "
+    ctx.qat_why = (f"--qat auto: post-training int8 of {', '.join(failing)} missed the gate after "
                    "the accuracy-aware recipes")
     try:
         with silenced():
             qat_files.prepare(ctx)
     except EdgeclsError as e:  # a layer it cannot rebuild, a diverging phase, TF-MOT not installed
-        failure = {"format": ",".join(f.value for f in failing), "precision": "int8", "error": f"--qat auto: {e}"}
+        failure = {"format": ",".join(failing), "precision": "int8", "error": f"--qat auto: {e}"}
         result.failures.append(failure)
         if on_artifact:
             on_artifact(None, failure)
@@ -206,7 +214,7 @@ def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, clas
             raise
         except Exception as e:  # the post-training file stays, failing
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            failure = {"format": fmt.value, "precision": "int8", "error": f"--qat auto: {msg}"}
+            failure = {"format": fmt, "precision": "int8", "error": f"--qat auto: {msg}"}
             result.failures.append(failure)
             if on_artifact:
                 on_artifact(None, failure)
@@ -217,10 +225,11 @@ def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, clas
             on_artifact(entry, None)
 
 
-def _entry(bundle: Bundle, stage: Path, fmt: Format, precision: Precision, written: WrittenFiles) -> dict:
+def _entry(bundle: Bundle, stage: Path, fmt: str, precision: Precision, written: WrittenFiles) -> dict:
     """The manifest entry of a written artifact (staged under `stage`): files, sizes, hashes, versions,
     size vs fp32."""
-    entry = {"format": fmt.value, "precision": precision.value, **file_entry(stage / written.file, stage)}
+    entry = {"format": str(fmt), "precision": precision.value, "runtime": runtime_of(fmt),
+             **file_entry(stage / written.file, stage)}
     entry["parts"] = [file_entry(stage / p, stage) for p in written.parts]
     entry["total_bytes"] = entry["bytes"] + sum(p["bytes"] for p in entry["parts"])
     entry["versions"] = written.versions

@@ -55,8 +55,9 @@ class ImageSet:
     def judge(self, fmt: Format, path: Path) -> Evidence:
         """`path` run by its runtime on every image, judged against Keras under verify's int8 gate."""
         from .. import runtimes
+        from .base import runtime_of
 
-        runner = runtimes.create(fmt)
+        runner = runtimes.create(runtime_of(fmt))
         runner.load(path)
         return judge(gates(self.max_drop)[Precision.int8], runner.predict_all(self.images), self.keras, self.labels)
 
@@ -156,8 +157,9 @@ def _bytes(root: Path, written) -> int:
 def _latency_ms(fmt: Format, path: Path, images: np.ndarray, runs: int = 7) -> float:
     """Median wall time of `predict()` on a batch of 32 (a quick cost figure, not a benchmark)."""
     from .. import runtimes
+    from .base import runtime_of
 
-    runner = runtimes.create(fmt)
+    runner = runtimes.create(runtime_of(fmt))
     runner.load(path)
     batch = np.resize(images, (32, *images.shape[1:])) if len(images) else np.zeros((32, *images.shape[1:]))
     runner.predict(batch)
@@ -196,7 +198,7 @@ def choose_int8_recipe(ctx, fmt: Format, written, candidates: Callable[..., Iter
     best: Recipe | None = None  # None: the default file already in the bundle
     record["attempts"].append({"recipe": "default", "float_layers": [], **_evidence(best_ev)})
     if worth_retrying(best_ev):
-        workdir = ctx.workdir / f"int8-{Format(fmt).value}"
+        workdir = ctx.workdir / f"int8-{fmt}"
         workdir.mkdir(exist_ok=True)
         for cand in candidates(ctx, selection, workdir):
             ev = selection.judge(fmt, cand.root / written.file)

@@ -16,33 +16,41 @@ import numpy as np
 
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
-from ..core.gates import check_max_drop
+from ..core.gates import DEFAULT_MAX_DROP, check_max_drop
 from ..core.names import Format, Precision, parse
 from ..core.registry import Registry
 from ..train import recorded
 from .reference import DEFAULT_IMAGES, MAX_IMAGES
 
-#: format -> its module (a FormatModule, imported on use)
+#: format -> its module (a FormatModule, imported on use). Everything export, verify (--explain), the
+#: classifier, golden and the web app need about a format is declared by its module; a new format is one
+#: module and one `FORMATS.register(name, "package.module")`.
 FORMATS: Registry = Registry("format", "--format", {Format.onnx: "edgecls.export.onnx",
                                                     Format.tflite: "edgecls.export.tflite",
                                                     Format.openvino: "edgecls.export.openvino"})
 
 
-def format_module(name: Format | str) -> "FormatModule":
-    return FORMATS.get(Format(name))
+def format_module(name: str) -> "FormatModule":
+    return FORMATS.get(name)
+
+
+def runtime_of(fmt: str) -> str:
+    """The runtime that runs `fmt`'s files (its module's RUNTIME): it checks them at export and is recorded in
+    each artifact's manifest entry, where verify, bench, predict and golden find it."""
+    return getattr(format_module(fmt), "RUNTIME", str(fmt))
 
 
 @dataclass
 class ExportConfig:
     """Options of `edgecls export`."""
 
-    formats: list[Format] = field(default_factory=lambda: list(FORMATS))
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))  # registered format names
     int8: bool = False
     fp16: bool = False
     calib_size: int = 300  # calibration images, stratified from the training split
     data_dir: str | None = None  # where the dataset lives now, if it moved
     reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.export.reference)
-    max_drop: float = 1.0  # int8 gate at export (accuracy points), judged as verify does (export/accuracy.py)
+    max_drop: float = DEFAULT_MAX_DROP  # int8 gate at export (accuracy points), judged as verify does
     images: str | None = None  # --images: unlabelled images of the same kind (int8 recipe selection)
     qat: str = "off"  # quantization-aware fine-tuning for int8: off, on, auto (edgecls.export.qat.QatMode)
     qat_settings: object = None  # its settings (time limit, epochs); None: the defaults
@@ -51,8 +59,8 @@ class ExportConfig:
         if not 1 <= self.reference_size <= MAX_IMAGES:
             raise EdgeclsError(f"--reference-size {self.reference_size}: must be between 1 and {MAX_IMAGES}")
         if not self.formats:
-            raise EdgeclsError("--format (none): name at least one format (onnx, tflite, openvino), or all")
-        self.formats = parse(Format, self.formats, "--format") or list(FORMATS)
+            raise EdgeclsError(f"--format (none): name at least one format ({', '.join(FORMATS.names())}), or all")
+        self.formats = parse(FORMATS, self.formats, "--format") or list(FORMATS)
         check_max_drop(self.max_drop)
         if self.calib_size < 1:
             raise EdgeclsError(f"--calib-size {self.calib_size}: must be at least 1")
@@ -84,6 +92,10 @@ class FormatModule(Protocol):
     PRECISIONS: tuple[str, ...]  # what it can write
     FILES: dict[str, str]  # precision -> the file written, relative to the bundle
     RECIPE: str  # its accuracy-aware int8 recipe, in words
+    RUNTIME: str  # the registered runtime that runs its files (recorded in each artifact's manifest entry)
+    # optional: explain_layers(bundle, artifact, images, workdir, data_dir) -> LayerTable (verify --explain;
+    # without it the table says the format has no per-layer tool), and WEB (`WebRuntime`: the web app's
+    # JavaScript runtime for its files; without it `edgecls app` refuses the format)
 
     def export(self, ctx: "ExportContext", precision: Precision) -> "WrittenFiles":
         """Write `precision` into `ctx.out` (the staging folder); say what was written."""
@@ -93,6 +105,34 @@ class FormatModule(Protocol):
 
     def quantized_ops(self, path: Path) -> int:
         """How many quantized operations an int8 file holds (0: calibration did nothing)."""
+
+
+def float_file(bundle: Bundle, fmt: str) -> Path:
+    """The bundle's fp32 file of `fmt` (what a per-layer tool compares the int8 file with), checked."""
+    a = next((a for a in bundle.manifest["artifacts"] if a["format"] == fmt and a["precision"] == "fp32"), None)
+    if a is None:
+        raise EdgeclsError(f"no fp32 {fmt} file in the bundle to compare with (run 'edgecls export')")
+    return bundle.checked_path(a["file"])
+
+
+@dataclass
+class LayerTable:
+    """A format's per-layer int8 error (`verify --explain`): SQNR of each layer's int8 output vs float."""
+
+    tool: str  # the vendor tool that measured it
+    measure: str  # "cumulative" (float model vs int8 model up to the layer) or "local" (each op fed the same input)
+    rows: list[tuple[str, list[int] | None, float]] = field(default_factory=list)  # (layer, shape per image, dB)
+    note: str = ""  # why there is no table here (a missing package, data), or ""
+
+
+@dataclass(frozen=True)
+class WebRuntime:
+    """What the web app needs to run a format's files in the browser: the npm package (pinned in
+    apps/web/package-lock.json), the files copied from it into the app, and the page's import map."""
+
+    package: str
+    files: dict[tuple[str, str], str]  # (package, path inside it) -> path in the app folder
+    import_map: dict | None = None
 
 
 @dataclass
@@ -114,7 +154,7 @@ class ExportContext:
         self._calib = None
         self._int8_images = None
         self._unlabelled = None
-        self._onnx: Path | None = None
+        self._kept: dict[str, Path] = {}  # intermediate files one format makes for others (`keep`, `kept`)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -169,22 +209,21 @@ class ExportContext:
                 "edgecls.preprocessing": m["input"]["preprocessing"], "edgecls.precision": precision.value,
                 "edgecls.version": m["edgecls_version"]}
 
-    def onnx_fp32(self) -> Path:
-        """An fp32 ONNX file: the bundle's if written in this run, else a scratch one (OpenVINO's source)."""
-        if self._onnx is None:
-            path = self.workdir / "model.onnx"
-            format_module("onnx").convert_fp32(self, path)
-            self._onnx = path
-        return self._onnx
+    def keep(self, key: str, path: Path) -> None:
+        """Remember a file this export made (ONNX's fp32 graph, which OpenVINO converts) for other formats."""
+        self._kept[key] = path
+
+    def kept(self, key: str) -> Path | None:
+        """A file remembered under `key` that still exists, or None."""
+        path = self._kept.get(key)
+        return path if path is not None and path.is_file() else None
 
     def installed(self, stage: Path, kept: bool = True) -> None:
-        """The files staged in `stage` are now in the bundle (`kept`), or were dropped: a path kept into
+        """The files staged in `stage` are now in the bundle (`kept`), or were dropped: a remembered path into
         the stage follows them, or is forgotten."""
-        if self._onnx is not None and stage in self._onnx.parents:
-            self._onnx = self.bundle.path / self._onnx.relative_to(stage) if kept else None
-
-    def has_onnx_fp32(self) -> bool:
-        return self._onnx is not None and self._onnx.is_file()
-
-    def wrote_onnx_fp32(self, path: Path) -> None:
-        self._onnx = path
+        for key, path in list(self._kept.items()):
+            if stage in path.parents:
+                if kept:
+                    self._kept[key] = self.bundle.path / path.relative_to(stage)
+                else:
+                    del self._kept[key]

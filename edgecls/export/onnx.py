@@ -2,13 +2,11 @@
 `probabilities`); int8 with onnxruntime's static QDQ quantization, per-channel int8 weights.
 
 Activations are int8 (S8S8, onnxruntime's recommended default) unless onnxruntime's CPU provider
-would then leave operators in float that uint8 activations let it run as int8 kernels: in
-onnxruntime 1.32 the depthwise convolutions and residual adds of EfficientNet-Lite have no
-int8-activation kernel and run in float between DequantizeLinear/QuantizeLinear pairs (14 Conv and
-10 Add of Lite0), which made its int8 file slower than fp32 (1.9x slower than U8S8 at batch 1,
-docs/measurements.md). The choice counts the convolutions and matrix products left in float in
-onnxruntime's own optimized graph of each candidate (`float_ops`); it is recorded in the manifest
-(`activations`)."""
+would then leave operators in float that uint8 activations let it run as int8 kernels (some
+depthwise convolutions and residual adds have no int8-activation kernel and run in float between
+DequantizeLinear/QuantizeLinear pairs; measured in docs/measurements.md). The choice counts the
+convolutions and matrix products left in float in onnxruntime's own optimized graph of each
+candidate (`float_ops`); it is recorded in the manifest (`activations`)."""
 
 from __future__ import annotations
 
@@ -20,11 +18,18 @@ import numpy as np
 from ..core.errors import require
 from ..core.files import atomic_target
 from ..core.names import Precision
-from .base import WrittenFiles
+from .base import LayerTable, WebRuntime, WrittenFiles
 
 OPSET = 17
 PRECISIONS = ("fp32", "int8")
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+RUNTIME = "onnx"
+FP32_KEY = "onnx-fp32"  # the fp32 graph, kept in the export's context for OpenVINO and the graph's MACs
+WEB = WebRuntime("onnxruntime-web", {
+    ("onnxruntime-web", "dist/ort.wasm.min.mjs"): "runtime/onnxruntime-web/ort.wasm.min.mjs",
+    ("onnxruntime-web", "dist/ort-wasm-simd-threaded.mjs"): "runtime/onnxruntime-web/ort-wasm-simd-threaded.mjs",
+    ("onnxruntime-web", "dist/ort-wasm-simd-threaded.wasm"): "runtime/onnxruntime-web/ort-wasm-simd-threaded.wasm",
+})
 
 
 def _versions() -> dict:
@@ -77,6 +82,16 @@ def _bind_captures(proto, concrete) -> None:
         proto.graph.initializer.append(onnx.numpy_helper.from_array(values[i.name], i.name))
 
 
+def fp32_file(ctx) -> Path:
+    """The fp32 ONNX file of this export: the bundle's if written in this run, else a scratch one."""
+    path = ctx.kept(FP32_KEY)
+    if path is None:
+        path = ctx.workdir / "model.onnx"
+        convert_fp32(ctx, path)
+        ctx.keep(FP32_KEY, path)
+    return path
+
+
 def _reader(images: np.ndarray):
     """onnxruntime's CalibrationDataReader over `images`, one at a time (a one-shot iterator)."""
     from onnxruntime.quantization import CalibrationDataReader
@@ -101,7 +116,7 @@ def _quantize(ctx, out: Path, exclude: list[str] | None = None, activations: str
 
     pre = ctx.workdir / "pre.onnx"
     if not pre.is_file():
-        quant_pre_process(str(ctx.onnx_fp32()), str(pre), skip_symbolic_shape=False)
+        quant_pre_process(str(fp32_file(ctx)), str(pre), skip_symbolic_shape=False)
     cache = ctx.workdir / "onnx-calibration.json"
     reader = None if cache.is_file() else _reader(ctx.calibration())
     act = activations or activation_type(ctx)["activations"]
@@ -117,8 +132,7 @@ def float_ops(path: Path) -> int:
     """Convolutions and matrix products (the arithmetic: Conv, MatMul, Gemm) that onnxruntime's CPU provider
     leaves in float in its optimized graph of the QDQ model at `path` (0: every one runs as an int8 kernel).
     Element-wise operators are not counted: a float Mul (the input's rescaling) costs little, and uint8
-    activations are slower than int8 ones where every convolution fuses either way (the `small` CNN:
-    0.093 vs 0.074 ms at batch 1)."""
+    activations are slower than int8 ones where every convolution fuses either way (docs/measurements.md)."""
     import tempfile
 
     import onnx
@@ -166,7 +180,7 @@ def export(ctx, precision):
     path = ctx.out / FILES[precision.value]
     if precision == Precision.fp32:
         convert_fp32(ctx, path)
-        ctx.wrote_onnx_fp32(path)
+        ctx.keep(FP32_KEY, path)
         return WrittenFiles(FILES["fp32"], versions=_versions())
     import onnx
 
@@ -264,3 +278,29 @@ def quantized_ops(path: Path) -> int:
     import onnx
 
     return sum(n.op_type in QUANTIZED_OPS for n in onnx.load(str(path)).graph.node)
+
+
+def explain_layers(bundle, artifact: dict, images: np.ndarray, workdir: Path, data_dir: str | None) -> LayerTable:
+    """`verify --explain`: onnxruntime's qdq_loss_debug on the fp32 graph (as quant_pre_process gives it) and
+    the QDQ file; cumulative (the float model vs the QDQ model up to each tensor)."""
+    require("onnxruntime", "onnx")
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..core.quiet import silenced
+    from .base import float_file
+
+    table = LayerTable("onnxruntime qdq_loss_debug (xmodel_err)", "cumulative")
+    pre = workdir / "pre.onnx"
+    with silenced():
+        quant_pre_process(str(float_file(bundle, artifact['format'])), str(pre), skip_symbolic_shape=False)
+        errors = tensor_errors(pre, bundle.checked_path(artifact["file"]), images, workdir)
+    graph = onnx.load(str(pre)).graph
+    shapes = {v.name: [d.dim_value or None for d in v.type.tensor_type.shape.dim][1:]
+              for v in [*graph.value_info, *graph.output]}
+    inputs = {i.name for i in graph.input}
+    for node in graph.node:
+        for t in node.output:
+            if t in errors and t not in inputs and "xmodel_err" in errors[t]:
+                table.rows.append((t, shapes.get(t), float(errors[t]["xmodel_err"])))
+    return table

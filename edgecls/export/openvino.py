@@ -10,9 +10,11 @@ from pathlib import Path
 from ..core.errors import require
 from ..core.names import Precision
 from .accuracy import Recipe
-from .base import WrittenFiles
+from .base import LayerTable, WrittenFiles
+from .onnx import fp32_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
+RUNTIME = "openvino"
 STEMS = {"fp32": "model", "fp16": "model.fp16", "int8": "model.int8"}
 FILES = {precision: f"openvino/{stem}.xml" for precision, stem in STEMS.items()}  # each with its .bin
 
@@ -31,7 +33,7 @@ def _save(ov, model, ctx, precision, compress: bool, root: Path | None = None) -
 
 def export(ctx, precision):
     ov = require("openvino", "openvino")
-    model = ov.convert_model(str(ctx.onnx_fp32()))
+    model = ov.convert_model(str(fp32_file(ctx)))
     versions = {"openvino": ov.__version__, "source": "ONNX"}
     details = {"weights": {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}[precision.value]}
     if precision == Precision.int8:
@@ -104,7 +106,7 @@ def accuracy_aware(ctx, selection, workdir):
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     images = ctx.calibration()
-    source = ov.convert_model(str(ctx.onnx_fp32()))
+    source = ov.convert_model(str(fp32_file(ctx)))
     plain = nncf.quantize(source, _calibration(nncf, images), subset_size=len(images))
     # the metric is agreement with the Keras model's answers (the float model scores 1.0), so NNCF restores
     # what the gate's agreement floor needs, not only accuracy; target AGREEMENT (above the 99% floor)
@@ -115,7 +117,7 @@ def accuracy_aware(ctx, selection, workdir):
     log.setLevel(logging.WARNING)  # its INFO lines name each step; the diff below says what was reverted
     try:
         model = nncf.quantize_with_accuracy_control(
-            ov.convert_model(str(ctx.onnx_fp32())), _calibration(nncf, images), validation, _validate,
+            ov.convert_model(str(fp32_file(ctx))), _calibration(nncf, images), validation, _validate,
             max_drop=min(ctx.cfg.max_drop / 100, 1 - AGREEMENT), subset_size=len(images),
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                 max_num_iterations=8, ranking_subset_size=min(300, len(selection.images)), num_ranking_workers=1))
@@ -135,3 +137,33 @@ def quantized_ops(path) -> int:
     model = ov.Core().read_model(str(path))
     return sum(op.get_type_name() == "FakeQuantize" or (op.get_type_name() == "Constant" and
                op.get_element_type() in (ov.Type.i8, ov.Type.u8)) for op in model.get_ops())
+
+
+def explain_layers(bundle, artifact: dict, images, workdir: Path, data_dir: str | None) -> LayerTable:
+    """`verify --explain`: the fp32 and int8 IR with every activation FakeQuantize (and its float producer)
+    added as outputs (`Model.add_outputs`); cumulative."""
+    import numpy as np
+
+    from ..core.stats import sqnr_db
+    from .base import float_file
+
+    ov = require("openvino", "openvino")
+    table = LayerTable("OpenVINO Model.add_outputs (FakeQuantize outputs vs float producers)", "cumulative")
+    core = ov.Core()
+    fm = core.read_model(str(float_file(bundle, artifact["format"])))
+    qm = core.read_model(str(bundle.checked_path(artifact["file"])))
+    fqs = [o for o in qm.get_ordered_ops() if o.get_type_name() == "FakeQuantize"]
+    fqs = [fq for fq in fqs if fq.input_value(0).get_node().get_type_name() != "Constant"]  # activations only
+    srcs = [fq.input_value(0).get_node().get_friendly_name() for fq in fqs]
+    known = {o.get_friendly_name() for o in fm.get_ordered_ops()}
+    pairs = [(fq, s) for fq, s in zip(fqs, srcs) if s in known]
+    nq, nf = len(qm.outputs), len(fm.outputs)
+    qm.add_outputs([(fq.get_friendly_name(), 0) for fq, _ in pairs])
+    fm.add_outputs([(s, 0) for _, s in pairs])
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+    x = images.astype(np.float32)
+    rq, rf = core.compile_model(qm, "CPU", cfg)(x), core.compile_model(fm, "CPU", cfg)(x)
+    for i, (_, name) in enumerate(pairs):
+        f, q = rf[nf + i], rq[nq + i]
+        table.rows.append((name, list(f.shape[1:]), sqnr_db(f, q)))
+    return table

@@ -226,6 +226,3 @@ def load_float_inputs(bundle: Bundle) -> FloatInputs | None:
                            f"{classes} classes (or exceed {FLOAT_IMAGES} images)")
     return out
 
-
-def path_of(bundle: Bundle) -> Path | None:
-    return bundle.path / FILE if "reference" in bundle.manifest else None

@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import CheckFailed
+from ..core.errors import ConversionFailed
 from ..core.files import atomic_write
 from ..core.names import Precision
 from ..core.stats import sqnr_db
-from .base import WrittenFiles
+from .base import LayerTable, WebRuntime, WrittenFiles
 from .tflite_metadata import input_quantization, with_metadata
 
-__all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "spanning", "with_metadata"]
+__all__ = ["FILES", "PRECISIONS", "accuracy_aware", "converter", "debugger", "export", "with_full_range",
+           "with_metadata"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILES = {"fp32": "model.tflite", "fp16": "model.fp16.tflite", "int8": "model.int8.tflite"}
+RUNTIME = "tflite"
+WEB = WebRuntime("@litertjs/core", {
+    ("@litertjs/core", "dist/index.js"): "runtime/litertjs/core/index.js",
+    ("@litertjs/wasm-utils", "dist/index.js"): "runtime/litertjs/wasm-utils/index.js",
+    # LiteRT.js picks one by the browser's features: threads (with relaxed SIMD and cross-origin
+    # isolation), relaxed SIMD alone, or neither (compat)
+    **{("@litertjs/core", f"wasm/litert_wasm_{v}internal.{ext}"): f"runtime/litertjs/wasm/litert_wasm_{v}internal.{ext}"
+       for v in ("", "threaded_", "compat_") for ext in ("js", "wasm")},
+    # LiteRT.js imports its helper by a bare name: without a bundler the page maps it
+}, import_map={"imports": {"@litertjs/wasm-utils": "./runtime/litertjs/wasm-utils/index.js"}})
 
 
 def converter(model, precision: Precision, calibration: np.ndarray | None = None, batch: int = 1):
@@ -38,7 +49,7 @@ def converter(model, precision: Precision, calibration: np.ndarray | None = None
         conv.target_spec.supported_types = [tf.float16]
         details["quantization"] = "float16 weights, float32 compute"
     elif precision == Precision.int8:
-        images = spanning(calibration)
+        images = with_full_range(calibration)
 
         def representative():
             for i in range(0, len(images) - batch + 1, batch):
@@ -53,7 +64,7 @@ def converter(model, precision: Precision, calibration: np.ndarray | None = None
     return conv, details
 
 
-def spanning(calibration: np.ndarray) -> np.ndarray:
+def with_full_range(calibration: np.ndarray) -> np.ndarray:
     """`calibration` with one pixel of its first image set to 0 and one to 255 where its pixels do not already
     reach both ends: the converter sets the uint8 input's scale from the calibrated input range, and only the
     full 0-255 range gives scale 1.0, zero point 0 (raw pixels, as MediaPipe and the web app feed them). One
@@ -112,7 +123,7 @@ def debugger(model, calibration: np.ndarray, images: np.ndarray, denylist: list[
     return dbg
 
 
-def direct(dbg, images: np.ndarray, metrics: dict):
+def per_op_debugger(dbg, images: np.ndarray, metrics: dict):
     """A second debugger over `dbg`'s debug model *content* with `metrics(float, quant, scale, zero_point)`
     computed per op output (the converter path reuses intermediate buffers and misreads them);
     ``run()`` already called."""
@@ -180,7 +191,7 @@ def float_set(readers: dict, tensor: str) -> set[str]:
     return deny
 
 
-def selective(dbg, denylist: list[str]) -> bytes:
+def quantize_except(dbg, denylist: list[str]) -> bytes:
     """The calibrated model quantized with `denylist` (output tensor names) left in float, uint8 input
     and output: the call TFLiteConverter itself makes, plus the denylist. The input must keep
     scale 1.0 and zero point 0 (raw pixels, as MediaPipe feeds them)."""
@@ -193,7 +204,7 @@ def selective(dbg, denylist: list[str]) -> bytes:
                                      denylisted_nodes=denylist)
     quant = input_quantization(flat)
     if quant is None or abs(quant[0] - 1.0) > 1e-6 or quant[1] != 0:
-        raise CheckFailed(f"selective TFLite int8: input quantization {quant}, expected scale 1.0, zero point 0")
+        raise ConversionFailed(f"selective TFLite int8: input quantization {quant}, expected scale 1.0, zero point 0")
     return flat
 
 
@@ -206,10 +217,11 @@ def accuracy_aware(ctx, selection, workdir):
 
     tf = tensorflow()
     dbg = debugger(ctx.model, ctx.calibration(), selection.ranking())
-    rows = [r for r in layer_rows(direct(dbg, selection.ranking(), {"sqnr": _channel_sqnr})) if r["tensor_name"]]
+    per_op = per_op_debugger(dbg, selection.ranking(), {"sqnr": _channel_sqnr})
+    rows = [r for r in layer_rows(per_op) if r["tensor_name"]]
     score = {r["tensor_name"]: float(r["sqnr"]) for r in rows}
     ranked = sorted(score, key=score.get)
-    readers = _readers(selective(dbg, []))
+    readers = _readers(quantize_except(dbg, []))
     quantized = set(ranked)
     for i, tensors in enumerate(doubling_prefixes(ranked)):
         deny = sorted(set().union(*(float_set(readers, t) for t in tensors)) & quantized)
@@ -218,7 +230,7 @@ def accuracy_aware(ctx, selection, workdir):
         root = workdir / f"candidate-{i}"
         root.mkdir()
         details = {}
-        _write(ctx, Precision.int8, selective(dbg, deny), root / FILES["int8"], details)
+        _write(ctx, Precision.int8, quantize_except(dbg, deny), root / FILES["int8"], details)
         yield Recipe(RECIPE, deny, root, {"float_tensors": list(tensors),
                                              "ranked_by": "SQNR dB, min of tensor and median channel",
                                              "worst_db": [round(score[t], 1) for t in tensors],
@@ -231,3 +243,40 @@ def quantized_ops(path) -> int:
 
     interp = TFLiteRunner.import_package().Interpreter(model_path=str(path))
     return sum(t["dtype"] in (np.int8, np.uint8) for t in interp.get_tensor_details())
+
+
+def explain_layers(bundle, artifact: dict, images: np.ndarray, workdir, data_dir: str | None) -> LayerTable:
+    """`verify --explain`: TensorFlow's QuantizationDebugger on the export's own calibration images (their ids
+    are recorded); local (each op fed the quantized input), as that tool measures. Needs TensorFlow and the
+    calibration images: where either is missing the table says so."""
+    from .. import runtimes
+    from ..core.errors import EdgeclsError
+    from ..core.quiet import silenced
+    from ..runtimes.keras import load_bundle_model
+    from ..train import recorded
+
+    table = LayerTable("TensorFlow Lite QuantizationDebugger (layer_direct_compare_metrics)", "local")
+    if not runtimes.runner_class("keras").installed():
+        table.note = ("TensorFlow is not installed: the TFLite per-layer table needs its QuantizationDebugger "
+                      "(pip install 'edgecls[train]')")
+        return table
+    from ..core._tf import tensorflow
+
+    tf = tensorflow()
+    ids = set(artifact.get("calibration", {}).get("ids", []))
+    train = bundle.split_ids("train")
+    try:  # the same calibration images as the export
+        _, calibration, _ = recorded.select(bundle, "train", data_dir=data_dir, exclude=set(train) - ids)
+    except EdgeclsError as err:
+        table.note = f"the calibration images are not available here ({err}); the TFLite table needs them"
+        return table
+    t8 = artifact.get("int8") or {}
+    deny = t8.get("float_layers") if "TFLite" in t8.get("recipe", "") else None
+    metric = {"sqnr": lambda f, q, s, z: sqnr_db(f, (q.astype(np.int32) - z) * s)}
+    with silenced():
+        dbg = per_op_debugger(debugger(load_bundle_model(bundle), calibration, images, deny), images, metric)
+        interp = tf.lite.Interpreter(model_path=str(bundle.checked_path(artifact["file"])))
+    shapes = {t["name"]: [int(d) for d in t["shape"][1:]] for t in interp.get_tensor_details()}
+    for r in layer_rows(dbg):
+        table.rows.append((r["tensor_name"], shapes.get(r["tensor_name"]), float(r["sqnr"])))
+    return table

@@ -59,10 +59,10 @@ def run(job: dict) -> tuple[dict, dict]:
             for i, a in enumerate(job["artifacts"]):
                 entry = {"file": a["file"], "format": a["format"], "precision": a["precision"]}
                 try:
-                    runner = runtimes.create(a["format"])
+                    runner = runtimes.create(runtimes.runtime_of(a))
                     runner.load(bundle.checked_path(a["file"]), threads=1)
                     outputs[f"o{i}"] = np.asarray(runner.predict(x), np.float32)
-                    entry |= {"runtime": runner.name.value, "device": runner.device_ran, "compute": runner.compute,
+                    entry |= {"runtime": str(runner.name), "device": runner.device_ran, "compute": runner.compute,
                               "output": f"o{i}"}
                 except EdgeclsError as e:
                     entry["error"] = str(e)

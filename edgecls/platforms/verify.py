@@ -56,13 +56,13 @@ class PlatformResult:
 
 
 def _runtime_names(runtime_names) -> list[str]:
-    names = parse(Runtime, runtime_names, "--runtime") or [
+    names = parse(runtimes.RUNTIMES, runtime_names, "--runtime") or [
         r for r in runtimes.RUNTIMES if r != Runtime.keras and runtimes.runner_class(r).by_default]
-    other = [Runtime(n).value for n in names if Runtime(n).value not in packages.RUNTIME_DISTS]
+    other = [n for n in names if n not in packages.RUNTIME_DISTS]
     if other:
         raise EdgeclsError(f"--runtime {','.join(other)}: not run under --platform (emulated: "
                            f"{', '.join(packages.RUNTIME_DISTS)})")
-    return [Runtime(n).value for n in names]
+    return [str(n) for n in names]
 
 
 def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str | list[str] | None = None, *,
@@ -94,7 +94,7 @@ def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str 
                                                   f"{p.name}')") for n in names if n not in have}
     run = [n for n in names if n in have]
     arts = [a for a in bundle.manifest["artifacts"] if a["format"] != "keras"]
-    expected = [(a, n, o.get("compute", "")) for a in arts for n in run if runtimes.runner_class(n).runs(a["format"])
+    expected = [(a, n, o.get("compute", "")) for a in arts for n in run if runtimes.runner_class(n).runs(a)
                 for o in option_sets(n, runtime_options)]
     if not expected:
         raise EdgeclsError(f"{bundle.path}: no exported file to verify on {p.name} with runtime(s) "
@@ -202,7 +202,8 @@ def golden_outputs(platform: str = "arm64", cpus: str | list[str] | None = None,
             code = emulator.copy_code(Path(tmp) / "code")
             np.save(Path(tmp) / "inputs.npy", np.asarray(x, np.float32))
             spec = {"mode": "predict", "bundle": bundle, "inputs": str(Path(tmp) / "inputs.npy"),
-                    "artifacts": [{k: a[k] for k in ("file", "format", "precision")} for a in runnable]}
+                    "artifacts": [{k: a[k] for k in ("file", "format", "precision", "runtime") if k in a}
+                                  for a in runnable]}
             jobs = []
             for cpu in models:
                 argv, env = emulator.command(state, cpu, code, emulator.write_job(Path(tmp) / cpu, spec))

@@ -114,7 +114,7 @@ def render_note(text: str) -> None:
     out.print(text, soft_wrap=True, highlight=False)
 
 
-def human(n: int) -> str:
+def size_text(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
@@ -124,7 +124,7 @@ def render_export(result) -> None:
         table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
     for a in result.artifacts:
         ratio, weights = a.get("size_ratio_vs_fp32"), a.get("weights_ratio_vs_fp32")
-        table.add_row(a["format"], a["precision"], a["file"], human(a["total_bytes"]),
+        table.add_row(a["format"], a["precision"], a["file"], size_text(a["total_bytes"]),
                       (f"{ratio:.2f}x" if ratio else "") + (f" (weights {weights:.2f}x)" if weights else ""),
                       f"{a['export_seconds']:.1f}",
                       "[green]ok[/]", int8_gate(a.get("int8")))
@@ -151,7 +151,7 @@ def render_export(result) -> None:
                        + (f"; seen: {'; '.join(_check_sentence(c) for c in seen)}" if seen else "")
                        + "; edgecls verify judges it on held-out + validation images", err=True)
     for f in result.failures:
-        typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)
+        typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)  # type, message: --json
 
 
 OUTCOME = {"pass": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]", "fail": "[red]FAIL[/]"}
@@ -347,7 +347,7 @@ def bench_table(result, outcomes: dict[str, str] | None = None) -> Table:
         if r.get("outputs_ok") is False:
             outcome = "[red]bad outputs[/]"  # the timed outputs differ from its own: see the notes
         table.add_row(r["file"], r["runtime"], str(r["batch"]), p50, p90, f"{r['throughput_ips']:,.0f}",
-                      f"{speed:.1f}x" if speed else "–", human(r["file_bytes"]), outcome)
+                      f"{speed:.1f}x" if speed else "–", size_text(r["file_bytes"]), outcome)
     return table
 
 

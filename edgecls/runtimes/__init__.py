@@ -2,7 +2,9 @@
 
 A runner takes raw 0-255 NHWC pixels (any numeric dtype) and returns float32 class
 probabilities (N, C); quantized uint8 inputs/outputs are handled inside the runner. Each
-artifact format is run by the runtime of the same name.
+exported artifact records the runtime that runs it (``"runtime"`` in its manifest entry, from its
+format module's ``RUNTIME``; older bundles: the runtime of the format's name), so a device finds the
+runner from the manifest alone, without the export package.
 
 Each runner class carries its own facts (`Runner`'s class attributes): the package it needs and
 the extra that installs it, the options it accepts, what its timed call is and whether it
@@ -20,7 +22,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..core.errors import EdgeclsError, require
+from ..core.errors import EdgeclsError, RuntimeMissing, require
 from ..core.names import Device, Precision, Runtime
 from ..core.registry import Registry
 
@@ -45,7 +47,7 @@ class TimedCall:
 class Runner:
     """Base of every runner: the runtime's facts, and what a loaded runner says about itself."""
 
-    name: ClassVar[Runtime]
+    name: ClassVar[str]  # its name in RUNTIMES
     package: ClassVar[str]  # the module `load` imports
     dists: ClassVar[tuple[str, ...]] = ()  # distributions whose versions bench records
     extra: ClassVar[str]  # pip install 'edgecls[extra]' brings it
@@ -53,8 +55,10 @@ class Runner:
     timed: ClassVar[str]  # what the timed call is, in words
     own_latency: ClassVar[bool] = False  # reports its own latency of each call (native_ms)
     devices: ClassVar[tuple[Device, ...]] = (Device.cpu,)
-    formats: ClassVar[tuple[str, ...]] = ()  # the artifact formats it runs; () = the format of its own name
+    formats: ClassVar[tuple[str, ...]] = ()  # formats it runs besides the artifacts that name it their runtime
     by_default: ClassVar[bool] = True  # among "all" runtimes (verify, bench); False: only when named
+    #: where the embeddable `Classifier` ranks it when no format is named (lower first); None: never by default
+    preference: ClassVar[int | None] = None
 
     #: after load: where it really ran ("CPUExecutionProvider", "XNNPACK (CPU)", ...), what the file
     #: holds, and what the non-quantized parts compute in ("fp32"; OpenVINO may run "bf16" or "f16")
@@ -66,7 +70,7 @@ class Runner:
         for key, value in options.items():
             allowed = self.options.get(key)
             if allowed is None:
-                raise EdgeclsError(f"runtime {self.name.value} takes no option {key!r}")
+                raise EdgeclsError(f"runtime {self.name} takes no option {key!r}")
             if value not in allowed:
                 raise EdgeclsError(f"--{key.replace('_', '-')} {value}: choose {', '.join(allowed)}")
 
@@ -75,14 +79,17 @@ class Runner:
         return importlib.util.find_spec(cls.package.split(".")[0]) is not None
 
     @classmethod
-    def runs(cls, fmt: str) -> bool:
-        """Whether it runs artifacts of format `fmt`."""
-        return fmt in (cls.formats or (cls.name.value,))
+    def runs(cls, artifact: dict | str) -> bool:
+        """Whether it runs `artifact` (a manifest entry: the runtime it records, else the runtime of its format's
+        name; or a format name), or any file of a format it declares in `formats`."""
+        fmt = artifact if isinstance(artifact, str) else artifact["format"]
+        own = fmt if isinstance(artifact, str) else artifact.get("runtime") or fmt
+        return own == cls.name or fmt in cls.formats
 
     @classmethod
     def import_package(cls):
-        """The runtime's package, or MissingDependency naming the extra to install."""
-        return require(cls.package, cls.extra)
+        """The runtime's package, or RuntimeMissing naming the extra to install."""
+        return require(cls.package, cls.extra, RuntimeMissing)
 
     def load(self, path: Path, *, device: Device = Device.cpu, threads: int | None = None) -> None:
         raise NotImplementedError
@@ -106,7 +113,8 @@ class Runner:
 
 
 #: runtime -> its Runner class (imported on use, so `edgecls[onnx]` needs no TensorFlow; the web runtimes drive
-#: a generated app in a browser: they live with the app, edgecls.apps.web)
+#: a generated app in a browser: they live with the app, edgecls.apps.web — a registry lookup that
+#: tests/test_layout.py checks as a declared arrow, runtimes -> apps)
 RUNTIMES: Registry = Registry("runtime", "--runtime", {
     Runtime.keras: "edgecls.runtimes.keras:KerasRunner",
     Runtime.onnx: "edgecls.runtimes.onnx:OnnxRunner",
@@ -117,18 +125,19 @@ RUNTIMES: Registry = Registry("runtime", "--runtime", {
 })
 
 
-def runner_class(name: Runtime | str) -> type[Runner]:
+def runner_class(name: str) -> type[Runner]:
     """The runner class of a registered runtime (its module is light: the runtime loads in `load`)."""
-    try:
-        runtime = Runtime(name)
-    except ValueError:
-        raise EdgeclsError(f"unknown runtime {name!r} (choose from {', '.join(RUNTIMES.names())})") from None
-    return RUNTIMES.get(runtime)
+    return RUNTIMES.get(name)
 
 
-def create(name: Runtime | str, **options: str) -> Runner:
+def create(name: str, **options: str) -> Runner:
     """A new, unloaded runner of the registered runtime `name`."""
     return runner_class(name)(**options)
+
+
+def runtime_of(artifact: dict) -> str:
+    """The runtime that runs a manifest's artifact: the one it records, else the one of its format's name."""
+    return artifact.get("runtime") or artifact["format"]
 
 
 def check_threads(threads: int | None) -> None:
@@ -138,7 +147,7 @@ def check_threads(threads: int | None) -> None:
 
 def check_device(cls: type[Runner], device: Device) -> None:
     if Device(device) not in cls.devices:
-        raise EdgeclsError(f"--device {Device(device).value}: {cls.name.value} runs on "
+        raise EdgeclsError(f"--device {Device(device).value}: {cls.name} runs on "
                            f"{', '.join(d.value for d in cls.devices)} only here")
 
 

@@ -24,8 +24,6 @@ from ..core.errors import EdgeclsError
 from ..core.images import load_image
 from ..core.names import Device
 
-DEFAULT_FORMAT_ORDER = ("onnx", "openvino", "tflite")
-
 
 def _installed(fmt: str) -> bool:
     try:
@@ -48,8 +46,9 @@ class Classifier:
 
         With neither `format` nor `precision`: the bundle's current recommendation (`Bundle.recommended()`:
         the file the last bench chose, while its bytes, parity and bench results are current), else the
-        first fp32 file of onnx, openvino, tflite, and `why` says which and why. Either one given: that
-        file (precision fp32 unless given; format the first of the default order that has it).
+        fp32 file whose runtime ranks first by its `preference` (onnx, openvino, tflite), and `why` says which
+        and why. Either one given: that file (precision fp32 unless given; format the first by runtime
+        preference that has it).
 
         Raises:
             EdgeclsError: no such artifact, a hash mismatch, the runtime not installed.
@@ -62,25 +61,28 @@ class Classifier:
         artifact, why = None, ""
         if format is None and precision is None:
             rec = bundle.recommended()
-            if rec.current and _installed(rec.artifact["format"]):
+            if rec.current and _installed(runtimes.runtime_of(rec.artifact)):
                 artifact, why = rec.artifact, rec.why
             else:
                 fallback = (rec.why if not rec.current else f"the recommended {rec.artifact['file']} needs "
-                            f"{rec.artifact['format']}, not installed here")
-                why = (f"{fallback}; using the default order (the first fp32 file of "
-                       f"{', '.join(DEFAULT_FORMAT_ORDER)})")
+                            f"{runtimes.runtime_of(rec.artifact)}, not installed here")
+                why = f"{fallback}; using the default order (the fp32 file whose runtime ranks first)"
         else:
             why = "chosen with " + " and ".join(f"--{k} {v}" for k, v in (("format", format), ("precision", precision))
                                                  if v)
         precision = precision or "fp32"
-        order = [format] if format else [f for f in DEFAULT_FORMAT_ORDER]
-        if artifact is None:
-            artifact = next((arts[(f, precision)] for f in order if (f, precision) in arts), None)
+        if artifact is None and format:
+            artifact = arts.get((format, precision))
+        elif artifact is None:
+            ranked = [(rank, i, a) for i, a in enumerate(bundle.manifest["artifacts"]) if a["precision"] == precision
+                      and runtimes.runtime_of(a) in runtimes.RUNTIMES
+                      and (rank := runtimes.runner_class(runtimes.runtime_of(a)).preference) is not None]
+            artifact = min(ranked, key=lambda r: r[:2])[2] if ranked else None
         if artifact is None:
             have = ", ".join(f"{f} {p}" for f, p in arts if f != "keras") or "none"
             raise EdgeclsError(f"{bundle.path}: no {format or 'exported'} {precision} artifact (exported: {have}); "
                                "run 'edgecls export' first")
-        runner = runtimes.create(artifact["format"])
+        runner = runtimes.create(runtimes.runtime_of(artifact))
         runner.load(bundle.checked_path(artifact["file"]), device=Device(device), threads=threads)
         check_contract(bundle, artifact, runner)
         return cls(bundle, artifact, runner, why)
@@ -99,7 +101,7 @@ class Classifier:
 
     def classify_files(self, paths: list[str | Path], top: int = 3) -> "Predictions":
         """`classify` with what was run, for a table or JSON (`edgecls predict`)."""
-        return Predictions(self.artifact["file"], self.runner.name.value, self.artifact["precision"],
+        return Predictions(self.artifact["file"], str(self.runner.name), self.artifact["precision"],
                            min(top, len(self.labels)), [str(p) for p in paths], self.classify(paths, top), self.why)
 
     def classify(self, paths: list[str | Path], top: int = 3) -> list[list[tuple[str, float]]]:

@@ -14,6 +14,7 @@ from . import Runner, TimedCall, as_float, check_threads
 
 class OnnxRunner(Runner):
     name = Runtime.onnx
+    preference = 1  # the embeddable Classifier's first choice when no format is named
     package = "onnxruntime"
     dists = ("onnxruntime", "onnxruntime-gpu")
     extra = "onnx"

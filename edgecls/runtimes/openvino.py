@@ -19,6 +19,7 @@ COMPUTE = ("f32", "bf16", "f16", "default")
 
 class OpenVINORunner(Runner):
     name = Runtime.openvino
+    preference = 2
     package = "openvino"
     dists = ("openvino",)
     extra = "openvino"

@@ -15,6 +15,7 @@ from . import Runner, TimedCall, check_threads
 
 class TFLiteRunner(Runner):
     name = Runtime.tflite
+    preference = 3
     package = "ai_edge_litert.interpreter"
     dists = ("ai-edge-litert",)
     extra = "tflite"

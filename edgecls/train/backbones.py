@@ -18,6 +18,7 @@ with ordinary batch-norm. Stochastic depth (drop-connect) of the original traini
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import EdgeclsError, MissingDependency
+from .pretrained import Pretrained, block_count, set_trainable  # noqa: F401  (the family follows their convention)
 
 BN_EPSILON = 1e-3
 STEM, HEAD = 32, 1280
@@ -36,16 +38,9 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 MIN_SIZE = 32  # five stride-2 steps: 32 pixels leave a 1x1 map
 MAX_SIZE = 512
-# what the backbone works at when --backbone-size is not given and the images are smaller: measured with
-# benchmarks/small_data.py --backbone-sizes (docs/measurements.md): 224 no better than 128 on fashion-1000
-# (3 seeds) or real photos, at 2.6x the latency; 64 and 96 two points lower
+# what the backbone works at when --backbone-size is not given and the images are smaller: chosen with
+# benchmarks/small_data.py --backbone-sizes (docs/measurements.md)
 DEFAULT_SIZE = 128
-
-
-def default_size(image_size: int) -> int:
-    """The backbone size for images of `image_size` pixels: `DEFAULT_SIZE`, never smaller than the images
-    (larger images are not shrunk inside the model)."""
-    return min(MAX_SIZE, max(DEFAULT_SIZE, image_size))
 
 
 @dataclass(frozen=True)
@@ -270,26 +265,6 @@ def _assign(model, v: Variant, sd: dict[str, np.ndarray], *, gray: bool, imagene
         model.get_layer("imagenet_logits").set_weights([sd["_fc.weight"].T, sd["_fc.bias"]])
 
 
-def set_trainable(model, blocks: int) -> None:
-    """Make the new head (``logits``) trainable and, with `blocks` > 0, also the head convolution and the top
-    `blocks` MBConv blocks; everything else is frozen. Batch-norm layers keep the trainability they were built
-    with (frozen, in inference mode, in a pretrained backbone)."""
-    first = block_count(model) - blocks
-    for layer in model.layers:
-        if type(layer).__name__ == "BatchNormalization":
-            continue
-        name = layer.name
-        if name.startswith("block"):
-            layer.trainable = blocks > 0 and int(name[5:].split("_")[0]) >= first
-        else:
-            layer.trainable = name == "logits" or (name == "head_conv" and blocks > 0)
-
-
-def block_count(model) -> int:
-    """How many MBConv blocks a backbone model has (its layers named ``block<i>_...``)."""
-    return len({layer.name.split("_")[0] for layer in model.layers if layer.name.startswith("block")})
-
-
 def _builder(name: str):
     def builder(input_shape, num_classes: int, pretrained: bool = True, backbone_size: int | None = None, **_):
         return build(VARIANTS[name], input_shape, num_classes, pretrained=pretrained, backbone_size=backbone_size)
@@ -298,6 +273,13 @@ def _builder(name: str):
     builder.__doc__ = (f"{name}: ImageNet-pretrained (package {VARIANTS[name].package}), a new head; "
                        "--backbone-size resizes inside the model.")
     return builder
+
+
+def facts(v: Variant) -> Pretrained:
+    """What the architecture registry's entry of `v` says (edgecls.train.models.ARCHITECTURES)."""
+    return Pretrained(weights={"source": "ImageNet", "package": v.package, "version": v.version, "file": v.file,
+                               "sha256": v.sha256}, blocks=len(v.blocks()), min_size=MIN_SIZE, max_size=MAX_SIZE,
+                      default_size=DEFAULT_SIZE, require=functools.partial(weights_file, v))
 
 
 #: the architecture registry's entries (edgecls.train.models.ARCHITECTURES): one builder per variant

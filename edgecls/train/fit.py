@@ -1,9 +1,9 @@
-"""Fit, evaluate on the held-out split, and write the bundle."""
+"""Train: set the run up (data, split, architecture, plan, placement), fit it (edgecls.train.fitting), evaluate
+on the held-out split, and write the bundle (edgecls.train.output)."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +11,10 @@ import numpy as np
 from ..core.errors import EdgeclsError
 from ..core.files import ensure_writable
 from ..core.names import MAX_BATCH
-from . import dataset, distribute, record, sources, splits
+from . import dataset, distribute, output, sources, splits
 from .baseline import pixel_baseline
-from .plan import TrainPlan, make_plan, make_transfer_plan
+from .fitting import EpochLog, Fitted, TrainHooks, fit_distributed, fit_one_device  # noqa: F401  (TrainHooks, EpochLog: imported from here)
+from .plan import make_plan, make_transfer_plan
 
 MAX_EPOCHS_GIVEN = 10000
 
@@ -68,13 +69,13 @@ class TrainConfig:
 
     def _validate_backbone(self) -> None:
         """The options of pretrained backbones, and their weights package, checked before any work."""
-        from . import backbones
-        from .models import ARCHITECTURES, PRETRAINED
+        from .models import ARCHITECTURES, pretrained, pretrained_names
 
         if self.arch is not None and self.arch not in ARCHITECTURES:
             raise EdgeclsError(f"--arch {self.arch!r}: unknown architecture (choose from {', '.join(ARCHITECTURES)})")
-        backbone = self.arch in PRETRAINED
-        names = ", ".join(sorted(PRETRAINED))
+        facts = pretrained(self.arch)
+        backbone = facts is not None
+        names = ", ".join(sorted(pretrained_names()))
         for given, option in ((not self.pretrained, "--no-pretrained"), (self.backbone_size is not None,
                               f"--backbone-size {self.backbone_size}"),
                               (self.fine_tune_blocks is not None, f"--fine-tune-blocks {self.fine_tune_blocks}")):
@@ -82,16 +83,16 @@ class TrainConfig:
                 raise EdgeclsError(f"{option}: applies only to a pretrained backbone (--arch {names}); "
                                    + (f"--arch {self.arch} is not one" if self.arch else
                                       "name it with --arch (the default depends on the images)"))
-        if self.backbone_size is not None and not backbones.MIN_SIZE <= self.backbone_size <= backbones.MAX_SIZE:
-            raise EdgeclsError(f"--backbone-size {self.backbone_size}: must be between {backbones.MIN_SIZE} and "
-                               f"{backbones.MAX_SIZE} pixels")
+        if self.backbone_size is not None and not facts.min_size <= self.backbone_size <= facts.max_size:
+            raise EdgeclsError(f"--backbone-size {self.backbone_size}: must be between {facts.min_size} and "
+                               f"{facts.max_size} pixels")
         if self.fine_tune_blocks is not None and self.fine_tune_blocks < 0:
             raise EdgeclsError(f"--fine-tune-blocks {self.fine_tune_blocks}: must be 0 (head only) or more")
         if backbone and self.pretrained:
             if self.strategy != distribute.Strategy.default.value:
                 raise EdgeclsError(f"--strategy {self.strategy}: transfer learning runs on one device for now; "
                                    "use --strategy default (or --no-pretrained)")
-            backbones.weights_file(backbones.VARIANTS[self.arch])  # not installed: says what to install
+            facts.require()  # not installed: says what to install
 
     def bundle_dir(self, data: sources.Data) -> Path:
         if self.out is not None:
@@ -101,69 +102,12 @@ class TrainConfig:
 
 
 @dataclass
-class EpochLog:
-    epoch: int  # 1-based
-    epochs: int
-    loss: float
-    accuracy: float
-    val_loss: float
-    val_accuracy: float
-    seconds: float
-
-
-class TrainHooks:
-    """What `train` reports as it goes; the CLI overrides these to draw progress. No-ops here."""
-
-    def start(self, info: dict) -> None: ...
-    def epoch_start(self, epoch: int, steps: int) -> None: ...
-    def batch(self, step: int) -> None: ...
-    def epoch_end(self, log: EpochLog) -> None: ...
-    def evaluating(self) -> None: ...
-
-
-@dataclass
 class TrainResult:
     bundle: Path | None  # None on a worker that is not the chief (it writes nothing)
     manifest: dict
     history: list[dict] = field(default_factory=list)
     interrupted: bool = False
     written: bool = True
-
-
-def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict], keep_best: bool,
-              offset: int = 0, phase: str | None = None):
-    """Reports progress, records the history, and keeps the weights to end with: the best by validation
-    loss (`keep_best`, with early stopping) or the last completed epoch's (so Ctrl-C can still save them).
-    A phase of transfer learning counts its epochs from `offset` and names itself in the history."""
-
-    class Hooks(keras.callbacks.Callback):
-        best_loss = np.inf
-        kept_weights = None
-        kept_epoch = 0
-        train_seconds = 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-            hooks.epoch_start(offset + epoch + 1, steps)
-
-        def on_train_batch_end(self, batch, logs=None):
-            hooks.batch(batch + 1)
-
-        def on_test_begin(self, logs=None):
-            self.train_seconds += time.perf_counter() - self.t0
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            log = EpochLog(offset + epoch + 1, epochs, float(logs["loss"]), float(logs["accuracy"]),
-                           float(logs["val_loss"]), float(logs["val_accuracy"]),
-                           time.perf_counter() - self.t0)
-            history.append(asdict(log) | ({"phase": phase} if phase else {}))
-            if not keep_best or log.val_loss < self.best_loss:
-                self.best_loss, self.kept_epoch = min(self.best_loss, log.val_loss), offset + epoch + 1
-                self.kept_weights = self.model.get_weights()
-            hooks.epoch_end(log)
-
-    return Hooks()
 
 
 def evaluate(model, data: sources.Data, idx: np.ndarray, batch_size: int = 256) -> dict:
@@ -214,117 +158,6 @@ def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int 
     return len(pick)
 
 
-def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
-    """Linear warm-up to `cfg.lr`, then cosine decay to 1% of it, counted in optimiser steps."""
-    return k.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr / 100, decay_steps=max(1, plan.total_steps - plan.warmup_steps), alpha=0.01,
-        warmup_target=cfg.lr, warmup_steps=plan.warmup_steps)
-
-
-def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks, run=None,
-         offset: int = 0, total: int | None = None, phase: str | None = None):
-    """Fit under the plan: `model.fit` on one device, else `run(callbacks)` (the distributed loop).
-    A phase of transfer learning: its epochs are numbered from `offset` out of `total`.
-
-    Returns (history, the tracking callback, interrupted, seconds)."""
-    history: list[dict] = []
-    cb = _callback(k, hooks, total or plan.epochs, plan.steps_per_epoch, history, keep_best=plan.early_stopping,
-                   offset=offset, phase=phase)
-    callbacks = [cb]
-    if plan.early_stopping:
-        callbacks.append(k.callbacks.EarlyStopping(monitor="val_loss", patience=plan.patience,
-                                                   start_from_epoch=plan.start_from_epoch))
-    interrupted = False
-    t0 = time.perf_counter()
-    try:
-        if run is None:
-            model.fit(train_ds, validation_data=val_ds, epochs=plan.epochs, callbacks=callbacks, verbose=0,
-                      shuffle=False)  # the tf.data pipeline shuffles, seeded
-        else:
-            run(callbacks)
-    except KeyboardInterrupt:
-        if cb.kept_weights is None:
-            raise
-        interrupted = True
-    seconds = time.perf_counter() - t0
-    if cb.kept_weights is not None:
-        model.set_weights(cb.kept_weights)
-    return history, cb, interrupted, seconds
-
-
-@dataclass
-class _Kept:
-    """What the fitting of every phase together kept (the tracking callback's fields)."""
-
-    kept_weights: list | None = None
-    kept_epoch: int = 0
-    train_seconds: float = 0.0
-
-
-def _transfer_fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks):
-    """Transfer learning: each of the plan's phases unfreezes its blocks, gets a fresh Adam on its own
-    schedule, and starts from the weights the previous phase kept. Ctrl-C in a later phase before its first
-    epoch ends keeps the previous phase's weights. Returns what `_fit` returns."""
-    from .backbones import set_trainable
-
-    history: list[dict] = []
-    kept, seconds, interrupted = _Kept(), 0.0, False
-    for phase in plan.phases:
-        set_trainable(model, phase.blocks)
-        sub = plan.phase_plan(phase)
-        model.compile(optimizer=k.optimizers.Adam(_schedule(k, replace(cfg, lr=phase.lr), sub)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        before = model.get_weights()
-        try:
-            h, cb, interrupted, s = _fit(k, model, cfg, sub, train_ds, val_ds, hooks, offset=len(history),
-                                         total=plan.epochs, phase=phase.name)
-        except KeyboardInterrupt:
-            if not history:
-                raise
-            model.set_weights(before)
-            interrupted = True
-            break
-        history += h
-        seconds += s
-        kept.train_seconds += cb.train_seconds
-        kept.kept_epoch, kept.kept_weights = cb.kept_epoch, cb.kept_weights
-        if interrupted:
-            break
-    return history, kept, interrupted, seconds
-
-
-def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, data, split, build_model):
-    """(model, run) for the loop under `strategy`: the model and optimiser made in its scope, each worker
-    reading its own shard of the training images (split before decoding)."""
-    from . import loop
-
-    with strategy.scope():
-        model = build_model()
-        optimizer = k.optimizers.Adam(_schedule(k, cfg, plan))
-
-    def shard(ctx):
-        return dataset.tf_dataset(
-            data, split.train, batch_size=ctx.get_per_replica_batch_size(plan.batch_size), shuffle=True,
-            augment=plan.augment if plan.augment != "none" else False, seed=cfg.seed,
-            shard=(ctx.num_input_pipelines, ctx.input_pipeline_id), repeat=True, cache_dir=cfg.cache)
-
-    val = dataset.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache,
-                              cache_key=placement.task)  # every worker decodes it whole: its own file
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_dist = strategy.distribute_datasets_from_function(shard)
-    val_dist = strategy.experimental_distribute_dataset(val.with_options(options))
-
-    def run(callbacks):
-        try:
-            loop.fit(tf, k, strategy, model, optimizer, epochs=plan.epochs, steps=plan.steps_per_epoch,
-                     global_batch=plan.batch_size, train_dist=train_dist, val_dist=val_dist, callbacks=callbacks)
-        except tf.errors.OpError as e:
-            raise distribute.failure(e, placement) from None
-
-    return model, run
-
-
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
 
@@ -346,8 +179,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
             error), or, as distribute.WorkerLost, a worker of a multi-worker run never came up or stopped
             answering (exit code 3; nothing is written; a previous bundle is left intact).
     """
-    from . import backbones
-    from .models import PRETRAINED, choose_arch
+    from .models import choose_arch, pretrained
 
     hooks = hooks or TrainHooks()
     cfg.validate()
@@ -356,7 +188,8 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     arch, why = (cfg.arch, "given with --arch") if cfg.arch else choose_arch(
         data, one_device=cfg.strategy == distribute.Strategy.default.value)
     cfg = replace(cfg, arch=arch)
-    transfer = arch in PRETRAINED and cfg.pretrained
+    facts = pretrained(arch)
+    transfer = facts is not None and cfg.pretrained
     split = splits.split(data, test_fraction=cfg.test_split, val_fraction=cfg.val_split,
                            seed=cfg.seed, limit=cfg.limit)
     out = cfg.bundle_dir(data)
@@ -365,12 +198,12 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     strategy, placement = distribute.create(cfg.strategy, worker_timeout=cfg.worker_timeout,
                                             heartbeat_timeout=cfg.heartbeat_timeout)
     backbone_size = None
-    if arch in PRETRAINED:
-        backbone_size = cfg.backbone_size or backbones.default_size(data.input_shape[0])
+    if facts is not None:
+        backbone_size = cfg.backbone_size or facts.size_for(data.input_shape[0])
     if transfer:
         plan = make_transfer_plan(len(split.train), len(split.val), lr=cfg.lr, epochs=cfg.epochs,
                                   batch_size=cfg.batch_size, patience=cfg.patience, augment=cfg.augment,
-                                  blocks=len(backbones.VARIANTS[arch].blocks()), fine_tune_blocks=cfg.fine_tune_blocks)
+                                  blocks=facts.blocks, fine_tune_blocks=cfg.fine_tune_blocks)
     else:
         plan = make_plan(len(split.train), len(split.val), epochs=cfg.epochs, batch_size=cfg.batch_size,
                          patience=cfg.patience, augment=cfg.augment, replicas=placement.replicas)
@@ -389,42 +222,28 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
         return build(arch, data.input_shape, len(data.classes), width=cfg.width, pretrained=cfg.pretrained,
                      backbone_size=backbone_size)
 
-    augment = plan.augment if plan.augment != "none" else False
-    run = None
-    if strategy is None:
-        model = build_model()
-        if not transfer:  # transfer learning compiles once per phase
-            model.compile(optimizer=k.optimizers.Adam(_schedule(k, cfg, plan)),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        train_ds = dataset.tf_dataset(data, split.train, batch_size=plan.batch_size, shuffle=True,
-                                       augment=augment, seed=cfg.seed, cache_dir=cfg.cache)
-        val_ds = dataset.tf_dataset(data, split.val, batch_size=max(plan.batch_size, 256), cache_dir=cfg.cache)
-    else:
-        model, run = _distributed(tf, k, strategy, placement, cfg, plan, data, split, build_model)
-        train_ds = val_ds = None
-    arch_section, notes = record.architecture(cfg, model, why, backbone_size), record.notes(cfg, data, backbone_size)
-    hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
-                 "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
-                 "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
-                 "steps": plan.steps_per_epoch, "plan": plan.to_dict(),
-                 "distribute": record.scale_section(placement, plan, cfg), "writes": chief,
-                 "architecture": arch_section, "notes": notes})
+    run = output.TrainingRun(cfg, data, split, out, plan, placement, why, backbone_size,
+                             output.notes(cfg, data, backbone_size))
 
-    if transfer:
-        history, cb, interrupted, fit_seconds = _transfer_fit(k, model, cfg, plan, train_ds, val_ds, hooks)
+    def announce(model) -> None:
+        """Say what is about to be trained (the CLI prints it), once the model is built."""
+        hooks.start({"bundle": str(out), "dataset": data.name, "classes": len(data.classes),
+                     "input_shape": list(data.input_shape), "train": len(split.train), "val": len(split.val),
+                     "test": len(split.test), "skipped": len(data.skipped), "params": model.count_params(),
+                     "steps": plan.steps_per_epoch, "plan": plan.to_dict(),
+                     "distribute": output.scale_section(placement, plan, cfg), "writes": chief,
+                     "architecture": output.architecture(run, model), "notes": run.notes})
+
+    if strategy is None:
+        model, fitted = fit_one_device(k, run, build_model, transfer, hooks, announce)
     else:
-        history, cb, interrupted, fit_seconds = _fit(k, model, cfg, plan, train_ds, val_ds, hooks, run)
-    if strategy is not None:  # the rest runs on the kept weights, one device, outside the strategy
-        weights = cb.kept_weights if cb.kept_weights is not None else model.get_weights()
-        model = build_model()
-        model.set_weights(weights)
+        model, fitted = fit_distributed(tf, k, strategy, run, build_model, hooks, announce)
     if not chief:
-        return TrainResult(None, {}, history, interrupted, written=False)
+        return TrainResult(None, {}, fitted.history, fitted.interrupted, written=False)
     hooks.evaluating()
-    bn_images = _recalibrate_bn(model, data, split.train, seed=cfg.seed)
-    metrics = evaluate(model, data, split.test)
-    base = pixel_baseline(data, split.train, split.test, seed=cfg.seed)
-    manifest, split_ids = record.manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted,
-                                    fit_seconds, bn_images, metrics, base, arch_section, backbone_size, notes)
-    record.write_bundle(out, model, manifest, history, split_ids)
-    return TrainResult(out, manifest, history, interrupted)
+    evaluation = output.Evaluation(_recalibrate_bn(model, data, split.train, seed=cfg.seed),
+                                   evaluate(model, data, split.test),
+                                   pixel_baseline(data, split.train, split.test, seed=cfg.seed))
+    manifest, split_ids = output.manifest(run, model, fitted, evaluation)
+    output.write_bundle(out, model, manifest, fitted.history, split_ids)
+    return TrainResult(out, manifest, fitted.history, fitted.interrupted)

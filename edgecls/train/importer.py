@@ -3,7 +3,7 @@ that export, verify, bench, app, golden and report treat exactly like a trained 
 
 The data are split as training splits them (stratified, seeded), the imported model is evaluated on the held-out
 part and the pixel baseline fitted and scored on the same split, and the bundle is written by the training
-stage's own code (`edgecls.train.record`): model.keras (the user's model, wrapped only where its preprocessing
+stage's own code (`edgecls.train.output`): model.keras (the user's model, wrapped only where its preprocessing
 was declared or its output is logits: `edgecls.train.foreign`), the split, and a manifest whose ``imported``
 section says where the model came from and what was read or declared about its pixels and its output.
 
@@ -25,7 +25,7 @@ import numpy as np
 from ..core.bundle import new_manifest
 from ..core.errors import EdgeclsError
 from ..core.files import ensure_writable
-from . import foreign, record, sources, splits
+from . import foreign, output, sources, splits
 from .baseline import pixel_baseline
 
 OUTPUTS = ("auto", "probabilities", "logits")
@@ -265,7 +265,7 @@ def import_model(cfg: ImportConfig) -> ImportResult:
                                                   out_record, metrics, base, time.perf_counter() - t0,
                                                   {"tensorflow": tensorflow().__version__,
                                                    "keras": keras().__version__})
-            record.write_bundle(out, model, manifest, [], split_ids, keras_parts=parts)
+            output.write_bundle(out, model, manifest, [], split_ids, keras_parts=parts)
     return ImportResult(out, manifest, manifest["imported"]["notes"])
 
 
@@ -274,8 +274,8 @@ def record_manifest(cfg: ImportConfig, f: foreign.Foreign, data, split, out: Pat
                     versions: dict) -> tuple[dict, dict | None]:
     """The imported bundle's manifest (and the split ids for split.json when there are many)."""
     manifest = new_manifest(out.name)
-    manifest["dataset"], split_ids = record.dataset_section(cfg, data, split, out)
-    spec = record.input_spec(data)
+    manifest["dataset"], split_ids = output.dataset_section(cfg, data, split, out)
+    spec = output.input_spec(data)
     inside = (prep.describe(shape[2]) if prep is not None else
               f"the model normalises them itself ({', '.join(f.inside)})" if f.inside else
               "the model takes them as they are")

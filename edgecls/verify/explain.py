@@ -5,13 +5,11 @@ ratio (SQNR, dB: ``20 log10(|float| / |float - int8|)``, lower is worse) of the 
 activation against the float model's, measured with each vendor's own tool on a small sample of
 the bundle's held-out images:
 
-- ONNX: onnxruntime's `qdq_loss_debug` on the fp32 graph (as quant_pre_process gives it) and the
-  QDQ file; *cumulative* (the float model vs the QDQ model up to that tensor).
-- OpenVINO: the fp32 and int8 IR with every FakeQuantize (and the float producer) added as outputs
-  (`Model.add_outputs`); *cumulative*.
-- TFLite: TensorFlow's `QuantizationDebugger` (needs TensorFlow and the calibration images; where
-  either is missing the table says so); *local* (each op fed the quantized input), as that tool
-  measures.
+Each format module measures its own table (`explain_layers`, beside its accuracy-aware int8 recipe,
+which ranks layers with the same tool): ONNX with onnxruntime's `qdq_loss_debug`, OpenVINO by adding
+the FakeQuantize outputs (`Model.add_outputs`), TFLite with TensorFlow's `QuantizationDebugger` (needs
+TensorFlow and the calibration images; where either is missing the table says so). A format without
+one gets a table that says so.
 
 A row is flagged where the error jumps: SQNR below `FLOOR_DB`, or more than `JUMP_DB` below the
 previous row's.
@@ -28,9 +26,9 @@ import numpy as np
 
 from ..core.bundle import Bundle
 from ..core.errors import EdgeclsError
-from ..core.names import Format, Precision, Runtime, parse
-from ..core.stats import SQNR_CAP_DB, sqnr_db
-from ..runtimes.keras import load_bundle_model
+from ..core.names import Precision, parse
+from ..core.stats import SQNR_CAP_DB
+from ..export.base import FORMATS, format_module
 from ..train import recorded
 
 FLOOR_DB = 20.0
@@ -93,8 +91,11 @@ def flag(rows: list[LayerError]) -> list[LayerError]:
 
 def int8_artifacts(bundle: Bundle, runtime_names=None) -> list[dict]:
     """The bundle's int8 artifacts of the selected runtimes; EdgeclsError when there is none."""
-    names = parse(Runtime, runtime_names, "--runtime") or [f.value for f in Format]
-    found = [a for a in bundle.manifest["artifacts"] if a["precision"] == Precision.int8 and a["format"] in names]
+    from .. import runtimes
+
+    names = parse(runtimes.RUNTIMES, runtime_names, "--runtime") or list(runtimes.RUNTIMES)
+    found = [a for a in bundle.manifest["artifacts"] if a["precision"] == Precision.int8
+             and any(runtimes.runner_class(n).runs(a) for n in names)]
     if not found:
         raise EdgeclsError(f"{bundle.path}: --explain needs an int8 artifact and there is none "
                            f"(run 'edgecls export {bundle.path} --int8' first)")
@@ -123,105 +124,22 @@ def explain(bundle_path: str | Path, runtime_names=None, *, images: int = DEFAUL
     bundle = Bundle.open(bundle_path)
     artifacts = int8_artifacts(bundle, runtime_names)
     x = sample(bundle, images, data_dir)
-    tools = {"onnx": _onnx, "tflite": _tflite, "openvino": _openvino}
     out = []
     for a in artifacts:
         e = Explanation(a["format"], a["precision"], a["file"], tool="", measure="", images=len(x))
-        with tempfile.TemporaryDirectory(prefix="edgecls-explain-") as tmp:
-            try:
-                tools[a["format"]](bundle, a, x, Path(tmp), e, data_dir)
-            except EdgeclsError as err:
-                e.note = str(err)
+        tool = getattr(format_module(a["format"]), "explain_layers", None) if a["format"] in FORMATS else None
+        if tool is None:
+            e.note = f"no per-layer tool for {a['format']} files"
+        else:
+            with tempfile.TemporaryDirectory(prefix="edgecls-explain-") as tmp:
+                try:
+                    table = tool(bundle, a, x, Path(tmp), data_dir)
+                except EdgeclsError as err:
+                    e.note = str(err)
+                else:
+                    e.tool, e.measure, e.note = table.tool, table.measure, table.note
+                    e.layers = [LayerError(name, keras_layer(name), shape, round(min(CAP_DB, float(db)), 2))
+                                for name, shape, db in table.rows]
         flag(e.layers)
         out.append(e)
     return out
-
-
-def _float_file(bundle: Bundle, fmt: str) -> Path:
-    a = next((a for a in bundle.manifest["artifacts"] if a["format"] == fmt and a["precision"] == "fp32"), None)
-    if a is None:
-        raise EdgeclsError(f"no fp32 {fmt} file in the bundle to compare with (run 'edgecls export')")
-    return bundle.checked_path(a["file"])
-
-
-def _onnx(bundle, artifact, x, tmp, e, data_dir) -> None:
-    from ..core.errors import require
-
-    require("onnxruntime", "onnx")
-    import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from ..core.quiet import silenced
-    from ..export.onnx import tensor_errors
-
-    e.tool, e.measure = "onnxruntime qdq_loss_debug (xmodel_err)", "cumulative"
-    pre = tmp / "pre.onnx"
-    with silenced():
-        quant_pre_process(str(_float_file(bundle, "onnx")), str(pre), skip_symbolic_shape=False)
-        errors = tensor_errors(pre, bundle.checked_path(artifact["file"]), x, tmp)
-    graph = onnx.load(str(pre)).graph
-    shapes = {v.name: [d.dim_value or None for d in v.type.tensor_type.shape.dim][1:]
-              for v in [*graph.value_info, *graph.output]}
-    inputs = {i.name for i in graph.input}
-    for node in graph.node:
-        for t in node.output:
-            if t in errors and t not in inputs and "xmodel_err" in errors[t]:
-                e.layers.append(LayerError(t, keras_layer(t), shapes.get(t), round(min(CAP_DB, float(
-                    errors[t]["xmodel_err"])), 2)))
-
-
-def _tflite(bundle, artifact, x, tmp, e, data_dir) -> None:
-    from .. import runtimes
-    from ..core.quiet import silenced
-
-    e.tool, e.measure = "TensorFlow Lite QuantizationDebugger (layer_direct_compare_metrics)", "local"
-    if not runtimes.runner_class(Runtime.keras).installed():
-        e.note = ("TensorFlow is not installed: the TFLite per-layer table needs its QuantizationDebugger "
-                  "(pip install 'edgecls[train]')")
-        return
-    from ..core._tf import tensorflow
-    from ..export.tflite import debugger, direct, layer_rows
-
-    tf = tensorflow()
-    record = artifact.get("calibration", {})
-    ids = set(record.get("ids", []))
-    train = bundle.split_ids("train")
-    try:  # the same calibration images as the export (their ids are recorded)
-        _, calibration, _ = recorded.select(bundle, "train", data_dir=data_dir, exclude=set(train) - ids)
-    except EdgeclsError as err:
-        e.note = f"the calibration images are not available here ({err}); the TFLite table needs them"
-        return
-    t8 = artifact.get("int8") or {}
-    deny = t8.get("float_layers") if "TFLite" in t8.get("recipe", "") else None
-    metric = {"sqnr": lambda f, q, s, z: sqnr_db(f, (q.astype(np.int32) - z) * s)}
-    with silenced():
-        dbg = direct(debugger(load_bundle_model(bundle), calibration, x, deny), x, metric)
-        interp = tf.lite.Interpreter(model_path=str(bundle.checked_path(artifact["file"])))
-    shapes = {t["name"]: [int(d) for d in t["shape"][1:]] for t in interp.get_tensor_details()}
-    for r in layer_rows(dbg):
-        name = r["tensor_name"]
-        e.layers.append(LayerError(name, keras_layer(name), shapes.get(name), round(float(r["sqnr"]), 2)))
-
-
-def _openvino(bundle, artifact, x, tmp, e, data_dir) -> None:
-    from ..core.errors import require
-
-    ov = require("openvino", "openvino")
-    e.tool, e.measure = "OpenVINO Model.add_outputs (FakeQuantize outputs vs float producers)", "cumulative"
-    core = ov.Core()
-    fm = core.read_model(str(_float_file(bundle, "openvino")))
-    qm = core.read_model(str(bundle.checked_path(artifact["file"])))
-    fqs = [o for o in qm.get_ordered_ops() if o.get_type_name() == "FakeQuantize"]
-    fqs = [fq for fq in fqs if fq.input_value(0).get_node().get_type_name() != "Constant"]  # activations only
-    srcs = [fq.input_value(0).get_node().get_friendly_name() for fq in fqs]
-    known = {o.get_friendly_name() for o in fm.get_ordered_ops()}
-    pairs = [(fq, s) for fq, s in zip(fqs, srcs) if s in known]
-    nq, nf = len(qm.outputs), len(fm.outputs)
-    qm.add_outputs([(fq.get_friendly_name(), 0) for fq, _ in pairs])
-    fm.add_outputs([(s, 0) for _, s in pairs])
-    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
-    xf = x.astype(np.float32)
-    rq, rf = core.compile_model(qm, "CPU", cfg)(xf), core.compile_model(fm, "CPU", cfg)(xf)
-    for i, (_, name) in enumerate(pairs):
-        f, q = rf[nf + i], rq[nq + i]
-        e.layers.append(LayerError(name, keras_layer(name), list(f.shape[1:]), round(sqnr_db(f, q), 2)))

@@ -126,7 +126,7 @@ def _write_images(stage: Path, bundle: Bundle, ids, images, labels, paths) -> tu
 def _run(bundle: Bundle, artifact: dict, x: np.ndarray):
     from ..runtimes.classifier import check_contract
 
-    runner = runtimes.create(artifact["format"])
+    runner = runtimes.create(runtimes.runtime_of(artifact))
     runner.load(bundle.checked_path(artifact["file"]), threads=1)
     check_contract(bundle, artifact, runner)  # the manifest's input and labels are this model's
     return runner, np.asarray(runner.predict(x), np.float32)
@@ -218,12 +218,12 @@ def write_golden(bundle_dir: str | Path, out: str | Path | None = None, count: i
             if a["precision"] == "fp32":
                 fp32[a["format"]] = probs
             entry = {"format": a["format"], "precision": a["precision"], "artifact": a["file"],
-                     "artifact_sha256": a["sha256"], "runtime": runner.name.value, "device": runner.device_ran,
+                     "artifact_sha256": a["sha256"], "runtime": str(runner.name), "device": runner.device_ran,
                      "file": _npy(stage, f"outputs/{a['format']}-{a['precision']}.npy", probs),
                      "probabilities": probs.tolist(), "top1": [bundle.labels()[k] for k in probs.argmax(1)],
                      "tolerance": (_int8_tolerance(bundle, a, probs, keras, fp32) if a["precision"] == "int8"
                                    else dict(TOLERANCES[a["precision"]]))}
-            if a["format"] == "tflite" and hasattr(runner, "quantize") and runner.inp["dtype"] == np.uint8:
+            if hasattr(runner, "quantize") and runner.inp["dtype"] == np.uint8:  # the runner quantizes the input
                 for img, q in zip(index["images"], runner.quantize(x)):
                     img["input_uint8"] = _npy(stage, img["input"]["file"].replace(".float32", ".uint8"), q[None])
                 entry["input"] = {"dtype": "uint8", "quantization": list(runner.inp["quantization"]),

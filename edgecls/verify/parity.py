@@ -22,12 +22,26 @@ from .. import runtimes
 from ..core import results
 from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError
-from ..core.gates import Evidence, check_max_drop, gates, judge
+from ..core.gates import DEFAULT_MAX_DROP, Evidence, check_max_drop, gates, judge
 from ..core.names import Device, Precision, Runtime, parse
 from ..core.stats import Outcome
 from ..train import recorded
 from . import evidence as pools
 from .evidence import MAX_AGREEMENT_IMAGES
+
+
+@dataclass
+class VerifyConfig:
+    """Options of `edgecls verify` (the CLI's defaults are these)."""
+
+    runtimes: list[str] = field(default_factory=list)  # registered runtime names; empty: every default one
+    device: Device = Device.cpu
+    threads: int | None = None
+    max_drop: float = DEFAULT_MAX_DROP  # the int8 gate, accuracy points
+    compute: str = "f32,default"  # OpenVINO: what float parts compute in, one row each (f32: parity; default:
+    # what this CPU picks for an fp32 IR; bf16/f16 on purpose)
+    data_dir: str | None = None  # where the dataset lives now, if it moved
+    images: str | None = None  # --images: unlabelled images of the same kind (more evidence for int8 files)
 
 
 @dataclass
@@ -119,8 +133,9 @@ def option_sets(name: Runtime | str, runtime_options: dict[str, str] | None = No
     return [dict(zip(taken, combo)) for combo in itertools.product(*taken.values())] or [{}]
 
 
-def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] | None = None,
-           device: Device = Device.cpu, threads: int | None = None, max_drop: float = 1.0,
+def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
+           runtime_names: list[Runtime] | list[str] | None = None, device: Device = Device.cpu,
+           threads: int | None = None, max_drop: float = DEFAULT_MAX_DROP,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
            on_row=None, on_output=None, save: bool = True, images: str | None = None) -> VerifyResult:
     """Run every exported artifact (of the selected runtimes) on the images that answer its question
@@ -143,19 +158,22 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
         EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options, a bad `images` folder
             (before any file is run; nothing is stored).
     """
+    if cfg is not None:  # the options as one object, as the other stages take them
+        runtime_names, device, threads, max_drop = cfg.runtimes, cfg.device, cfg.threads, cfg.max_drop
+        runtime_options, data_dir, images = {"compute": cfg.compute}, cfg.data_dir, cfg.images
     check_max_drop(max_drop)
     runtimes.check_threads(threads)
-    names = parse(Runtime, runtime_names, "--runtime") or [
+    names = parse(runtimes.RUNTIMES, runtime_names, "--runtime") or [
         r for r in runtimes.RUNTIMES if r != Runtime.keras and runtimes.runner_class(r).by_default]
     for name in names:  # bad option values fail here, before any work
         for options in option_sets(name, runtime_options):
             runner_for(name, options)
     bundle = Bundle.open(bundle_path)
-    # each artifact with every selected runtime that runs its format (onnx: onnx, web-onnx)
+    # each artifact with every selected runtime that runs it (an onnx file: onnx, web-onnx)
     artifacts = [(a, n, o) for a in bundle.manifest["artifacts"] if a["format"] != "keras"
-                 for n in names if runtimes.runner_class(n).runs(a["format"]) for o in option_sets(n, runtime_options)]
+                 for n in names if runtimes.runner_class(n).runs(a) for o in option_sets(n, runtime_options)]
     if not artifacts:
-        raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(n.value for n in names)}; "
+        raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(names)}; "
                            f"run 'edgecls export {bundle.path}' first")
     pool = pools.build(bundle, data_dir, device, threads, images)
     y = pool.labels
@@ -163,8 +181,8 @@ def verify(bundle_path: str | Path, *, runtime_names: list[Runtime] | list[str] 
     limits = gates(max_drop)
     rows, at = [], now()
     for a, name, options in artifacts:
-        row = ParityRow(a["format"], a["precision"], a["file"], runtime=Runtime(name).value, at=at,
-                        source=pool.source, compute_requested=options.get("compute", ""))
+        row = ParityRow(a["format"], a["precision"], a["file"], runtime=str(name), at=at, source=pool.source,
+                        compute_requested=options.get("compute", ""))
         runner = None
         try:
             path = bundle.checked_path(a["file"])

@@ -59,11 +59,23 @@ def _playwright():
     return _local.pw
 
 
+def _rewritten(change):
+    """A Playwright route handler: the served file, its text passed through `change` (headers kept)."""
+
+    def handle(route) -> None:
+        served = route.fetch()
+        route.fulfill(response=served, body=change(served.text()))
+
+    return handle
+
+
 class AppPage:
     """One app folder served on 127.0.0.1 and open in headless Chromium. Close it (or use `with`)."""
 
     def __init__(self, folder: str | Path, *, threads: int | None = None, selftest: bool = True,
-                 lifetime: float = 1800.0):
+                 lifetime: float = 1800.0, rewrite: dict | None = None):
+        """`rewrite`: file name -> a function of its text; the page gets the rewritten file instead of the
+        served one (how edgecls's own tests plant a fault in a page: the app itself carries no test switch)."""
         gone = missing()
         if gone:
             raise MissingDependency("cannot run the app in a browser: missing " + "; ".join(gone))
@@ -81,6 +93,8 @@ class AppPage:
             self.console: list[str] = []
             self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
             self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+            for name, change in (rewrite or {}).items():
+                self.page.route(f"**/{name}", _rewritten(change))
             query = "&".join(q for q in (f"threads={threads}" if threads else "",
                                          "" if selftest else "selftest=0") if q)
             self.page.goto(self.server.url + "index.html" + (f"?{query}" if query else ""))

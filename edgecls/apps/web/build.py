@@ -36,11 +36,21 @@ from ...core.files import atomic_write, ensure_writable, file_entry, sha256, sta
 from ...core.names import Format, Precision
 from . import npm
 
-WEB_FORMATS = (Format.onnx, Format.tflite)
-TEST_FAULTS = ("bgr", "scale01")  # deliberately wrong preprocessing, for edgecls's own tests only
 CONFIG = "config.json"
 APP_VERSION = 1
 SAME_TOLERANCE = 1e-6  # the fixed-batch TFLite copy vs its original, natively
+
+
+@dataclass
+class AppConfig:
+    """Options of `edgecls app` (the CLI's defaults are these)."""
+
+    out: Path = Path("web/app")  # the app folder, replaced whole
+    fmt: str | None = None  # onnx or tflite; None: the recommendation's, else onnx
+    precision: str | None = None  # fp32, fp16 or int8; None: the recommendation's, else fp32
+    golden: bool | str | Path | None = None  # None or True: the bundle's (made when missing or stale); a folder;
+    # False: none
+    data_dir: str | None = None  # where the dataset lives now (only to make golden vectors)
 
 
 @dataclass
@@ -66,9 +76,10 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
     same precision in ONNX when it names a format no web runtime runs), else ONNX fp32."""
     notes = []
     arts = [a for a in bundle.manifest["artifacts"] if a["format"] != "keras"]
-    if fmt is not None and Format(fmt) not in WEB_FORMATS:
+    web = npm.web_formats()  # the formats whose module declares a web runtime (onnx, tflite)
+    if fmt is not None and fmt not in web:
         raise EdgeclsError(f"--format {fmt}: no web runtime runs {fmt} files (onnxruntime-web runs .onnx, LiteRT.js "
-                           f".tflite): choose {' or '.join(f.value for f in WEB_FORMATS)}")
+                           f".tflite): choose {' or '.join(web)}")
     if fmt is None and precision is None:
         rec = bundle.recommended()  # only while current: same bytes, current parity and bench results
         chosen = {"file": rec.artifact["file"], "runtime": rec.artifact["format"],
@@ -76,8 +87,9 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
         if not rec.current and bundle.manifest.get("decision"):
             notes.append(f"not following the recommendation: {rec.why}")
         if chosen.get("file"):
-            if chosen["runtime"] in WEB_FORMATS:
-                fmt, precision = chosen["runtime"], chosen["precision"]
+            kind = next((a["format"] for a in arts if a["file"] == chosen["file"]), chosen["runtime"])
+            if kind in web:
+                fmt, precision = kind, chosen["precision"]
                 notes.append(f"serving {chosen['file']}: the bundle's recommendation")
             else:
                 fmt, precision = Format.onnx.value, chosen["precision"]
@@ -86,7 +98,7 @@ def choose_artifact(bundle: Bundle, fmt: str | None, precision: str | None) -> t
     fmt, precision = fmt or Format.onnx.value, precision or Precision.fp32.value
     match = next((a for a in arts if a["format"] == fmt and a["precision"] == precision), None)
     if match is None:
-        have = ", ".join(f"{a['format']} {a['precision']}" for a in arts if a["format"] in WEB_FORMATS) or "none"
+        have = ", ".join(f"{a['format']} {a['precision']}" for a in arts if a["format"] in web) or "none"
         raise EdgeclsError(f"{bundle.path}: no {fmt} {precision} artifact to serve (web-runnable here: {have}); "
                            f"run 'edgecls export{' --int8' if precision == 'int8' else ''}' or choose another")
     if not any("serving" in n for n in notes):
@@ -250,7 +262,7 @@ def _page(stage: Path, fmt: str, bundle: Bundle) -> None:
     static = resources.files(__package__) / "static"
     for name in ("app.js", "pixels.js"):
         (stage / name).write_bytes((static / name).read_bytes())
-    imap = npm.IMPORT_MAP.get(fmt)
+    imap = npm.web_runtime(fmt).import_map
     text = (static / "index.html").read_text()
     imap_text = json.dumps(imap) if imap else None
     for key, value in {"title": html.escape(f"{bundle.manifest['name']}: image classifier"),
@@ -275,26 +287,26 @@ probabilities edgecls stored (`?selftest=0` skips that). `config.json` lists eve
 """
 
 
-def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, precision: str | None = None, *,
-              golden: bool | str | Path = True, data_dir: str | None = None,
-              test_preprocessing: str | None = None) -> AppResult:
+def build_app(bundle_dir: str | Path, out: str | Path | AppConfig, fmt: str | None = None,
+              precision: str | None = None, *, golden: bool | str | Path = True,
+              data_dir: str | None = None) -> AppResult:
     """Write the web app of one artifact of a bundle into `out` (replaced whole; never half-written).
 
     Args:
         bundle_dir: an exported bundle.
-        out: the app folder.
+        out: the app folder, or an `AppConfig` holding every option (the others are then ignored).
         fmt, precision: the artifact (onnx or tflite; fp32, fp16 or int8); default: the recommendation's.
         golden: True: the bundle's golden vectors (made into the app when missing or stale); a folder:
             those; False: none (no self-test; what `edgecls verify --runtime web-*` builds).
         data_dir: where the dataset lives now (only to make golden vectors).
-        test_preprocessing: "bgr" or "scale01": a deliberately wrong preprocessing, for tests.
 
     Raises:
         EdgeclsError: no such artifact, a format no web runtime runs, a tampered file, npm missing,
             no golden vectors and no way to make them, an --out that is not a new or app folder.
     """
-    if test_preprocessing is not None and test_preprocessing not in TEST_FAULTS:
-        raise EdgeclsError(f"test preprocessing {test_preprocessing!r}: choose {', '.join(TEST_FAULTS)}")
+    if isinstance(out, AppConfig):
+        out, fmt, precision, golden, data_dir = out.out, out.fmt, out.precision, out.golden, out.data_dir
+    golden = True if golden is None else golden
     bundle = Bundle.open(bundle_dir)
     artifact, notes = choose_artifact(bundle, fmt, precision)
     out = Path(out)
@@ -308,7 +320,7 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
             notes += _golden(bundle, artifact, None if golden is True else Path(golden), stage, data_dir)
         npm.copy_runtime(artifact["format"], stage)
         _page(stage, artifact["format"], bundle)
-        package = npm.PACKAGE[artifact["format"]]
+        package = npm.web_runtime(artifact["format"]).package
         config = {"edgecls_app": APP_VERSION, "edgecls_version": __version__, "bundle": bundle.manifest["name"],
                   "bundle_id": bundle.manifest.get("bundle_id"), "format": artifact["format"],
                   "precision": artifact["precision"],
@@ -317,9 +329,8 @@ def build_app(bundle_dir: str | Path, out: str | Path, fmt: str | None = None, p
                   "input": spec_in, "output": spec_out, "labels": bundle.labels(),
                   "golden": "golden/golden.json" if (stage / "golden").is_dir() else None,
                   "runtime": {"package": package, "version": npm.versions()[package], "lockfile": npm.lock_hash()},
-                  "test_preprocessing": test_preprocessing,
-                  "csp": csp(json.dumps(npm.IMPORT_MAP[artifact["format"]])
-                             if artifact["format"] in npm.IMPORT_MAP else None)}
+                  "csp": csp(json.dumps(npm.web_runtime(artifact["format"]).import_map)
+                             if npm.web_runtime(artifact["format"]).import_map else None)}
         config["files"] = sorted((file_entry(p, stage) for p in stage.rglob("*") if p.is_file()),
                                  key=lambda e: e["file"])
         atomic_write(stage / CONFIG, json.dumps(config, indent=1) + "\n")

@@ -21,27 +21,21 @@ LOCK = HERE / "package-lock.json"
 CACHE_ENV = "EDGECLS_WEB_CACHE"
 NPM_TIMEOUT_S = 600
 
-#: per format: (package, path inside it) -> path in the app folder; and what else the page needs
-RUNTIME_FILES = {
-    "onnx": {
-        ("onnxruntime-web", "dist/ort.wasm.min.mjs"): "runtime/onnxruntime-web/ort.wasm.min.mjs",
-        ("onnxruntime-web", "dist/ort-wasm-simd-threaded.mjs"): "runtime/onnxruntime-web/ort-wasm-simd-threaded.mjs",
-        ("onnxruntime-web", "dist/ort-wasm-simd-threaded.wasm"):
-            "runtime/onnxruntime-web/ort-wasm-simd-threaded.wasm",
-    },
-    "tflite": {
-        ("@litertjs/core", "dist/index.js"): "runtime/litertjs/core/index.js",
-        ("@litertjs/wasm-utils", "dist/index.js"): "runtime/litertjs/wasm-utils/index.js",
-        # LiteRT.js picks one by the browser's features: threads (with relaxed SIMD and cross-origin
-        # isolation), relaxed SIMD alone, or neither (compat)
-        **{("@litertjs/core", f"wasm/litert_wasm_{v}internal.{ext}"):
-           f"runtime/litertjs/wasm/litert_wasm_{v}internal.{ext}"
-           for v in ("", "threaded_", "compat_") for ext in ("js", "wasm")},
-    },
-}
-#: LiteRT.js imports its helper by a bare name: without a bundler the page maps it
-IMPORT_MAP = {"tflite": {"imports": {"@litertjs/wasm-utils": "./runtime/litertjs/wasm-utils/index.js"}}}
-PACKAGE = {"onnx": "onnxruntime-web", "tflite": "@litertjs/core"}
+
+
+def web_runtime(fmt: str):
+    """The format's `WebRuntime` (its module's WEB: npm package, files, import map), or None when no web
+    runtime runs its files."""
+    from ...export.base import FORMATS, format_module
+
+    return getattr(format_module(fmt), "WEB", None) if fmt in FORMATS else None
+
+
+def web_formats() -> list[str]:
+    """The registered formats a web runtime runs (their module declares WEB)."""
+    from ...export.base import FORMATS
+
+    return [f for f in FORMATS if web_runtime(f) is not None]
 
 
 def lock_hash() -> str:
@@ -51,7 +45,7 @@ def lock_hash() -> str:
 def versions() -> dict[str, str]:
     """The pinned version of each runtime package, from the lockfile."""
     packages = json.loads(LOCK.read_text())["packages"]
-    return {name: packages[f"node_modules/{name}"]["version"] for name in PACKAGE.values()}
+    return {w.package: packages[f"node_modules/{w.package}"]["version"] for w in map(web_runtime, web_formats())}
 
 
 def cache_root() -> Path:
@@ -102,7 +96,7 @@ def copy_runtime(fmt: str, app: Path) -> list[str]:
     """Copy the runtime files of `fmt` into the app folder; their paths in it."""
     modules = node_modules()
     out = []
-    for (package, rel), target in RUNTIME_FILES[fmt].items():
+    for (package, rel), target in web_runtime(fmt).files.items():
         src = modules / package / rel
         if not src.is_file():
             raise EdgeclsError(f"cannot build the web app: {package} has no {rel} (the cache {modules} is damaged: "

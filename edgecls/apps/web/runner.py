@@ -68,13 +68,13 @@ class _WebRunner(Runner):
 
         gone = browser.missing()
         if gone:
-            raise MissingDependency(f"runtime {self.name.value}: missing " + "; ".join(gone))
+            raise MissingDependency(f"runtime {self.name}: missing " + "; ".join(gone))
         path = Path(path)
         bundle = Bundle.open(_bundle_of(path))
         rel = path.resolve().relative_to(bundle.path.resolve()).as_posix()
         art = bundle.entry(rel)
         if art is None or art.get("format") != self.format:
-            raise EdgeclsError(f"{path}: runtime {self.name.value} runs the bundle's {self.format.value} artifacts; "
+            raise EdgeclsError(f"{path}: runtime {self.name} runs the bundle's {self.format.value} artifacts; "
                                f"this is not one")
         self._tmp = tempfile.mkdtemp(prefix="edgecls-web-")
         self._finalizer = weakref.finalize(self, _cleanup, None, self._tmp, False)

@@ -15,16 +15,12 @@ function status(text, state) {
   if (state) $('status').dataset.state = state;
 }
 
-// uint8 H x W x C pixels -> the model's input (float32 raw 0-255, or the int8 model's uint8). The
-// `test_preprocessing` faults exist only in apps built for edgecls's own tests (they must fail the check).
+// uint8 H x W x C pixels -> the model's input (float32 raw 0-255, or the int8 model's uint8).
 function toInput(px) {
   const q = cfg.input.dtype === 'uint8';
   const out = q ? new Uint8Array(px.length) : new Float32Array(px.length);
-  const fault = cfg.test_preprocessing;
   for (let i = 0; i < px.length; i++) {
-    const ch = i % C;
-    let v = fault === 'bgr' && C === 3 ? px[i - ch + 2 - ch] : px[i];
-    if (fault === 'scale01') v = v / 255;
+    const v = px[i];
     out[i] = q ? Math.min(255, Math.max(0, Math.round(v / cfg.input.scale + cfg.input.zero_point))) : v;
   }
   return out;

@@ -1,11 +1,12 @@
-"""What a training run records in its bundle: the manifest's dataset, input, architecture and training
-sections, and the bundle written (model.keras, history.json, split.json) staged and swapped in whole."""
+"""What a training run outputs: the manifest's dataset, input, architecture and training sections, and the
+bundle written (model.keras, history.json, split.json) staged and swapped in whole. (`recorded`, beside it,
+reads a bundle's recorded images back.)"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -17,7 +18,34 @@ from .baseline import verdict
 from .plan import TrainPlan
 
 if TYPE_CHECKING:
+    from .baseline import Baseline
     from .fit import TrainConfig
+    from .fitting import Fitted
+
+
+@dataclass
+class TrainingRun:
+    """What a training run was set up with: the options, the data and its split, where the bundle goes, the plan
+    and how the work is placed, why this architecture, the backbone's size (None: no backbone), the notes."""
+
+    cfg: TrainConfig
+    data: sources.Data
+    split: splits.Split
+    out: Path
+    plan: TrainPlan
+    placement: distribute.Placement
+    why: str
+    backbone_size: int | None
+    notes: list[str]
+
+
+@dataclass
+class Evaluation:
+    """The fitted model judged: images batch-norm was re-estimated on, the held-out metrics, the pixel baseline."""
+
+    bn_images: int
+    metrics: dict
+    baseline: Baseline
 
 
 def input_spec(data: sources.Data, backbone_size: int | None = None) -> dict:
@@ -56,16 +84,15 @@ def portable_config(cfg: TrainConfig, data: sources.Data, out: Path) -> dict:
     return config | {key: os.path.relpath(Path(v).resolve(), out.resolve()) for key, v in paths if v}
 
 
-def architecture(cfg: TrainConfig, model, why: str, backbone_size: int | None) -> dict:
+def architecture(run: TrainingRun, model) -> dict:
     """The manifest's architecture section: which network, why this one, and for a backbone its weights."""
-    from . import backbones
+    from .models import pretrained
 
-    section = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params()), "why": why}
-    if backbone_size is not None:
-        v = backbones.VARIANTS[cfg.arch]
-        section |= {"pretrained": cfg.pretrained, "backbone_size": backbone_size,
-                    "weights": {"source": "ImageNet", "package": v.package, "version": v.version, "file": v.file,
-                                "sha256": v.sha256} if cfg.pretrained else None}
+    cfg = run.cfg
+    section = {"name": cfg.arch, "width": cfg.width, "params": int(model.count_params()), "why": run.why}
+    if run.backbone_size is not None:
+        section |= {"pretrained": cfg.pretrained, "backbone_size": run.backbone_size,
+                    "weights": dict(pretrained(cfg.arch).weights) if cfg.pretrained else None}
     return section
 
 
@@ -90,32 +117,32 @@ def scale_section(placement: distribute.Placement, plan: TrainPlan, cfg: TrainCo
         "learning_rate": cfg.lr, "lr_scale": 1.0}
 
 
-def manifest(cfg, data, split, out, model, plan, placement, history, cb, interrupted, fit_seconds, bn_images,
-              metrics, base, arch_section: dict, backbone_size: int | None,
-              notes: list[str]) -> tuple[dict, dict | None]:
+def manifest(run: TrainingRun, model, fitted: Fitted, evaluation: Evaluation) -> tuple[dict, dict | None]:
     """The new bundle's manifest (and the split ids that go to split.json when there are many)."""
     from ..core._tf import keras, tensorflow
 
+    cfg, data, split, out, plan = run.cfg, run.data, run.split, run.out, run.plan
+    arch = architecture(run, model)
+    metrics, base = evaluation.metrics, evaluation.baseline
     manifest = new_manifest(out.name)
     manifest["dataset"], split_ids = dataset_section(cfg, data, split, out)
-    manifest["input"] = input_spec(data, backbone_size)
+    manifest["input"] = input_spec(data, run.backbone_size)
     manifest["labels"] = data.classes
-    manifest["architecture"] = arch_section
+    manifest["architecture"] = arch
     manifest["training"] = {
-        "config": portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(history),
-        "best_epoch": cb.kept_epoch, "interrupted": interrupted, "seconds": round(fit_seconds, 2),
-        "train_images_per_second": round(len(split.train) * len(history) / cb.train_seconds, 1)
-        if cb.train_seconds else None,
-        "batchnorm_recalibrated_on": bn_images,
+        "config": portable_config(cfg, data, out), "plan": plan.to_dict(), "epochs_run": len(fitted.history),
+        "best_epoch": fitted.kept_epoch, "interrupted": fitted.interrupted, "seconds": round(fitted.seconds, 2),
+        "train_images_per_second": round(len(split.train) * len(fitted.history) / fitted.train_seconds, 1)
+        if fitted.train_seconds else None,
+        "batchnorm_recalibrated_on": evaluation.bn_images,
         "warnings": verdict(metrics["accuracy"], base, min(data.counts(split.train).values()),
-                            arch_section["name"], bool(arch_section.get("pretrained"))),
+                            arch["name"], bool(arch.get("pretrained"))),
         "versions": {"tensorflow": tensorflow().__version__, "keras": keras().__version__},
-        "distribute": scale_section(placement, plan, cfg),
-        "notes": notes,
+        "distribute": scale_section(run.placement, plan, cfg),
+        "notes": run.notes,
     }
     manifest["metrics"] = {"test": metrics}
     manifest["baseline"] = base.to_dict()
-
     return manifest, split_ids
 
 
