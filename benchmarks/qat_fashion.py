@@ -77,12 +77,50 @@ def p50_pair(a: Path, b: Path, fmt: str, image: np.ndarray, rounds: int = 400) -
             "ratio": round(float(np.median(tb) / np.median(ta)), 3)}
 
 
+def smoke(bundle: Path) -> int:
+    """CI: QAT export of a small exported bundle (one epoch) and the changed-answers and timing code on its
+    reference images; no Fashion-MNIST. Skipped, saying so, where edgecls[qat] is not installed."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("tf_keras", "tensorflow_model_optimization")):
+        print("qat_fashion smoke: skipped: needs edgecls[qat] (tf-keras, tensorflow-model-optimization; "
+              "docs/export.md)")
+        return 0
+    from edgecls.core.bundle import Bundle
+    from edgecls.export import ExportConfig, export
+    from edgecls.export.qat import QatSettings
+    from edgecls.export.reference import load
+    from edgecls.runtimes.keras import load_bundle_model, probabilities
+
+    qat = bundle.parent / f"{bundle.name}-qat-smoke"  # a sibling: the bundle names its images relative to itself
+    shutil.rmtree(qat, ignore_errors=True)
+    shutil.copytree(bundle, qat)
+    try:
+        res = export(qat, ExportConfig(int8=True, qat="on", qat_settings=QatSettings(max_epochs=1)))
+        ref = load(Bundle.open(bundle))
+        keras = probabilities(load_bundle_model(Bundle.open(bundle)), ref.images)
+        rows = {"changed_ptq": changed(bundle, ref.images, ref.labels, keras),
+                "changed_qat": changed(qat, ref.images, ref.labels, keras),
+                "p50_batch1": {fmt: p50_pair(bundle / rel, qat / rel, fmt, ref.images[:1], rounds=20)
+                               for fmt, rel in FILES.items() if (bundle / rel).is_file() and (qat / rel).is_file()}}
+    finally:
+        shutil.rmtree(qat, ignore_errors=True)
+    print(json.dumps(rows, default=str))
+    return 1 if res.failures else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("bundle", nargs="?", type=Path, help="--smoke: a small exported bundle (int8 files included)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/qat-fashion"))
     ap.add_argument("--other", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--smoke", action="store_true", help="CI: the comparison on BUNDLE's reference images")
     args = ap.parse_args(argv)
+    if args.smoke:
+        if args.bundle is None:
+            ap.error("--smoke needs BUNDLE")
+        return smoke(args.bundle)
     from benchmarks.small_data import CASES, run_case
     from edgecls.core.bundle import Bundle
     from edgecls.export import ExportConfig, export

@@ -34,6 +34,7 @@ SCRIPTS = {
     "tune_search": ["--smoke", "--max-latency", "1000"],
     "evidence": ["--smoke", "--verify-time", "{bundle}"],
     "gate_calibration": ["--smoke"],
+    "qat_fashion": ["{bundle}", "--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 

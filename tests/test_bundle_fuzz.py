@@ -121,7 +121,11 @@ def _mutated_npz(good: dict[str, np.ndarray], rng: random.Random) -> bytes:
     arrays = dict(good)
     if kind == "dtype":
         name = rng.choice(list(arrays))
-        arrays[name] = arrays[name].astype(rng.choice(["<U3", "<f8", "<i1", "|b1", "<c8"]))
+        dtype = rng.choice(["<U3", "<f8", "<i1", "|b1", "<c8"])
+        try:
+            arrays[name] = arrays[name].astype(dtype)
+        except ValueError:  # text that is no number (reference.npz's float_kinds): zeros of that type instead
+            arrays[name] = np.zeros(arrays[name].shape, dtype)
     elif kind == "drop":
         arrays.pop(rng.choice(list(arrays)))
     elif kind == "extra":

@@ -16,6 +16,7 @@ from edgecls.bench.decide import Constraints
 from edgecls.bench.measure import BenchConfig
 from edgecls.cli import bench, export, pipeline, train, verify
 from edgecls.export.base import FORMATS, ExportConfig
+from edgecls.export.qat import QatSettings
 from edgecls.pipeline import PipelineConfig
 from edgecls.train.fit import TrainConfig
 from edgecls.train.importer import ImportConfig
@@ -55,11 +56,14 @@ CASES = {  # command -> ({option: (config, field)}, the command's own options)
         "strategy", "worker_timeout")} | {"out_dir": (TrainConfig, "out")}, {"as_json"}),
     export.export: ({"int8": (ExportConfig, "int8"), "fp16": (ExportConfig, "fp16"), "fmt": (ExportConfig, "formats"),
                      "calib_size": (ExportConfig, "calib_size"), "reference_size": (ExportConfig, "reference_size"),
-                     "max_drop": (ExportConfig, "max_drop"), "data_dir": (ExportConfig, "data_dir")},
-                    {"bundle", "as_json"}),
+                     "max_drop": (ExportConfig, "max_drop"), "data_dir": (ExportConfig, "data_dir"),
+                     "images": (ExportConfig, "images"), "qat_time_limit": (QatSettings, "time_limit"),
+                     "qat_epochs": (QatSettings, "max_epochs")},
+                    {"bundle", "as_json", "qat", "qat_auto"}),
     verify.verify: ({"runtime": (VerifyConfig, "runtimes"), "device": (VerifyConfig, "device"),
                      "threads": (VerifyConfig, "threads"), "max_drop": (VerifyConfig, "max_drop"),
-                     "ov_precision": (VerifyConfig, "compute"), "data_dir": (VerifyConfig, "data_dir")},
+                     "ov_precision": (VerifyConfig, "compute"), "data_dir": (VerifyConfig, "data_dir"),
+                     "images": (VerifyConfig, "images")},
                     {"bundle", "explain", "strict", "as_json", "platform", "cpu", "cache_dir", "timeout"}),
     bench.bench: ({"runtime": (BenchConfig, "runtimes"), "precision": (BenchConfig, "precisions"),
                    "device": (BenchConfig, "device"), "batch": (BenchConfig, "batches"),
@@ -82,7 +86,8 @@ CASES = {  # command -> ({option: (config, field)}, the command's own options)
                          "accept_inconclusive": (P.bench.constraints, "accept_inconclusive"),
                          **{name: (ImportConfig, name) for name in ("labels", "scale", "offset", "mean", "std",
                                                                      "channels_order")},
-                         "raw_pixels": (ImportConfig, "raw")}, {"as_json", "model"}),
+                         "raw_pixels": (ImportConfig, "raw"), "images": (P, "images")},
+                        {"as_json", "model", "qat_auto"}),
 }
 
 

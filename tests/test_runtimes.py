@@ -71,7 +71,7 @@ def test_truncated_file_is_refused(exported_copy, name):
 
 
 def test_unknown_runtime():
-    with pytest.raises(EdgeclsError, match="unknown runtime 'tensorrt'"):
+    with pytest.raises(EdgeclsError, match="'tensorrt': unknown runtime"):
         runtimes.create("tensorrt")
 
 

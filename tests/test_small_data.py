@@ -118,7 +118,7 @@ def test_downsample_stem_only_for_large_inputs():
 
 def test_schedule_warms_up_then_decays_in_optimiser_steps():
     from edgecls.core._tf import keras
-    from edgecls.train.fit import _schedule
+    from edgecls.train.fitting import _schedule
 
     plan = make_plan(144, 16)  # 9 steps an epoch, 1,008 steps, 50 of warm-up
     lr = _schedule(keras(), TrainConfig(lr=3e-3), plan)

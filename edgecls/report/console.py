@@ -346,7 +346,7 @@ def bench_table(result, outcomes: dict[str, str] | None = None) -> Table:
         outcome = OUTCOME.get(outcome, outcome)
         if r.get("outputs_ok") is False:
             outcome = "[red]bad outputs[/]"  # the timed outputs differ from its own: see the notes
-        table.add_row(r["file"], r["runtime"], str(r["batch"]), p50, p90, f"{r['throughput_ips']:,.0f}",
+        table.add_row(shown(r["file"]), shown(r["runtime"]), str(r["batch"]), p50, p90, f"{r['throughput_ips']:,.0f}",
                       f"{speed:.1f}x" if speed else "–", size_text(r["file_bytes"]), outcome)
     return table
 
@@ -495,22 +495,23 @@ def render_decision(d) -> None:
     """The answer: the artifact to ship, then why not each other one."""
     c = d.constraints
     if d.chosen is None:
-        out.print(f"[bold red]nothing to ship[/]: no artifact qualifies; ruled out by {d.ruled_out_by}",
+        out.print(f"[bold red]nothing to ship[/]: no artifact qualifies; ruled out by {shown(d.ruled_out_by)}",
                   soft_wrap=True, highlight=False)
     else:
         x = d.chosen
         acc = f"accuracy {x.accuracy:.4f} (Δ {x.delta_points + 0:+.2f} vs Keras)" if x.accuracy is not None else ""
         ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
         tail = f"{c['percentile']} {x.tail_ms:.3f} ms" if x.tail_ms is not None else f"{c['percentile']} –"
-        out.print(f"[bold green]ship {x.file}[/] ({x.runtime} {x.precision}, parity {x.outcome}): p50 {x.p50_ms:.3f} "
-                  f"ms{ci}, {tail} at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB — {d.why}",
+        out.print(f"[bold green]ship {shown(x.file)}[/] ({shown(x.runtime)} {x.precision}, parity {x.outcome}): p50 "
+                  f"{x.p50_ms:.3f} ms{ci}, {tail} at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB — {shown(d.why)}",
                   soft_wrap=True, highlight=False)
     for x in d.others:
-        out.print(f"  not {x.file} ({x.runtime} {x.precision}): {x.reason}", soft_wrap=True, highlight=False)
+        out.print(f"  not {shown(x.file)} ({shown(x.runtime)} {x.precision}): {shown(x.reason)}", soft_wrap=True,
+                  highlight=False)
     if getattr(d, "level", ""):
         out.print(f"  [dim]{d.level}[/]", soft_wrap=True, highlight=False)
     for line in d.ignored:
-        out.print(f"  [yellow]ignored: {line}[/]", soft_wrap=True, highlight=False)
+        out.print(f"  [yellow]ignored: {shown(line)}[/]", soft_wrap=True, highlight=False)
 
 
 def render_golden(result) -> None:
