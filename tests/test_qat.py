@@ -90,6 +90,33 @@ def test_fake_quant_matches_the_tflite_and_onnx_int8_kernels(tmp_path):
     assert {n.op_type for n in proto.graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
 
 
+def test_activation_ranges_start_from_calibration_not_from_plus_minus_six():
+    """Before fine-tuning, every moving-average activation quantizer of `tiny` holds the range its input reached
+    (here: the logits' range, and 0..1 after Rescaling), not TF-MOT's initial -6..6 that a short fine-tune barely
+    moves; the weight and input quantizers are left alone, and the int8-simulated outputs come closer to float."""
+    from edgecls.core._tf import keras
+    from edgecls.train import models
+
+    model = models.build("tiny", (28, 28, 1), 5)
+    qmodel = qat.quantized(qat.twin(model))
+    x = np.random.default_rng(0).integers(0, 256, (48, 28, 28, 1)).astype(np.float32)
+    ref = np.asarray(model(x))
+    before = np.abs(np.asarray(qmodel(x, training=False)) - ref).max()
+    assert qat.calibrate_ranges(qmodel, x, batch=16) >= 4
+    rng = {w.name.split(":")[0]: float(np.asarray(w.numpy()).reshape(-1)[0]) for w in qmodel.weights}
+    assert rng["quant_rescaling/output_min"] == 0.0 and abs(rng["quant_rescaling/output_max"] - 1.0) < 0.01
+    for layer, quantizer in (("dense", "quant_dense"), ("logits", "quant_dense_1")):
+        out = np.asarray(keras().Model(model.input, model.get_layer(layer).output)(x))
+        span = max(out.max(), 0) - min(out.min(), 0)
+        got = rng[f"{quantizer}/post_activation_min"], rng[f"{quantizer}/post_activation_max"]
+        assert abs(got[0] - min(out.min(), 0)) < 0.05 * span and abs(got[1] - max(out.max(), 0)) < 0.05 * span, (
+            layer, got, out.min(), out.max())
+    assert all(abs(v) == 6.0 for k, v in rng.items() if k.endswith(("kernel_min", "kernel_max"))), rng
+    qat.pin_input_range(qmodel)
+    after = np.abs(np.asarray(qmodel(x, training=False)) - ref).max()
+    assert after < before, (before, after)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,shape", [("tiny", (28, 28, 1)), ("small", (32, 32, 3)), ("mobile", (28, 28, 1))])
 def test_every_scratch_cnn_makes_three_int8_files_that_agree(arch, shape, tmp_path):

@@ -185,6 +185,61 @@ def pin_input_range(qmodel) -> None:
                     var.assign(INPUT_RANGE[1])
 
 
+EMA_DECAY = 0.999  # TF-MOT's MovingAverageQuantizer (hard-coded in quantizers.py)
+
+
+def _is_range(var) -> bool:
+    return var.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))
+
+
+def calibrate_ranges(qmodel, x: np.ndarray, batch: int = 64, passes: int = 2) -> int:
+    """Start every activation quantizer where post-training calibration would: the min/max its input reached over
+    `x`. TF-MOT moves these ranges only as a moving average (decay 0.999) from -6..6, so a short fine-tune barely
+    moves them. Each batch runs once in training mode through TF-MOT's own ops from the current ranges, each
+    batch's range is read back from the moving-average step (new = old + (1 - decay) * (batch - old)), and every
+    other variable (batch-norm statistics, weights) is put back; a second pass repeats this from the first pass's
+    ranges (so later layers see activations quantized as they will be); dropout is off meanwhile (batch norm is
+    frozen in the twin). A probe shifted by 1.0 tells the
+    moving-average quantizers from those that assign directly (weights, the input), which are left alone.
+    Returns the number of ranges set."""
+    weights = qmodel.weights
+    saved = [w.numpy() for w in weights]
+    ranges = [i for i, w in enumerate(weights) if _is_range(w)]
+    if not len(x) or not ranges:
+        return 0
+    start = {i: saved[i].astype(np.float64) for i in ranges}
+
+    def run(begin: dict, images: np.ndarray) -> dict:
+        for i, w in enumerate(weights):
+            w.assign(begin[i].astype(saved[i].dtype) if i in begin else saved[i])
+        qmodel(images.astype(np.float32), training=True)
+        return {i: weights[i].numpy().astype(np.float64) for i in ranges}
+
+    dropouts = [inner for layer in qmodel.layers for inner in (layer, getattr(layer, "layer", None))
+                if type(inner).__name__ == "Dropout"]
+    rates = [d.rate for d in dropouts]
+    for d in dropouts:
+        d.rate = 0.0  # training mode runs the quantizers' update; inference activations, as calibration sees them
+    probe = x[:batch]
+    plain, shifted = run(start, probe), run({i: v + 1.0 for i, v in start.items()}, probe)
+    moving = [i for i in ranges if np.allclose(shifted[i] - plain[i], EMA_DECAY, atol=1e-3)]
+    for _ in range(passes):
+        seen: dict[int, np.ndarray] = {}
+        for first in range(0, len(x), batch):
+            now = run(start, x[first:first + batch])
+            for i in moving:
+                value = start[i] + (now[i] - start[i]) / (1.0 - EMA_DECAY)
+                low = weights[i].name.split(":")[0].endswith("_min")
+                value = np.minimum(value, 0.0) if low else np.maximum(value, 0.0)  # 0 stays in range (TFLite)
+                seen[i] = value if i not in seen else (np.minimum if low else np.maximum)(seen[i], value)
+        start.update(seen)
+    for d, rate in zip(dropouts, rates):
+        d.rate = rate
+    for i, w in enumerate(weights):
+        w.assign(start[i].astype(saved[i].dtype) if i in moving else saved[i])
+    return len(moving)
+
+
 def _predict(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate([np.asarray(model(x[i:i + batch].astype(np.float32), training=False))
                            for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0))
@@ -253,8 +308,10 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
                             f"beyond --max-drop {max_drop:g} points); the float model and the bundle are untouched")
         return record.val_agreement
 
+    calibrate_ranges(qmodel, train_x)
+    pin_input_range(qmodel)
     qmodel.compile(tfk.optimizers.Adam(lr), loss=tfk.losses.CategoricalCrossentropy())
-    # before any step the activation ranges are TF-MOT's initial ones (not learned yet): a figure, not a candidate
+    # before any step: the calibrated ranges on the float weights (post-training int8, simulated): a figure
     record.val_agreement_before = agreement(check=False)
     best, best_weights = None, None
     deadline = time.monotonic() + settings.time_limit
@@ -320,4 +377,4 @@ def versions() -> dict:
 
 
 __all__ = ["FineTune", "NotRebuildable", "QatFailed", "QatMode", "QatSettings", "check_rebuildable", "converter",
-           "fine_tune", "pin_input_range", "quantized", "twin", "versions"]
+           "calibrate_ranges", "fine_tune", "pin_input_range", "quantized", "twin", "versions"]
