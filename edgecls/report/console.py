@@ -503,7 +503,8 @@ def render_decision(d) -> None:
         ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
         tail = f"{c['percentile']} {x.tail_ms:.3f} ms" if x.tail_ms is not None else f"{c['percentile']} –"
         out.print(f"[bold green]ship {shown(x.file)}[/] ({shown(x.runtime)} {x.precision}, parity {x.outcome}): p50 "
-                  f"{x.p50_ms:.3f} ms{ci}, {tail} at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB — {shown(d.why)}",
+                  f"{x.p50_ms:.3f} ms{ci}, {tail} at batch {c['for_batch']}; {acc}; {x.size_kb:.1f} KB — "
+                  f"{shown(d.why)}",
                   soft_wrap=True, highlight=False)
     for x in d.others:
         out.print(f"  not {shown(x.file)} ({shown(x.runtime)} {x.precision}): {shown(x.reason)}", soft_wrap=True,
