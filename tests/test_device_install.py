@@ -38,4 +38,5 @@ def test_runtime_only_install_runs_verify_bench_predict(device_bundle, extra, tm
     assert out["verify"]["source"] == "reference" and out["verify"]["outcome"] != "fail"
     assert {r["runtime"] for r in out["bench"]["rows"]} == {extra}
     assert any("reference images" in n for n in out["bench"]["notes"])
-    assert out["predict"][0]["top"][0]["label"] in ("cat", "dog")
+    assert out["predict"]["artifact"]["runtime"] == extra  # --format chose it, and predict names it
+    assert out["predict"]["predictions"][0]["top"][0]["label"] in ("cat", "dog")
