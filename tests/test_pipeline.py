@@ -16,7 +16,7 @@ def test_pipeline_end_to_end(tmp_path):
     r = CliRunner().invoke(app, ["pipeline", "--data", "synthetic", "--arch", "tiny", "--epochs", "3",
                                  "--out", str(out), "--batch", "1", "--accept-inconclusive"])
     assert r.exit_code == 0, r.output
-    for text in ("held-out accuracy", "exported", "parity vs Keras", "latency per batch", "report:"):
+    for text in ("held-out accuracy", "exported", "parity vs Keras", "threads for every runtime", "report:"):
         assert text in r.stdout
     m = Bundle.open(out).manifest
     assert {(a["format"], a["precision"]) for a in m["artifacts"]} == {

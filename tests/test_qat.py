@@ -196,12 +196,15 @@ def test_a_bundle_with_an_unknown_layer_is_refused_before_anything_is_written(bu
 
 @pytest.mark.slow
 def test_diverging_qat_stops_with_the_bundle_untouched(bundle_copy):
-    before = {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file()}
-    cfg = ExportConfig(int8=True, qat="on", qat_settings=qat.QatSettings(lr_fraction=1e6, max_epochs=1))
+    def content():  # the bundle's files; .manifest.lock is the OS lock any reader of the bundle takes
+        return {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file() and p.name != ".manifest.lock"}
+
+    before = content()
+    # an infinite learning rate: the weights and the loss go NaN in the first steps
+    cfg = ExportConfig(int8=True, qat="on", qat_settings=qat.QatSettings(lr_fraction=float("inf"), max_epochs=1))
     with pytest.raises(qat.QatFailed, match="quantization-aware fine-tuning (diverged|collapsed).*untouched"):
         export(bundle_copy, cfg)
-    after = {p: p.read_bytes() for p in bundle_copy.rglob("*") if p.is_file()}
-    assert after == before
+    assert content() == before
 
 
 @pytest.mark.slow
