@@ -8,26 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from edgecls.cli import app
 from edgecls.core.bundle import Bundle
 
 from .conftest import make_folder
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, code=2):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+from .test_cli import _one_line_error, run
 
 
 def brightness_model(k, path: Path, logits: bool = True, size: int = 24, classes: int = 2):
