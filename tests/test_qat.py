@@ -90,28 +90,92 @@ def test_fake_quant_matches_the_tflite_and_onnx_int8_kernels(tmp_path):
     assert {n.op_type for n in proto.graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
 
 
-def test_activation_ranges_start_from_calibration_not_from_plus_minus_six():
-    """Before fine-tuning, every moving-average activation quantizer of `tiny` holds the range its input reached
-    (here: the logits' range, and 0..1 after Rescaling), not TF-MOT's initial -6..6 that a short fine-tune barely
-    moves; the weight and input quantizers are left alone, and the int8-simulated outputs come closer to float."""
+def _residual_model():
+    """Conv-BN-ReLU, then two branches summed by an Add whose sum reaches far beyond -6..6 (as EfficientNet's
+    residual Adds do): the case a range left at TF-MOT's initial -6..6 clips."""
     from edgecls.core._tf import keras
+
+    k = keras()
+    inp = k.Input((16, 16, 3))
+    x = k.layers.Rescaling(1 / 8.0)(inp)  # 0..32: sums well past 6
+    x = k.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    x = k.layers.BatchNormalization()(x)
+    x = k.layers.ReLU()(x)
+    y = k.layers.Conv2D(8, 1, use_bias=False)(x)
+    y = k.layers.BatchNormalization()(y)
+    x = k.layers.Add()([x, y])
+    x = k.layers.GlobalAveragePooling2D()(x)
+    out = k.layers.Softmax()(k.layers.Dense(4)(x))
+    model = k.Model(inp, out)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":  # non-trivial statistics, as a trained model has
+            g, b, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2, g.shape), rng.normal(0, 1, b.shape), rng.normal(0, 1, mean.shape),
+                               rng.uniform(0.5, 2, var.shape)])
+    return model
+
+
+def test_calibration_sets_every_activation_range_and_keeps_the_weights_own():
+    """Before fine-tuning, every moving-average quantizer (activations, Add and Rescaling outputs; told apart by
+    TF-MOT's quantizer type, not guessed) holds the range its input reached, the residual Add's included (a probe
+    once missed the deeper ones and left them clipping at -6..6), and every weight quantizer the weights' own
+    symmetric range (not -6..6), so the int8-simulated model agrees with the float one from the first step."""
+    from edgecls.core._tf import keras
+
+    model = _residual_model()
+    twin = qat.twin(model)
+    qmodel = qat.quantized(twin)
+    x = np.random.default_rng(1).integers(0, 256, (64, 16, 16, 3)).astype(np.float32)
+    ref = np.asarray(model(x))
+    moving, direct = qat.quantizer_ranges(qmodel)
+    assert len(moving) >= 5 and len(direct) >= 4, (len(moving), len(direct))
+    before = np.abs(np.asarray(qmodel(x, training=False)) - ref).max()
+    assert qat.calibrate_ranges(qmodel, twin, x, batch=16) == len(moving)
+    qat.pin_input_range(qmodel)
+    add = next(layer for layer in model.layers if type(layer).__name__ == "Add")
+    out = np.asarray(keras().Model(model.input, add.output)(x))
+    assert out.max() > 12  # the case: a sum beyond -6..6
+    q_add = next(layer for layer in qmodel.layers if type(getattr(layer, "layer", None)).__name__ == "Add")
+    lo, hi = (float(q_add._output_quantizer_vars[k].numpy()) for k in ("min_var", "max_var"))
+    assert (lo, hi) == pytest.approx((min(out.min(), 0), out.max()), rel=1e-5)
+    for _, found in moving:  # every activation range moved off TF-MOT's initial -6..6
+        assert float(found["max_var"].numpy().max()) != 6.0 or float(found["min_var"].numpy().min()) != -6.0
+    for layer in qmodel.layers:
+        for weight, _, found in getattr(layer, "_weight_vars", ()):
+            w = np.abs(weight.numpy())
+            own = w.reshape(-1, w.shape[-1]).max(0) if found["max_var"].shape.rank else w.max()
+            assert np.allclose(found["max_var"].numpy(), own, rtol=1e-5), (layer.name, found["max_var"].numpy())
+            assert np.allclose(found["min_var"].numpy(), -own, rtol=1e-5)
+    after = np.abs(np.asarray(qmodel(x, training=False)) - ref).max()
+    assert after < before, (before, after)
+    probs = np.asarray(qmodel(x, training=False))
+    assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
+def test_activation_ranges_start_from_calibration_not_from_plus_minus_six():
+    """`tiny`: every activation range is the one its layer's float output reached (0..1 after Rescaling, the
+    hidden Dense layer's and the logits' ranges), and the int8-simulated outputs come closer to float."""
+    import tf_keras as tfk
+
     from edgecls.train import models
 
     model = models.build("tiny", (28, 28, 1), 5)
-    qmodel = qat.quantized(qat.twin(model))
+    twin = qat.twin(model)
+    qmodel = qat.quantized(twin)
     x = np.random.default_rng(0).integers(0, 256, (48, 28, 28, 1)).astype(np.float32)
     ref = np.asarray(model(x))
     before = np.abs(np.asarray(qmodel(x, training=False)) - ref).max()
-    assert qat.calibrate_ranges(qmodel, x, batch=16) >= 4
-    rng = {w.name.split(":")[0]: float(np.asarray(w.numpy()).reshape(-1)[0]) for w in qmodel.weights}
-    assert rng["quant_rescaling/output_min"] == 0.0 and abs(rng["quant_rescaling/output_max"] - 1.0) < 0.01
-    for layer, quantizer in (("dense", "quant_dense"), ("logits", "quant_dense_1")):
-        out = np.asarray(keras().Model(model.input, model.get_layer(layer).output)(x))
-        span = max(out.max(), 0) - min(out.min(), 0)
-        got = rng[f"{quantizer}/post_activation_min"], rng[f"{quantizer}/post_activation_max"]
-        assert abs(got[0] - min(out.min(), 0)) < 0.05 * span and abs(got[1] - max(out.max(), 0)) < 0.05 * span, (
-            layer, got, out.min(), out.max())
-    assert all(abs(v) == 6.0 for k, v in rng.items() if k.endswith(("kernel_min", "kernel_max"))), rng
+    moving, _ = qat.quantizer_ranges(qmodel)
+    assert qat.calibrate_ranges(qmodel, twin, x, batch=16) == len(moving) >= 4
+    kinds = set()
+    for name, found in moving:
+        layer = twin.get_layer(name)
+        kinds.add(type(layer).__name__)
+        out = np.asarray(tfk.Model(twin.input, layer.output)(x))
+        got = float(found["min_var"].numpy()), float(found["max_var"].numpy())
+        assert got == pytest.approx((min(out.min(), 0), max(out.max(), 0)), rel=1e-5, abs=1e-6), (name, got)
+    assert {"Rescaling", "Dense"} <= kinds, kinds
     qat.pin_input_range(qmodel)
     after = np.abs(np.asarray(qmodel(x, training=False)) - ref).max()
     assert after < before, (before, after)

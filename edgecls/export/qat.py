@@ -185,58 +185,72 @@ def pin_input_range(qmodel) -> None:
                     var.assign(INPUT_RANGE[1])
 
 
-EMA_DECAY = 0.999  # TF-MOT's MovingAverageQuantizer (hard-coded in quantizers.py)
+def quantizer_ranges(qmodel) -> tuple[list, list]:
+    """(activation quantizers, weight and input quantizers) of the QAT model, as (layer name, {"min_var", "max_var"})
+    pairs, told apart by the quantizer's type: TF-MOT's MovingAverageQuantizer (a layer's activation or output,
+    named by the wrapped layer) moves its min/max as a moving average; LastValue (weights) and AllValues (the
+    input) assign them from the tensor they see."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quantizers as tq
+
+    moving, direct = [], []
+
+    def add(name, quantizer, found) -> None:
+        if quantizer is not None and found:
+            (moving if isinstance(quantizer, tq.MovingAverageQuantizer) else direct).append((name, found))
+
+    for layer in qmodel.layers:
+        name = getattr(getattr(layer, "layer", None), "name", layer.name)
+        for _, quantizer, found in getattr(layer, "_weight_vars", ()):
+            add(name, quantizer, found)
+        for act in getattr(layer, "_quantize_activations", ()):
+            add(name, act.quantizer, getattr(act, "_post_activation_vars", None))
+            add(name, act.quantizer, getattr(act, "_pre_activation_vars", None))
+        outputs = getattr(layer, "_output_quantizers", None)
+        if outputs:
+            add(name, outputs[0], getattr(layer, "_output_quantizer_vars", None))
+        if type(layer).__name__ == "QuantizeLayer":
+            add(name, getattr(layer, "quantizer", None), getattr(layer, "quantizer_vars", None))
+    return moving, direct
 
 
-def _is_range(var) -> bool:
-    return var.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))
+def calibrate_ranges(qmodel, float_twin, x: np.ndarray, batch: int = 32) -> int:
+    """Start every activation quantizer where post-training calibration starts the converter: the min/max (0
+    included, as TFLite keeps it) that its layer's output reaches in the float model `float_twin` (the `tf_keras`
+    twin `qmodel` was made from: the same layer names) over `x`. TF-MOT starts these moving averages at -6..6 and
+    moves them by 0.1% a step, so a short fine-tune barely moves them: a residual Add whose sums reach -60..40
+    would stay clipped to -6..6, a model the fine-tune cannot recover. The weight quantizers are given their
+    weights' own ranges (one training-mode step on a few images, every other variable put back), so the model
+    simulates int8 from the first step. Returns the number of activation ranges set."""
+    import tf_keras as tfk
 
-
-def calibrate_ranges(qmodel, x: np.ndarray, batch: int = 64, passes: int = 2) -> int:
-    """Start every activation quantizer where post-training calibration would: the min/max its input reached over
-    `x`. TF-MOT moves these ranges only as a moving average (decay 0.999) from -6..6, so a short fine-tune barely
-    moves them. Each batch runs once in training mode through TF-MOT's own ops from the current ranges, each
-    batch's range is read back from the moving-average step (new = old + (1 - decay) * (batch - old)), and every
-    other variable (batch-norm statistics, weights) is put back; a second pass repeats this from the first pass's
-    ranges (so later layers see activations quantized as they will be); dropout is off meanwhile (batch norm is
-    frozen in the twin). A probe shifted by 1.0 tells the
-    moving-average quantizers from those that assign directly (weights, the input), which are left alone.
-    Returns the number of ranges set."""
+    moving, direct = quantizer_ranges(qmodel)
+    if not len(x) or not moving:
+        return 0
+    names = list(dict.fromkeys(name for name, _ in moving))
+    probe = tfk.Model(float_twin.input, [float_twin.get_layer(n).output for n in names])
+    low, high = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+    for first in range(0, len(x), batch):
+        outs = probe(x[first:first + batch].astype(np.float32), training=False)
+        for n, out in zip(names, outs if len(names) > 1 else [outs]):
+            out = np.asarray(out)
+            low[n], high[n] = min(low[n], float(out.min())), max(high[n], float(out.max()))
     weights = qmodel.weights
     saved = [w.numpy() for w in weights]
-    ranges = [i for i, w in enumerate(weights) if _is_range(w)]
-    if not len(x) or not ranges:
-        return 0
-    start = {i: saved[i].astype(np.float64) for i in ranges}
-
-    def run(begin: dict, images: np.ndarray) -> dict:
-        for i, w in enumerate(weights):
-            w.assign(begin[i].astype(saved[i].dtype) if i in begin else saved[i])
-        qmodel(images.astype(np.float32), training=True)
-        return {i: weights[i].numpy().astype(np.float64) for i in ranges}
-
     dropouts = [inner for layer in qmodel.layers for inner in (layer, getattr(layer, "layer", None))
                 if type(inner).__name__ == "Dropout"]
     rates = [d.rate for d in dropouts]
     for d in dropouts:
-        d.rate = 0.0  # training mode runs the quantizers' update; inference activations, as calibration sees them
-    probe = x[:batch]
-    plain, shifted = run(start, probe), run({i: v + 1.0 for i, v in start.items()}, probe)
-    moving = [i for i in ranges if np.allclose(shifted[i] - plain[i], EMA_DECAY, atol=1e-3)]
-    for _ in range(passes):
-        seen: dict[int, np.ndarray] = {}
-        for first in range(0, len(x), batch):
-            now = run(start, x[first:first + batch])
-            for i in moving:
-                value = start[i] + (now[i] - start[i]) / (1.0 - EMA_DECAY)
-                low = weights[i].name.split(":")[0].endswith("_min")
-                value = np.minimum(value, 0.0) if low else np.maximum(value, 0.0)  # 0 stays in range (TFLite)
-                seen[i] = value if i not in seen else (np.minimum if low else np.maximum)(seen[i], value)
-        start.update(seen)
+        d.rate = 0.0
+    qmodel(x[:4].astype(np.float32), training=True)  # assigns the weight quantizers' ranges (and moves the rest)
     for d, rate in zip(dropouts, rates):
         d.rate = rate
-    for i, w in enumerate(weights):
-        w.assign(start[i].astype(saved[i].dtype) if i in moving else saved[i])
+    keep = {v.ref() for _, found in direct for v in (found["min_var"], found["max_var"])}
+    for w, value in zip(weights, saved):
+        if w.ref() not in keep:
+            w.assign(value)
+    for name, found in moving:
+        found["min_var"].assign(np.full(found["min_var"].shape, low[name], np.float32))
+        found["max_var"].assign(np.full(found["max_var"].shape, high[name], np.float32))
     return len(moving)
 
 
@@ -308,7 +322,6 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
                             f"beyond --max-drop {max_drop:g} points); the float model and the bundle are untouched")
         return record.val_agreement
 
-    calibrate_ranges(qmodel, train_x)
     pin_input_range(qmodel)
     qmodel.compile(tfk.optimizers.Adam(lr), loss=tfk.losses.CategoricalCrossentropy())
     # before any step: the calibrated ranges on the float weights (post-training int8, simulated): a figure
@@ -377,4 +390,4 @@ def versions() -> dict:
 
 
 __all__ = ["FineTune", "NotRebuildable", "QatFailed", "QatMode", "QatSettings", "check_rebuildable", "converter",
-           "calibrate_ranges", "fine_tune", "pin_input_range", "quantized", "twin", "versions"]
+           "calibrate_ranges", "fine_tune", "pin_input_range", "quantized", "quantizer_ranges", "twin", "versions"]

@@ -71,6 +71,7 @@ def prepare(ctx) -> Prepared:
                     or 1e-3)  # the training run's --lr (an imported model has none: 1e-3)
     twin = qat.twin(ctx.model, str(bundle.path / "model.keras"))
     qmodel = qat.quantized(twin)
+    qat.calibrate_ranges(qmodel, twin, train_x)
     tune = qat.fine_tune(qmodel, ctx.model, train_x, val_x, val_y, settings, base_lr, cfg.max_drop)
     t0 = time.perf_counter()
     out = Prepared(ctx.workdir, {})
