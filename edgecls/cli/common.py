@@ -36,6 +36,8 @@ ImagesOpt = Annotated[Optional[str], typer.Option(
                      "their recipe at export) beside the held-out and validation images. Images the bundle "
                      "already holds are dropped and said; beyond 20,000 a seeded sample is used.",
     show_default=False)]
+SkipBadImagesOpt = Annotated[bool, typer.Option(
+    "--skip-bad", help="Skip unreadable files in the --images folder (and count them) instead of refusing it.")]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
