@@ -352,6 +352,20 @@ def test_a_pipeline_decodes_the_images_folder_once(folder_copy, tmp_path, monkey
     assert len(calls) == 20 + 21 and r.images_folder["images"] == 21
 
 
+def test_a_folder_too_large_to_hold_before_training_is_checked_then_decoded_once(tmp_path, monkeypatch):
+    from edgecls.train import unlabelled
+
+    root = _images_folder(tmp_path / "more", n=8)
+    calls = _count_decodes(monkeypatch)
+    monkeypatch.setattr(unlabelled, "KEEP_CHECKED_BYTES", 8 * 16 * 16 * 3 - 1)  # one byte short of holding them
+    assert unlabelled.check(root, shape=(16, 16, 3)) == 8 and len(calls) == 8  # checked, pixels not kept
+    unlabelled.load(root, (16, 16, 3))
+    unlabelled.load(root, (16, 16, 3))
+    assert len(calls) == 16
+    unlabelled.load(root, (12, 12, 3))  # another input size: decoded at it
+    assert len(calls) == 24
+
+
 def test_export_then_verify_decode_the_images_folder_once(folder_copy, tmp_path, monkeypatch):
     from edgecls.export import ExportConfig, export
 
@@ -468,6 +482,23 @@ def test_ship_the_shown_file_and_say_what_would_decide_the_others(folder_copy):
     d = decide(m, Constraints())
     assert not d.found and "--images DIR" in d.ruled_out_by
     assert re.search(r"about [\d,]+ images would decide the closest one", d.ruled_out_by)
+
+
+@pytest.mark.slow
+def test_pipeline_with_images_decodes_them_once_and_judges_int8_on_them(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "photos", per_class=40, size=(16, 16))
+    more = _images_folder(tmp_path / "more", n=30, size=(16, 16))
+    _bad_files(more)
+    calls = _count_decodes(monkeypatch)
+    r = runner.invoke(app, ["pipeline", "--data", str(root), "--arch", "tiny", "--epochs", "3",
+                            "--out", str(tmp_path / "b"), "--batch", "1", "--runtime", "onnx", "--images", str(more),
+                            "--skip-bad"])
+    assert r.exit_code in (0, 1), r.output
+    assert len(calls) == 32  # 30 images and 2 unreadable files, decoded once for export and verify together
+    assert "2 unreadable files skipped (--skip-bad)" in r.stdout
+    m = Bundle.open(tmp_path / "b").manifest
+    int8 = next(x for x in m["verify"]["rows"] if x["file"] == "model.int8.onnx")
+    assert int8["judged_on"]["kinds"]["images"] == 15 and int8["judged_on"]["images_folder"]["skipped"] == 2
 
 
 @pytest.mark.slow
