@@ -366,6 +366,17 @@ def test_a_folder_too_large_to_hold_before_training_is_checked_then_decoded_once
     assert len(calls) == 24
 
 
+def test_the_same_folder_spelt_another_way_is_the_same_decode(tmp_path, monkeypatch):
+    from edgecls.train import unlabelled
+
+    root = _images_folder(tmp_path / "more", n=6)
+    calls = _count_decodes(monkeypatch)
+    first = unlabelled.load(str(root), (16, 16, 3))
+    monkeypatch.chdir(tmp_path)
+    again = unlabelled.load("./more/a/..", (16, 16, 3))
+    assert len(calls) == 6 and again.names == first.names and again.files_sha256 == first.files_sha256
+
+
 def test_export_then_verify_decode_the_images_folder_once(folder_copy, tmp_path, monkeypatch):
     from edgecls.export import ExportConfig, export
 

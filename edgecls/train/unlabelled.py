@@ -103,12 +103,13 @@ def files(root: str | Path) -> list[Path]:
 class _Decoded:
     """One decode of a folder's (sampled) files: which failed and why, and the images of the others."""
 
-    paths: list[Path]  # the files decoded (a seeded sample beyond MAX_IMAGES)
+    names: list[str]  # the files decoded, relative to the root (a seeded sample beyond MAX_IMAGES)
     found: int  # files under the root
     bad: list[str]  # one message per unreadable file
-    good: list[int] = field(default_factory=list)  # indices into `paths` of the files that decoded
+    good: list[int] = field(default_factory=list)  # indices into `names` of the files that decoded
     images: np.ndarray | None = None  # their pixels at `shape` (read-only); None: only checked
     shape: tuple | None = None
+    digests: list[str] | None = None  # the full pixel sha256 of each image, once asked for
 
 
 _cache: dict[tuple, _Decoded] = {}  # the most recent folder: (root, listing, seed) -> its decode
@@ -135,7 +136,7 @@ def _decode_all(paths: list[Path], size: tuple[int, int], channels: int) -> tupl
     return [a for a, _ in out], [e for _, e in out if e]
 
 
-def _decoded(root: str | Path, seed: int, shape: tuple[int, int, int] | None, keep: bool = True,
+def _decoded(root: str | Path, seed: int, shape: tuple[int, int, int] | None,
              found: list[Path] | None = None) -> _Decoded:
     """The folder's files decoded at `shape` (None: only checked that they decode), from the cache when the
     folder, its listing and the seed are the same (and the shape, where pixels are asked for)."""
@@ -153,10 +154,10 @@ def _decoded(root: str | Path, seed: int, shape: tuple[int, int, int] | None, ke
         images = np.stack([arrays[i] for i in good])
         images.setflags(write=False)  # shared by every user of the cache
     del arrays
-    out = _Decoded(paths, len(found), bad, good, images, tuple(shape) if shape is not None else None)
-    if keep:
-        _cache.clear()  # one folder at a time: the memory of one decode, not of every folder seen
-        _cache[key] = out
+    names = [p.relative_to(root).as_posix() for p in paths]
+    out = _Decoded(names, len(found), bad, good, images, tuple(shape) if shape is not None else None)
+    _cache.clear()  # one folder at a time: the memory of one decode, not of every folder seen
+    _cache[key] = out
     return out
 
 
@@ -177,7 +178,7 @@ def check(root: str | Path, *, shape: tuple[int, int, int] | None = None, seed: 
     found = files(root)
     small = shape is not None and min(len(found), MAX_IMAGES) * int(np.prod(shape)) <= KEEP_CHECKED_BYTES
     d = _decoded(root, seed, shape if small else None, found=found)
-    _refuse_bad(root, d.bad, len(d.paths), skip_bad)
+    _refuse_bad(root, d.bad, len(d.names), skip_bad)
     return d.found
 
 
@@ -211,8 +212,10 @@ def load(root: str | Path, input_shape: tuple[int, int, int],
         EdgeclsError: as `check`; or no image is left once the bundle's own are dropped.
     """
     d = _decoded(root, seed, tuple(input_shape))
-    _refuse_bad(root, d.bad, len(d.paths), skip_bad)
-    full = pixel_digests(d.images)
+    _refuse_bad(root, d.bad, len(d.names), skip_bad)
+    if d.digests is None:
+        d.digests = pixel_digests(d.images)
+    full = d.digests
     if callable(known):
         known = known()
     dropped = {why: 0 for why in DROP_REASON}
@@ -227,9 +230,8 @@ def load(root: str | Path, input_shape: tuple[int, int, int],
         else:
             dropped[why] += 1
     images = d.images if len(keep) == len(full) else d.images[keep]  # nothing dropped: the cached (read-only) array
-    paths = [d.paths[d.good[i]] for i in keep]
-    u = Unlabelled(str(root), images, [p.relative_to(root).as_posix() for p in paths],
-                   [full[i][:DIGEST_CHARS] for i in keep], d.found, d.found > len(d.paths),
+    u = Unlabelled(str(root), images, [d.names[d.good[i]] for i in keep],
+                   [full[i][:DIGEST_CHARS] for i in keep], d.found, d.found > len(d.names),
                    {k: v for k, v in dropped.items() if v}, list(d.bad))
     if not keep:
         raise EdgeclsError(f"{OPTION} {root}: all {len(full):,} images are already in the bundle or repeat one "
