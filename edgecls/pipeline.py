@@ -24,18 +24,49 @@ class PipelineConfig:
     max_drop: float = DEFAULT_MAX_DROP  # the int8 gate, for export, verify and the recommendation alike
     imported: ImportConfig | None = None  # import this model (edgecls import) in place of training one
     images: str | None = None  # --images: unlabelled images of the same kind (int8 selection and judging)
+    skip_bad: bool = False  # skip (and count) unreadable files of the --images folder (the CLI's --skip-bad sets it
+    # and the training folder's, train.skip_bad)
 
     def validate(self) -> None:
-        """Every stage's options, before any work (a bad bench option must not wait for training)."""
+        """Every stage's options, before any work (a bad bench option or --images folder must not wait for
+        training)."""
         from .core.gates import check_max_drop
 
         if self.imported is not None:
             self.imported.validate()
         else:
             self.train.validate()
-        dataclasses.replace(self.export, images=self.images).validate()  # a bad --images folder: before training
+        self._export_config().validate()
+        if self.images is not None:
+            from .train import sources, unlabelled
+
+            _not_in_data(self.images, self.imported.data if self.imported is not None else self.train.data)
+            if self.imported is None:  # decoded now at the input training gives, once: export and verify reuse it
+                shape, seed = sources.input_shape(self.train.data, self.train.image_size), self.train.seed
+            else:  # an imported model's input is known once imported: checked now, decoded at it then
+                shape, seed = None, self.imported.seed
+            unlabelled.check(self.images, shape=shape, seed=seed, skip_bad=self.skip_bad)
         self.bench.validate()
         check_max_drop(self.max_drop)
+
+    def _export_config(self) -> ExportConfig:
+        return dataclasses.replace(self.export, max_drop=self.max_drop, images=self.images,
+                                   skip_bad=self.skip_bad and self.images is not None)
+
+
+def _not_in_data(images: str, data: str) -> None:
+    """--images is (inside) the --data folder: every image of it would be the bundle's own, which is known only
+    after training splits the folder; refused before, in one line."""
+    from .core.errors import EdgeclsError
+    from .train.sources import SOURCES
+
+    if data is None or data in SOURCES or not Path(data).is_dir():
+        return
+    inside, top = Path(images).resolve(), Path(data).resolve()
+    if inside == top or top in inside.parents:
+        raise EdgeclsError(f"--images {images}: is {'the' if inside == top else 'inside the'} --data folder "
+                           f"{data}: its images are the bundle's own (training, validation, held-out); give a "
+                           "folder of images the model never saw")
 
 
 @dataclass
@@ -83,10 +114,10 @@ def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: Pipel
     else:
         made = train(cfg.train, train_hooks)
         hooks.stage("train", made)
-    exported = export(made.bundle, dataclasses.replace(cfg.export, max_drop=cfg.max_drop, images=cfg.images),
-                      on_export)
+    exported = export(made.bundle, cfg._export_config(), on_export)
     hooks.stage("export", exported)
-    verified = verify(made.bundle, max_drop=cfg.max_drop, on_row=on_verify, images=cfg.images)
+    verified = verify(made.bundle, max_drop=cfg.max_drop, on_row=on_verify, images=cfg.images,
+                      skip_bad=cfg.skip_bad and cfg.images is not None)
     hooks.stage("verify", verified)
     benched = bench(made.bundle, cfg.bench, on_bench)
     hooks.stage("bench", benched)

@@ -191,6 +191,203 @@ def test_bad_images_folder_is_one_error_line_and_nothing_written(folder_copy, tm
         assert (folder_copy / "manifest.json").read_bytes() == before  # nothing written
 
 
+def _bad_files(root):
+    (root / "notes.txt").write_text("hello")
+    (root / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"0" * 40)  # a truncated JPEG
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("missing", "no such folder"), ("file", "not a folder"), ("empty", "no image files in it"),
+    ("undecodable", "none of its 2 files is a readable image"),
+    ("one-bad", "(and 1 more bad files); fix or remove it, or pass --skip-bad to skip bad files"),
+    ("the-data", "is the --data folder"), ("in-the-data", "is inside the --data folder")])
+def test_pipeline_refuses_a_bad_images_folder_before_training(tmp_path, case, msg):
+    photos = make_folder(tmp_path / "photos", per_class=6, size=(16, 16))
+    root = {"the-data": photos, "in-the-data": photos / "cat"}.get(case, tmp_path / "imgs")
+    if case == "file":
+        root.write_bytes(b"x")
+    elif case in ("empty", "undecodable", "one-bad"):
+        root.mkdir()
+    if case == "undecodable":
+        _bad_files(root)
+    if case == "one-bad":
+        _images_folder(root, n=4)
+        _bad_files(root)
+    out = tmp_path / "b"
+    r = runner.invoke(app, ["pipeline", "--data", str(photos), "--arch", "tiny", "--epochs", "1", "--out", str(out),
+                            "--images", str(root)])
+    assert r.exit_code == 2 and r.stderr.startswith("error: --images ") and msg in r.stderr, r.output
+    assert str(root) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_skip_bad_skips_unreadable_images_files_and_says_how_many(folder_copy, tmp_path):
+    root = _images_folder(tmp_path / "more", n=6)
+    _bad_files(root / "a")
+    before = (folder_copy / "manifest.json").read_bytes()
+    r = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx", "--images", str(root)])
+    assert r.exit_code == 2 and "or pass --skip-bad to skip bad files" in r.stderr, r.output
+    assert (folder_copy / "manifest.json").read_bytes() == before
+    r = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx", "--images", str(root), "--skip-bad"])
+    assert r.exit_code == 0, r.output
+    assert f"note: --images {root}: 2 unreadable files skipped (--skip-bad), e.g. " in r.stdout
+    row = _rows(folder_copy)["model.int8.onnx"]["judged_on"]
+    assert row["kinds"]["images"] == 6 and row["images_folder"]["skipped"] == 2 and row["images_folder"]["found"] == 8
+    r = runner.invoke(app, ["export", str(folder_copy), "--format", "onnx", "--int8", "--images", str(root),
+                            "--skip-bad"])
+    assert r.exit_code in (0, 1), r.output  # written (exit 1 only if an int8 file misses the gate)
+    sel = Bundle.open(folder_copy).entry("model.int8.onnx")["int8"]["selected_on"]
+    assert sel["images_folder"]["skipped"] == 2 and any("2 unreadable files skipped" in n
+                                                        for n in sel["images_folder"]["notes"])
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    _bad_files(only_bad)
+    before = (folder_copy / "manifest.json").read_bytes()
+    for args in (["--images", str(only_bad), "--skip-bad"], ["--skip-bad"]):  # nothing readable; nothing to skip
+        for cmd in (["verify", str(folder_copy), "--runtime", "onnx"],
+                    ["export", str(folder_copy), "--format", "onnx", "--int8"]):
+            r = runner.invoke(app, [*cmd, *args])
+            assert r.exit_code == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+            assert ("none of its 2 files is a readable image" if "--images" in args else "add --images DIR") \
+                in r.stderr, r.output
+            assert (folder_copy / "manifest.json").read_bytes() == before
+
+
+def test_images_of_other_sizes_and_modes_are_decoded_as_training_does(folder_copy, tmp_path):
+    from edgecls.core.images import load_image
+    from edgecls.train import unlabelled
+
+    root = tmp_path / "mixed"
+    (root / "deep" / "er").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(root / "big.jpg", quality=90)
+    Image.fromarray(rgb[:40, :90]).convert("RGBA").save(root / "alpha.png")
+    Image.fromarray(rgb[:33, :17]).convert("P").save(root / "deep" / "palette.gif")
+    Image.fromarray(rgb[:20, :20, 0]).save(root / "deep" / "er" / "grey.bmp")
+    Image.fromarray((rng.integers(0, 65535, (24, 24))).astype(np.uint16)).save(root / "deep" / "wide16.png")
+    Image.fromarray(rgb[:64, :48]).save(root / "deep" / "er" / "w.webp")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: training folders honour the orientation tag too
+    Image.fromarray(rgb[:30, :50]).save(root / "rotated.jpg", exif=exif)
+    r = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx", "--images", str(root)])
+    assert r.exit_code == 0, r.output
+    assert _rows(folder_copy)["model.int8.onnx"]["judged_on"]["kinds"]["images"] == 7
+    u = unlabelled.load(root, (16, 16, 3))
+    for name, image in zip(u.names, u.images):  # the very pixels a training folder would give
+        assert np.array_equal(image, load_image(root / name, (16, 16), 3)), name
+
+
+def test_images_overlapping_the_bundles_own_are_dropped_by_their_pixels_and_said(folder_copy, tmp_path):
+    m = Bundle.open(folder_copy).manifest
+    train_root = (folder_copy / m["dataset"]["source"]["root"]).resolve()
+    root = _images_folder(tmp_path / "more", n=10)
+    for i in m["dataset"]["split"]["train"][:3]:  # copies under other names: recognised by content
+        shutil.copy(train_root / i, root / f"renamed-{i.replace('/', '-')}")
+    shutil.copy(train_root / m["dataset"]["split"]["test"][0], root / "a" / "held.png")
+    shutil.copy(root / "a" / "u1.png", root / "b" / "again.png")  # a repeat within the folder
+    r = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx", "--images", str(root)])
+    assert r.exit_code == 0, r.output
+    notes = [x for x in r.stdout.splitlines() if x.startswith("note: --images")]
+    assert any("3 images dropped: the same pixels as training images (the model fitted them)" in x for x in notes)
+    assert any("1 image dropped: the same pixels as the bundle's held-out images" in x for x in notes)
+    assert any("1 image dropped: repeats of another image in the folder" in x for x in notes)
+    row = _rows(folder_copy)["model.int8.onnx"]["judged_on"]
+    assert row["kinds"]["images"] == 10 and row["images_folder"]["dropped"] == {"training": 3, "held-out": 1,
+                                                                                 "repeats": 1}
+
+
+def test_a_huge_images_folder_is_capped_sampled_and_said(folder_copy, tmp_path, monkeypatch):
+    from edgecls.train import unlabelled
+
+    monkeypatch.setattr(unlabelled, "MAX_IMAGES", 12)
+    root = _images_folder(tmp_path / "many", n=30)
+    r = runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx", "--images", str(root)])
+    assert r.exit_code == 0, r.output
+    assert f"note: --images {root}: 30 files, over the cap of 12: a seeded sample of 12 decoded" in r.stdout
+    row = _rows(folder_copy)["model.int8.onnx"]["judged_on"]
+    assert row["kinds"]["images"] == 12 and row["images_folder"]["sampled"] and row["images_folder"]["found"] == 30
+    first = row["images_folder"]["files_sha256"]
+    unlabelled.forget()  # decoded afresh: the same seeded sample
+    runner.invoke(app, ["verify", str(folder_copy), "--runtime", "onnx", "--images", str(root)])
+    assert _rows(folder_copy)["model.int8.onnx"]["judged_on"]["images_folder"]["files_sha256"] == first
+
+
+def _count_decodes(monkeypatch):
+    from edgecls.train import unlabelled
+
+    calls = []
+    real = unlabelled.load_image
+
+    def counted(path, size, channels=3):
+        calls.append(str(path))
+        return real(path, size, channels)
+
+    unlabelled.forget()
+    monkeypatch.setattr(unlabelled, "load_image", counted)
+    return calls
+
+
+def test_a_pipeline_decodes_the_images_folder_once(folder_copy, tmp_path, monkeypatch):
+    """The pipeline's up-front check (at the input training gives), export's selection and verify share one
+    decode; a changed folder is read again."""
+    from edgecls.export import ExportConfig, export
+    from edgecls.pipeline import PipelineConfig
+    from edgecls.train.fit import TrainConfig
+
+    root = _images_folder(tmp_path / "more", n=20)
+    calls = _count_decodes(monkeypatch)
+    m = Bundle.open(folder_copy).manifest
+    cfg = PipelineConfig(train=TrainConfig(data=str((folder_copy / m["dataset"]["source"]["root"]).resolve()),
+                                           arch="tiny", image_size=16, seed=m["dataset"]["split"]["seed"]),
+                         export=ExportConfig(formats=["onnx"], int8=True, calib_size=32), images=str(root))
+    cfg.validate()  # before training: checked and decoded at 16x16x3
+    assert len(calls) == 20
+    export(folder_copy, cfg._export_config())  # the accuracy-aware selection set takes half of them
+    verify(folder_copy, runtime_names=["onnx"], images=str(root))
+    assert len(calls) == 20 and sorted(calls) == sorted(str(p) for p in root.rglob("*.png"))
+    assert Bundle.open(folder_copy).entry("model.int8.onnx")["int8"]["selected_on"]["kinds"]["images"] == 10
+    Image.fromarray(np.full((16, 16, 3), 9, np.uint8)).save(root / "a" / "new.png")  # the folder changes
+    r = verify(folder_copy, runtime_names=["onnx"], images=str(root))
+    assert len(calls) == 20 + 21 and r.images_folder["images"] == 21
+
+
+def test_a_folder_too_large_to_hold_before_training_is_checked_then_decoded_once(tmp_path, monkeypatch):
+    from edgecls.train import unlabelled
+
+    root = _images_folder(tmp_path / "more", n=8)
+    calls = _count_decodes(monkeypatch)
+    monkeypatch.setattr(unlabelled, "KEEP_CHECKED_BYTES", 8 * 16 * 16 * 3 - 1)  # one byte short of holding them
+    assert unlabelled.check(root, shape=(16, 16, 3)) == 8 and len(calls) == 8  # checked, pixels not kept
+    unlabelled.load(root, (16, 16, 3))
+    unlabelled.load(root, (16, 16, 3))
+    assert len(calls) == 16
+    unlabelled.load(root, (12, 12, 3))  # another input size: decoded at it
+    assert len(calls) == 24
+
+
+def test_the_same_folder_spelt_another_way_is_the_same_decode(tmp_path, monkeypatch):
+    from edgecls.train import unlabelled
+
+    root = _images_folder(tmp_path / "more", n=6)
+    calls = _count_decodes(monkeypatch)
+    first = unlabelled.load(str(root), (16, 16, 3))
+    monkeypatch.chdir(tmp_path)
+    again = unlabelled.load("./more/a/..", (16, 16, 3))
+    assert len(calls) == 6 and again.names == first.names and again.files_sha256 == first.files_sha256
+
+
+def test_export_then_verify_decode_the_images_folder_once(folder_copy, tmp_path, monkeypatch):
+    from edgecls.export import ExportConfig, export
+
+    root = _images_folder(tmp_path / "more", n=14)
+    calls = _count_decodes(monkeypatch)
+    export(folder_copy, ExportConfig(formats=["onnx"], int8=True, calib_size=32, images=str(root)))
+    assert len(calls) == 14
+    verify(folder_copy, runtime_names=["onnx"], images=str(root))
+    assert len(calls) == 14
+
+
 def test_export_images_choose_the_recipe_and_verify_leaves_them_out(folder_copy, tmp_path):
     from edgecls.export import ExportConfig, export
 
@@ -296,6 +493,23 @@ def test_ship_the_shown_file_and_say_what_would_decide_the_others(folder_copy):
     d = decide(m, Constraints())
     assert not d.found and "--images DIR" in d.ruled_out_by
     assert re.search(r"about [\d,]+ images would decide the closest one", d.ruled_out_by)
+
+
+@pytest.mark.slow
+def test_pipeline_with_images_decodes_them_once_and_judges_int8_on_them(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "photos", per_class=40, size=(16, 16))
+    more = _images_folder(tmp_path / "more", n=30, size=(16, 16))
+    _bad_files(more)
+    calls = _count_decodes(monkeypatch)
+    r = runner.invoke(app, ["pipeline", "--data", str(root), "--arch", "tiny", "--epochs", "3",
+                            "--out", str(tmp_path / "b"), "--batch", "1", "--runtime", "onnx", "--images", str(more),
+                            "--skip-bad"])
+    assert r.exit_code in (0, 1), r.output
+    assert len(calls) == 32  # 30 images and 2 unreadable files, decoded once for export and verify together
+    assert "2 unreadable files skipped (--skip-bad)" in r.stdout
+    m = Bundle.open(tmp_path / "b").manifest
+    int8 = next(x for x in m["verify"]["rows"] if x["file"] == "model.int8.onnx")
+    assert int8["judged_on"]["kinds"]["images"] == 15 and int8["judged_on"]["images_folder"]["skipped"] == 2
 
 
 @pytest.mark.slow

@@ -34,8 +34,11 @@ ImagesOpt = Annotated[Optional[str], typer.Option(
     "--images", help="A folder of unlabelled images of the same kind (searched recursively; decoded as a "
                      "training folder): changed answers need no labels, so they judge int8 files (and choose "
                      "their recipe at export) beside the held-out and validation images. Images the bundle "
-                     "already holds are dropped and said; beyond 20,000 a seeded sample is used.",
+                     "already holds are dropped and said; beyond 20,000 a seeded sample is used "
+                     "(docs/verify.md).",
     show_default=False)]
+SkipBadImagesOpt = Annotated[bool, typer.Option(
+    "--skip-bad", help="Skip unreadable files in the --images folder (and count them) instead of refusing it.")]
 
 
 def _fail(message: str, code: int) -> typer.Exit:

@@ -10,7 +10,7 @@ import typer
 from ..export.base import FORMATS, ExportConfig
 from ..export.qat import QatSettings
 from ..report.console import err, render_export, size_text
-from .common import DEFAULT_BUNDLE, ImagesOpt, _choices, _emit_json, handled
+from .common import DEFAULT_BUNDLE, ImagesOpt, SkipBadImagesOpt, _choices, _emit_json, handled
 
 
 @handled
@@ -43,6 +43,7 @@ def export(
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")
                         ] = ExportConfig.data_dir,
     images: ImagesOpt = ExportConfig.images,
+    skip_bad: SkipBadImagesOpt = ExportConfig.skip_bad,
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts as JSON.")] = False,
 ):
     """Export the bundle's model to ONNX, TFLite and OpenVINO IR (float32; --int8, --fp16 add more).
@@ -73,7 +74,7 @@ def export(
 
     cfg = ExportConfig(formats=parse(FORMATS, fmt, "--format") or list(FORMATS), int8=int8, fp16=fp16,
                        calib_size=calib_size, data_dir=data_dir, reference_size=reference_size, max_drop=max_drop,
-                       images=images,
+                       images=images, skip_bad=skip_bad,
                        qat="on" if qat else "auto" if qat_auto else "off",
                        qat_settings=QatSettings(time_limit=qat_time_limit, max_epochs=qat_epochs))
 

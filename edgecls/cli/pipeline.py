@@ -68,6 +68,9 @@ def pipeline(
     tie_margin: TieMargin = DEFAULTS.bench.constraints.tie_margin,
     accept_inconclusive: AcceptInconclusive = DEFAULTS.bench.constraints.accept_inconclusive,
     images: ImagesOpt = DEFAULTS.images,
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="Skip unreadable files in the --data folder and the --images folder (and count them) "
+                           "instead of refusing.")] = DEFAULTS.skip_bad,
     qat_auto: Annotated[bool, typer.Option(
         "--qat-auto", help="Make again from a quantization-aware fine-tune (QAT) the int8 files that miss the "
                            "gate after the accuracy-aware recipes (edgecls[qat]; said and recorded).")] = False,
@@ -116,7 +119,7 @@ def pipeline(
     cfg = dataclasses.replace(
         defaults, train=dataclasses.replace(defaults.train, data=data, arch=arch,
                                             pretrained=pretrained, backbone_size=backbone_size, out=out_dir,
-                                            seed=seed, epochs=epochs),
+                                            seed=seed, epochs=epochs, skip_bad=skip_bad),
         bench=dataclasses.replace(defaults.bench, batches=_ints(batch, "--batch"), runtimes=runtime,
                                   # pipeline has no --min-runs: enough runs for the tail it is asked to bound
                                   min_runs=max(defaults.bench.min_runs, -(-MIN_RUNS[percentile.value]
@@ -125,14 +128,14 @@ def pipeline(
                                                           max_drop, tie_margin=tie_margin,
                                                           accept_inconclusive=accept_inconclusive)),
         export=dataclasses.replace(defaults.export, qat="auto" if qat_auto else "off"),
-        max_drop=max_drop, images=images)
+        max_drop=max_drop, images=images, skip_bad=skip_bad)
     if model is not None:
         from ..train.importer import ImportConfig
         from .import_ import _floats
 
         cfg.imported = ImportConfig(model=model, data=data, out=out_dir, force=True, labels=labels, scale=scale,
                                     offset=offset, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-                                    channels_order=channels_order, raw=raw_pixels, seed=seed)
+                                    channels_order=channels_order, raw=raw_pixels, seed=seed, skip_bad=skip_bad)
     elif any(v is not None for v in (labels, scale, offset, mean, std)) or raw_pixels or channels_order != "rgb":
         raise EdgeclsError("--labels, --scale, --offset, --mean, --std, --channels-order and --raw-pixels describe "
                            "an imported model: add --model FILE")
@@ -165,7 +168,8 @@ def pipeline(
         with use_stderr(as_json):  # with --json, stdout carries the JSON alone
             result = run(cfg, view, Hooks())
     finally:
-        view.progress.stop()
+        if view.progress.live.is_started:  # stopping one never started prints a blank line
+            view.progress.stop()
     if as_json:
         _emit_json(result.to_dict())
     if not result.passed:

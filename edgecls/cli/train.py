@@ -86,7 +86,8 @@ def train(
     try:
         result = run(cfg, view)
     finally:
-        view.progress.stop()
+        if view.progress.live.is_started:  # stopping one never started prints a blank line
+            view.progress.stop()
     if not result.written:  # a worker that is not the chief: the chief writes the bundle
         if as_json:
             _emit_json({"bundle": None, "history": result.history})

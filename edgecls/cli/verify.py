@@ -16,6 +16,7 @@ from ..verify.parity import VerifyConfig
 from .common import (
     DEFAULT_BUNDLE,
     ImagesOpt,
+    SkipBadImagesOpt,
     _choices,
     _emit_json,
     handled,
@@ -48,6 +49,7 @@ def verify(
     data_dir: Annotated[Optional[str], typer.Option(help="Where the dataset lives now, if it moved.")
                         ] = VerifyConfig.data_dir,
     images: ImagesOpt = VerifyConfig.images,
+    skip_bad: SkipBadImagesOpt = VerifyConfig.skip_bad,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
                           "where the error jumps (each vendor's tool, 32 held-out images).")] = False,
@@ -96,7 +98,7 @@ def verify(
 
         int8_artifacts(Bundle.open(bundle), runtime)
     cfg = VerifyConfig(runtimes=runtime, device=device, threads=threads, max_drop=max_drop, compute=ov_precision,
-                       data_dir=data_dir, images=images)
+                       data_dir=data_dir, images=images, skip_bad=skip_bad)
     result = run(bundle, cfg)
     explanations = None
     if explain:

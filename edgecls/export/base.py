@@ -52,6 +52,7 @@ class ExportConfig:
     reference_size: int = DEFAULT_IMAGES  # held-out images stored in reference.npz (edgecls.export.reference)
     max_drop: float = DEFAULT_MAX_DROP  # int8 gate at export (accuracy points), judged as verify does
     images: str | None = None  # --images: unlabelled images of the same kind (int8 recipe selection)
+    skip_bad: bool = False  # --skip-bad: skip unreadable files in the --images folder (counted) instead of refusing
     qat: str = "off"  # quantization-aware fine-tuning for int8: off, on, auto (edgecls.export.qat.QatMode)
     qat_settings: object = None  # its settings (time limit, epochs); None: the defaults
 
@@ -70,7 +71,9 @@ class ExportConfig:
             if not self.int8:
                 raise EdgeclsError(f"--images {self.images}: unlabelled images choose and judge int8 files; add "
                                    "--int8 (float files need no unseen images)")
-            unlabelled.check(self.images)
+            unlabelled.files(self.images)  # its images are decoded (and a bad one refused) before anything is written
+        elif self.skip_bad:
+            raise EdgeclsError("--skip-bad: skips unreadable files of an --images folder; add --images DIR")
         from .qat import QatMode, QatSettings
 
         if str(getattr(self.qat, "value", self.qat)) not in [m.value for m in QatMode]:
@@ -188,10 +191,12 @@ class ExportContext:
             from ..train import unlabelled
 
             b, d = self.bundle, self.cfg.data_dir
-            known = {"training": recorded.digests(b, "train", d), "validation": recorded.digests(b, "val", d),
-                     "held-out": recorded.digests(b, "test", d)}
+            def known():  # the bundle's own images, decoded only once the folder is known to be good
+                return {"training": recorded.digests(b, "train", d), "validation": recorded.digests(b, "val", d),
+                        "held-out": recorded.digests(b, "test", d)}
+
             self._unlabelled = unlabelled.load(self.cfg.images, self.input_shape, known,
-                                               seed=b.manifest["dataset"]["split"]["seed"])
+                                               seed=b.manifest["dataset"]["split"]["seed"], skip_bad=self.cfg.skip_bad)
         return self._unlabelled
 
     def calibration_record(self) -> dict:

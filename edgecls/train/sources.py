@@ -260,22 +260,29 @@ def _contained_id(root: Path, id_, k: int, classes: list[str] | None) -> Path:
 
 
 #: name -> loader(image_size=..., data_dir=..., **recorded) -> Data, with its facts: `image_size` (pixels a side
-#: when --image-size is not given) and `about` (a few words for `train --help`). A loader's `Data.source` is
-#: what the manifest records; opening the data again calls the loader with it (`open_source`). A folder path
-#: is a source too (`folder`).
+#: when --image-size is not given), `channels` (of its images) and `about` (a few words for `train --help`). A
+#: loader's `Data.source` is what the manifest records; opening the data again calls the loader with it
+#: (`open_source`). A folder path is a source too (`folder`).
 SOURCES: Registry[Callable[..., Data]] = Registry("dataset", "--data", {
     "digits": "edgecls.train.sources:digits",
     "fashion-mnist": "edgecls.train.sources:fashion_mnist",
     "synthetic": "edgecls.train.sources:synthetic",
-}, facts={"digits": {"image_size": 32, "about": "bundled, the default"},
-          "fashion-mnist": {"image_size": 28, "about": "apt-get install dataset-fashion-mnist"},
-          "synthetic": {"image_size": 16, "about": "tiny generated images, for tests only"}})
+}, facts={"digits": {"image_size": 32, "channels": 1, "about": "bundled, the default"},
+          "fashion-mnist": {"image_size": 28, "channels": 1, "about": "apt-get install dataset-fashion-mnist"},
+          "synthetic": {"image_size": 16, "channels": 3, "about": "tiny generated images, for tests only"}})
 FOLDER_IMAGE_SIZE = 64  # a folder's images, decoded at this many pixels a side unless --image-size is given
 
 
 def default_image_size(spec: str) -> int:
     """The image size of the source `spec` (a registered name, else a folder) when --image-size is not given."""
     return SOURCES.facts(spec)["image_size"] if spec in SOURCES else FOLDER_IMAGE_SIZE
+
+
+def input_shape(spec: str, image_size: int | None = None) -> tuple[int, int, int]:
+    """The input shape training on `spec` gives (a registered name, else a folder of RGB images), before loading it
+    (a source that declares no `channels`: 3)."""
+    size = default_image_size(spec) if image_size is None else image_size
+    return size, size, SOURCES.facts(spec).get("channels", 3) if spec in SOURCES else 3
 
 
 def described() -> str:

@@ -100,12 +100,13 @@ def _sample(bundle: Bundle, part: str, limit: int, data_dir: str | None):
 
 
 def build(bundle: Bundle, data_dir: str | None, device: Device, threads: int | None,
-          images_dir: str | None = None, float_inputs: bool = True) -> Pool:
+          images_dir: str | None = None, float_inputs: bool = True, skip_bad: bool = False) -> Pool:
     """The evidence inputs of a verify run with Keras' probabilities: from the dataset with Keras run here
     where both are present, else from the bundle's reference data (a device: no TensorFlow, no dataset).
 
     Raises:
-        EdgeclsError: neither the dataset and TensorFlow nor reference data; a bad `--images` folder.
+        EdgeclsError: neither the dataset and TensorFlow nor reference data; a bad `--images` folder (a file in
+            it that is not a readable image, unless `skip_bad`).
     """
     keras = runtimes.runner_class(Runtime.keras)
     missing = None if keras.installed() else "TensorFlow is not installed"
@@ -128,10 +129,12 @@ def build(bundle: Bundle, data_dir: str | None, device: Device, threads: int | N
     notes = []
     u = None
     if images_dir:
-        known = {"training": recorded.digests(bundle, "train", data_dir),
-                 "validation": recorded.digests(bundle, "val", data_dir),
-                 "held-out": recorded.digests(bundle, "test", data_dir)}
-        u = unlabelled.load(images_dir, bundle.input_shape(), known, seed=seed)
+        def known():  # the bundle's own images, decoded only once the folder is known to be good
+            return {"training": recorded.digests(bundle, "train", data_dir),
+                    "validation": recorded.digests(bundle, "val", data_dir),
+                    "held-out": recorded.digests(bundle, "test", data_dir)}
+
+        u = unlabelled.load(images_dir, bundle.input_shape(), known, seed=seed, skip_bad=skip_bad)
         parts.append(("images", u.digests, u.images))
         notes += u.notes()
     if float_inputs:

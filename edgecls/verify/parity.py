@@ -25,7 +25,7 @@ from ..core.errors import EdgeclsError
 from ..core.gates import DEFAULT_MAX_DROP, Evidence, check_max_drop, gates, judge
 from ..core.names import Device, Precision, Runtime, parse
 from ..core.stats import Outcome
-from ..train import recorded
+from ..train import recorded, unlabelled
 from . import evidence as pools
 from .evidence import MAX_AGREEMENT_IMAGES
 
@@ -42,6 +42,7 @@ class VerifyConfig:
     # what this CPU picks for an fp32 IR; bf16/f16 on purpose)
     data_dir: str | None = None  # where the dataset lives now, if it moved
     images: str | None = None  # --images: unlabelled images of the same kind (more evidence for int8 files)
+    skip_bad: bool = False  # --skip-bad: skip unreadable files in the --images folder (counted) instead of refusing
 
 
 @dataclass
@@ -137,14 +138,16 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
            runtime_names: list[Runtime] | list[str] | None = None, device: Device = Device.cpu,
            threads: int | None = None, max_drop: float = DEFAULT_MAX_DROP,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
-           on_row=None, on_output=None, save: bool = True, images: str | None = None) -> VerifyResult:
+           on_row=None, on_output=None, save: bool = True, images: str | None = None,
+           skip_bad: bool = False) -> VerifyResult:
     """Run every exported artifact (of the selected runtimes) on the images that answer its question
     (`edgecls.verify.evidence`) and judge it against the Keras model. Rows are stored in the manifest
     under ``verify``, bound to each file's sha256, with which images judged them, and merged per
     artifact x runtime x device x requested precision.
 
     `images` is a folder of unlabelled images of the same kind (``--images``): more evidence for int8
-    files (changed answers, |Δp|; a drop is bounded by the share of changed answers).
+    files (changed answers, |Δp|; a drop is bounded by the share of changed answers); `skip_bad` skips (and
+    counts) its unreadable files instead of refusing it.
 
     `runtime_options` go to each runtime that takes them (``{"compute": "f32"}``: OpenVINO's
     execution precision; comma-separated values give one row each, ``"f32,default"``).
@@ -160,8 +163,12 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
     """
     if cfg is not None:  # the options as one object, as the other stages take them
         runtime_names, device, threads, max_drop = cfg.runtimes, cfg.device, cfg.threads, cfg.max_drop
-        runtime_options, data_dir, images = {"compute": cfg.compute}, cfg.data_dir, cfg.images
+        runtime_options, data_dir, images, skip_bad = {"compute": cfg.compute}, cfg.data_dir, cfg.images, cfg.skip_bad
     check_max_drop(max_drop)
+    if images is not None:
+        unlabelled.files(images)  # no such folder, not a folder, empty: before any work
+    elif skip_bad:
+        raise EdgeclsError("--skip-bad: skips unreadable files of an --images folder; add --images DIR")
     runtimes.check_threads(threads)
     names = parse(runtimes.RUNTIMES, runtime_names, "--runtime") or [
         r for r in runtimes.RUNTIMES if r != Runtime.keras and runtimes.runner_class(r).by_default]
@@ -175,7 +182,7 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
     if not artifacts:
         raise EdgeclsError(f"{bundle.path}: no exported artifacts for runtime(s) {', '.join(names)}; "
                            f"run 'edgecls export {bundle.path}' first")
-    pool = pools.build(bundle, data_dir, device, threads, images)
+    pool = pools.build(bundle, data_dir, device, threads, images, skip_bad=skip_bad)
     y = pool.labels
     keras_acc = float((pool.keras[:len(y)].argmax(1) == y).mean()) if len(y) else 0.0
     limits = gates(max_drop)
