@@ -84,7 +84,7 @@ def train(
     cfg = TrainConfig(**given | {"out": out_dir, "strategy": strategy.value})  # options named as the fields
     view = TrainView(err)
     try:
-        result = run(cfg, view)
+        result = run(cfg, hooks=view)
     finally:
         view.progress.stop()
     if not result.written:  # a worker that is not the chief: the chief writes the bundle
