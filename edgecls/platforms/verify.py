@@ -78,6 +78,7 @@ def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str 
     Raises:
         EdgeclsError: unknown platform or CPU model, no usable cache, no reference data, nothing to verify.
     """
+    hooks = hooks or Hooks()
     p = find_platform(platform)
     models = cpu_models(p, cpus)
     check_max_drop(max_drop)
@@ -102,8 +103,8 @@ def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str 
         raise EdgeclsError(f"{bundle.path}: no exported file to verify on {p.name} with runtime(s) "
                            f"{', '.join(names)}" + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
                                                     if skipped else ""))
-    (hooks or Hooks()).note(f"verifying {len(expected)} file x runtime run(s) on {p.name} ({', '.join(models)}; "
-                            "emulated: minutes, not seconds)" + (f"; not run: {', '.join(skipped)}" if skipped else ""))
+    hooks.note(f"verifying {len(expected)} file x runtime run(s) on {p.name} ({', '.join(models)}; emulated: "
+               f"minutes, not seconds)" + (f"; not run: {', '.join(skipped)}" if skipped else ""))
     spec = {"mode": "verify", "bundle": str(bundle.path.resolve()), "runtimes": run,
             "options": runtime_options or {}, "max_drop": max_drop, "threads": 1}
     with tempfile.TemporaryDirectory(prefix="edgecls-platform-") as tmp:
