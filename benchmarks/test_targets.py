@@ -37,8 +37,9 @@ def test_export_all_formats_time_and_sizes(digits_run):
 def test_training_throughput_vs_bare_fit(digits_run):
     """edgecls's training pipeline vs a bare `model.fit` on in-memory arrays, same model and data, one run."""
     from edgecls.core._tf import keras
+    from edgecls.core.hooks import Hooks
     from edgecls.train import sources, splits
-    from edgecls.train.fit import TrainHooks, train
+    from edgecls.train.fit import train
     from edgecls.train.models import build
 
     k = keras()
@@ -53,14 +54,15 @@ def test_training_throughput_vs_bare_fit(digits_run):
     model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)
     bare = len(x) * epochs / (time.perf_counter() - t0)
 
-    class Timer(TrainHooks):
+    class Timer(Hooks):
         times = []
 
         def epoch_end(self, log):
             self.times.append(log.seconds)
 
     hooks = Timer()
-    train(smoke_train_config(epochs=epochs + 1, patience=100, out=digits_run["bundle"].parent / "throughput"), hooks)
+    train(smoke_train_config(epochs=epochs + 1, patience=100, out=digits_run["bundle"].parent / "throughput"),
+          hooks=hooks)
     ours = len(s.train) / float(np.median(hooks.times[1:]))  # epoch 1 traces the graph; epochs include validation
     print(f"\ntraining throughput: edgecls {ours:.0f} images/s (augmentation on), bare model.fit {bare:.0f} images/s, "
           f"ratio {ours / bare:.2f} (target >= 0.90)")

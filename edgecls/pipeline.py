@@ -8,9 +8,10 @@ from pathlib import Path
 
 from .bench.measure import BenchConfig, BenchResult, bench
 from .core.gates import DEFAULT_MAX_DROP
+from .core.hooks import Hooks
 from .export import ExportConfig, ExportResult, export
 from .report.document import write_report
-from .train.fit import TrainConfig, TrainHooks, TrainResult, train
+from .train.fit import TrainConfig, TrainResult, train
 from .train.importer import ImportConfig, ImportResult, import_model
 from .verify.parity import VerifyResult, verify
 
@@ -96,30 +97,24 @@ class PipelineResult:
                 "report": str(self.report)}
 
 
-class PipelineHooks:
-    """Called between stages; the CLI draws each stage's result."""
-
-    def stage(self, name: str, result) -> None: ...
-
-
-def run(cfg: PipelineConfig, train_hooks: TrainHooks | None = None, hooks: PipelineHooks | None = None,
-        on_export=None, on_verify=None, on_bench=None) -> PipelineResult:
-    """Train (or import `cfg.imported`), export, verify, bench and report; `hooks.stage(name, result)` after
-    each stage (the first is named "train" or "import")."""
-    hooks = hooks or PipelineHooks()
+def run(cfg: PipelineConfig, *, hooks: Hooks | None = None) -> PipelineResult:
+    """Train (or import `cfg.imported`), export, verify, bench and report. The one `hooks` object
+    (`edgecls.core.hooks.Hooks`) goes to every stage that reports (train, export, verify, bench), and
+    hears `stage(name, result)` after each stage (the first is named "train" or "import")."""
+    hooks = hooks or Hooks()
     cfg.validate()
     if cfg.imported is not None:
         made = import_model(cfg.imported)
         hooks.stage("import", made)
     else:
-        made = train(cfg.train, train_hooks)
+        made = train(cfg.train, hooks=hooks)
         hooks.stage("train", made)
-    exported = export(made.bundle, cfg._export_config(), on_export)
+    exported = export(made.bundle, cfg._export_config(), hooks=hooks)
     hooks.stage("export", exported)
-    verified = verify(made.bundle, max_drop=cfg.max_drop, on_row=on_verify, images=cfg.images,
-                      skip_bad=cfg.skip_bad and cfg.images is not None)
+    verified = verify(made.bundle, max_drop=cfg.max_drop, images=cfg.images,
+                      skip_bad=cfg.skip_bad and cfg.images is not None, hooks=hooks)
     hooks.stage("verify", verified)
-    benched = bench(made.bundle, cfg.bench, on_bench)
+    benched = bench(made.bundle, cfg.bench, hooks=hooks)
     hooks.stage("bench", benched)
     report = write_report(made.bundle)
     hooks.stage("report", report)

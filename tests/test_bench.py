@@ -10,6 +10,7 @@ from edgecls.bench.timing import stats
 from edgecls.cli import app
 from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
+from edgecls.core.hooks import Hooks
 from edgecls.train import recorded
 
 runner = CliRunner()
@@ -104,7 +105,12 @@ def test_rounds_take_turns_and_pool_the_timings(exported_copy, monkeypatch):
 
     monkeypatch.setattr(bench_mod, "in_fresh_process", fake_isolated)
     progress = []
-    r = bench(exported_copy, BenchConfig(runtimes=["onnx"], batches=[2], **FAST | {"rounds": 3}), progress.append)
+
+    class Progress(Hooks):
+        def measured(self, row):
+            progress.append(row)
+
+    r = bench(exported_copy, BenchConfig(runtimes=["onnx"], batches=[2], **FAST | {"rounds": 3}), hooks=Progress())
     assert order == ["model.onnx", "model.int8.onnx", "model.int8.onnx", "model.onnx", "model.onnx",
                      "model.int8.onnx"]
     assert [(p["round"], p["rounds"]) for p in progress] == [(1, 3), (1, 3), (2, 3), (2, 3), (3, 3), (3, 3)]

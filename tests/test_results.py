@@ -76,17 +76,19 @@ def test_concurrent_verify_runs_keep_both(exported_copy):
 
 def test_a_retrain_during_verify_is_not_merged_into_the_new_bundle(exported_copy, monkeypatch):
     """The bundle is replaced (trained again) while verify runs: its results belong to the old model."""
+    from edgecls.core.hooks import Hooks
     from edgecls.train.fit import TrainConfig, train
     from edgecls.verify.parity import verify
 
     swapped = []
 
-    def retrain(row):
-        if not swapped:
-            train(TrainConfig(data="synthetic", arch="tiny", epochs=1, batch_size=32, out=exported_copy))
-            swapped.append(1)
+    class Retrain(Hooks):
+        def row(self, row):
+            if not swapped:
+                train(TrainConfig(data="synthetic", arch="tiny", epochs=1, batch_size=32, out=exported_copy))
+                swapped.append(1)
 
-    result = verify(exported_copy, runtime_names=["onnx"], on_row=retrain)
+    result = verify(exported_copy, runtime_names=["onnx"], hooks=Retrain())
     assert result.rows and result.save_error and "was replaced (trained again) while this command ran" in \
         result.save_error
     m = Bundle.open(exported_copy).manifest

@@ -6,9 +6,10 @@ import pytest
 from edgecls.core.bundle import Bundle
 from edgecls.core.errors import EdgeclsError
 from edgecls.core.files import sha256
+from edgecls.core.hooks import Hooks
 from edgecls.runtimes.keras import load_bundle_model
 from edgecls.train import recorded
-from edgecls.train.fit import TrainConfig, TrainHooks, train
+from edgecls.train.fit import TrainConfig, train
 
 
 def test_bundle_contents(trained_bundle):
@@ -60,12 +61,12 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_ctrl_c_after_an_epoch_keeps_best_weights(tmp_path):
-    class Stop(TrainHooks):
+    class Stop(Hooks):
         def epoch_start(self, epoch, steps):
             if epoch == 3:
                 raise KeyboardInterrupt
 
-    r = train(_cfg(tmp_path, epochs=10), Stop())
+    r = train(_cfg(tmp_path, epochs=10), hooks=Stop())
     assert r.interrupted and len(r.history) == 2
     m = Bundle.open(r.bundle).manifest
     assert m["training"]["interrupted"] and m["metrics"]["test"]["images"] == 48
@@ -76,12 +77,12 @@ def test_ctrl_c_in_first_epoch_leaves_previous_bundle(tmp_path):
     first = train(_cfg(tmp_path, epochs=1))
     before = (first.bundle / "manifest.json").read_bytes()
 
-    class Stop(TrainHooks):
+    class Stop(Hooks):
         def batch(self, step):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path, seed=9), Stop())
+        train(_cfg(tmp_path, seed=9), hooks=Stop())
     assert (first.bundle / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no staging folder left behind
 

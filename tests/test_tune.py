@@ -171,7 +171,8 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
     """Screen two tiny candidates, refuse impossible limits and a budget too small, stop after the first
     full candidate (Ctrl-C), resume with the target's latency file: the finished candidate is not redone."""
     from edgecls.core.bundle import Bundle
-    from edgecls.tune.search import TuneConfig, TuneHooks, tune
+    from edgecls.core.hooks import Hooks
+    from edgecls.tune.search import TuneConfig, tune
 
     out = tmp_path / "b"
     common = ["--data", "synthetic", "--candidates", "tiny,mobile@0.25", "--format", "onnx", "--epochs", "2",
@@ -200,15 +201,15 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
     r = _tune(*common, "--max-size", "1", "--latency-from", foreign)
     assert r.exit_code == 2 and "measured another bundle" in r.output, r.output
 
-    class StopAfterFirst(TuneHooks):
-        def unit(self, rung, name, done, left, line):
+    class StopAfterFirst(Hooks):
+        def candidate(self, rung, name, done, left, line):
             if rung == "full":
                 raise KeyboardInterrupt
 
     cfg = TuneConfig(data="synthetic", max_size_mb=1, candidates=["tiny", "mobile@0.25"], formats=["onnx"], epochs=2,
                      out=out, accept_inconclusive=True, budget_s=1800)
     with pytest.raises(KeyboardInterrupt):
-        tune(cfg, StopAfterFirst())
+        tune(cfg, hooks=StopAfterFirst())
     finished = list((work / "results").glob("full-*.json"))
     assert len(finished) == 1 and not out.exists()
     before = finished[0].stat().st_mtime_ns

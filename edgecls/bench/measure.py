@@ -23,6 +23,7 @@ from .. import runtimes
 from ..core import results
 from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError
+from ..core.hooks import Hooks
 from ..core.names import MAX_BATCH, Device, Precision, Runtime, parse
 from ..export import reference
 from ..train import recorded
@@ -166,19 +167,20 @@ class BenchResult:
             "decision": self.decision.to_dict() if self.decision else None}
 
 
-def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchResult:
+def bench(bundle_path: str | Path, cfg: BenchConfig, *, hooks: Hooks | None = None) -> BenchResult:
     """Measure every planned configuration at every batch size; store and return the results.
 
     With `cfg.rounds` > 1 each configuration is measured that many times, each time in a fresh
     process, the configurations taking turns (round r starts at the r-th), and its timings pooled:
     on a machine whose speed drifts, every configuration then sees the same drift, and the ratios
-    between them hold. `on_progress(row)` is called after each measurement.
+    between them hold. `hooks.measured(row)` hears each measurement (`edgecls.core.hooks.Hooks`).
 
     Raises:
         EdgeclsError: bad options, missing artifacts, a device or runtime that is not available.
     """
     import tempfile
 
+    hooks = hooks or Hooks()
     cfg.validate()
     cfg.constraints.device = cfg.device.value  # the decision needs parity shown on the device benchmarked
     bundle = Bundle.open(bundle_path)
@@ -206,8 +208,8 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
             for r in range(cfg.rounds):  # round r starts at the r-th configuration: drift hits all alike
                 for i in [(r + k) % len(todo) for k in range(len(todo))]:
                     measured[i].append(in_fresh_process(measure_one, specs[i], ctx))
-                    if on_progress and cfg.rounds > 1:
-                        on_progress(todo[i] | {"batch": batch, "round": r + 1, "rounds": cfg.rounds,
+                    if cfg.rounds > 1:
+                        hooks.measured(todo[i] | {"batch": batch, "round": r + 1, "rounds": cfg.rounds,
                                                "p50_ms": measured[i][-1]["p50_ms"]})
             for item, runs in zip(todo, measured):
                 row = {"runtime": item["runtime"], "precision": item["precision"], "file": item["file"],
@@ -215,8 +217,8 @@ def bench(bundle_path: str | Path, cfg: BenchConfig, on_progress=None) -> BenchR
                        "threads": threads, "session": session, **pool_rounds(runs, batch),
                        "timed": runtimes.runner_class(item["runtime"]).timed}
                 rows.append(row)
-                if on_progress and cfg.rounds == 1:
-                    on_progress(row)
+                if cfg.rounds == 1:
+                    hooks.measured(row)
     _speedups(rows)
     env = environment(threads, cfg.threads is not None)
     _efficiency(rows, bundle.manifest["architecture"].get("macs_per_image"), env["peak"])

@@ -92,6 +92,7 @@ def bench(
     from ..bench.measure import to_csv
     from ..core.bundle import Bundle
     from ..core.files import atomic_write, ensure_writable
+    from ..core.hooks import Hooks
     from ..report.console import use_stderr
 
     for option, path in (("--json", json_file), ("--csv", csv_file)):
@@ -104,12 +105,13 @@ def bench(
                       constraints=Constraints(for_batch, max_latency, percentile.value, max_size, max_drop,
                                               tie_margin=tie_margin, accept_inconclusive=accept_inconclusive))
 
-    def progress(row):
-        done = f"round {row['round']}/{row['rounds']}" if "round" in row else f"{row['runs']} runs"
-        err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms ({done})",
-                  highlight=False)
+    class Progress(Hooks):
+        def measured(self, row):
+            done = f"round {row['round']}/{row['rounds']}" if "round" in row else f"{row['runs']} runs"
+            err.print(f"{row['runtime']} {row['precision']} batch {row['batch']}: p50 {row['p50_ms']:.3f} ms "
+                      f"({done})", highlight=False)
 
-    result = run(bundle, cfg, progress)
+    result = run(bundle, cfg, hooks=Progress())
     if json_file is not None and str(json_file) == "-":
         _emit_json(result.to_dict())
     else:

@@ -65,6 +65,7 @@ def export(
       edgecls export models/photos --int8 --qat       # int8 from quantization-aware fine-tuning
     """
     from ..core.errors import EdgeclsError
+    from ..core.hooks import Hooks
     from ..core.names import parse
     from ..export import export as run
 
@@ -78,17 +79,18 @@ def export(
                        qat="on" if qat else "auto" if qat_auto else "off",
                        qat_settings=QatSettings(time_limit=qat_time_limit, max_epochs=qat_epochs))
 
-    def progress(entry, failure):
-        made = ((entry or {}).get("int8") or {}).get("qat")
-        if made:  # never silent: say that the file came from QAT, why, and what the phase did
-            err.print(f"{entry['file']}: from quantization-aware fine-tuning ({made['why']}; {made['epochs']} "
-                      f"epochs, best {made['best_epoch']}, {made['seconds']:.0f}s, {made['stopped']})",
-                      highlight=False)
-        if entry:
-            err.print(f"wrote {entry['file']} ({size_text(entry['total_bytes'])}, {entry['export_seconds']:.1f}s)",
-                      highlight=False)
+    class Progress(Hooks):
+        def artifact(self, entry, failure):
+            made = ((entry or {}).get("int8") or {}).get("qat")
+            if made:  # never silent: say that the file came from QAT, why, and what the phase did
+                err.print(f"{entry['file']}: from quantization-aware fine-tuning ({made['why']}; {made['epochs']} "
+                          f"epochs, best {made['best_epoch']}, {made['seconds']:.0f}s, {made['stopped']})",
+                          highlight=False)
+            if entry:
+                err.print(f"wrote {entry['file']} ({size_text(entry['total_bytes'])}, "
+                          f"{entry['export_seconds']:.1f}s)", highlight=False)
 
-    result = run(bundle, cfg, progress)
+    result = run(bundle, cfg, hooks=Progress())
     if as_json:
         _emit_json({"artifacts": result.artifacts, "failures": result.failures})
     else:

@@ -112,7 +112,7 @@ def pipeline(
 
     from ..bench.decide import Constraints
     from ..bench.latency import MIN_RUNS
-    from ..pipeline import PipelineHooks, run
+    from ..pipeline import run
     from ..report.console import render_decision, use_stderr
 
     defaults = PipelineConfig()
@@ -139,14 +139,13 @@ def pipeline(
     elif any(v is not None for v in (labels, scale, offset, mean, std)) or raw_pixels or channels_order != "rgb":
         raise EdgeclsError("--labels, --scale, --offset, --mean, --std, --channels-order and --raw-pixels describe "
                            "an imported model: add --model FILE")
-    view = TrainView(err)
 
-    class Hooks(PipelineHooks):
+    class View(TrainView):  # train's progress, then each stage's result (no per-file lines for export/verify/bench)
         def stage(self, name, result):
             if name in ("train", "import"):
                 self.bundle = result.bundle
             if name == "train":
-                view.progress.stop()
+                self.progress.stop()
                 render_metrics(result.manifest)
                 err.print("[bold]export[/] (float32 and int8) …")
             elif name == "import":
@@ -164,9 +163,10 @@ def pipeline(
             elif name == "report":
                 render_note(f"report: [bold]{result}[/]")
 
+    view = View(err)
     try:
         with use_stderr(as_json):  # with --json, stdout carries the JSON alone
-            result = run(cfg, view, Hooks())
+            result = run(cfg, hooks=view)
     finally:
         if view.progress.live.is_started:  # stopping one never started prints a blank line
             view.progress.stop()

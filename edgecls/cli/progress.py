@@ -1,15 +1,15 @@
-"""`train`'s progress on the terminal (the hooks `edgecls.train.fit.train` calls)."""
+"""`train`'s progress on the terminal (the `Hooks` methods `edgecls.train.fit.train` calls)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..core.hooks import Hooks
 from ..report.console import distribute_line
-from ..train.fit import TrainHooks
 
 
-class TrainView(TrainHooks):
+class TrainView(Hooks):
     """Draws `train`'s progress: a bar per epoch, then the seed's one-line epoch trace."""
 
     def __init__(self, console: Console):

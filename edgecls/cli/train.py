@@ -84,7 +84,7 @@ def train(
     cfg = TrainConfig(**given | {"out": out_dir, "strategy": strategy.value})  # options named as the fields
     view = TrainView(err)
     try:
-        result = run(cfg, view)
+        result = run(cfg, hooks=view)
     finally:
         if view.progress.live.is_started:  # stopping one never started prints a blank line
             view.progress.stop()

@@ -68,14 +68,12 @@ def tune(
 
       edgecls tune --data ~/pets --max-latency 20 --max-size 2 --latency-from target-bench/
     """
-    from ..tune.search import TuneConfig, TuneHooks
+    from ..core.hooks import Hooks
+    from ..tune.search import TuneConfig
     from ..tune.search import tune as run
 
-    class Hooks(TuneHooks):
-        def note(self, text):
-            err.print(text, soft_wrap=True, highlight=False)
-
-        def unit(self, rung, name, done, left, line):
+    class Progress(Hooks):
+        def candidate(self, rung, name, done, left, line):
             err.print(f"\\[{rung} {done}/{done + left}, {left} left] [bold]{escape(name)}[/]: {escape(line)}",
                       soft_wrap=True, highlight=False)
 
@@ -91,7 +89,7 @@ def tune(
                      max_drop=max_drop, accept_inconclusive=accept_inconclusive, latency_from=latency_from or [],
                      screen_only=screen_only, seed=seed, image_size=image_size, epochs=epochs)
     try:
-        result = run(cfg, Hooks())
+        result = run(cfg, hooks=Progress())
     except KeyboardInterrupt:
         typer.echo("error: interrupted: every finished candidate is kept; run the same command again to resume",
                    err=True)

@@ -127,11 +127,15 @@ def _on_platform(bundle, platform, cpu, runtime, ov_precision, max_drop, cache_d
 
     if explain:
         raise EdgeclsError("--explain runs on this machine only, not with --platform")
+    from ..core.hooks import Hooks
     from ..report.console import err
 
+    class Say(Hooks):
+        def note(self, text):
+            err.print(text, highlight=False)
+
     result = verify_platform(bundle, platform, cpu, runtime_names=runtime, runtime_options={"compute": ov_precision},
-                             max_drop=max_drop, cache_dir=cache_dir, timeout=timeout,
-                             on_start=lambda line: err.print(line, highlight=False))
+                             max_drop=max_drop, cache_dir=cache_dir, timeout=timeout, hooks=Say())
     if as_json:
         _emit_json(result.to_dict())
     else:

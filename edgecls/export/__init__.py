@@ -18,6 +18,7 @@ import numpy as np
 from ..core.bundle import Bundle
 from ..core.errors import SelfCheckFailed
 from ..core.files import file_entry
+from ..core.hooks import Hooks
 from ..core.names import Precision
 from ..core.quiet import silenced
 from ..runtimes.keras import load_bundle_model
@@ -71,7 +72,7 @@ def _check(root: Path, fmt: str, precision: Precision, written: WrittenFiles, sa
 
 
 
-def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> ExportResult:
+def export(bundle_path: str | Path, cfg: ExportConfig, *, hooks: Hooks | None = None) -> ExportResult:
     """Write every requested format x precision into the bundle and record it in the manifest.
 
     A format that fails (a layer it cannot express, a converter error, a failed self-check) is
@@ -79,11 +80,13 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
     staging folder in the bundle, checked there, and only then swapped in together with its
     manifest entry (`Bundle.save(installs=...)`): a file that fails its check never replaces the
     bundle's previous one, and an interruption (even kill -9) leaves every artifact either as it was
-    or as it became, recorded with its hash.
+    or as it became, recorded with its hash. `hooks.artifact(entry, failure)` hears each format x precision
+    as it is done (`edgecls.core.hooks.Hooks`).
 
     Raises:
         EdgeclsError: bad options, a missing or tampered bundle (nothing is written).
     """
+    hooks = hooks or Hooks()
     cfg.validate()
     bundle = Bundle.open(bundle_path)
     model = load_bundle_model(bundle)
@@ -114,14 +117,12 @@ def export(bundle_path: str | Path, cfg: ExportConfig, on_artifact=None) -> Expo
                                "error": refusal(str(fmt), e),  # one line: the op refused, else the first line
                                "message": str(e).strip() or type(e).__name__}  # the whole message
                     result.failures.append(failure)
-                    if on_artifact:
-                        on_artifact(None, failure)
+                    hooks.artifact(None, failure)
                     continue
                 result.artifacts.append(entry)
-                if on_artifact:
-                    on_artifact(entry, None)
+                hooks.artifact(entry, None)
         if cfg.qat == "auto" and result.gate_failures:
-            _auto_qat(ctx, result, sample, classes, on_artifact)
+            _auto_qat(ctx, result, sample, classes, hooks)
         if result.artifacts:  # verify and bench can then run where the data or TensorFlow is not
             reference.write(bundle, model, cfg.reference_size, cfg.data_dir)
         onnx_fp32 = ctx.kept(FP32_KEY)
@@ -189,7 +190,7 @@ def _export_one(ctx: ExportContext, fmt: str, precision: Precision, sample: np.n
     return entry
 
 
-def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, classes: int, on_artifact) -> None:
+def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, classes: int, hooks: Hooks) -> None:
     """`--qat auto`: the int8 files that missed the gate after the accuracy-aware recipes are made again from the
     QAT model (each replaces the failing file in the bundle, recorded with why)."""
     from ..core.errors import EdgeclsError
@@ -204,8 +205,7 @@ def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, clas
     except EdgeclsError as e:  # a layer it cannot rebuild, a diverging phase, TF-MOT not installed
         failure = {"format": ",".join(failing), "precision": "int8", "error": f"--qat auto: {e}"}
         result.failures.append(failure)
-        if on_artifact:
-            on_artifact(None, failure)
+        hooks.artifact(None, failure)
         return
     for fmt in failing:
         try:
@@ -216,13 +216,11 @@ def _auto_qat(ctx: ExportContext, result: ExportResult, sample: np.ndarray, clas
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             failure = {"format": fmt, "precision": "int8", "error": f"--qat auto: {msg}"}
             result.failures.append(failure)
-            if on_artifact:
-                on_artifact(None, failure)
+            hooks.artifact(None, failure)
             continue
         result.artifacts = [a for a in result.artifacts if not (a["format"] == fmt and a["precision"] == "int8")]
         result.artifacts.append(entry)
-        if on_artifact:
-            on_artifact(entry, None)
+        hooks.artifact(entry, None)
 
 
 def _entry(bundle: Bundle, stage: Path, fmt: str, precision: Precision, written: WrittenFiles) -> dict:

@@ -37,16 +37,19 @@ def run(job: dict) -> tuple[dict, dict]:
     result: dict = {"environment": _versions()}
     try:
         if job["mode"] == "verify":
+            from ..core.hooks import Hooks
             from ..verify.parity import verify
 
             index = []
 
-            def keep(row, probabilities) -> None:
-                index.append({"file": row.file, "runtime": row.runtime, "compute_requested": row.compute_requested})
-                outputs[f"o{len(index) - 1}"] = np.asarray(probabilities, np.float32)
+            class Keep(Hooks):
+                def outputs(self, row, probabilities) -> None:
+                    index.append({"file": row.file, "runtime": row.runtime,
+                                  "compute_requested": row.compute_requested})
+                    outputs[f"o{len(index) - 1}"] = np.asarray(probabilities, np.float32)
 
             verified = verify(job["bundle"], runtime_names=job["runtimes"], runtime_options=job.get("options"),
-                              threads=job.get("threads"), max_drop=job.get("max_drop", 1.0), on_output=keep,
+                              threads=job.get("threads"), max_drop=job.get("max_drop", 1.0), hooks=Keep(),
                               save=False)
             result |= {"verify": verified.to_dict(), "outputs": index}
         elif job["mode"] == "predict":

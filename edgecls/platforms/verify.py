@@ -24,6 +24,7 @@ from ..core import results
 from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError
 from ..core.gates import check_max_drop
+from ..core.hooks import Hooks
 from ..core.names import Runtime, parse
 from ..verify.parity import option_sets
 from . import cache, cpu_models, emulator, packages
@@ -68,14 +69,16 @@ def _runtime_names(runtime_names) -> list[str]:
 def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str | list[str] | None = None, *,
                     runtime_names=None, runtime_options: dict[str, str] | None = None, max_drop: float = 1.0,
                     cache_dir: Path | None = None, timeout: float | None = None, compare_native: bool = True,
-                    parallel: int | None = None, on_start=None) -> PlatformResult:
+                    parallel: int | None = None, hooks: Hooks | None = None) -> PlatformResult:
     """Verify every exported file of the selected runtimes inside the emulated `platform`, once per CPU
     model, and store the rows. A runtime the cache has no aarch64 wheel for is skipped, saying which; the
-    others are verified.
+    others are verified. `hooks.note(line)` hears what is about to run, before the emulated jobs start
+    (`edgecls.core.hooks.Hooks`).
 
     Raises:
         EdgeclsError: unknown platform or CPU model, no usable cache, no reference data, nothing to verify.
     """
+    hooks = hooks or Hooks()
     p = find_platform(platform)
     models = cpu_models(p, cpus)
     check_max_drop(max_drop)
@@ -100,9 +103,8 @@ def verify_platform(bundle_path: str | Path, platform: str = "arm64", cpus: str 
         raise EdgeclsError(f"{bundle.path}: no exported file to verify on {p.name} with runtime(s) "
                            f"{', '.join(names)}" + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
                                                     if skipped else ""))
-    if on_start:
-        on_start(f"verifying {len(expected)} file x runtime run(s) on {p.name} ({', '.join(models)}; emulated: "
-                 f"minutes, not seconds)" + (f"; not run: {', '.join(skipped)}" if skipped else ""))
+    hooks.note(f"verifying {len(expected)} file x runtime run(s) on {p.name} ({', '.join(models)}; emulated: "
+               f"minutes, not seconds)" + (f"; not run: {', '.join(skipped)}" if skipped else ""))
     spec = {"mode": "verify", "bundle": str(bundle.path.resolve()), "runtimes": run,
             "options": runtime_options or {}, "max_drop": max_drop, "threads": 1}
     with tempfile.TemporaryDirectory(prefix="edgecls-platform-") as tmp:

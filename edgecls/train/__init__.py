@@ -8,7 +8,6 @@ from ..core.lazy import lazy_exports
 # name -> submodule, imported on first use: `import edgecls.train` stays light (no TensorFlow)
 __getattr__, __all__ = lazy_exports(__name__, {
     "TrainConfig": "fit",
-    "TrainHooks": "fit",
     "TrainResult": "fit",
     "train": "fit",
 })

@@ -10,10 +10,11 @@ import numpy as np
 
 from ..core.errors import EdgeclsError
 from ..core.files import ensure_writable
+from ..core.hooks import Hooks
 from ..core.names import MAX_BATCH
 from . import dataset, distribute, output, sources, splits
 from .baseline import pixel_baseline
-from .fitting import EpochLog, Fitted, TrainHooks, fit_distributed, fit_one_device  # noqa: F401  (TrainHooks, EpochLog: imported from here)
+from .fitting import EpochLog, Fitted, fit_distributed, fit_one_device  # noqa: F401  (EpochLog: imported from here)
 from .plan import make_plan, make_transfer_plan
 
 MAX_EPOCHS_GIVEN = 10000
@@ -158,7 +159,7 @@ def _recalibrate_bn(model, data: sources.Data, idx: np.ndarray, batch_size: int 
     return len(pick)
 
 
-def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
+def train(cfg: TrainConfig, *, hooks: Hooks | None = None) -> TrainResult:
     """Train `cfg.arch` on `cfg.data`, evaluate on the held-out split, write the bundle.
 
     Batch size and epochs not given are derived from the data (`edgecls.train.plan`); batch-norm
@@ -173,6 +174,9 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     bundle (marked ``interrupted``); before that, nothing is written and any previous bundle
     is left intact.
 
+    `hooks` (`edgecls.core.hooks.Hooks`) hears `start`, each `epoch_start`/`batch`/`epoch_end`, then
+    `evaluating`; raising `KeyboardInterrupt` from one is Ctrl-C.
+
     Raises:
         EdgeclsError: bad options or bad data (nothing is written).
         errors.RunFailed: training failed at run time under a strategy (out of memory, another TensorFlow
@@ -181,7 +185,7 @@ def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
     """
     from .models import choose_arch, pretrained
 
-    hooks = hooks or TrainHooks()
+    hooks = hooks or Hooks()
     cfg.validate()
     chief = distribute.is_chief(cfg.strategy)  # a bad TF_CONFIG fails here, before any work
     data = sources.load(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, skip_bad=cfg.skip_bad)

@@ -1,5 +1,5 @@
 """Fitting under a plan: on one device with `model.fit` (transfer learning phase by phase), or under a
-tf.distribute strategy with edgecls.train.loop; progress reported through `TrainHooks` and the weights to
+tf.distribute strategy with edgecls.train.loop; progress reported through `core.hooks.Hooks` and the weights to
 end with kept (`Fitted`). `edgecls.train.fit.train` sets the run up and calls one of the two paths."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.hooks import Hooks
 from . import dataset, distribute
 from .plan import TrainPlan
 
@@ -29,23 +30,13 @@ class EpochLog:
     seconds: float
 
 
-class TrainHooks:
-    """What `train` reports as it goes; the CLI overrides these to draw progress. No-ops here."""
-
-    def start(self, info: dict) -> None: ...
-    def epoch_start(self, epoch: int, steps: int) -> None: ...
-    def batch(self, step: int) -> None: ...
-    def epoch_end(self, log: EpochLog) -> None: ...
-    def evaluating(self) -> None: ...
-
-
-def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[dict], keep_best: bool,
+def _callback(keras, hooks: Hooks, epochs: int, steps: int, history: list[dict], keep_best: bool,
               offset: int = 0, phase: str | None = None):
     """Reports progress, records the history, and keeps the weights to end with: the best by validation
     loss (`keep_best`, with early stopping) or the last completed epoch's (so Ctrl-C can still save them).
     A phase of transfer learning counts its epochs from `offset` and names itself in the history."""
 
-    class Hooks(keras.callbacks.Callback):
+    class Tracker(keras.callbacks.Callback):
         best_loss = np.inf
         kept_weights = None
         kept_epoch = 0
@@ -72,7 +63,7 @@ def _callback(keras, hooks: TrainHooks, epochs: int, steps: int, history: list[d
                 self.kept_weights = self.model.get_weights()
             hooks.epoch_end(log)
 
-    return Hooks()
+    return Tracker()
 
 
 def _schedule(k, cfg: TrainConfig, plan: TrainPlan):
@@ -95,7 +86,7 @@ class Fitted:
     interrupted: bool = False
 
 
-def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks, run=None,
+def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: Hooks, run=None,
          offset: int = 0, total: int | None = None, phase: str | None = None) -> Fitted:
     """Fit under the plan: `model.fit` on one device, else `run(callbacks)` (the distributed loop).
     A phase of transfer learning: its epochs are numbered from `offset` out of `total`."""
@@ -125,7 +116,7 @@ def _fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: T
     return fitted
 
 
-def _transfer_fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: TrainHooks) -> Fitted:
+def _transfer_fit(k, model, cfg: TrainConfig, plan: TrainPlan, train_ds, val_ds, hooks: Hooks) -> Fitted:
     """Transfer learning: each of the plan's phases unfreezes its blocks, gets a fresh Adam on its own
     schedule, and starts from the weights the previous phase kept. Ctrl-C in a later phase before its first
     epoch ends keeps the previous phase's weights."""
@@ -188,7 +179,7 @@ def _distributed(tf, k, strategy, placement, cfg: TrainConfig, plan: TrainPlan, 
     return model, run
 
 
-def fit_one_device(k, run: TrainingRun, build_model, transfer: bool, hooks: TrainHooks, announce):
+def fit_one_device(k, run: TrainingRun, build_model, transfer: bool, hooks: Hooks, announce):
     """Build, compile and fit on one device (`model.fit`; transfer learning phase by phase)."""
     cfg, plan, data, split = run.cfg, run.plan, run.data, run.split
     model = build_model()
@@ -205,7 +196,7 @@ def fit_one_device(k, run: TrainingRun, build_model, transfer: bool, hooks: Trai
     return model, fitted
 
 
-def fit_distributed(tf, k, strategy, run: TrainingRun, build_model, hooks: TrainHooks, announce):
+def fit_distributed(tf, k, strategy, run: TrainingRun, build_model, hooks: Hooks, announce):
     """Fit under `strategy` (edgecls.train.loop), then carry the kept weights to a model on one device, outside
     the strategy, where the rest (evaluation, saving) runs."""
     model, loop_run = _distributed(tf, k, strategy, run.placement, run.cfg, run.plan, run.data, run.split,

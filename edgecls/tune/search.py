@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..core.errors import CheckFailed, EdgeclsError
 from ..core.files import atomic_write, ensure_writable
+from ..core.hooks import Hooks
 from ..core.names import MAX_BATCH
 from . import select, space, target
 from .space import Candidate
@@ -95,14 +96,6 @@ class TuneConfig:
 
         return select.Limits(self.max_latency_ms, self.max_size_mb, self.percentile, self.batch,
                              self.accept_inconclusive, DEFAULT_TIE_MARGIN)
-
-
-class TuneHooks:
-    """What the search reports as it goes; the CLI prints it."""
-
-    def note(self, text: str) -> None: ...
-    def unit(self, rung: str, name: str, done: int, left: int, line: str) -> None: ...
-    def front(self, points: list[select.Point]) -> None: ...
 
 
 @dataclass
@@ -262,10 +255,10 @@ def _full(cfg: TuneConfig, c: Candidate, bundle: Path) -> dict:
     from ..bench.decide import Constraints
     from ..bench.latency import MIN_RUNS
     from ..export import ExportConfig
-    from ..pipeline import PipelineConfig, PipelineHooks, run
+    from ..pipeline import PipelineConfig, run
     from ..train.fit import TrainConfig
 
-    class Hooks(PipelineHooks):
+    class Watch(Hooks):
         def stage(self, name, result):
             if name == "train":
                 _interrupted_train(result)
@@ -284,7 +277,7 @@ def _full(cfg: TuneConfig, c: Candidate, bundle: Path) -> dict:
                                                           else cfg.max_size_mb * select.KB, cfg.max_drop,
                                                           accept_inconclusive=cfg.accept_inconclusive)),
         max_drop=cfg.max_drop)
-    r = run(cfg_, None, Hooks())
+    r = run(cfg_, hooks=Watch())
     return {"bundle": str(bundle), "seconds": time.monotonic() - t0, "accuracy": r.train.manifest["metrics"]["test"]
             ["accuracy"], "export_failures": r.export.failures, "decision": (r.bench.decision.chosen.file
                                                                              if r.bench.decision.found else None)}
@@ -317,9 +310,10 @@ def _existing_bundles(store: _Store, keys: dict[str, str]) -> dict[str, dict]:
     return out
 
 
-def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
+def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
     """Search the candidates under `cfg`'s limits and budget; write the picked candidate's bundle at
     ``cfg.out`` with ``tune.json`` (every candidate, the front, the pick) and the front in its report.
+    `hooks` (`edgecls.core.hooks.Hooks`) hears each finished `candidate` of each rung, then the `front`.
 
     Raises:
         EdgeclsError: bad options, a folder too small to compare candidates, a budget too small for one
@@ -329,7 +323,7 @@ def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
     """
     from . import answer
 
-    hooks = hooks or TuneHooks()
+    hooks = hooks or Hooks()
     cfg.validate()
     clock = _Clock(cfg.budget_s)
     cands = space.space(cfg.candidates)
@@ -377,7 +371,7 @@ def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
                 rec["status"], rec["why"] = "not screened", (
                     f"the budget left ({max(clock.left, 0):.0f} s) is less than a screen's cost (~{est:.0f} s)"
                     + (f" plus the full run of the cheapest survivor (~{reserve:.0f} s)" if reserve else ""))
-                hooks.unit("screen", c.name, i + 1, len(cands) - i - 1, "not screened: " + rec["why"])
+                hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, "not screened: " + rec["why"])
                 continue
             res = store.put("screen", key, _screen(cfg, c, work / "screen" / key, len(data.classes)))
             rec["cost_s"] += res["seconds"]
@@ -398,7 +392,7 @@ def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
                           + (f"the nearest, {near['runtime']} {near['precision']}: {'; '.join(near['breaches'])}"
                              if near else "nothing exported: " + "; ".join(x["error"] for x in res["failures"])))
             line = "screened out: " + rec["why"]
-        hooks.unit("screen", c.name, i + 1, len(cands) - i - 1, line)
+        hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, line)
     if cfg.screen_only:
         return answer.screen_only(cfg, work, record, screens, clock)
     if not alive:
@@ -436,7 +430,7 @@ def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
                 rec["status"], rec["why"] = "not trained in full", (
                     f"the budget left ({max(clock.left, 0):.0f} s) is less than its estimated cost "
                     f"(~{full_est[c.name]:.0f} s)")
-                hooks.unit("full", c.name, i + 1, len(finals) - i - 1, rec["why"])
+                hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, rec["why"])
                 continue
             res = store.put("full", key, _full(cfg, c, work / "full" / key) | {
                 "estimated_s": round(full_est[c.name], 1)})
@@ -447,9 +441,9 @@ def tune(cfg: TuneConfig, hooks: TuneHooks | None = None) -> TuneResult:
         mine = select.points(c.name, m, limits, carried | target_for(m, "these bytes"))
         pts += mine
         acc = res["accuracy"]
-        hooks.unit("full", c.name, i + 1, len(finals) - i - 1,
-                   f"held-out accuracy {acc:.3f}; {sum(p.qualifies for p in mine)} of {len(mine)} files meet "
-                   "the limits")
+        hooks.candidate("full", c.name, i + 1, len(finals) - i - 1,
+                        f"held-out accuracy {acc:.3f}; {sum(p.qualifies for p in mine)} of {len(mine)} files meet "
+                        "the limits")
         hooks.front(select.front(pts))
     chosen = select.pick(pts, limits)
     summary = answer.summary(cfg, record, pts, chosen, clock, targets)
@@ -493,7 +487,8 @@ def _halve(cfg, alive, todo, done_full, keys, store, screens, sizes, full_est, r
             rec["cost_s"] += res["seconds"]
         shorts[c.name] = res
         rec["short"] = {k: res[k] for k in ("epochs", "accuracy", "accuracy_ci", "seconds")}
-        hooks.unit("short", c.name, i + 1, len(todo) - i - 1, f"accuracy after {epochs} epochs {res['accuracy']:.3f}")
+        hooks.candidate("short", c.name, i + 1, len(todo) - i - 1,
+                        f"accuracy after {epochs} epochs {res['accuracy']:.3f}")
 
     def speed(c):
         return min((f["p50_ms"] for f in record[c.name]["screen"]["files"] if f["fits"]), default=math.inf)

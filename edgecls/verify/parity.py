@@ -23,6 +23,7 @@ from ..core import results
 from ..core.bundle import Bundle, now
 from ..core.errors import EdgeclsError
 from ..core.gates import DEFAULT_MAX_DROP, Evidence, check_max_drop, gates, judge
+from ..core.hooks import Hooks
 from ..core.names import Device, Precision, Runtime, parse
 from ..core.stats import Outcome
 from ..train import recorded, unlabelled
@@ -138,8 +139,8 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
            runtime_names: list[Runtime] | list[str] | None = None, device: Device = Device.cpu,
            threads: int | None = None, max_drop: float = DEFAULT_MAX_DROP,
            runtime_options: dict[str, str] | None = None, data_dir: str | None = None,
-           on_row=None, on_output=None, save: bool = True, images: str | None = None,
-           skip_bad: bool = False) -> VerifyResult:
+           save: bool = True, images: str | None = None, skip_bad: bool = False,
+           hooks: Hooks | None = None) -> VerifyResult:
     """Run every exported artifact (of the selected runtimes) on the images that answer its question
     (`edgecls.verify.evidence`) and judge it against the Keras model. Rows are stored in the manifest
     under ``verify``, bound to each file's sha256, with which images judged them, and merged per
@@ -151,16 +152,18 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
 
     `runtime_options` go to each runtime that takes them (``{"compute": "f32"}``: OpenVINO's
     execution precision; comma-separated values give one row each, ``"f32,default"``).
-    `on_output(row, probabilities)` sees each file's outputs; `save=False` stores nothing (an emulated
-    platform's rows are stored by the host, `edgecls.platforms.verify`). An artifact that is missing,
-    tampered with, or whose runtime is not installed gets a failed row with the reason; the others are
-    still verified. When the results cannot be saved (a read-only bundle, or one trained again
-    meanwhile), they are still returned, with `save_error` set.
+    `hooks.outputs(row, probabilities)` sees each file's outputs and `hooks.row(row)` each finished row
+    (`edgecls.core.hooks.Hooks`); `save=False` stores nothing (an emulated platform's rows are stored by
+    the host, `edgecls.platforms.verify`). An artifact that is missing, tampered with, or whose runtime is
+    not installed gets a failed row with the reason; the others are still verified. When the results
+    cannot be saved (a read-only bundle, or one trained again meanwhile), they are still returned, with
+    `save_error` set.
 
     Raises:
         EdgeclsError: no bundle, no exported artifact, unknown runtime, bad options, a bad `images` folder
             (before any file is run; nothing is stored).
     """
+    hooks = hooks or Hooks()
     if cfg is not None:  # the options as one object, as the other stages take them
         runtime_names, device, threads, max_drop = cfg.runtimes, cfg.device, cfg.threads, cfg.max_drop
         runtime_options, data_dir, images, skip_bad = {"compute": cfg.compute}, cfg.data_dir, cfg.images, cfg.skip_bad
@@ -203,8 +206,7 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
             probabilities = runner.predict_all(pool.images[mask])
             row.gate = gate_for(a["precision"], row.compute).value
             row.evidence = judge(limits[Precision(row.gate)], probabilities, pool.keras[mask], y)
-            if on_output:
-                on_output(row, probabilities)
+            hooks.outputs(row, probabilities)
             row.failures, row.undecided = row.evidence.failures(), row.evidence.undecided()
             row.edge_cases, row.gross = pools.edge_faults(row.gate, runner.predict_all(pool.edge), pool)
             row.failures += row.gross
@@ -217,8 +219,7 @@ def verify(bundle_path: str | Path, cfg: VerifyConfig | None = None, *,
             getattr(runner, "close", lambda: None)()  # a runner holding a browser (web-*) lets it go now
         row.device = row.device or Device(device).value
         rows.append(row)
-        if on_row:
-            on_row(row)
+        hooks.row(row)
     result = VerifyResult(len(y), int(pool.mask(Precision.int8).sum()), keras_acc, rows,
                           {k.value: asdict(v) for k, v in limits.items()}, pool.source,
                           float_images=len(pool.images), notes=pool.notes, images_folder=pool.images_record)
