@@ -59,7 +59,7 @@ def test_fake_quant_matches_the_tflite_and_onnx_int8_kernels(tmp_path):
     import onnxruntime as ort
     import tf2onnx
 
-    from edgecls.export.qat_files import _rename_io
+    from edgecls.export.qat_files import _rename_io, uint8_activations
 
     model = _keras_conv()
     qmodel = qat.quantized(qat.twin(model))
@@ -88,6 +88,17 @@ def test_fake_quant_matches_the_tflite_and_onnx_int8_kernels(tmp_path):
     onnx_out = sess.run(None, {"images": x})[0]
     assert np.abs(onnx_out - fake).max() <= step * 1.001
     assert {n.op_type for n in proto.graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
+    # the activations moved to uint8 (zero point + 128) compute the same numbers; weights stay int8
+    import onnx
+
+    moved = uint8_activations(proto)
+    inits = {i.name: i for i in moved.graph.initializer}
+    q_zps = {inits[n.input[2]].data_type for n in moved.graph.node if n.op_type == "QuantizeLinear"}
+    w_zps = {inits[n.input[2]].data_type for n in moved.graph.node
+             if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(n.input) > 2}
+    assert q_zps == {onnx.TensorProto.UINT8} and onnx.TensorProto.INT8 in w_zps, (q_zps, w_zps)
+    sess = ort.InferenceSession(moved.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.abs(sess.run(None, {"images": x})[0] - fake).max() <= step * 1.001
 
 
 def _residual_model():
@@ -273,6 +284,7 @@ def test_diverging_qat_stops_with_the_bundle_untouched(bundle_copy):
 
 @pytest.mark.slow
 def test_qat_export_of_tiny_in_all_three_formats_verifies(bundle_copy):
+    from edgecls.export.onnx import float_ops
     from edgecls.export.qat_files import METHOD
     from edgecls.runtimes.tflite import TFLiteRunner
     from edgecls.verify.parity import verify
@@ -293,6 +305,8 @@ def test_qat_export_of_tiny_in_all_three_formats_verifies(bundle_copy):
     # one QAT model: the ONNX and OpenVINO files carry the TFLite file's scales, so they agree closely
     tfl = TFLiteRunner.import_package().Interpreter(model_path=str(bundle_copy / "model.int8.tflite"))
     assert tfl.get_input_details()[0]["quantization"] == (1.0, 0)  # raw pixels, as MediaPipe feeds them
+    # uint8 activations: onnxruntime runs every convolution of the QAT ONNX file as an int8 kernel
+    assert float_ops(bundle_copy / "model.int8.onnx") == 0
     res = verify(bundle_copy)
     rows = {(row.file, row.runtime): row for row in res.rows}
     for a in int8.values():

@@ -92,7 +92,43 @@ def _onnx_from_tflite(ctx, prepared: Prepared):
     from .onnx import OPSET
 
     proto, _ = tf2onnx.convert.from_tflite(str(prepared.tflite_float_io), opset=OPSET)
-    return _rename_io(proto)
+    return uint8_activations(_rename_io(proto))
+
+
+def uint8_activations(proto):
+    """`proto` with its activations' QuantizeLinear/DequantizeLinear pairs moved from int8 to uint8 (the same scale,
+    the zero point plus 128: the same numbers), weights left int8. TFLite's int8 scheme gives int8 activations
+    (S8S8), for which onnxruntime's x86 CPU provider leaves some convolutions in float (15 of 49 in
+    EfficientNet-Lite0); with uint8 ones (U8S8, as edgecls's post-training file picks where it matters) every
+    convolution runs as an int8 kernel (`edgecls.export.onnx.float_ops`)."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    made, moved = {}, set()
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            continue  # a weight or a bias: stays int8 / int32
+        zp = inits.get(node.input[2])
+        if zp is None or zp.data_type != TensorProto.INT8:
+            continue
+        if zp.name not in made:
+            made[zp.name] = f"{zp.name}_uint8"
+            shifted = numpy_helper.to_array(zp).astype(np.int16) + 128
+            graph.initializer.append(numpy_helper.from_array(shifted.astype(np.uint8), made[zp.name]))
+        node.input[2] = made[zp.name]
+        if node.op_type == "QuantizeLinear":
+            moved.add(node.output[0])
+    used = {i for node in graph.node for i in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    infos = [v for v in graph.value_info if v.name not in moved]  # their element type changed: inferred again
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return proto
 
 
 def _rename_io(proto):
@@ -137,7 +173,8 @@ def _onnx(ctx, prepared: Prepared) -> WrittenFiles:
     return WrittenFiles(FILES["int8"], versions={**_versions(), "onnxruntime": ort.__version__, **qat.versions()},
                         details={"quantization": "QDQ from the QAT model's int8 TFLite graph (tf2onnx "
                                                  "from_tflite): the TFLite file's scales, per-channel int8 weights, "
-                                                 "int8 activations"})
+                                                 "activations moved to uint8 (zero point + 128: the same numbers, "
+                                                 "U8S8 kernels)"})
 
 
 def _openvino(ctx, prepared: Prepared) -> WrittenFiles:
