@@ -3,6 +3,7 @@ bound to bytes, bad input — and one real search on synthetic data, interrupted
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -241,11 +242,83 @@ def test_bad_input_is_refused_before_any_training(tmp_path):
     for args, says in (((), "give at least one limit"), (("--max-size", "1", "--budget", "soon"), "--budget 'soon'"),
                        (("--max-size", "1", "--candidates", "nope"), "unknown architecture"),
                        (("--max-latency", "-1"), "must be a positive"),
+                       (("--max-size", "1", "--rounds", "0"), "--rounds 0: must be at least 1"),
                        (("--max-size", "1", "--latency-from", tmp_path), "no candidate exported yet")):
         r = _tune("--data", "synthetic", *args, "--out", tmp_path / "b")
         assert r.exit_code == 2 and says in r.output, (args, r.output)
         assert "Traceback" not in r.output
     assert not (tmp_path / "b").exists()
+
+
+def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monkeypatch):
+    """The issue's "Done when", kept out of the slow set: two candidates (tiny, small) on the synthetic set (240
+    images of 16x16), one format, one epoch, two bench rounds. The first run is killed (Ctrl-C) in the middle of
+    the second candidate's full run, after its training; the same command again reuses the screens and the
+    finished candidate (nothing of them trained again), redoes the interrupted one, and answers.
+
+    Its floor is the work itself: four Keras trainings (two screens, two full), four ONNX exports (float and
+    int8), two verifies, twelve bench processes (2 files x 1 screen round + 2 x 2 full rounds, per candidate)
+    and three reports."""
+    import hashlib
+
+    import edgecls.pipeline
+    import edgecls.train.fit
+    from edgecls.core.bundle import Bundle
+    from edgecls.tune.search import TuneConfig, TuneHooks, tune
+
+    out, work = tmp_path / "b", tmp_path / "b.tune"
+    args = ["--data", "synthetic", "--candidates", "tiny,small", "--format", "onnx", "--epochs", "1", "--rounds", "2",
+            "--max-size", "1", "--accept-inconclusive", "--budget", "10m", "--out", out]
+    cfg = TuneConfig(data="synthetic", candidates=["tiny", "small"], formats=["onnx"], epochs=1, rounds=2,
+                     max_size_mb=1, accept_inconclusive=True, budget_s=600, out=out)
+    real_export, exports = edgecls.pipeline.export, []
+
+    def killed_on_the_second(bundle, *a, **kw):  # the kill: after the second full candidate's training
+        exports.append(bundle)
+        if len(exports) == 2:
+            raise KeyboardInterrupt
+        return real_export(bundle, *a, **kw)
+
+    lines = []
+
+    class Progress(TuneHooks):
+        def unit(self, rung, name, done, left, line):
+            lines.append((rung, name, done, left))
+
+    monkeypatch.setattr(edgecls.pipeline, "export", killed_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        tune(cfg, Progress())
+    monkeypatch.setattr(edgecls.pipeline, "export", real_export)
+    assert [x[0] for x in lines] == ["screen", "screen", "full"] and lines[-1][2:] == (1, 1)
+    (finished,) = (work / "results").glob("full-*.json")
+    first = work / json.loads(finished.read_text())["bundle"]
+    partial = Path(exports[1]).resolve()  # trained, not exported: no result recorded, so not taken for finished
+    assert partial.is_dir() and partial != first.resolve() and not out.exists()
+    assert len(list((work / "results").glob("screen-*.json"))) == 2
+
+    def stamp(bundle):
+        return hashlib.sha256((bundle / "model.keras").read_bytes()).hexdigest(), (bundle / "manifest.json").stat()
+
+    before = (finished.stat().st_mtime_ns, stamp(first)[0], stamp(first)[1].st_mtime_ns)
+    trained = []
+    for module in (edgecls.pipeline, edgecls.train.fit):  # the full rung's train, and the screen's
+        real = module.train
+        monkeypatch.setattr(module, "train", lambda c, *a, _real=real, **kw: trained.append(c.out) or _real(c, *a,
+                                                                                                          **kw))
+    r = _tune(*args)
+    assert r.exit_code == 0, r.output
+    assert [Path(x).resolve() for x in trained] == [partial]  # resumed: only the interrupted one trained again
+    assert (finished.stat().st_mtime_ns, stamp(first)[0], stamp(first)[1].st_mtime_ns) == before
+    assert "[full 1/2, 1 left]" in r.output and "[full 2/2, 0 left]" in r.output and "pick:" in r.output
+    t = json.loads((out / "tune.json").read_text())
+    assert sorted(c["status"] for c in t["candidates"]) == ["picked", "trained in full"]
+    assert t["pick"]["qualifies"] and t["front"] and t["spent_s"] <= 600 * 1.1
+    # the tie rule's evidence came through from the bench rows: each candidate's two files were benched in one
+    # session, two rounds each, so files of one candidate are compared paired per round
+    for c in t["candidates"]:
+        sessions = {p["session"] for p in c["points"]}
+        assert len(sessions) == 1 and None not in sessions and all(len(p["p50_rounds_ms"]) == 2 for p in c["points"])
+    assert any(f["file"] == "tune.json" for f in Bundle.open(out).manifest["files"])
 
 
 @pytest.mark.slow
@@ -258,7 +331,7 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
 
     out = tmp_path / "b"
     common = ["--data", "synthetic", "--candidates", "tiny,mobile@0.25", "--format", "onnx", "--epochs", "2",
-              "--out", out, "--accept-inconclusive"]
+              "--rounds", "2", "--out", out, "--accept-inconclusive"]
     r = _tune(*common, "--screen-only")
     assert r.exit_code == 0, r.output
     work = tmp_path / "b.tune"
@@ -289,7 +362,7 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
                 raise KeyboardInterrupt
 
     cfg = TuneConfig(data="synthetic", max_size_mb=1, candidates=["tiny", "mobile@0.25"], formats=["onnx"], epochs=2,
-                     out=out, accept_inconclusive=True, budget_s=1800)
+                     rounds=2, out=out, accept_inconclusive=True, budget_s=1800)
     with pytest.raises(KeyboardInterrupt):
         tune(cfg, hooks=StopAfterFirst())
     finished = list((work / "results").glob("full-*.json"))
