@@ -18,7 +18,8 @@ Fed by the verify and bench rows in the manifest that are bound to the bytes now
    Within the tied group a file that passes parity ranks above an inconclusive one, then the
    smallest file, then the lower tail, the lower p50, the file name. Membership depends on each
    file against one reference, so the rule is transitive and the same whatever the rows' order;
-   a wider interval can only take a file out of the group, never into it.
+   a wider interval can only take a file out of the group, never into it. `edgecls tune` ties its
+   candidates' files on latency with these same functions (`tied_with_fastest`, `tie_rank`).
 """
 
 from __future__ import annotations
