@@ -264,7 +264,8 @@ def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monke
     import edgecls.pipeline
     import edgecls.train.fit
     from edgecls.core.bundle import Bundle
-    from edgecls.tune.search import TuneConfig, TuneHooks, tune
+    from edgecls.core.hooks import Hooks
+    from edgecls.tune.search import TuneConfig, tune
 
     out, work = tmp_path / "b", tmp_path / "b.tune"
     args = ["--data", "synthetic", "--candidates", "tiny,small", "--format", "onnx", "--epochs", "1", "--rounds", "2",
@@ -281,13 +282,13 @@ def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monke
 
     lines = []
 
-    class Progress(TuneHooks):
-        def unit(self, rung, name, done, left, line):
+    class Progress(Hooks):
+        def candidate(self, rung, name, done, left, line):
             lines.append((rung, name, done, left))
 
     monkeypatch.setattr(edgecls.pipeline, "export", killed_on_the_second)
     with pytest.raises(KeyboardInterrupt):
-        tune(cfg, Progress())
+        tune(cfg, hooks=Progress())
     monkeypatch.setattr(edgecls.pipeline, "export", real_export)
     assert [x[0] for x in lines] == ["screen", "screen", "full"] and lines[-1][2:] == (1, 1)
     (finished,) = (work / "results").glob("full-*.json")
