@@ -3,6 +3,7 @@ bound to bytes, bad input — and one real search on synthetic data, interrupted
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,9 +20,13 @@ SHA = {name: name[0] * 64 for name in ("aaa", "bbb", "ccc", "ddd")}
 
 def _manifest(bundle_id: str, files: list[dict]) -> dict:
     """A candidate bundle's manifest as select reads it: artifacts, and verify/bench rows bound to their bytes.
-    Each of `files`: file, sha, kb, accuracy, n (held-out), p50, outcome, (p90)."""
+    Each of `files`: file, sha, kb, accuracy, n (held-out), p50, outcome, (p90); the p50's evidence as bench
+    writes it: `ci` (an interval, 96.9% as from 6 rounds) or `rounds` (each round's p50, one session per bundle:
+    paired with the bundle's other files); neither: one round, no interval."""
     arts, verify, bench = [], [], []
     for f in files:
+        rounds = f.get("rounds")
+        ci = f.get("ci") or ([min(rounds), max(rounds)] if rounds else None)
         fmt = f["file"].rsplit(".", 1)[1]
         arts.append({"format": fmt, "precision": "int8" if ".int8." in f["file"] else "fp32", "file": f["file"],
                      "bytes": int(f["kb"] * 1024), "sha256": f["sha"]})
@@ -30,7 +35,8 @@ def _manifest(bundle_id: str, files: list[dict]) -> dict:
                        "outcome": f.get("outcome", "pass")})
         bench.append({"file": f["file"], "runtime": fmt, "batch": 1, "sha256": f["sha"], "bundle_id": bundle_id,
                       "p50_ms": f["p50"], "p90_ms": f.get("p90", f["p50"] * 1.1), "p90_ok": True,
-                      "outputs_ok": True})
+                      "outputs_ok": True, "p50_ci_ms": ci, "p50_ci_level": 0.96875 if ci else None,
+                      "p50_rounds_ms": rounds, "session": f"session-{bundle_id}" if rounds else None})
     return {"bundle_id": bundle_id, "artifacts": arts, "verify": {"rows": verify}, "bench": {"rows": bench}}
 
 
@@ -54,21 +60,98 @@ def test_the_most_accurate_wins_when_the_intervals_tell_them_apart():
 
 def test_overlapping_accuracy_intervals_are_a_tie_and_the_faster_then_smaller_wins():
     # 30 held-out images: 0.90 and 0.87 are the same accuracy as far as the evidence goes
-    spec = {"a": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 900, "accuracy": 0.90, "n": 30, "p50": 8}],
-            "b": [{"file": "model.onnx", "sha": SHA["bbb"], "kb": 300, "accuracy": 0.87, "n": 30, "p50": 2}],
-            "c": [{"file": "model.onnx", "sha": SHA["ccc"], "kb": 100, "accuracy": 0.87, "n": 30, "p50": 2.02}]}
+    spec = {"a": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 900, "accuracy": 0.90, "n": 30, "p50": 8,
+                   "ci": [7.9, 8.1]}],
+            "b": [{"file": "model.onnx", "sha": SHA["bbb"], "kb": 300, "accuracy": 0.87, "n": 30, "p50": 2,
+                   "ci": [1.98, 2.02]}],
+            "c": [{"file": "model.onnx", "sha": SHA["ccc"], "kb": 100, "accuracy": 0.87, "n": 30, "p50": 2.02,
+                   "ci": [2.00, 2.04]}]}
     pts = _points(spec)
     chosen = select.pick(pts, LIMITS)
-    assert chosen.chosen.candidate == "c"  # tied on accuracy with the best, tied on latency with b, smaller
+    # tied on accuracy with the best; c's p50 over b's is shown within 5% (2.00/2.02 to 2.04/1.98); smaller
+    assert chosen.chosen.candidate == "c"
     assert set(chosen.tied_accuracy) == {"a model.onnx", "b model.onnx", "c model.onnx"}
     assert chosen.why.startswith("0.870") and "the smallest of the 2 tied on latency" in chosen.why
     reasons = {p.candidate: p.reason for p in pts}
     assert reasons["a"].startswith("tied on accuracy with the pick") and "slower beyond noise" in reasons["a"]
+    assert "ratio interval 3.91-4.09x, from the two intervals, 93.8%" in reasons["a"]
     assert reasons["b"].startswith("tied on accuracy and latency with the pick: larger file")
-    # the same answer whatever order the candidates finished in
-    for _ in range(5):
-        order = random.sample(list(spec), len(spec))
-        assert select.pick(_points(spec, order=order), LIMITS).chosen.candidate == "c"
+    c = next(p for p in pts if p.candidate == "c")
+    assert c.ratio[1] <= 1.05 and c.ratio[2] == pytest.approx(0.9375)  # recorded in tune.json, as in a decision
+
+
+def _pick(spec, limits=LIMITS, order=None):
+    return select.pick(_points(spec, limits, order), limits).chosen
+
+
+def test_latency_ties_are_the_bench_decisions_rule_shown_within_the_margin():
+    """Tied on accuracy (30 held-out images); on latency the bench decision's rule decides, not the p50s alone."""
+    fast = {"file": "model.onnx", "sha": SHA["aaa"], "kb": 900, "accuracy": 0.90, "n": 30, "p50": 2.0,
+            "ci": [1.98, 2.02]}
+    small = {"file": "model.onnx", "sha": SHA["bbb"], "kb": 100, "accuracy": 0.87, "n": 30}
+    # a clearly faster file beats a smaller one that is slower beyond noise
+    spec = {"fast": [fast], "small": [small | {"p50": 3.0, "ci": [2.9, 3.1]}]}
+    assert _pick(spec).candidate == "fast"
+    lost = next(p for p in _points(spec) if p.candidate == "small")
+    select.pick([lost, *_points({"fast": [fast]})], LIMITS)
+    assert lost.reason.startswith("tied on accuracy with the pick (95% intervals overlap); slower beyond noise: "
+                                  "p50 3.000 ms [2.900-3.100], 1.50x the fastest fast model.onnx")
+    # 1% slower, but its interval reaches 1.5x: not *shown* within 5% (overlapping intervals tied it before,
+    # so a noisier file won by being noisier); without any interval the same
+    for evidence, says in (({"ci": [1.5, 3.0]}, "more rounds would tell"), ({}, "no interval to compare")):
+        spec = {"fast": [fast], "small": [small | {"p50": 2.02} | evidence]}
+        pts = _points(spec)
+        assert select.pick(pts, LIMITS).chosen.candidate == "fast"
+        assert "not shown within 5% of the fastest" in next(p.reason for p in pts if p.candidate == "small")
+        assert says in next(p.reason for p in pts if p.candidate == "small")
+    # one candidate's two files, benched side by side in one session: paired per round, the machine's drift
+    # (9% over the rounds) cancels and the int8 file is shown within 5%: the smaller wins
+    drift = (1.00, 1.03, 0.98, 1.06, 0.97, 1.01)
+    spec = {"one": [{"file": "model.onnx", "sha": SHA["aaa"], "kb": 400, "accuracy": 0.9, "n": 30, "p50": 1.0,
+                     "rounds": [1.0 * d for d in drift]},
+                    {"file": "model.int8.onnx", "sha": SHA["bbb"], "kb": 120, "accuracy": 0.9, "n": 30, "p50": 1.03,
+                     "rounds": [1.03 * d for d in drift]}]}
+    pts = _points(spec)
+    chosen = select.pick(pts, LIMITS).chosen
+    assert chosen.file == "model.int8.onnx" and chosen.ratio[:2] == pytest.approx([1.03, 1.03])
+    # 8% slower in every round: not tied, although each file's own interval overlaps the other's
+    spec["one"][1] |= {"p50": 1.08, "rounds": [1.08 * d for d in drift]}
+    assert _pick(spec).file == "model.onnx"
+    # within a latency tie, a file whose parity passes ranks above an inconclusive one (the decision's order)
+    spec["one"][1] |= {"p50": 1.0, "rounds": [1.0 * d for d in drift], "outcome": "inconclusive"}
+    accepting = select.Limits(10, 1, accept_inconclusive=True)
+    assert _pick(spec, accepting).file == "model.onnx"
+
+
+def test_the_pick_does_not_depend_on_the_order_of_the_candidates_or_their_files():
+    """Property-style: random candidates (accuracies on small held-out sets, p50s with intervals or per-round
+    evidence, sizes, near-ties everywhere), each shuffled: the same pick and the same reasons."""
+    rng = random.Random(0)
+    for trial in range(25):
+        spec = {}
+        for k in range(rng.randint(2, 5)):
+            files = []
+            for j, name in enumerate(("model.onnx", "model.int8.onnx", "model.tflite")[:rng.randint(1, 3)]):
+                p50 = rng.choice([1.0, 1.01, 1.03, 1.2, 2.0])
+                f = {"file": name, "sha": f"{trial:02d}{k}{j}".ljust(64, "0"), "kb": rng.choice([100, 100, 300, 900]),
+                     "accuracy": rng.choice([0.85, 0.87, 0.9, 0.97]), "n": rng.choice([30, 300]), "p50": p50}
+                kind = rng.choice(["ci", "rounds", "none"])
+                if kind == "ci":
+                    f["ci"] = [p50 * rng.uniform(0.9, 1.0), p50 * rng.uniform(1.0, 1.1)]
+                elif kind == "rounds":
+                    f["rounds"] = [p50 * d for d in (1.0, 1.02, 0.99, 1.04, 0.98, 1.01)]
+                files.append(f)
+            spec[f"c{k}"] = files
+        pts = _points(spec)
+        expected = select.pick(pts, LIMITS)
+        reasons = {p.label: p.reason for p in pts}
+        for _ in range(4):
+            shuffled = {n: rng.sample(files, len(files)) for n, files in spec.items()}
+            pts = _points(shuffled, order=rng.sample(list(spec), len(spec)))
+            got = select.pick(pts, LIMITS)
+            assert (got.chosen.label, got.why, sorted(got.tied_accuracy)) == (
+                expected.chosen.label, expected.why, sorted(expected.tied_accuracy)), (trial, spec)
+            assert {p.label: p.reason for p in pts} == reasons, (trial, spec)
 
 
 def test_limits_parity_and_stale_rows_rule_files_out_and_the_closest_is_named():
@@ -159,11 +242,84 @@ def test_bad_input_is_refused_before_any_training(tmp_path):
     for args, says in (((), "give at least one limit"), (("--max-size", "1", "--budget", "soon"), "--budget 'soon'"),
                        (("--max-size", "1", "--candidates", "nope"), "unknown architecture"),
                        (("--max-latency", "-1"), "must be a positive"),
+                       (("--max-size", "1", "--rounds", "0"), "--rounds 0: must be at least 1"),
                        (("--max-size", "1", "--latency-from", tmp_path), "no candidate exported yet")):
         r = _tune("--data", "synthetic", *args, "--out", tmp_path / "b")
         assert r.exit_code == 2 and says in r.output, (args, r.output)
         assert "Traceback" not in r.output
     assert not (tmp_path / "b").exists()
+
+
+def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monkeypatch):
+    """The issue's "Done when", kept out of the slow set: two candidates (tiny, small) on the synthetic set (240
+    images of 16x16), one format, one epoch, two bench rounds. The first run is killed (Ctrl-C) in the middle of
+    the second candidate's full run, after its training; the same command again reuses the screens and the
+    finished candidate (nothing of them trained again), redoes the interrupted one, and answers.
+
+    Its floor is the work itself: four Keras trainings (two screens, two full), four ONNX exports (float and
+    int8), two verifies, twelve bench processes (2 files x 1 screen round + 2 x 2 full rounds, per candidate)
+    and three reports."""
+    import hashlib
+
+    import edgecls.pipeline
+    import edgecls.train.fit
+    from edgecls.core.bundle import Bundle
+    from edgecls.core.hooks import Hooks
+    from edgecls.tune.search import TuneConfig, tune
+
+    out, work = tmp_path / "b", tmp_path / "b.tune"
+    args = ["--data", "synthetic", "--candidates", "tiny,small", "--format", "onnx", "--epochs", "1", "--rounds", "2",
+            "--max-size", "1", "--accept-inconclusive", "--budget", "10m", "--out", out]
+    cfg = TuneConfig(data="synthetic", candidates=["tiny", "small"], formats=["onnx"], epochs=1, rounds=2,
+                     max_size_mb=1, accept_inconclusive=True, budget_s=600, out=out)
+    real_export, exports = edgecls.pipeline.export, []
+
+    def killed_on_the_second(bundle, *a, **kw):  # the kill: after the second full candidate's training
+        exports.append(bundle)
+        if len(exports) == 2:
+            raise KeyboardInterrupt
+        return real_export(bundle, *a, **kw)
+
+    lines = []
+
+    class Progress(Hooks):
+        def candidate(self, rung, name, done, left, line):
+            lines.append((rung, name, done, left))
+
+    monkeypatch.setattr(edgecls.pipeline, "export", killed_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        tune(cfg, hooks=Progress())
+    monkeypatch.setattr(edgecls.pipeline, "export", real_export)
+    assert [x[0] for x in lines] == ["screen", "screen", "full"] and lines[-1][2:] == (1, 1)
+    (finished,) = (work / "results").glob("full-*.json")
+    first = work / json.loads(finished.read_text())["bundle"]
+    partial = Path(exports[1]).resolve()  # trained, not exported: no result recorded, so not taken for finished
+    assert partial.is_dir() and partial != first.resolve() and not out.exists()
+    assert len(list((work / "results").glob("screen-*.json"))) == 2
+
+    def stamp(bundle):
+        return hashlib.sha256((bundle / "model.keras").read_bytes()).hexdigest(), (bundle / "manifest.json").stat()
+
+    before = (finished.stat().st_mtime_ns, stamp(first)[0], stamp(first)[1].st_mtime_ns)
+    trained = []
+    for module in (edgecls.pipeline, edgecls.train.fit):  # the full rung's train, and the screen's
+        real = module.train
+        monkeypatch.setattr(module, "train", lambda c, *a, _real=real, **kw: trained.append(c.out) or _real(c, *a,
+                                                                                                          **kw))
+    r = _tune(*args)
+    assert r.exit_code == 0, r.output
+    assert [Path(x).resolve() for x in trained] == [partial]  # resumed: only the interrupted one trained again
+    assert (finished.stat().st_mtime_ns, stamp(first)[0], stamp(first)[1].st_mtime_ns) == before
+    assert "[full 1/2, 1 left]" in r.output and "[full 2/2, 0 left]" in r.output and "pick:" in r.output
+    t = json.loads((out / "tune.json").read_text())
+    assert sorted(c["status"] for c in t["candidates"]) == ["picked", "trained in full"]
+    assert t["pick"]["qualifies"] and t["front"] and t["spent_s"] <= 600 * 1.1
+    # the tie rule's evidence came through from the bench rows: each candidate's two files were benched in one
+    # session, two rounds each, so files of one candidate are compared paired per round
+    for c in t["candidates"]:
+        sessions = {p["session"] for p in c["points"]}
+        assert len(sessions) == 1 and None not in sessions and all(len(p["p50_rounds_ms"]) == 2 for p in c["points"])
+    assert any(f["file"] == "tune.json" for f in Bundle.open(out).manifest["files"])
 
 
 @pytest.mark.slow
@@ -176,7 +332,7 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
 
     out = tmp_path / "b"
     common = ["--data", "synthetic", "--candidates", "tiny,mobile@0.25", "--format", "onnx", "--epochs", "2",
-              "--out", out, "--accept-inconclusive"]
+              "--rounds", "2", "--out", out, "--accept-inconclusive"]
     r = _tune(*common, "--screen-only")
     assert r.exit_code == 0, r.output
     work = tmp_path / "b.tune"
@@ -207,7 +363,7 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
                 raise KeyboardInterrupt
 
     cfg = TuneConfig(data="synthetic", max_size_mb=1, candidates=["tiny", "mobile@0.25"], formats=["onnx"], epochs=2,
-                     out=out, accept_inconclusive=True, budget_s=1800)
+                     rounds=2, out=out, accept_inconclusive=True, budget_s=1800)
     with pytest.raises(KeyboardInterrupt):
         tune(cfg, hooks=StopAfterFirst())
     finished = list((work / "results").glob("full-*.json"))

@@ -18,12 +18,15 @@ Fed by the verify and bench rows in the manifest that are bound to the bytes now
    Within the tied group a file that passes parity ranks above an inconclusive one, then the
    smallest file, then the lower tail, the lower p50, the file name. Membership depends on each
    file against one reference, so the rule is transitive and the same whatever the rows' order;
-   a wider interval can only take a file out of the group, never into it.
+   a wider interval can only take a file out of the group, never into it. `edgecls tune` ties its
+   candidates' files on latency with these same functions (`tied_with_fastest`, `tie_rank`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from ..core import results
 from ..core.errors import EdgeclsError
@@ -209,7 +212,26 @@ def _latency(x: Candidate, b: dict, c: Constraints) -> str | None:
     return None
 
 
-def ratio_interval(x: Candidate, ref: Candidate) -> tuple[float, float, float | None, str] | None:
+class Timed(Protocol):
+    """What the tie rule reads of a file: a `Candidate` here, a point of `edgecls tune` (`edgecls.tune.select`)."""
+
+    p50_ms: float | None
+    p50_ci_ms: list[float] | None
+    p50_ci_level: float | None
+    p50_rounds_ms: list[float] | None
+    session: str | None
+    ratio: list[float] | None
+    tail_ms: float | None
+    size_kb: float
+    outcome: str | None
+
+
+def file_name(x) -> tuple:
+    """A file's name in the stable keys below (tune's points add their candidate's name)."""
+    return x.file, x.runtime
+
+
+def ratio_interval(x: Timed, ref: Timed) -> tuple[float, float, float | None, str] | None:
     """The interval of x's p50 over ref's, its level and how it was made: paired per round when both rows come
     from one bench session (round k of each measured side by side), else from the two p50 intervals' ends
     (level at least the sum of their levels less one, where both are known); None without intervals."""
@@ -228,10 +250,39 @@ def _level(x: float | None) -> str:
     return f"{100 * x:.1f}%" if x is not None else "level unknown"
 
 
-def _rank(x: Candidate) -> tuple:
+def tie_rank(x: Timed, name: Callable[[Timed], tuple] = file_name) -> tuple:
     """Order within a tie: shown parity first, then the smaller file, the lower tail and p50, the name."""
     return (x.outcome != Outcome.passed.value, x.size_kb, x.tail_ms if x.tail_ms is not None else x.p50_ms,
-            x.p50_ms, x.file, x.runtime)
+            x.p50_ms, *name(x))
+
+
+
+def tied_with_fastest(alive: list, tie_margin: float,
+                      name: Callable[[Timed], tuple] = file_name) -> tuple[Timed, list]:
+    """The reference, the fastest of `alive` (lowest p50; then the lower p50 interval's upper end, then `name`: a
+    stable key), and the files tied with it: the reference and every file whose p50 is *shown* within `tie_margin`
+    percent of its p50 (the upper end of `ratio_interval` at most 1 + margin). Sets each file's `ratio` ([low,
+    high, level] of its p50 over the reference's; None for the reference and where no interval exists).
+    Membership depends on each file against one reference: the same group whatever the order of `alive`."""
+    ref = min(alive, key=lambda x: (x.p50_ms, (x.p50_ci_ms or [0, x.p50_ms])[1], *name(x)))
+    bar = 1 + tie_margin / 100
+    for x in alive:
+        r = ratio_interval(x, ref) if x is not ref else None
+        x.ratio = [r[0], r[1], r[2]] if r else None
+    return ref, [x for x in alive if x is ref or (x.ratio and x.ratio[1] <= bar)]
+
+
+def untied_reason(x: Timed, ref: Timed, tie_margin: float, head: str) -> str:
+    """Why `x`, outside the tie, lost to the fastest `ref` on latency; `head` says the two p50s in words."""
+    r = ratio_interval(x, ref)
+    if r is None:
+        return (f"not shown within {tie_margin:g}% of the fastest: {head}; no interval to compare "
+                "(one round, or an older row: --rounds 6 measures one)")
+    if r[0] > 1 + tie_margin / 100:
+        return (f"slower beyond noise: {head} (ratio interval {r[0]:.2f}-{r[1]:.2f}x, {r[3]}, "
+                f"{_level(r[2])}: more than {tie_margin:g}%)")
+    return (f"not shown within {tie_margin:g}% of the fastest: {head} (ratio interval "
+            f"{r[0]:.2f}-{r[1]:.2f}x, {r[3]}, {_level(r[2])}); more rounds would tell")
 
 
 def decide(manifest: dict, c: Constraints) -> Decision:
@@ -273,13 +324,8 @@ def decide(manifest: dict, c: Constraints) -> Decision:
                             f"ship the best of the {len(need)} inconclusive files")
         return Decision(constraints, None, cands, ruled_out_by or "no exported artifact", ignored=ignored,
                         level=level)
-    ref = min(alive, key=lambda x: (x.p50_ms, (x.p50_ci_ms or [0, x.p50_ms])[1], x.file, x.runtime))
-    bar = 1 + c.tie_margin / 100
-    for x in alive:
-        r = ratio_interval(x, ref) if x is not ref else None
-        x.ratio = [r[0], r[1], r[2]] if r else None
-    group = [x for x in alive if x is ref or (x.ratio and x.ratio[1] <= bar)]
-    chosen = min(group, key=_rank)
+    ref, group = tied_with_fastest(alive, c.tie_margin)
+    chosen = min(group, key=tie_rank)
     for x in alive:
         if x is chosen:
             continue
@@ -294,21 +340,12 @@ def decide(manifest: dict, c: Constraints) -> Decision:
             continue
         ci = f" [{x.p50_ci_ms[0]:.3f}-{x.p50_ci_ms[1]:.3f}]" if x.p50_ci_ms else ""
         head = f"p50 {x.p50_ms:.3f} ms{ci}, {x.p50_ms / ref.p50_ms:.2f}x the fastest {ref.file} at batch {c.for_batch}"
-        r = ratio_interval(x, ref) if x is not ref else None
-        if r is None:
-            x.reason = (f"not shown within {c.tie_margin:g}% of the fastest: {head}; no interval to compare "
-                        "(one round, or an older row: --rounds 6 measures one)")
-        elif r[0] > bar:
-            x.reason = (f"slower beyond noise: {head} (ratio interval {r[0]:.2f}-{r[1]:.2f}x, {r[3]}, "
-                        f"{_level(r[2])}: more than {c.tie_margin:g}%)")
-        else:
-            x.reason = (f"not shown within {c.tie_margin:g}% of the fastest: {head} (ratio interval "
-                        f"{r[0]:.2f}-{r[1]:.2f}x, {r[3]}, {_level(r[2])}); more rounds would tell")
+        x.reason = untied_reason(x, ref, c.tie_margin, head)
     others = [x for x in group if x is not chosen]
     if not others:
         why = f"the fastest at batch {c.for_batch}; no other qualifying file is shown within {c.tie_margin:g}% of it"
     else:
-        names = ", ".join(f"{x.file} ({x.p50_ms / chosen.p50_ms:.2f}x)" for x in sorted(others, key=_rank))
+        names = ", ".join(f"{x.file} ({x.p50_ms / chosen.p50_ms:.2f}x)" for x in sorted(others, key=tie_rank))
         parts = ["a file that passes parity ranks above an inconclusive one"] if any(
             x.outcome != chosen.outcome for x in others) else []
         same = [x for x in others if x.outcome == chosen.outcome]

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from ..bench.latency import ROUNDS_FOR_LEVEL
 from ..core.errors import EdgeclsError
 from ..report.console import err
 from .common import Percentile, PercentileOpt, _emit_json, handled
@@ -52,6 +53,10 @@ def tune(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     image_size: Annotated[Optional[int], typer.Option(help="Pixels a side the images are decoded at.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Full training's epochs (default: from the data).")] = None,
+    rounds: Annotated[int, typer.Option(
+        help="Bench rounds of each fully trained candidate (fresh processes, interleaved), as in edgecls bench: "
+             "6 give each p50 a 96.9% interval; fewer are faster, and tie fewer files (a tie must be shown).")
+    ] = ROUNDS_FOR_LEVEL,
     as_json: Annotated[bool, typer.Option("--json", help="Print tune.json on stdout.")] = False,
 ):
     """Search architectures x sizes x formats for the most accurate file whose parity is shown and that
@@ -87,7 +92,7 @@ def tune(
                      candidates=[c for c in (candidates or "").split(",") if c.strip()] or None,
                      formats=[f.strip() for f in fmt.split(",") if f.strip()], percentile=percentile.value,
                      max_drop=max_drop, accept_inconclusive=accept_inconclusive, latency_from=latency_from or [],
-                     screen_only=screen_only, seed=seed, image_size=image_size, epochs=epochs)
+                     screen_only=screen_only, seed=seed, image_size=image_size, epochs=epochs, rounds=rounds)
     try:
         result = run(cfg, hooks=Progress())
     except KeyboardInterrupt:

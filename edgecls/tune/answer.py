@@ -38,8 +38,10 @@ def summary(cfg, record: dict, pts: list[select.Point], chosen: select.Pick | No
                    "max_size_mb": limits.max_size_mb, "max_size_kb": limits.max_size_kb, "batch": limits.batch,
                    "accept_inconclusive": limits.accept_inconclusive, "max_drop": cfg.max_drop},
         "rule": ("the most accurate file whose parity is shown and that meets every limit; files whose 95% "
-                 "accuracy intervals overlap the most accurate's are tied, then the fastest p50 (within "
-                 f"{limits.tie_margin:g}% or overlapping p50 intervals: tied), then the smallest file"),
+                 "accuracy intervals overlap the most accurate's are tied on accuracy; among them the fastest p50, "
+                 f"and every file whose p50 is shown within {limits.tie_margin:g}% of it (the upper end of their "
+                 "p50 ratio's interval, paired per round within one bench session) is tied on latency — the bench "
+                 "decision's rule; among those a file that passes parity, then the smallest file"),
         "latency_from": {"files": targets.files, "device": targets.device} if targets.files else None,
         "budget_s": cfg.budget_s, "spent_s": round(clock.spent, 1),
         "candidates": candidates,

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..bench.latency import ROUNDS_FOR_LEVEL
 from ..core.errors import CheckFailed, EdgeclsError
 from ..core.files import atomic_write, ensure_writable
 from ..core.hooks import Hooks
@@ -59,6 +60,9 @@ class TuneConfig:
     seed: int = 0
     image_size: int | None = None
     epochs: int | None = None  # full training's epochs (None: the plan's, as `edgecls train`)
+    #: bench rounds of each fully trained candidate (fresh processes, interleaved), as `edgecls bench --rounds`:
+    #: 6 give each p50 a 96.9% interval; fewer are faster and tie fewer files (a tie must be shown)
+    rounds: int = ROUNDS_FOR_LEVEL
     work: Path | None = None  # default: <out>.tune beside the bundle
 
     def validate(self) -> None:
@@ -79,6 +83,9 @@ class TuneConfig:
         if self.percentile not in ("p90", "p99"):
             raise EdgeclsError(f"--percentile {self.percentile}: choose p90 or p99")
         check_max_drop(self.max_drop)
+        if self.rounds < 1:
+            raise EdgeclsError(f"--rounds {self.rounds}: must be at least 1 ({ROUNDS_FOR_LEVEL} give each p50 a "
+                               "96.9% interval)")
         for f in self.formats:
             if f not in FORMATS:
                 raise EdgeclsError(f"--format {f!r}: unknown format (choose from {', '.join(FORMATS.names())})")
@@ -241,13 +248,14 @@ def _plan_images(cfg: TuneConfig, c: Candidate, split, epochs: int | None) -> tu
     return p.total_steps * p.batch_size, per_phase
 
 
-def _estimate(screen: dict, images: int, full: bool) -> float:
-    """Seconds a rung will take, from what the candidate's screen measured (training speed; export and bench)."""
+def _estimate(screen: dict, images: int, full: bool, rounds: int = ROUNDS_FOR_LEVEL) -> float:
+    """Seconds a rung will take, from what the candidate's screen measured (training speed; export and bench:
+    the screen's one round of bench, times 3.5 for the full run's six rounds, in proportion for others)."""
     overhead = max(0.0, screen["train_s"] - screen["epochs"] * screen["last_epoch_s"])  # set-up, compiling
     fit = images / max(screen["images_per_s"], 1e-6)
     if not full:
         return overhead + fit
-    return overhead + fit + 2.0 * screen["export_s"] + 3.5 * screen["bench_s"]
+    return overhead + fit + 2.0 * screen["export_s"] + 3.5 * max(rounds, 1) / ROUNDS_FOR_LEVEL * screen["bench_s"]
 
 
 def _full(cfg: TuneConfig, c: Candidate, bundle: Path) -> dict:
@@ -269,9 +277,8 @@ def _full(cfg: TuneConfig, c: Candidate, bundle: Path) -> dict:
         train=TrainConfig(data=cfg.data, epochs=cfg.epochs, seed=cfg.seed, image_size=cfg.image_size, out=bundle,
                           **c.train_options()),
         export=ExportConfig(formats=list(cfg.formats), int8=True),
-        bench=dataclasses.replace(defaults.bench, runtimes=list(cfg.formats), batches=[cfg.batch],
-                                  min_runs=max(defaults.bench.min_runs,
-                                               -(-MIN_RUNS[cfg.percentile] // defaults.bench.rounds)),
+        bench=dataclasses.replace(defaults.bench, runtimes=list(cfg.formats), batches=[cfg.batch], rounds=cfg.rounds,
+                                  min_runs=max(defaults.bench.min_runs, -(-MIN_RUNS[cfg.percentile] // cfg.rounds)),
                                   constraints=Constraints(cfg.batch, cfg.max_latency_ms, cfg.percentile,
                                                           None if cfg.max_size_mb is None
                                                           else cfg.max_size_mb * select.KB, cfg.max_drop,
@@ -336,7 +343,7 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
     store = _Store(work)
     context = {"data": str(Path(cfg.data).resolve()) if data.name == "folder" else cfg.data, "images": len(data),
                "classes": data.classes, "seed": cfg.seed, "image_size": cfg.image_size,
-               "formats": sorted(cfg.formats), "batch": cfg.batch, "epochs": cfg.epochs}
+               "formats": sorted(cfg.formats), "batch": cfg.batch, "epochs": cfg.epochs, "rounds": cfg.rounds}
     keys = {c.name: c.key(context) for c in cands}
     limits = cfg.limits()
     targets = target.TargetRows()
@@ -365,7 +372,8 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
             # every candidate screened and none verified
             fulls = [a for a in alive if store.get("full", keys[a.name])]
             reserve = 0.0 if cfg.screen_only or fulls else min(
-                (_estimate(screens[a.name], _plan_images(cfg, a, split, cfg.epochs)[0], True) for a in alive),
+                (_estimate(screens[a.name], _plan_images(cfg, a, split, cfg.epochs)[0], True, cfg.rounds)
+                 for a in alive),
                 default=0.0)
             if screens and clock.spent + est + reserve > cfg.budget_s:
                 rec["status"], rec["why"] = "not screened", (
@@ -410,7 +418,7 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
 
     # rung 2 (only when the budget cannot train every survivor in full): short training, keep the better half
     sizes = {c.name: _plan_images(cfg, c, split, cfg.epochs) for c in alive}
-    full_est = {c.name: _estimate(screens[c.name], sizes[c.name][0], True) for c in alive}
+    full_est = {c.name: _estimate(screens[c.name], sizes[c.name][0], True, cfg.rounds) for c in alive}
     done_full = {c.name for c in alive if store.get("full", keys[c.name])}
     if not done_full:
         _check_budget_for_one(cfg, alive, full_est, clock)

@@ -9,10 +9,14 @@ The pick, among files whose parity is shown and that meet every limit:
 
 1. the most accurate sets the bar; every file whose accuracy interval overlaps its interval is tied
    on accuracy with it;
-2. among those, the fastest p50 sets a second bar; files within the tie margin of it (or whose p50
-   intervals overlap) are tied on latency — the bench decision's rule;
-3. among those, the smallest file wins (then the lower tail, then the lower p50; then names, so the
-   answer never depends on the order candidates ran in).
+2. among those, the bench decision's tie rule (`edgecls.bench.decide.tied_with_fastest`, imported, not
+   copied): the fastest p50 is the reference, and a file is tied on latency with it when its p50 is
+   *shown* within the tie margin of the reference's — the upper end of the interval of their p50 ratio
+   (paired per round for files benched in one session, else from the two p50 intervals) is at most
+   1 + margin. A file without an interval, or whose interval reaches past the margin, is not tied;
+3. among those, the same order as the bench decision: a file whose parity passes above an inconclusive
+   one, then the smallest file, the lower tail, the lower p50, then names — so the answer never depends
+   on the order candidates ran in.
 
 Every other file gets the reason it lost.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..bench.decide import DEFAULT_TIE_MARGIN, tie_rank, tied_with_fastest, untied_reason
 from ..core import results
 from ..core.stats import wilson
 
@@ -34,7 +39,7 @@ class Limits:
     percentile: str = "p90"  # which latency --max-latency bounds
     batch: int = 1
     accept_inconclusive: bool = False
-    tie_margin: float = 5.0  # percent (edgecls.bench.decide.DEFAULT_TIE_MARGIN)
+    tie_margin: float = DEFAULT_TIE_MARGIN  # percent
 
     @property
     def max_size_kb(self) -> float | None:
@@ -71,7 +76,11 @@ class Point:
     outcome: str | None = None  # parity: pass, inconclusive, fail; None: not verified
     p50_ms: float | None = None
     p50_ci_ms: list[float] | None = None
+    p50_ci_level: float | None = None  # the p50 interval's level (None: within one process)
+    p50_rounds_ms: list[float] | None = None  # each bench round's p50: paired with files of the same session
+    session: str | None = None  # the bench session that measured it
     tail_ms: float | None = None
+    ratio: list[float] | None = None  # [low, high, level] of its p50 over the fastest tied-on-accuracy file's
     latency_from: str = "this machine"  # or the target device, and which file it measured
     sha256: str = ""
     qualifies: bool = False
@@ -115,6 +124,7 @@ def points(candidate: str, manifest: dict, limits: Limits, target: dict | None =
             b = bench.get((a["file"], a["format"]))
         if b is not None:
             p.p50_ms, p.p50_ci_ms, p.tail_ms = b["p50_ms"], b.get("p50_ci_ms"), b.get(f"{limits.percentile}_ms")
+            p.p50_ci_level, p.p50_rounds_ms, p.session = b.get("p50_ci_level"), b.get("p50_rounds_ms"), b.get("session")
         p.reason = _unqualified(p, v, b, limits)
         p.qualifies = not p.reason
         out.append(p)
@@ -163,19 +173,20 @@ class Pick:
     why: str = ""
 
 
+def _name(p: Point) -> tuple:
+    return p.candidate, p.file, p.runtime
+
+
 def pick(pts: list[Point], limits: Limits) -> Pick:
-    """The most accurate qualifying file (ties on accuracy: the faster, ties on latency: the smaller);
-    every other qualifying point's `reason` says why it lost."""
-    ok = sorted((p for p in pts if p.qualifies), key=lambda p: p.label)
+    """The most accurate qualifying file (ties on accuracy: the faster, ties on latency — the bench decision's
+    rule — the smaller); every other qualifying point's `reason` says why it lost."""
+    ok = sorted((p for p in pts if p.qualifies), key=_name)
     if not ok:
         return Pick(None)
     best = max(ok, key=lambda p: (p.accuracy, -p.p50_ms, -p.size_kb))
     tied = [p for p in ok if p is best or _overlap(p.accuracy_ci, best.accuracy_ci)]
-    fastest = min(tied, key=lambda p: p.p50_ms)
-    quick = [p for p in tied if p.p50_ms <= fastest.p50_ms * (1 + limits.tie_margin / 100)
-             or _overlap(p.p50_ci_ms, fastest.p50_ci_ms)]
-    chosen = min(quick, key=lambda p: (p.size_kb, p.tail_ms if p.tail_ms is not None else p.p50_ms, p.p50_ms,
-                                       p.label))
+    fastest, quick = tied_with_fastest(tied, limits.tie_margin, _name)
+    chosen = min(quick, key=lambda p: tie_rank(p, _name))
     ci = "[{0:.3f}-{1:.3f}]".format
     for p in ok:
         if p is chosen:
@@ -184,8 +195,12 @@ def pick(pts: list[Point], limits: Limits) -> Pick:
             p.reason = (f"less accurate beyond noise: {p.accuracy:.3f} {ci(*p.accuracy_ci)} vs {best.accuracy:.3f} "
                         f"{ci(*best.accuracy_ci)} ({best.label})")
         elif p not in quick:
-            p.reason = (f"tied on accuracy with the pick (95% intervals overlap), slower beyond noise: p50 "
-                        f"{p.p50_ms:.3f} ms vs {fastest.p50_ms:.3f} ms ({fastest.label})")
+            pci = f" {ci(*p.p50_ci_ms)}" if p.p50_ci_ms else ""
+            head = f"p50 {p.p50_ms:.3f} ms{pci}, {p.p50_ms / fastest.p50_ms:.2f}x the fastest {fastest.label}"
+            p.reason = ("tied on accuracy with the pick (95% intervals overlap); "
+                        + untied_reason(p, fastest, limits.tie_margin, head))
+        elif p.outcome != chosen.outcome:
+            p.reason = f"tied on accuracy and latency with the pick: the pick passes parity, this one is {p.outcome}"
         elif p.size_kb > chosen.size_kb:
             p.reason = (f"tied on accuracy and latency with the pick: larger file ({p.size_kb:.1f} KB vs "
                         f"{chosen.size_kb:.1f} KB)")
@@ -199,8 +214,10 @@ def pick(pts: list[Point], limits: Limits) -> Pick:
         why = lead + ", ahead of every other beyond noise"
     else:
         why = (f"{lead}; of the {len(tied)} files tied on accuracy (95% intervals overlap), "
-               + ("the fastest beyond noise" if len(quick) == 1 else
-                  f"the smallest of the {len(quick)} tied on latency"))
+               + (f"the fastest (no other shown within {limits.tie_margin:g}% of it)" if len(quick) == 1 else
+                  f"the smallest of the {len(quick)} tied on latency (shown within {limits.tie_margin:g}% of the "
+                  "fastest)" + ("; a file that passes parity ranks above an inconclusive one"
+                                if any(p.outcome != chosen.outcome for p in quick) else "")))
     return Pick(chosen, [p.label for p in tied], why)
 
 
