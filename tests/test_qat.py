@@ -164,6 +164,48 @@ def test_calibration_sets_every_activation_range_and_keeps_the_weights_own():
     assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.9
 
 
+def test_depthwise_kernels_are_quantized_per_channel_in_the_simulation_and_in_the_file():
+    """TF-MOT gives a DepthwiseConv2D kernel (H, W, C, 1) one range for all C channels (its per-axis quantizer
+    takes the depth multiplier as the axis); edgecls swaps in one range per channel, as post-training int8 has.
+    Channels of very different scales then keep their precision, and the converter carries it to the file: the
+    int8 depthwise kernel has C scales, and the file agrees with the simulation."""
+    from edgecls.core._tf import keras, tensorflow
+
+    k = keras()
+    inp = k.Input((12, 12, 3))
+    x = k.layers.Rescaling(1 / 128, offset=-1.0)(inp)
+    x = k.layers.Conv2D(6, 1, use_bias=False)(x)
+    x = k.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = k.layers.BatchNormalization()(x)
+    out = k.layers.ReLU(6.0)(x)
+    model = k.Model(inp, out)
+    rng = np.random.default_rng(3)
+    dw = next(layer for layer in model.layers if type(layer).__name__ == "DepthwiseConv2D")
+    scales = np.array([0.01, 0.03, 0.1, 0.3, 1.0, 3.0], np.float32)  # channels 300x apart
+    dw.set_weights([rng.normal(0, 1, (3, 3, 6, 1)).astype(np.float32) * scales[None, None, :, None]])
+    twin = qat.twin(model)
+    qmodel = qat.quantized(twin)
+    x = rng.integers(0, 256, (32, 12, 12, 3)).astype(np.float32)
+    qat.calibrate_ranges(qmodel, twin, x)
+    qat.pin_input_range(qmodel)
+    wrapper = next(layer for layer in qmodel.layers
+                   if type(getattr(layer, "layer", None)).__name__ == "DepthwiseConv2D")
+    (kernel, _, found), = wrapper._weight_vars
+    own = np.abs(kernel.numpy()).reshape(-1, 6).max(0)
+    assert found["max_var"].shape == (6,) and np.allclose(found["max_var"].numpy(), own, rtol=1e-5)
+    assert not [w for w in wrapper.weights if w.shape == (1,)]  # the per-tensor range is gone, not left unused
+    fake = np.asarray(qmodel(x, training=False))
+    ref = np.asarray(model(x))
+    small = np.abs(fake[..., 0] - ref[..., 0]).max() / (np.abs(ref[..., 0]).max() + 1e-9)
+    assert small < 0.2, small  # one range for all six channels would round the 0.01 channel's weights to 0
+    flat = qat.converter(qmodel, uint8_io=False).convert()
+    interp = tensorflow().lite.Interpreter(model_content=flat)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    op = next(o for o in interp._get_ops_details() if o["op_name"] == "DEPTHWISE_CONV_2D")
+    weights = tensors[op["inputs"][1]]
+    assert weights["dtype"] == np.int8 and len(weights["quantization_parameters"]["scales"]) == 6
+
+
 def test_activation_ranges_start_from_calibration_not_from_plus_minus_six():
     """`tiny`: every activation range is the one its layer's float output reached (0..1 after Rescaling, the
     hidden Dense layer's and the logits' ranges), and the int8-simulated outputs come closer to float."""

@@ -170,7 +170,55 @@ def quantized(twin_model):
     annotated = tfk.models.clone_model(twin_model, clone_function=annotate)
     annotated.set_weights(twin_model.get_weights())
     with q.quantize_scope({"Default8BitOutputQuantizeConfig": Default8BitOutputQuantizeConfig}):
-        return q.quantize_apply(annotated)
+        qmodel = q.quantize_apply(annotated)
+    per_channel_depthwise(qmodel)
+    return qmodel
+
+
+def _depthwise_quantizer():
+    """A per-channel symmetric int8 quantizer for a DepthwiseConv2D kernel (H, W, C, M): one range per output
+    channel (C x M), as the TFLite converter quantizes a post-training depthwise kernel. TF-MOT's default scheme
+    gives depthwise kernels its Conv2D weight quantizer, which takes the last axis (the depth multiplier, 1) as the
+    channel axis: one range for the whole kernel, per tensor."""
+    import tensorflow as tf
+    import tf_keras as tfk
+    from tensorflow_model_optimization.python.core.quantization.keras import quantizers as tq
+
+    class DepthwisePerChannel(tq.LastValueQuantizer):
+        def __init__(self):
+            super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+        def build(self, tensor_shape, name, layer):
+            channels = int(tensor_shape[2]) * int(tensor_shape[3])
+            return {key: layer.add_weight(f"{name}_{key[:3]}", shape=(channels,), trainable=False,
+                                          initializer=tfk.initializers.Constant(value))
+                    for key, value in (("min_var", -6.0), ("max_var", 6.0))}
+
+        def __call__(self, inputs, training, weights, **kwargs):
+            shape = tf.shape(inputs)  # (H, W, C, M) -> (H, W, 1, C*M): the same element order, channels last
+            flat = super().__call__(tf.reshape(inputs, (shape[0], shape[1], 1, -1)), training, weights, **kwargs)
+            return tf.reshape(flat, shape)
+
+    return DepthwisePerChannel()
+
+
+def per_channel_depthwise(qmodel) -> int:
+    """Give every DepthwiseConv2D of the QAT model a per-channel kernel quantizer (`_depthwise_quantizer`), its
+    per-tensor one's range variables dropped. The converter honours it: the int8 depthwise kernels of the TFLite
+    file carry one scale per channel, as a post-training file's do. Returns the number of layers changed."""
+    changed = 0
+    for layer in qmodel.layers:
+        if type(getattr(layer, "layer", None)).__name__ != "DepthwiseConv2D":
+            continue
+        kept = []
+        for weight, _, found in layer._weight_vars:
+            dropped = {found["min_var"].ref(), found["max_var"].ref()}
+            layer._non_trainable_weights = [w for w in layer._non_trainable_weights if w.ref() not in dropped]
+            quantizer = _depthwise_quantizer()
+            kept.append((weight, quantizer, quantizer.build(weight.shape, "depthwise_kernel", layer)))
+        layer._weight_vars = kept
+        changed += 1
+    return changed
 
 
 def pin_input_range(qmodel) -> None:
@@ -389,5 +437,6 @@ def versions() -> dict:
     return {"tensorflow_model_optimization": tfmot.__version__, "tf_keras": tf_keras.__version__}
 
 
-__all__ = ["FineTune", "NotRebuildable", "QatFailed", "QatMode", "QatSettings", "check_rebuildable", "converter",
-           "calibrate_ranges", "fine_tune", "pin_input_range", "quantized", "quantizer_ranges", "twin", "versions"]
+__all__ = ["FineTune", "NotRebuildable", "QatFailed", "QatMode", "QatSettings", "calibrate_ranges", "check_rebuildable",
+           "converter", "fine_tune", "per_channel_depthwise", "pin_input_range", "quantized", "quantizer_ranges",
+           "twin", "versions"]
