@@ -174,7 +174,7 @@ def test_depthwise_kernels_are_quantized_per_channel_in_the_simulation_and_in_th
     k = keras()
     inp = k.Input((12, 12, 3))
     x = k.layers.Rescaling(1 / 128, offset=-1.0)(inp)
-    x = k.layers.Conv2D(6, 1, use_bias=False)(x)
+    x = k.layers.Conv2D(6, 1, use_bias=False, kernel_initializer=k.initializers.GlorotUniform(seed=0))(x)
     x = k.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
     x = k.layers.BatchNormalization()(x)
     out = k.layers.ReLU(6.0)(x)

@@ -324,15 +324,24 @@ class FineTune:
     val_agreement: float | None = None
     val_accuracy: float | None = None
     float_val_accuracy: float | None = None
+    selection_images: dict = field(default_factory=dict)  # what val_agreement is measured on
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+#: label-free variants (flips, crops, brightness, contrast) of each validation image added to the images that pick
+#: the epoch: agreement with the float model needs no labels, and 80 validation images alone move 1.25 points a flip
+SELECTION_VARIANTS = 4
+
+
 def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings, base_lr: float,
               max_drop: float) -> FineTune:
-    """Fine-tune the QAT model `qmodel` on `train_x` against `float_model`'s probabilities, early-stopped on the
-    validation images' top-1 agreement with the float model (the best epoch's weights are kept).
+    """Fine-tune the QAT model `qmodel` (ranges calibrated: `calibrate_ranges`) on `train_x` against
+    `float_model`'s probabilities, early-stopped on the top-1 agreement with the float model over the validation
+    images and label-free variants of them (`SELECTION_VARIANTS` each). The state before any step (post-training
+    int8, simulated) is a candidate too: the best of it and the epochs is kept, so the phase never leaves int8
+    further from the float model than it found it, as far as those images show.
 
     Raises:
         QatFailed: the loss became NaN or infinite, or the validation accuracy is shown below the float model's
@@ -341,6 +350,7 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
     import tf_keras as tfk
 
     from ..core.gates import gates, judge
+    from ..core.inputs import variants
     from ..core.names import Precision
     from ..core.stats import Outcome
 
@@ -350,19 +360,26 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
     float_val = _predict(float_model, val_x).astype(np.float64)
     float_answers = float_val.argmax(1) if len(val_x) else np.zeros(0, int)
     record.float_val_accuracy = float((float_answers == val_y).mean()) if len(val_x) else None
+    extra, _ = variants(val_x, SELECTION_VARIANTS * len(val_x), seed=1)
+    pool = np.concatenate([val_x, extra]) if len(val_x) else val_x
+    pool_answers = np.concatenate([float_answers, _predict(float_model, extra).argmax(1)]) if len(extra) else \
+        float_answers
+    record.selection_images = {"validation": int(len(val_x)), "variants": int(len(extra))}
 
     def agreement(check: bool = True) -> float | None:
-        """Top-1 agreement of the QAT model with the float model on the validation images; raises QatFailed
-        when its accuracy there is shown below the float model's by more than the gate (a collapse)."""
+        """Top-1 agreement of the QAT model with the float model on the selection pool; raises QatFailed when
+        its accuracy on the validation images is shown below the float model's by more than the gate (a
+        collapse)."""
         if not len(val_x):
             return None
-        probs = _predict(qmodel, val_x).astype(np.float64)
+        probs = _predict(qmodel, pool).astype(np.float64)
         if not np.isfinite(probs).all():
             raise QatFailed(f"quantization-aware fine-tuning diverged at epoch {record.epochs}: the model's outputs "
                             "are NaN; the float model and the bundle are untouched")
-        record.val_agreement = float((probs.argmax(1) == float_answers).mean())
-        record.val_accuracy = float((probs.argmax(1) == val_y).mean())
-        ev = judge(gates(max_drop)[Precision.int8], probs, float_val, val_y)
+        on_val = probs[:len(val_x)]
+        record.val_agreement = float((probs.argmax(1) == pool_answers).mean())
+        record.val_accuracy = float((on_val.argmax(1) == val_y).mean())
+        ev = judge(gates(max_drop)[Precision.int8], on_val, float_val, val_y)
         drop = next(c for c in ev.checks if c.name == "accuracy drop")
         if check and drop.outcome == Outcome.failed:
             raise QatFailed(f"quantization-aware fine-tuning collapsed at epoch {record.epochs}: validation accuracy "
@@ -372,9 +389,9 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
 
     pin_input_range(qmodel)
     qmodel.compile(tfk.optimizers.Adam(lr), loss=tfk.losses.CategoricalCrossentropy())
-    # before any step: the calibrated ranges on the float weights (post-training int8, simulated): a figure
-    record.val_agreement_before = agreement(check=False)
-    best, best_weights = None, None
+    # before any step: the calibrated ranges on the float weights (post-training int8, simulated), a candidate
+    best = record.val_agreement_before = agreement(check=False)
+    best_weights = qmodel.get_weights()
     deadline = time.monotonic() + settings.time_limit
     t0 = time.monotonic()
 
@@ -397,7 +414,7 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
         score = agreement()
         record.history.append({"epoch": epoch, "loss": round(loss, 5), "val_agreement": score,
                                "seconds": round(time.monotonic() - t0, 1)})
-        if best_weights is None or (score is not None and score > best):
+        if score is None or best is None or score > best:
             best, best_weights, record.best_epoch, waited = score, qmodel.get_weights(), epoch, 0
         else:
             waited += 1
@@ -413,6 +430,8 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
     pin_input_range(qmodel)
     record.seconds = round(time.monotonic() - t0, 2)
     agreement()  # the kept epoch's figures (and checks)
+    if record.best_epoch == 0:
+        record.stopped += "; no epoch agreed better than the calibrated start, which is kept"
     return record
 
 
