@@ -62,6 +62,17 @@ def variants(images: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, lis
     return out, keys
 
 
+def perturbed(images: np.ndarray, seed: int = 0, keep: float = 0.2) -> np.ndarray:
+    """Each of `images` (uint8 NHWC) under one label-free variant picked at random, or as it is (a `keep`
+    share): a fresh view of the same images, e.g. one per epoch of a distillation."""
+    rng = np.random.default_rng(seed)
+    out = images.copy()
+    for j in range(len(images)):
+        if rng.random() >= keep:
+            out[j] = _VARIANTS[VARIANT_KINDS[rng.integers(len(VARIANT_KINDS))]](images[j], rng)
+    return out
+
+
 def edge_cases(shape: tuple[int, int, int], noise: int = 4, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Edge-case tensors of `shape` (uint8 HWC): all 0, all 255, mid-grey, and `noise` uniform-noise images."""
     rng = np.random.default_rng(seed)

@@ -54,8 +54,10 @@ class QatSettings:
 
     max_epochs: int = 10
     patience: int = 2  # epochs without a better validation agreement before stopping
-    lr_fraction: float = 0.02  # Adam's learning rate, as a fraction of the bundle's training --lr
+    lr_fraction: float = 0.005  # Adam's learning rate, as a fraction of the bundle's training --lr
     batch_size: int = 32
+    views: bool = True  # each epoch on fresh label-free views of the training images (variants, mixup)
+    temperature: float = 2.0  # of the distillation: softened teacher and student (1: plain probabilities)
     time_limit: float = 1800.0  # seconds of fine-tuning at most (--qat-time-limit)
 
     def validate(self) -> None:
@@ -63,6 +65,8 @@ class QatSettings:
             raise EdgeclsError(f"--qat-time-limit {self.time_limit:g}: must be more than 0 seconds")
         if not 1 <= self.max_epochs <= 200:
             raise EdgeclsError(f"--qat-epochs {self.max_epochs}: must be between 1 and 200")
+        if not self.temperature > 0:
+            raise EdgeclsError(f"QAT temperature {self.temperature:g}: must be more than 0")
 
 
 #: Keras layer class -> what its twin needs (the layers edgecls's architectures are built from)
@@ -330,6 +334,41 @@ class FineTune:
         return asdict(self)
 
 
+def views(images: np.ndarray, seed: int, mix: float = 0.5) -> np.ndarray:
+    """A fresh label-free view of the training images for one epoch of the distillation: each image under a
+    random variant (flip, crop, brightness, contrast) or as it is, and a `mix` share blended with another one
+    (mixup, weight ~ Beta(0.4, 0.4)). The float model labels them, so they need no labels; a fine-tuned model has
+    memorised its training images (its answers there are nearly one-hot and int8 rarely changes them), while on
+    views like these its answers are softer and int8 changes more of them: where the fine-tune has to learn."""
+    from ..core.inputs import perturbed
+
+    rng = np.random.default_rng(seed)
+    out = perturbed(images, seed=seed).astype(np.float32)
+    blend = np.flatnonzero(rng.random(len(out)) < mix)
+    weight = rng.beta(0.4, 0.4, (len(blend), 1, 1, 1)).astype(np.float32)
+    out[blend] = weight * out[blend] + (1 - weight) * out[rng.permutation(len(out))[:len(blend)]]
+    return np.round(out)
+
+
+def _soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities at `temperature` (softmax of log p / T)."""
+    z = np.log(np.clip(probs.astype(np.float64), 1e-7, 1.0)) / temperature
+    z = np.exp(z - z.max(1, keepdims=True))
+    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _distillation_loss(temperature: float):
+    """Cross-entropy of the student's probabilities at `temperature` against the (already softened) teacher's,
+    scaled by T^2 (Hinton et al.: the gradients keep their size whatever T)."""
+    import tensorflow as tf
+
+    def loss(teacher, student):
+        z = tf.math.log(tf.clip_by_value(student, 1e-7, 1.0)) / temperature
+        return -tf.reduce_mean(tf.reduce_sum(teacher * tf.nn.log_softmax(z), axis=-1)) * temperature ** 2
+
+    return loss
+
+
 #: label-free variants (flips, crops, brightness, contrast) of each validation image added to the images that pick
 #: the epoch: agreement with the float model needs no labels, and 80 validation images alone move 1.25 points a flip
 SELECTION_VARIANTS = 4
@@ -356,7 +395,7 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
 
     lr = base_lr * settings.lr_fraction
     record = FineTune(asdict(settings), train_images=len(train_x), val_images=len(val_x), lr=lr)
-    soft = _predict(float_model, train_x).astype(np.float32)
+    soft = None if settings.views else _predict(float_model, train_x).astype(np.float32)
     float_val = _predict(float_model, val_x).astype(np.float64)
     float_answers = float_val.argmax(1) if len(val_x) else np.zeros(0, int)
     record.float_val_accuracy = float((float_answers == val_y).mean()) if len(val_x) else None
@@ -388,7 +427,7 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
         return record.val_agreement
 
     pin_input_range(qmodel)
-    qmodel.compile(tfk.optimizers.Adam(lr), loss=tfk.losses.CategoricalCrossentropy())
+    qmodel.compile(tfk.optimizers.Adam(lr), loss=_distillation_loss(settings.temperature))
     # before any step: the calibrated ranges on the float weights (post-training int8, simulated), a candidate
     best = record.val_agreement_before = agreement(check=False)
     best_weights = qmodel.get_weights()
@@ -404,7 +443,12 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
     rng = np.random.default_rng(0)
     for epoch in range(1, settings.max_epochs + 1):
         order = rng.permutation(len(train_x))
-        hist = qmodel.fit(train_x[order].astype(np.float32), soft[order], batch_size=settings.batch_size, epochs=1,
+        if settings.views:
+            x = views(train_x, seed=epoch)
+            target = _soften(_predict(float_model, x), settings.temperature)
+        else:
+            x, target = train_x, _soften(soft, settings.temperature)
+        hist = qmodel.fit(x[order].astype(np.float32), target[order], batch_size=settings.batch_size, epochs=1,
                           verbose=0, callbacks=[Limit()])
         loss = float(hist.history["loss"][-1])
         record.epochs = epoch
