@@ -4,6 +4,7 @@ batch-1 p50 of each QAT int8 file against the post-training one, timed in one ru
 
     apt-get install dataset-fashion-mnist
     .venv/bin/python -m benchmarks.qat_fashion --work /tmp/qat-fashion --other 10000
+    .venv/bin/python -m benchmarks.qat_fashion --work /tmp/qat-photos --case photos-4cls   # the 149 photos
 
 Trains once (`benchmarks.small_data`'s folder and settings), exports two copies of the bundle (`--int8`, and
 `--int8 --qat`), and writes every number to WORK/qat_fashion.json.
@@ -20,6 +21,17 @@ from pathlib import Path
 import numpy as np
 
 FILES = {"onnx": "model.int8.onnx", "tflite": "model.int8.tflite", "openvino": "openvino/model.int8.xml"}
+FLOAT_FILES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "openvino/model.xml"}
+
+
+def unseen(bundle: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's images it never trained on (held-out + validation), with labels."""
+    from edgecls.core.bundle import Bundle
+    from edgecls.train import recorded
+
+    b = Bundle.open(bundle)
+    parts = [recorded.select(b, part) for part in ("test", "val") if b.split_ids(part)]
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 def other_images(folder: Path, n: int, seed: int = 1):
@@ -40,11 +52,11 @@ def other_images(folder: Path, n: int, seed: int = 1):
     return imgs, y[pick]
 
 
-def changed(bundle: Path, images: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray) -> dict:
+def changed(bundle: Path, images: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray, files=None) -> dict:
     from edgecls import runtimes
 
     out = {}
-    for fmt, rel in FILES.items():
+    for fmt, rel in (files or FILES).items():
         if not (bundle / rel).is_file():
             continue
         r = runtimes.create(fmt)
@@ -117,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="CI: the comparison on BUNDLE's reference images")
     ap.add_argument("--reuse-ptq", action="store_true", help="keep an earlier run's post-training export (ptq/)")
+    ap.add_argument("--case", default="fashion-1000", help="a benchmarks.small_data case (photos-4cls: the 149 "
+                    "photos, judged on their held-out + validation images: no other images exist)")
     args = ap.parse_args(argv)
     if args.smoke:
         if args.bundle is None:
@@ -128,7 +142,7 @@ def main(argv=None) -> int:
     from edgecls.export.qat import QatSettings
     from edgecls.runtimes.keras import load_bundle_model, probabilities
 
-    case = next(c for c in CASES if c.name == "fashion-1000")
+    case = next(c for c in CASES if c.name == args.case)
     rows = {"case": case.name, "seed": args.seed}
     src = args.work / f"{case.name}-{args.seed}" / "efficientnet-lite0-128"
     if not (src / "manifest.json").is_file():  # trained once; a rerun reuses the bundle
@@ -156,6 +170,15 @@ def main(argv=None) -> int:
     rows["qat_failures"] = res.failures
     rows["qat_phase"] = next((a["int8"]["qat"] for a in res.artifacts if (a.get("int8") or {}).get("qat")), None)
     Path(args.work / "qat_fashion.json").write_text(json.dumps(rows, indent=1, default=str))
+    if case.source == "photos":  # every photo is in the folder: its unseen images are held-out + validation
+        images, labels = unseen(src)
+        keras = probabilities(load_bundle_model(Bundle.open(src)), images)
+        rows.update(unseen_images=len(images), keras_accuracy=float((keras.argmax(1) == labels).mean()),
+                    changed_float=changed(ptq, images, labels, keras, FLOAT_FILES),
+                    changed_ptq=changed(ptq, images, labels, keras), changed_qat=changed(qat, images, labels, keras))
+        Path(args.work / "qat_fashion.json").write_text(json.dumps(rows, indent=1, default=str))
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
     images, labels = other_images(args.work / f"{case.name}-{args.seed}" / "images", args.other)
     keras = probabilities(load_bundle_model(Bundle.open(src)), images)
     rows["other_images"] = len(images)
