@@ -10,10 +10,15 @@ rebuilt layer by layer as a `tf_keras` twin with the same weights (`twin`: the l
 any other is named and refused). Rescaling and Resizing, which TF-MOT has no rule for, get an output quantizer (the
 converter would otherwise leave them in float with no range).
 
-The fine-tune trains on the training split against the float model's own probabilities (distillation: the gate
-counts answers that differ from the float model's), BatchNorm statistics frozen, and stops early on the
-validation split's agreement with the float model; it is bounded by a time limit. A loss that becomes NaN, or a
-validation accuracy shown below the float model's by more than the gate, stops it with one line (`QatFailed`).
+Two corrections to TF-MOT's defaults: depthwise kernels are quantized per channel (`per_channel_depthwise`:
+TF-MOT's scheme gives them one range per kernel), and every range starts where post-training calibration would
+(`calibrate_ranges`: TF-MOT starts activations at -6..6 and moves them by 0.1% a step).
+
+The fine-tune distils the float model (the gate counts answers that differ from its answers) on fresh label-free
+views of the training split each epoch (`views`), BatchNorm statistics frozen, and keeps the best of the calibrated
+start and each epoch by agreement with the float model on the validation images and variants of them; it is
+bounded by a time limit. A loss that becomes NaN, or a validation accuracy shown below the float model's by more
+than the gate, stops it with one line (`QatFailed`).
 """
 
 from __future__ import annotations
