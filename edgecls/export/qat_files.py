@@ -6,7 +6,8 @@ TensorFlow's TFLiteConverter, which reads the learned ranges (no calibration dat
 that second flatbuffer tf2onnx writes the ONNX file: every int8 tensor of the flatbuffer becomes a
 QuantizeLinear/DequantizeLinear pair with its scale and zero point, and every int8 weight a DequantizeLinear of
 the int8 constant with its per-channel scales, so the ONNX file carries the TFLite file's scales (BatchNorm
-already folded by the converter). OpenVINO reads that QDQ graph (Q/DQ become its FakeQuantize) as it reads
+already folded by the converter); its activation pairs are then moved to uint8 (`uint8_activations`: the same
+numbers, the kernels onnxruntime runs as int8). OpenVINO reads that QDQ graph (Q/DQ become its FakeQuantize) as it reads
 every ONNX file, or, where its CPU plugin cannot compile it (1-channel inputs), the same flatbuffer through its
 TFLite frontend. Each file then goes through export's self-check and gate like any int8 file.
 """
