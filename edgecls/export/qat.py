@@ -400,7 +400,8 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
 
     lr = base_lr * settings.lr_fraction
     record = FineTune(asdict(settings), train_images=len(train_x), val_images=len(val_x), lr=lr)
-    soft = None if settings.views else _predict(float_model, train_x).astype(np.float32)
+    # fixed targets when every epoch sees the training images as they are; fresh ones per epoch with views
+    fixed = None if settings.views else _soften(_predict(float_model, train_x), settings.temperature)
     float_val = _predict(float_model, val_x).astype(np.float64)
     float_answers = float_val.argmax(1) if len(val_x) else np.zeros(0, int)
     record.float_val_accuracy = float((float_answers == val_y).mean()) if len(val_x) else None
@@ -452,7 +453,7 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
             x = views(train_x, seed=epoch)
             target = _soften(_predict(float_model, x), settings.temperature)
         else:
-            x, target = train_x, _soften(soft, settings.temperature)
+            x, target = train_x, fixed
         hist = qmodel.fit(x[order].astype(np.float32), target[order], batch_size=settings.batch_size, epochs=1,
                           verbose=0, callbacks=[Limit()])
         loss = float(hist.history["loss"][-1])
