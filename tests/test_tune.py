@@ -2,6 +2,7 @@
 bound to bytes, bad input — and one real search on synthetic data, interrupted and resumed."""
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -262,7 +263,6 @@ def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monke
     import hashlib
 
     import edgecls.pipeline
-    import edgecls.train.fit
     from edgecls.core.bundle import Bundle
     from edgecls.core.hooks import Hooks
     from edgecls.tune.search import TuneConfig, tune
@@ -271,7 +271,7 @@ def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monke
     args = ["--data", "synthetic", "--candidates", "tiny,small", "--format", "onnx", "--epochs", "1", "--rounds", "2",
             "--max-size", "1", "--accept-inconclusive", "--budget", "10m", "--out", out]
     cfg = TuneConfig(data="synthetic", candidates=["tiny", "small"], formats=["onnx"], epochs=1, rounds=2,
-                     max_size_mb=1, accept_inconclusive=True, budget_s=600, out=out)
+                     max_size_mb=1, accept_inconclusive=True, budget_s=600, out=out, isolate=False)
     real_export, exports = edgecls.pipeline.export, []
 
     def killed_on_the_second(bundle, *a, **kw):  # the kill: after the second full candidate's training
@@ -301,14 +301,15 @@ def test_a_two_candidate_search_killed_mid_candidate_and_resumed(tmp_path, monke
         return hashlib.sha256((bundle / "model.keras").read_bytes()).hexdigest(), (bundle / "manifest.json").stat()
 
     before = (finished.stat().st_mtime_ns, stamp(first)[0], stamp(first)[1].st_mtime_ns)
-    trained = []
-    for module in (edgecls.pipeline, edgecls.train.fit):  # the full rung's train, and the screen's
-        real = module.train
-        monkeypatch.setattr(module, "train", lambda c, *a, _real=real, **kw: trained.append(c.out) or _real(c, *a,
-                                                                                                          **kw))
-    r = _tune(*args)
+    screens = {b: b.stat().st_mtime_ns for b in (work / "screen").glob("*/model.keras")}
+    partial_trained = (partial / "model.keras").stat().st_mtime_ns
+    r = _tune(*args)  # through the CLI: each unit in a fresh process (the first run was in this one)
     assert r.exit_code == 0, r.output
-    assert [Path(x).resolve() for x in trained] == [partial]  # resumed: only the interrupted one trained again
+    # resumed: only the interrupted candidate trained again, the screens and the finished one untouched
+    assert {b: b.stat().st_mtime_ns for b in (work / "screen").glob("*/model.keras")} == screens and len(screens) == 2
+    assert (partial / "model.keras").stat().st_mtime_ns > partial_trained
+    redone = json.loads(next(f for f in (work / "results").glob("full-*.json") if f != finished).read_text())
+    assert redone["pid"] != os.getpid() and redone["peak_rss_mb"] > 0  # it ran in a process of its own
     assert (finished.stat().st_mtime_ns, stamp(first)[0], stamp(first)[1].st_mtime_ns) == before
     assert "[full 1/2, 1 left]" in r.output and "[full 2/2, 0 left]" in r.output and "pick:" in r.output
     t = json.loads((out / "tune.json").read_text())

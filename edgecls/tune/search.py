@@ -9,6 +9,10 @@ Three rungs, each a call of the library stages (never a copy of them):
    epochs; the more accurate half (successive halving, eta 2) goes on.
 3. **full** — `edgecls.pipeline.run`: train, export, verify, bench, report, exactly as `edgecls pipeline`.
 
+Each unit of work runs in a fresh process of its own (``TuneConfig.isolate``): the exporters and runtimes
+keep memory a process does not give back, and eight candidates screened in one process grew it past
+22 GB; a unit's process ends with the unit, so the search holds one unit's memory at a time.
+
 Every unit of work writes its result atomically when it finishes (``<work>/results/*.json``), so
 Ctrl-C or a kill loses only the unit under way, and running again with the same arguments reuses the
 rest (the limits may change between runs: they only judge). Before each unit its cost is estimated from
@@ -64,6 +68,9 @@ class TuneConfig:
     #: 6 give each p50 a 96.9% interval; fewer are faster and tie fewer files (a tie must be shown)
     rounds: int = ROUNDS_FOR_LEVEL
     work: Path | None = None  # default: <out>.tune beside the bundle
+    #: each unit of work (a screen, a short or a full training) in a fresh process, so its memory goes when it
+    #: ends; False runs them in this process (tests that patch the stages)
+    isolate: bool = True
 
     def validate(self) -> None:
         from ..core.gates import check_max_drop
@@ -181,6 +188,25 @@ def _manifest(bundle: Path) -> dict:
 def _interrupted_train(result) -> None:
     if getattr(result, "interrupted", False):  # train keeps an interrupted bundle; tune does not count it
         raise KeyboardInterrupt
+
+
+def _unit_here(spec: dict) -> dict:
+    """One unit of work in this process (a fresh one's entry point): its result, with the process's peak memory."""
+    from ..bench.timing import peak_rss_mb
+
+    res = _UNITS[spec["rung"]](spec["cfg"], *spec["args"])
+    return res | {"peak_rss_mb": round(peak_rss_mb()), "pid": os.getpid()}
+
+
+def _unit(cfg: TuneConfig, rung: str, *args) -> dict:
+    """Run one unit of work (`rung` of `_UNITS`), in a fresh process unless ``cfg.isolate`` is off. Its errors
+    (and a Ctrl-C or an interrupted training: KeyboardInterrupt) are raised here as they were there."""
+    spec = {"rung": rung, "cfg": cfg, "args": args}
+    if not cfg.isolate:
+        return _unit_here(spec)
+    from ..bench.timing import in_fresh_process
+
+    return in_fresh_process(_unit_here, spec)
 
 
 def _screen(cfg: TuneConfig, c: Candidate, bundle: Path, classes: int) -> dict:
@@ -303,6 +329,9 @@ def _short(cfg: TuneConfig, c: Candidate, bundle: Path, epochs: int) -> dict:
             "accuracy_ci": select.accuracy_interval(test["accuracy"], test["images"])}
 
 
+_UNITS = {"screen": _screen, "short": _short, "full": _full}
+
+
 def _existing_bundles(store: _Store, keys: dict[str, str]) -> dict[str, dict]:
     """Candidate bundles finished in earlier runs of this search: "rung name" -> manifest."""
     out = {}
@@ -381,7 +410,7 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
                     + (f" plus the full run of the cheapest survivor (~{reserve:.0f} s)" if reserve else ""))
                 hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, "not screened: " + rec["why"])
                 continue
-            res = store.put("screen", key, _screen(cfg, c, work / "screen" / key, len(data.classes)))
+            res = store.put("screen", key, _unit(cfg, "screen", c, work / "screen" / key, len(data.classes)))
             rec["cost_s"] += res["seconds"]
         screens[c.name] = res
         m = _manifest(Path(res["bundle"]))
@@ -440,7 +469,7 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
                     f"(~{full_est[c.name]:.0f} s)")
                 hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, rec["why"])
                 continue
-            res = store.put("full", key, _full(cfg, c, work / "full" / key) | {
+            res = store.put("full", key, _unit(cfg, "full", c, work / "full" / key) | {
                 "estimated_s": round(full_est[c.name], 1)})
             rec["cost_s"] += res["seconds"]
         rec["status"], rec["full"] = "trained in full", {k: res.get(k) for k in ("seconds", "estimated_s", "accuracy")}
@@ -491,7 +520,7 @@ def _halve(cfg, alive, todo, done_full, keys, store, screens, sizes, full_est, r
                 rec["status"], rec["why"] = "not trained", (f"the budget left ({max(clock.left, 0):.0f} s) is less "
                                                             f"than a short training's cost (~{est:.0f} s)")
                 continue
-            res = store.put("short", key, _short(cfg, c, store.work / "short" / key, epochs))
+            res = store.put("short", key, _unit(cfg, "short", c, store.work / "short" / key, epochs))
             rec["cost_s"] += res["seconds"]
         shorts[c.name] = res
         rec["short"] = {k: res[k] for k in ("epochs", "accuracy", "accuracy_ci", "seconds")}
