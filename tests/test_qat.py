@@ -365,3 +365,63 @@ def test_qat_auto_leaves_a_passing_post_training_file_alone(bundle_copy, tmp_pat
     result = export(dest, ExportConfig(int8=True, qat="auto", formats=["tflite"]))
     a = next(a for a in result.artifacts if a["precision"] == "int8")
     assert a["int8"]["outcome"] != "fail" and "qat" not in a["int8"] and a["calibration"]["images"] > 0
+
+
+def _outlier_model(k, size: int = 24):
+    """A user's flat Keras model (raw pixels in, probabilities out) whose int8 loses its answer: a 1x1 convolution
+    puts the images' brightness (about -0.5..0.5, which tells the two classes apart) in one channel beside a
+    constant 500 in the other, so one per-tensor int8 range (scale about 2) rounds the brightness to zero and every
+    int8 answer becomes the same. The outlier-channel failure of post-training activation ranges, in miniature."""
+    inp = k.Input((size, size, 3), name="images")
+    x = k.layers.Rescaling(1 / 255, offset=-0.5, name="rescale")(inp)
+    x = k.layers.Conv2D(2, 1, name="mix")(x)
+    x = k.layers.GlobalAveragePooling2D(name="pool")(x)
+    out = k.layers.Dense(2, activation="softmax", name="head")(x)
+    model = k.Model(inp, out)
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, :, 1] = 1 / 3
+    model.get_layer("mix").set_weights([kernel, np.array([500.0, 0.0], np.float32)])
+    head = np.zeros((2, 2), np.float32)
+    head[1] = (-20.0, 20.0)
+    model.get_layer("head").set_weights([head, np.zeros(2, np.float32)])
+    return model
+
+
+@pytest.mark.slow
+def test_qat_auto_runs_when_post_training_int8_misses_the_gate_and_says_so(tmp_path):
+    """`--qat-auto` on a model whose post-training int8 file changes about half the answers (`_outlier_model`):
+    QAT runs on its own, for the failing file only, bounded by --qat-time-limit, and the file it makes is recorded
+    with why QAT ran, its epochs and time; when that file still misses the gate, the export says so (exit 1)."""
+    from edgecls.core._tf import keras
+
+    from .conftest import make_folder
+
+    folder = make_folder(tmp_path / "pets", per_class=40, size=(24, 24))
+    _outlier_model(keras()).save(tmp_path / "user.keras")
+    b = tmp_path / "b"
+    r = runner.invoke(app, ["import", str(tmp_path / "user.keras"), "--data", str(folder), "--out", str(b),
+                            "--raw-pixels"])
+    assert r.exit_code == 0, r.output
+    assert Bundle.open(b).manifest["metrics"]["test"]["accuracy"] == 1.0  # the float model is right
+
+    plain = tmp_path / "plain"  # without --qat-auto: the post-training file fails, and nothing else happens
+    shutil.copytree(b, plain)
+    r = runner.invoke(app, ["export", str(plain), "--int8", "--format", "tflite"])
+    assert r.exit_code == 1, r.output
+    ptq = next(a for a in Bundle.open(plain).manifest["artifacts"] if a["precision"] == "int8")
+    assert ptq["int8"]["outcome"] == "fail" and "qat" not in ptq["int8"]
+
+    r = runner.invoke(app, ["export", str(b), "--int8", "--format", "tflite", "--qat-auto", "--qat-time-limit", "20",
+                            "--qat-epochs", "2"])
+    assert "Traceback" not in r.output and "quantization-aware" in r.output, r.output
+    a = next(a for a in Bundle.open(b).manifest["artifacts"] if a["precision"] == "int8")
+    made = a["int8"]["qat"]
+    assert made["why"].startswith("--qat auto: post-training int8 of tflite missed the gate"), made
+    assert 1 <= made["epochs"] <= 2 and 0 < made["seconds"] and made["settings"]["time_limit"] == 20
+    assert a["calibration"]["images"] == 0 and a["sha256"] != ptq["sha256"]
+    # the outlier's range is the float activations' (QAT's moving averages keep it): the file still misses the
+    # gate, and the export says so rather than shipping it
+    if a["int8"]["outcome"] == "fail":
+        assert r.exit_code == 1
+    else:
+        assert r.exit_code == 0

@@ -388,3 +388,45 @@ def test_a_two_candidate_search_interrupted_and_resumed(tmp_path):
     html = (out / "report.html").read_text()
     assert "Search (edgecls tune)" in html and "accuracy vs latency of every searched file" in html
     assert CliRunner().invoke(app, ["info", str(out)]).exit_code == 0
+
+
+def _orphan_probe(spec: dict) -> None:
+    """A unit of work's stand-in (run in a fresh process): arms the search's die-with-parent, then waits."""
+    import time
+
+    from edgecls.tune.search import _die_with_parent
+
+    _die_with_parent()
+    Path(spec["pidfile"]).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def test_a_unit_of_work_dies_with_a_killed_search(tmp_path):
+    """kill -9 of the search takes its unit's process with it, so a rerun never works beside an orphan."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "pid"
+    script = ("from edgecls.bench.timing import in_fresh_process\nfrom tests.test_tune import _orphan_probe\n"
+              f"in_fresh_process(_orphan_probe, {{'pidfile': {str(pidfile)!r}}})\n")
+    search = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    unit = int(pidfile.read_text())
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    assert alive(unit)
+    search.send_signal(signal.SIGKILL)
+    search.wait()
+    deadline = time.monotonic() + 10
+    while alive(unit) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(unit)

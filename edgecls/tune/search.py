@@ -194,14 +194,28 @@ def _unit_here(spec: dict) -> dict:
     """One unit of work in this process (a fresh one's entry point): its result, with the process's peak memory."""
     from ..bench.timing import peak_rss_mb
 
+    if spec.get("isolated"):
+        _die_with_parent()
     res = _UNITS[spec["rung"]](spec["cfg"], *spec["args"])
     return res | {"peak_rss_mb": round(peak_rss_mb()), "pid": os.getpid()}
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the search that started it dies (kill -9), so that a rerun never
+    works on a candidate's folder beside an orphan still writing it."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a killed search's unit runs to its end; its result is not recorded
 
 
 def _unit(cfg: TuneConfig, rung: str, *args) -> dict:
     """Run one unit of work (`rung` of `_UNITS`), in a fresh process unless ``cfg.isolate`` is off. Its errors
     (and a Ctrl-C or an interrupted training: KeyboardInterrupt) are raised here as they were there."""
-    spec = {"rung": rung, "cfg": cfg, "args": args}
+    spec = {"rung": rung, "cfg": cfg, "args": args, "isolated": cfg.isolate}
     if not cfg.isolate:
         return _unit_here(spec)
     from ..bench.timing import in_fresh_process
