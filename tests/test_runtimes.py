@@ -117,3 +117,25 @@ def test_onnx_precision_known_without_the_onnx_package(monkeypatch, exported_bun
         r = runtimes.create("onnx")
         r.load(exported_bundle / name)
         assert r.precision == precision
+
+
+def test_keras_batches_are_sized_by_the_models_layer_outputs():
+    """An eager Keras call keeps every layer's output until it returns: a model that upsizes its input inside
+    (as a backbone at 224 px does) gets smaller batches, a small one the full batch, and the answers do not
+    depend on the batching."""
+    import numpy as np
+
+    from edgecls.core._tf import keras
+    from edgecls.runtimes.keras import ACTIVATION_BYTES, batch_size, outputs_per_image, probabilities
+
+    k = keras()
+    inp = k.Input((16, 16, 3))
+    big = k.layers.Conv2D(32, 3, padding="same")(k.layers.Resizing(256, 256)(inp))
+    model = k.Model(inp, k.layers.Dense(3, activation="softmax")(k.layers.GlobalAveragePooling2D()(big)))
+    values = outputs_per_image(model)
+    assert values == 16 * 16 * 3 + 256 * 256 * 3 + 256 * 256 * 32 + 32 + 3
+    assert batch_size(model) == ACTIVATION_BYTES // (4 * values) < 256
+    small = k.Model(inp, k.layers.Dense(3, activation="softmax")(k.layers.GlobalAveragePooling2D()(inp)))
+    assert batch_size(small) == 256 and batch_size(small, cap=8) == 8
+    x = np.random.default_rng(0).integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    assert np.allclose(probabilities(model, x), probabilities(model, x, batch=1), atol=1e-6)

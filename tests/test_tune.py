@@ -430,3 +430,37 @@ def test_a_unit_of_work_dies_with_a_killed_search(tmp_path):
     while alive(unit) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(unit)
+
+
+def _killed_probe(spec: dict) -> None:
+    """A unit of work whose process is killed (as the out-of-memory killer does)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_candidate_whose_process_is_killed_fails_and_the_search_goes_on(tmp_path, monkeypatch):
+    """One candidate's screen is killed in its own process: that candidate is recorded as failed, with why, and
+    the next is screened; when every candidate is killed, one line says so (exit 3)."""
+    import edgecls.bench.timing as timing
+    from edgecls.core.errors import RunFailed
+    from edgecls.tune.search import TuneConfig, tune
+
+    real = timing.in_fresh_process
+
+    def kill_tiny(fn, spec, ctx=None):
+        victim = spec["rung"] == "screen" and spec["args"][0].name in kill
+        return real(_killed_probe if victim else fn, spec, ctx)
+
+    monkeypatch.setattr(timing, "in_fresh_process", kill_tiny)
+    kill = {"tiny"}
+    cfg = TuneConfig(data="synthetic", candidates=["tiny", "small"], formats=["onnx"], screen_only=True,
+                     out=tmp_path / "b", budget_s=600)
+    res = tune(cfg)
+    by = {c["candidate"]: c for c in res.summary["candidates"]}
+    assert by["tiny"]["status"] == "failed" and "process was killed" in by["tiny"]["why"]
+    assert "screen" in by["small"] and set(res.summary["screened_bundles"]) == {"small"}
+    kill = {"tiny", "small"}
+    with pytest.raises(RunFailed, match="every candidate tried failed: tiny: its screen run's process was killed"):
+        tune(TuneConfig(data="synthetic", candidates=["tiny", "small"], formats=["onnx"], max_size_mb=1,
+                        out=tmp_path / "c", budget_s=600))

@@ -76,6 +76,9 @@ class KerasRunner(Runner):
     def _device(self) -> str:
         return "/GPU:0" if self.device_ran == "GPU" else "/CPU:0"
 
+    def predict_all(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
+        return super().predict_all(images, min(batch, batch_size(self.model, batch)))
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         with self._tf.device(self._device()):
             return self._call(self._tf.constant(as_float(images))).numpy()
@@ -99,8 +102,46 @@ def load_model(path: Path):
         raise EdgeclsError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e
 
 
-def probabilities(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """A loaded Keras model's float32 probabilities for raw uint8 images, `batch` at a time."""
+#: bytes of layer outputs one eager call may hold for its whole batch: a functional model's eager call keeps every
+#: layer's output until it returns, and TensorFlow's allocator keeps its peak for the rest of the process (a batch
+#: of 256 through EfficientNet-Lite0 at 160 px, 41 MB of outputs an image, held 12 GB)
+ACTIVATION_BYTES = 1 << 30
+UNKNOWN_WIDTH_BATCH = 32  # a model whose layer outputs have no static size (an imported SavedModel's graph)
+
+
+def outputs_per_image(model) -> int | None:
+    """Values per image of all the model's layer outputs together (nested models included); None where a layer's
+    output size is not static."""
+    total, stack = 0, [model]
+    while stack:
+        for layer in getattr(stack.pop(), "layers", []):
+            if getattr(layer, "layers", None):
+                stack.append(layer)
+            try:
+                outputs = layer.output
+            except (AttributeError, ValueError):  # a layer never called in a graph (a SavedModel's)
+                return None
+            for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+                shape = tuple(out.shape)[1:]
+                if any(d is None for d in shape):
+                    return None
+                total += int(np.prod(shape, dtype=np.int64))
+    return total or None
+
+
+def batch_size(model, cap: int = 256) -> int:
+    """Images one model call takes: `cap`, or fewer so that the batch's layer outputs stay within ACTIVATION_BYTES
+    (float32)."""
+    values = outputs_per_image(model)
+    if values is None:
+        return min(cap, UNKNOWN_WIDTH_BATCH)
+    return max(1, min(cap, ACTIVATION_BYTES // (4 * values)))
+
+
+def probabilities(model, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """A loaded Keras model's float32 probabilities for raw uint8 images, `batch` at a time (default: as many as
+    `batch_size` allows)."""
+    batch = batch or batch_size(model)
     return np.concatenate([np.asarray(model(images[i:i + batch].astype(np.float32), training=False))
                            for i in range(0, len(images), batch)]).astype(np.float32)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..bench.latency import ROUNDS_FOR_LEVEL
-from ..core.errors import CheckFailed, EdgeclsError
+from ..core.errors import CheckFailed, EdgeclsError, RunFailed
 from ..core.files import atomic_write, ensure_writable
 from ..core.hooks import Hooks
 from ..core.names import MAX_BATCH
@@ -218,9 +218,26 @@ def _unit(cfg: TuneConfig, rung: str, *args) -> dict:
     spec = {"rung": rung, "cfg": cfg, "args": args, "isolated": cfg.isolate}
     if not cfg.isolate:
         return _unit_here(spec)
+    from concurrent.futures.process import BrokenProcessPool
+
     from ..bench.timing import in_fresh_process
 
-    return in_fresh_process(_unit_here, spec)
+    try:
+        return in_fresh_process(_unit_here, spec)
+    except BrokenProcessPool as e:
+        raise UnitLost(f"its {rung} run's process was killed before it ended (the kernel's out-of-memory killer, "
+                       "or a signal)") from e
+
+
+class UnitLost(RunFailed):
+    """A unit's process was killed (out of memory, a signal): that candidate fails, the search goes on."""
+
+
+def _lost(rec: dict, e: UnitLost, since: float) -> str:
+    """Record a candidate whose unit was lost; return its progress line."""
+    rec["cost_s"] += time.monotonic() - since
+    rec["status"], rec["why"] = "failed", f"{e}; running the search again tries it again"
+    return "failed: " + rec["why"]
 
 
 def _screen(cfg: TuneConfig, c: Candidate, bundle: Path, classes: int) -> dict:
@@ -424,7 +441,12 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
                     + (f" plus the full run of the cheapest survivor (~{reserve:.0f} s)" if reserve else ""))
                 hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, "not screened: " + rec["why"])
                 continue
-            res = store.put("screen", key, _unit(cfg, "screen", c, work / "screen" / key, len(data.classes)))
+            t0 = time.monotonic()
+            try:
+                res = store.put("screen", key, _unit(cfg, "screen", c, work / "screen" / key, len(data.classes)))
+            except UnitLost as e:
+                hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, _lost(rec, e, t0))
+                continue
             rec["cost_s"] += res["seconds"]
         screens[c.name] = res
         m = _manifest(Path(res["bundle"]))
@@ -447,6 +469,7 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
     if cfg.screen_only:
         return answer.screen_only(cfg, work, record, screens, clock)
     if not alive:
+        _all_lost(record)
         if not any(r.get("status") == "screened out" for r in record.values()):
             raise EdgeclsError(f"--budget {cfg.budget_s:g}s: too small to screen the candidates")
         summary = answer.summary(cfg, record, [], None, clock, targets)
@@ -483,8 +506,13 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
                     f"(~{full_est[c.name]:.0f} s)")
                 hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, rec["why"])
                 continue
-            res = store.put("full", key, _unit(cfg, "full", c, work / "full" / key) | {
-                "estimated_s": round(full_est[c.name], 1)})
+            t0 = time.monotonic()
+            try:
+                res = store.put("full", key, _unit(cfg, "full", c, work / "full" / key) | {
+                    "estimated_s": round(full_est[c.name], 1)})
+            except UnitLost as e:
+                hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, _lost(rec, e, t0))
+                continue
             rec["cost_s"] += res["seconds"]
         rec["status"], rec["full"] = "trained in full", {k: res.get(k) for k in ("seconds", "estimated_s", "accuracy")}
         m = _manifest(Path(res["bundle"]))
@@ -501,11 +529,19 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
     if chosen.chosen is None:
         path = answer.write_work_summary(work, summary)
         if not pts:
+            _all_lost({n: r for n, r in record.items() if n in {c.name for c in finals}})
             raise EdgeclsError(f"--budget {cfg.budget_s:g}s: too small for one candidate in full "
                                f"(every candidate in {path})")
         raise CheckFailed(f"no file meets every limit: {select.closest(pts, limits)} (every candidate in {path})")
     bundle = Path(store.get("full", keys[chosen.chosen.candidate])["bundle"])
     return answer.write(cfg, out, bundle, summary, work, clock)
+
+
+def _all_lost(record: dict) -> None:
+    """Raise RunFailed when every candidate of `record` that was tried lost its process."""
+    tried = [r for r in record.values() if r.get("status") not in ("not screened", "not trained in full")]
+    if tried and all(r.get("status") == "failed" for r in tried):
+        raise RunFailed(f"every candidate tried failed: {tried[0]['candidate']}: {tried[0]['why']}")
 
 
 def _check_budget_for_one(cfg: TuneConfig, alive: list[Candidate], full_est: dict, clock: _Clock) -> None:
@@ -534,7 +570,12 @@ def _halve(cfg, alive, todo, done_full, keys, store, screens, sizes, full_est, r
                 rec["status"], rec["why"] = "not trained", (f"the budget left ({max(clock.left, 0):.0f} s) is less "
                                                             f"than a short training's cost (~{est:.0f} s)")
                 continue
-            res = store.put("short", key, _unit(cfg, "short", c, store.work / "short" / key, epochs))
+            t0 = time.monotonic()
+            try:
+                res = store.put("short", key, _unit(cfg, "short", c, store.work / "short" / key, epochs))
+            except UnitLost as e:
+                hooks.candidate("short", c.name, i + 1, len(todo) - i - 1, _lost(rec, e, t0))
+                continue
             rec["cost_s"] += res["seconds"]
         shorts[c.name] = res
         rec["short"] = {k: res[k] for k in ("epochs", "accuracy", "accuracy_ci", "seconds")}
