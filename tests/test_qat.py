@@ -344,6 +344,9 @@ def test_qat_export_of_tiny_in_all_three_formats_verifies(bundle_copy):
         assert 1 <= made["epochs"] <= 3 and made["seconds"] > 0 and made["settings"]["max_epochs"] == 3
         assert made["train_images"] == len(Bundle.open(bundle_copy).split_ids("train")) and made["stopped"]
         assert "tensorflow_model_optimization" in a["versions"]
+        # the epoch was chosen on the int8 selection set, which verify leaves out
+        sel = t["selected_on"]
+        assert made["selection_images"]["validation"] == len(sel["ids"]) > 0 and "chose its epoch" in sel["note"]
     # one QAT model: the ONNX and OpenVINO files carry the TFLite file's scales, so they agree closely
     tfl = TFLiteRunner.import_package().Interpreter(model_path=str(bundle_copy / "model.int8.tflite"))
     assert tfl.get_input_details()[0]["quantization"] == (1.0, 0)  # raw pixels, as MediaPipe feeds them
@@ -354,6 +357,7 @@ def test_qat_export_of_tiny_in_all_three_formats_verifies(bundle_copy):
     for a in int8.values():
         row = next(v for (f, _), v in rows.items() if f == a["file"])
         assert row.outcome.value in ("pass", "inconclusive"), (a["file"], row.failures)
+        assert row.judged_on["excluded_selection"] == len(a["int8"]["selected_on"]["ids"])
     saved = json.loads((bundle_copy / "manifest.json").read_text())
     assert any((a.get("int8") or {}).get("qat") for a in saved["artifacts"])
 

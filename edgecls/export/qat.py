@@ -16,7 +16,8 @@ TF-MOT's scheme gives them one range per kernel), and every range starts where p
 
 The fine-tune distils the float model (the gate counts answers that differ from its answers) on fresh label-free
 views of the training split each epoch (`views`), BatchNorm statistics frozen, and keeps the best of the calibrated
-start and each epoch by agreement with the float model on the validation images and variants of them; it is
+start and each epoch by agreement with the float model on the int8 selection set (half the validation images,
+variants of them, half of --images; verify leaves them out); it is
 bounded by a time limit. A loss that becomes NaN, or a validation accuracy shown below the float model's by more
 than the gate, stops it with one line (`QatFailed`).
 """
@@ -380,12 +381,13 @@ SELECTION_VARIANTS = 4
 
 
 def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings, base_lr: float,
-              max_drop: float) -> FineTune:
+              max_drop: float, unlabelled: np.ndarray | None = None) -> FineTune:
     """Fine-tune the QAT model `qmodel` (ranges calibrated: `calibrate_ranges`) on `train_x` against
     `float_model`'s probabilities, early-stopped on the top-1 agreement with the float model over the validation
-    images and label-free variants of them (`SELECTION_VARIANTS` each). The state before any step (post-training
-    int8, simulated) is a candidate too: the best of it and the epochs is kept, so the phase never leaves int8
-    further from the float model than it found it, as far as those images show.
+    images, label-free variants of them (`SELECTION_VARIANTS` each) and the `unlabelled` images (--images). The
+    state before any step (post-training int8, simulated) is a candidate too: the best of it and the epochs is
+    kept, so the phase never leaves int8 further from the float model than it found it, as far as those images
+    show.
 
     Raises:
         QatFailed: the loss became NaN or infinite, or the validation accuracy is shown below the float model's
@@ -406,10 +408,11 @@ def fine_tune(qmodel, float_model, train_x, val_x, val_y, settings: QatSettings,
     float_answers = float_val.argmax(1) if len(val_x) else np.zeros(0, int)
     record.float_val_accuracy = float((float_answers == val_y).mean()) if len(val_x) else None
     extra, _ = variants(val_x, SELECTION_VARIANTS * len(val_x), seed=1)
-    pool = np.concatenate([val_x, extra]) if len(val_x) else val_x
-    pool_answers = np.concatenate([float_answers, _predict(float_model, extra).argmax(1)]) if len(extra) else \
-        float_answers
-    record.selection_images = {"validation": int(len(val_x)), "variants": int(len(extra))}
+    more = unlabelled if unlabelled is not None and len(val_x) else extra[:0]
+    pool = np.concatenate([val_x, extra, more]) if len(val_x) else val_x
+    pool_answers = np.concatenate([float_answers, *(_predict(float_model, a).argmax(1) for a in (extra, more)
+                                                    if len(a))])
+    record.selection_images = {"validation": int(len(val_x)), "variants": int(len(extra)), "images": int(len(more))}
 
     def agreement(check: bool = True) -> float | None:
         """Top-1 agreement of the QAT model with the float model on the selection pool; raises QatFailed when

@@ -26,7 +26,6 @@ from . import qat
 from .base import WrittenFiles
 
 MAX_TRAIN_IMAGES = 20_000  # the fine-tune's images: a stratified, seeded sample of the training split beyond
-MAX_VAL_IMAGES = 5_000
 METHOD = "quantization-aware fine-tuning (TF-MOT default 8-bit scheme on a tf_keras twin)"
 
 
@@ -61,26 +60,27 @@ def prepare(ctx) -> Prepared:
     n_train = len(bundle.split_ids("train"))
     _, train_x, _ = recorded.select(bundle, "train", data_dir=cfg.data_dir, seed=seed,
                                     limit=min(n_train, MAX_TRAIN_IMAGES))
-    n_val = len(bundle.split_ids("val"))
-    if n_val:
-        _, val_x, val_y = recorded.select(bundle, "val", data_dir=cfg.data_dir, seed=seed,
-                                          limit=min(n_val, MAX_VAL_IMAGES))
-    else:
-        val_x, val_y = np.zeros((0, *bundle.input_shape()), np.uint8), np.zeros(0, np.int64)
+    # the epoch is chosen on the int8 selection set (half the validation split, and half of --images), which
+    # verify leaves out for this file (`int8.selected_on`); the other half judges it, never having chosen it
+    selection = ctx.int8_images().selection
+    n_val = len(selection.ids)
+    val_x, val_y, more = selection.images[:n_val], selection.labels, selection.images[n_val:]
     training = bundle.manifest.get("training") or {}
     base_lr = float((training.get("config") or {}).get("lr") or (training.get("distribute") or {}).get("learning_rate")
                     or 1e-3)  # the training run's --lr (an imported model has none: 1e-3)
     twin = qat.twin(ctx.model, str(bundle.path / "model.keras"))
     qmodel = qat.quantized(twin)
     qat.calibrate_ranges(qmodel, twin, train_x)
-    tune = qat.fine_tune(qmodel, ctx.model, train_x, val_x, val_y, settings, base_lr, cfg.max_drop)
+    tune = qat.fine_tune(qmodel, ctx.model, train_x, val_x, val_y, settings, base_lr, cfg.max_drop, unlabelled=more)
     t0 = time.perf_counter()
     out = Prepared(ctx.workdir, {})
     out.tflite_uint8.write_bytes(qat.converter(qmodel, uint8_io=True).convert())
     out.tflite_float_io.write_bytes(qat.converter(qmodel, uint8_io=False).convert())
     convert_s = time.perf_counter() - t0
     out.record = {"method": METHOD, "mode": cfg.qat.value, **tune.to_dict(), "convert_seconds": round(convert_s, 2),
-                  "train_split": "train", "early_stopping_on": "val (top-1 agreement with the float model)",
+                  "train_split": "train", "early_stopping_on": "the int8 selection set: half the validation split (and "
+                  "variants of it) and half of --images, by top-1 agreement with the float model; verify leaves "
+                  "these images out",
                   "target": "the float model's probabilities (distillation)", "versions": qat.versions()}
     ctx.qat_prepared = out
     return out
@@ -228,6 +228,6 @@ def no_candidates(ctx, selection, workdir):
 def record(ctx, tuned: dict) -> dict:
     """The artifact's `int8` record, saying the file came from the QAT model and how it was made."""
     tuned = dict(tuned, recipe=METHOD, qat=dict(ctx.qat_prepared.record, why=getattr(ctx, "qat_why", "--qat")))
-    tuned["judged_on"] = dict(tuned.get("judged_on") or {}, note="the QAT phase early-stopped on these images "
-                              "(they chose its epoch); verify judges on held-out + validation images")
+    tuned["selected_on"] = dict(tuned.get("selected_on") or {}, note="the QAT phase chose its epoch on these images "
+                                "too; verify leaves them out")
     return tuned
