@@ -79,6 +79,7 @@ class QatSettings:
 SUPPORTED = ("InputLayer", "Rescaling", "Resizing", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add",
              "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Dropout", "Dense", "Softmax")
 ACTIVATIONS = ("linear", "relu", "relu6")  # what TF-MOT quantizes inside Conv2D/Dense
+SPLIT_ACTIVATIONS = ("softmax",)  # rebuilt as the layer (linear) and a Softmax layer after it, as the converter runs it
 OUTPUT_QUANTIZED = ("Rescaling", "Resizing")  # no TF-MOT rule: their output gets a quantizer
 INPUT_RANGE = (0.0, 255.0)  # raw pixels: the uint8 input keeps scale 1.0, zero point 0
 
@@ -97,7 +98,8 @@ def check_rebuildable(model, where: str) -> None:
             raise NotRebuildable(f"{where}: layer '{layer.name}' ({kind}) cannot be rebuilt for quantization-aware "
                             f"fine-tuning (supported: {', '.join(SUPPORTED[1:])})")
         act = layer.get_config().get("activation")
-        if act is not None and act not in ACTIVATIONS and kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
+        if act is not None and act not in ACTIVATIONS + SPLIT_ACTIVATIONS and kind in ("Conv2D", "DepthwiseConv2D",
+                                                                                       "Dense"):
             raise NotRebuildable(f"{where}: layer '{layer.name}' ({kind}) has activation '{act}', which quantization-"
                             f"aware fine-tuning does not simulate (supported: {', '.join(ACTIVATIONS)})")
 
@@ -114,6 +116,8 @@ def _twin_layer(tfk, layer):
            and not key.endswith(("initializer", "regularizer", "constraint"))}
     if type(layer).__name__ == "BatchNormalization":
         cfg["trainable"] = False  # statistics frozen (inference mode) during the fine-tune
+    if cfg.get("activation") in SPLIT_ACTIVATIONS:
+        cfg["activation"] = "linear"  # the twin adds the Softmax layer after it
     return cls(**cfg)
 
 
@@ -151,6 +155,8 @@ def twin(model, where: str = "model.keras"):
         new = _twin_layer(tfk, layer)
         tensors[layer.name] = new(inputs)
         new.set_weights(layer.get_weights())
+        if layer.get_config().get("activation") in SPLIT_ACTIVATIONS:
+            tensors[layer.name] = tfk.layers.Softmax(name=f"{layer.name}_softmax")(tensors[layer.name])
     outputs = config["output_layers"]
     out = tensors[outputs[0][0] if isinstance(outputs[0], list) else outputs[0]]
     inp = config["input_layers"]
