@@ -292,6 +292,33 @@ def test_a_dense_with_softmax_is_rebuilt_as_dense_and_softmax():
     assert np.allclose(np.asarray(model(x)), np.asarray(t(x)), atol=1e-6)
 
 
+def test_an_imported_model_inside_edgecls_preprocessing_is_inlined(tmp_path):
+    """`edgecls import` with declared preprocessing and logits wraps the user's model (a nested functional model)
+    between a 1x1 preprocessing convolution and a Softmax: the twin inlines it, with the same outputs, and TF-MOT
+    quantizes every layer of it."""
+    from edgecls.core._tf import keras
+    from edgecls.runtimes.keras import load_bundle_model
+
+    from .conftest import make_folder
+    from .test_import import brightness_model
+
+    k = keras()
+    folder = make_folder(tmp_path / "pets", per_class=12, size=(24, 24))
+    brightness_model(k, tmp_path / "user.keras")
+    r = runner.invoke(app, ["import", str(tmp_path / "user.keras"), "--data", str(folder), "--out",
+                            str(tmp_path / "b"), "--scale", str(1 / 255), "--offset", "-0.5"])
+    assert r.exit_code == 0, r.output
+    model = load_bundle_model(Bundle.open(tmp_path / "b"))
+    assert any(type(layer).__name__ == "Functional" for layer in model.layers)
+    t = qat.twin(model)
+    kinds = [type(layer).__name__ for layer in t.layers]
+    assert kinds == ["InputLayer", "Conv2D", "GlobalAveragePooling2D", "Dense", "Softmax"], kinds
+    x = np.random.default_rng(0).integers(0, 256, (8, 24, 24, 3)).astype(np.float32)
+    assert np.allclose(np.asarray(model(x)), np.asarray(t(x)), atol=1e-6)
+    q = qat.quantized(t)
+    assert sum(type(layer).__name__ == "QuantizeWrapperV2" for layer in q.layers) == 4
+
+
 def test_qat_needs_int8_and_one_mode(bundle_copy):
     with pytest.raises(EdgeclsError, match="--qat on: .*add --int8"):
         ExportConfig(qat="on").validate()

@@ -90,10 +90,19 @@ def _tfmot():
     return tfmot
 
 
+def _nested(layer) -> bool:
+    """A functional model used as a layer (how `edgecls import` wraps a user's model): the twin inlines it."""
+    return type(layer).__name__ in ("Functional", "Model") and hasattr(layer, "get_config") and \
+        "layers" in (layer.get_config() or {})
+
+
 def check_rebuildable(model, where: str) -> None:
-    """Raise QatFailed naming the first layer of `model` that cannot be rebuilt for QAT."""
+    """Raise QatFailed naming the first layer of `model` (nested models included) that cannot be rebuilt for QAT."""
     for layer in model.layers:
         kind = type(layer).__name__
+        if _nested(layer):
+            check_rebuildable(layer, where)
+            continue
         if kind not in SUPPORTED:
             raise NotRebuildable(f"{where}: layer '{layer.name}' ({kind}) cannot be rebuilt for quantization-aware "
                             f"fine-tuning (supported: {', '.join(SUPPORTED[1:])})")
@@ -104,9 +113,9 @@ def check_rebuildable(model, where: str) -> None:
                             f"aware fine-tuning does not simulate (supported: {', '.join(ACTIVATIONS)})")
 
 
-def _twin_layer(tfk, layer):
-    """A tf_keras layer of the same class and settings as the Keras 3 `layer` (initializers and dtype policies
-    dropped: the weights are copied)."""
+def _twin_layer(tfk, layer, name: str):
+    """A tf_keras layer of the same class and settings as the Keras 3 `layer`, named `name` (initializers and dtype
+    policies dropped: the weights are copied)."""
     import inspect
 
     cls = getattr(tfk.layers, type(layer).__name__)
@@ -118,11 +127,14 @@ def _twin_layer(tfk, layer):
         cfg["trainable"] = False  # statistics frozen (inference mode) during the fine-tune
     if cfg.get("activation") in SPLIT_ACTIVATIONS:
         cfg["activation"] = "linear"  # the twin adds the Softmax layer after it
+    cfg["name"] = name
     return cls(**cfg)
 
 
 def twin(model, where: str = "model.keras"):
-    """The Keras 3 functional `model` rebuilt in `tf_keras` with the same weights (TF-MOT's Keras).
+    """The Keras 3 functional `model` rebuilt in `tf_keras` with the same weights (TF-MOT's Keras); a functional
+    model used as a layer (an imported model inside edgecls's preprocessing and softmax) is inlined, its layers
+    named `<model>/<layer>` where a name is taken.
 
     Raises:
         QatFailed: a layer (or activation) the twin cannot express, named.
@@ -131,6 +143,14 @@ def twin(model, where: str = "model.keras"):
     _tfmot()
     import tf_keras as tfk
 
+    inp = tfk.Input(tuple(model.input_shape[1:]), name=model.layers[0].name)
+    names = {model.layers[0].name}
+    out = _rebuild(tfk, model, inp, where, names)
+    return tfk.Model(inp, out, name=model.name)
+
+
+def _rebuild(tfk, model, inp, where: str, names: set[str]):
+    """`model`'s layers rebuilt in tf_keras on the tensor `inp` (its one input); returns its output tensor."""
     config = model.get_config()
     tensors = {}
 
@@ -141,10 +161,15 @@ def twin(model, where: str = "model.keras"):
             return [resolve(a) for a in arg]
         return arg
 
+    def fresh(name: str) -> str:
+        name = name if name not in names else f"{model.name}/{name}"
+        names.add(name)
+        return name
+
     for entry in config["layers"]:
         layer = model.get_layer(entry["name"])
         if type(layer).__name__ == "InputLayer":
-            tensors[layer.name] = tfk.Input(tuple(model.input_shape[1:]), name=layer.name)
+            tensors[layer.name] = inp
             continue
         nodes = entry["inbound_nodes"]
         if len(nodes) != 1:
@@ -152,15 +177,16 @@ def twin(model, where: str = "model.keras"):
                             "fine-tuning rebuilds layers called once")
         args = nodes[0]["args"]
         inputs = resolve(args[0]) if len(args) == 1 else resolve(args)
-        new = _twin_layer(tfk, layer)
+        if _nested(layer):
+            tensors[layer.name] = _rebuild(tfk, layer, inputs, where, names)
+            continue
+        new = _twin_layer(tfk, layer, fresh(layer.name))
         tensors[layer.name] = new(inputs)
         new.set_weights(layer.get_weights())
         if layer.get_config().get("activation") in SPLIT_ACTIVATIONS:
-            tensors[layer.name] = tfk.layers.Softmax(name=f"{layer.name}_softmax")(tensors[layer.name])
+            tensors[layer.name] = tfk.layers.Softmax(name=fresh(f"{layer.name}_softmax"))(tensors[layer.name])
     outputs = config["output_layers"]
-    out = tensors[outputs[0][0] if isinstance(outputs[0], list) else outputs[0]]
-    inp = config["input_layers"]
-    return tfk.Model(tensors[inp[0][0] if isinstance(inp[0], list) else inp[0]], out, name=model.name)
+    return tensors[outputs[0][0] if isinstance(outputs[0], list) else outputs[0]]
 
 
 def quantized(twin_model):
