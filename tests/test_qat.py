@@ -410,14 +410,14 @@ def test_qat_auto_leaves_a_passing_post_training_file_alone(bundle_copy, tmp_pat
     assert a["int8"]["outcome"] != "fail" and "qat" not in a["int8"] and a["calibration"]["images"] > 0
 
 
-def _outlier_model(k, size: int = 24):
-    """A user's flat Keras model (raw pixels in, probabilities out) whose int8 loses its answer: a 1x1 convolution
+def _outlier_model(k, size: int = 24, rescale: bool = True):
+    """A user's Keras model (probabilities out) whose int8 loses its answer: a 1x1 convolution
     puts the images' brightness (about -0.5..0.5, which tells the two classes apart) in one channel beside a
     constant 500 in the other, so one per-tensor int8 range (scale about 2) rounds the brightness to zero and every
     int8 answer becomes the first class. The outlier-channel failure of post-training activation ranges, in
     miniature."""
     inp = k.Input((size, size, 3), name="images")
-    x = k.layers.Rescaling(1 / 255, offset=-0.5, name="rescale")(inp)
+    x = k.layers.Rescaling(1 / 255, offset=-0.5, name="rescale")(inp) if rescale else inp
     x = k.layers.Conv2D(2, 1, name="mix")(x)
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
     out = k.layers.Dense(2, activation="softmax", name="head")(x)
@@ -446,10 +446,10 @@ def test_qat_auto_runs_when_post_training_int8_misses_the_gate_and_says_so(tmp_p
     from .conftest import make_folder
 
     folder = make_folder(tmp_path / "pets", per_class=100, size=(24, 24))
-    _outlier_model(keras()).save(tmp_path / "user.keras")
+    _outlier_model(keras(), rescale=False).save(tmp_path / "user.keras")  # it expects x / 255 - 0.5: declared
     b = tmp_path / "b"
     r = runner.invoke(app, ["import", str(tmp_path / "user.keras"), "--data", str(folder), "--out", str(b),
-                            "--raw-pixels"])
+                            "--scale", str(1 / 255), "--offset", "-0.5"])
     assert r.exit_code == 0, r.output
     assert Bundle.open(b).manifest["metrics"]["test"]["accuracy"] == 1.0  # the float model is right
     monkeypatch.setattr(edgecls.export.tflite, "accuracy_aware", lambda ctx, selection, workdir: iter(()))

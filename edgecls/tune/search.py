@@ -9,9 +9,10 @@ Three rungs, each a call of the library stages (never a copy of them):
    epochs; the more accurate half (successive halving, eta 2) goes on.
 3. **full** — `edgecls.pipeline.run`: train, export, verify, bench, report, exactly as `edgecls pipeline`.
 
-Each unit of work runs in a fresh process of its own (``TuneConfig.isolate``): the exporters and runtimes
-keep memory a process does not give back, and eight candidates screened in one process grew it past
-22 GB; a unit's process ends with the unit, so the search holds one unit's memory at a time.
+Each unit of work runs in a fresh process of its own (``TuneConfig.isolate``): TensorFlow's allocator keeps a
+process's peak memory until the process ends, and the units' peaks differ by candidate (a screen of lite0 @224
+reached over 20 GB before Keras calls were batched by the model's size); a unit's process ends with the unit,
+so the search holds one unit's memory at a time.
 
 Every unit of work writes its result atomically when it finishes (``<work>/results/*.json``), so
 Ctrl-C or a kill loses only the unit under way, and running again with the same arguments reuses the
