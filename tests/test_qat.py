@@ -319,6 +319,23 @@ def test_an_imported_model_inside_edgecls_preprocessing_is_inlined(tmp_path):
     assert sum(type(layer).__name__ == "QuantizeWrapperV2" for layer in q.layers) == 4
 
 
+def test_a_sequential_model_is_rebuilt_as_it_is_and_inside_an_import():
+    """A user's Sequential model, as the bundle's model itself or wrapped by `edgecls import`'s preprocessing: the
+    same outputs."""
+    from edgecls.core._tf import keras
+
+    k = keras()
+    seq = k.Sequential([k.Input((12, 12, 3)), k.layers.Rescaling(1 / 255), k.layers.Conv2D(4, 3, activation="relu"),
+                        k.layers.GlobalAveragePooling2D(), k.layers.Dense(3, activation="softmax")])
+    inp = k.Input((12, 12, 3), name="images")
+    wrapped = k.Model(inp, seq(k.layers.Conv2D(3, 1, name="edgecls_preprocess")(inp)))
+    x = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3)).astype(np.float32)
+    for model in (seq, wrapped):
+        t = qat.twin(model)
+        assert "Sequential" not in [type(layer).__name__ for layer in t.layers]
+        assert np.allclose(np.asarray(model(x)), np.asarray(t(x)), atol=1e-5)
+
+
 def test_qat_needs_int8_and_one_mode(bundle_copy):
     with pytest.raises(EdgeclsError, match="--qat on: .*add --int8"):
         ExportConfig(qat="on").validate()

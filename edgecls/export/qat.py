@@ -91,8 +91,9 @@ def _tfmot():
 
 
 def _nested(layer) -> bool:
-    """A functional model used as a layer (how `edgecls import` wraps a user's model): the twin inlines it."""
-    return type(layer).__name__ in ("Functional", "Model") and hasattr(layer, "get_config") and \
+    """A functional or Sequential model used as a layer (how `edgecls import` wraps a user's model): the twin
+    inlines it."""
+    return type(layer).__name__ in ("Functional", "Model", "Sequential") and hasattr(layer, "get_config") and \
         "layers" in (layer.get_config() or {})
 
 
@@ -143,8 +144,10 @@ def twin(model, where: str = "model.keras"):
     _tfmot()
     import tf_keras as tfk
 
-    inp = tfk.Input(tuple(model.input_shape[1:]), name=model.layers[0].name)
-    names = {model.layers[0].name}
+    first = model.layers[0]
+    name = first.name if type(first).__name__ == "InputLayer" else "images"  # a Sequential model lists no input
+    inp = tfk.Input(tuple(model.input_shape[1:]), name=name)
+    names = {name}
     out = _rebuild(tfk, model, inp, where, names)
     return tfk.Model(inp, out, name=model.name)
 
@@ -153,6 +156,11 @@ def _rebuild(tfk, model, inp, where: str, names: set[str]):
     """`model`'s layers rebuilt in tf_keras on the tensor `inp` (its one input); returns its output tensor."""
     config = model.get_config()
     tensors = {}
+    if type(model).__name__ == "Sequential":  # one layer after another: no graph in its config
+        x = inp
+        for layer in model.layers:
+            x = _rebuild_one(tfk, model, layer, x, where, names)
+        return x
 
     def resolve(arg):
         if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
@@ -160,11 +168,6 @@ def _rebuild(tfk, model, inp, where: str, names: set[str]):
         if isinstance(arg, (list, tuple)):
             return [resolve(a) for a in arg]
         return arg
-
-    def fresh(name: str) -> str:
-        name = name if name not in names else f"{model.name}/{name}"
-        names.add(name)
-        return name
 
     for entry in config["layers"]:
         layer = model.get_layer(entry["name"])
@@ -177,16 +180,28 @@ def _rebuild(tfk, model, inp, where: str, names: set[str]):
                             "fine-tuning rebuilds layers called once")
         args = nodes[0]["args"]
         inputs = resolve(args[0]) if len(args) == 1 else resolve(args)
-        if _nested(layer):
-            tensors[layer.name] = _rebuild(tfk, layer, inputs, where, names)
-            continue
-        new = _twin_layer(tfk, layer, fresh(layer.name))
-        tensors[layer.name] = new(inputs)
-        new.set_weights(layer.get_weights())
-        if layer.get_config().get("activation") in SPLIT_ACTIVATIONS:
-            tensors[layer.name] = tfk.layers.Softmax(name=fresh(f"{layer.name}_softmax"))(tensors[layer.name])
+        tensors[layer.name] = _rebuild_one(tfk, model, layer, inputs, where, names)
     outputs = config["output_layers"]
     return tensors[outputs[0][0] if isinstance(outputs[0], list) else outputs[0]]
+
+
+def _rebuild_one(tfk, model, layer, inputs, where: str, names: set[str]):
+    """One layer of `model` rebuilt in tf_keras on `inputs` (a nested model inlined); its output tensor. A name
+    already taken in the twin becomes `<model>/<name>`."""
+    if _nested(layer):
+        return _rebuild(tfk, layer, inputs, where, names)
+
+    def fresh(name: str) -> str:
+        name = name if name not in names else f"{model.name}/{name}"
+        names.add(name)
+        return name
+
+    new = _twin_layer(tfk, layer, fresh(layer.name))
+    out = new(inputs)
+    new.set_weights(layer.get_weights())
+    if layer.get_config().get("activation") in SPLIT_ACTIVATIONS:
+        out = tfk.layers.Softmax(name=fresh(f"{layer.name}_softmax"))(out)
+    return out
 
 
 def quantized(twin_model):
