@@ -234,11 +234,20 @@ class UnitLost(RunFailed):
     """A unit's process was killed (out of memory, a signal): that candidate fails, the search goes on."""
 
 
-def _lost(rec: dict, e: UnitLost, since: float) -> str:
-    """Record a candidate whose unit was lost; return its progress line."""
-    rec["cost_s"] += time.monotonic() - since
-    rec["status"], rec["why"] = "failed", f"{e}; running the search again tries it again"
-    return "failed: " + rec["why"]
+def _attempt(cfg: TuneConfig, store: _Store, rung: str, key: str, rec: dict, c: Candidate, *args,
+             **extra) -> tuple[dict | None, str]:
+    """Run candidate `c`'s unit of `rung` (in its folder ``<work>/<rung>/<key>``), store its result (with `extra`)
+    and add its cost to `rec`. When its process is lost, record the candidate as failed and return (None, its
+    progress line)."""
+    t0 = time.monotonic()
+    try:
+        res = store.put(rung, key, _unit(cfg, rung, c, store.work / rung / key, *args) | extra)
+    except UnitLost as e:
+        rec["cost_s"] += time.monotonic() - t0
+        rec["status"], rec["why"] = "failed", f"{e}; running the search again tries it again"
+        return None, "failed: " + rec["why"]
+    rec["cost_s"] += res["seconds"]
+    return res, ""
 
 
 def _screen(cfg: TuneConfig, c: Candidate, bundle: Path, classes: int) -> dict:
@@ -442,13 +451,10 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
                     + (f" plus the full run of the cheapest survivor (~{reserve:.0f} s)" if reserve else ""))
                 hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, "not screened: " + rec["why"])
                 continue
-            t0 = time.monotonic()
-            try:
-                res = store.put("screen", key, _unit(cfg, "screen", c, work / "screen" / key, len(data.classes)))
-            except UnitLost as e:
-                hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, _lost(rec, e, t0))
+            res, lost = _attempt(cfg, store, "screen", key, rec, c, len(data.classes))
+            if res is None:
+                hooks.candidate("screen", c.name, i + 1, len(cands) - i - 1, lost)
                 continue
-            rec["cost_s"] += res["seconds"]
         screens[c.name] = res
         m = _manifest(Path(res["bundle"]))
         files = _screen_files(m, limits if not cfg.screen_only else dataclasses.replace(limits, max_latency_ms=None),
@@ -507,14 +513,10 @@ def tune(cfg: TuneConfig, *, hooks: Hooks | None = None) -> TuneResult:
                     f"(~{full_est[c.name]:.0f} s)")
                 hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, rec["why"])
                 continue
-            t0 = time.monotonic()
-            try:
-                res = store.put("full", key, _unit(cfg, "full", c, work / "full" / key) | {
-                    "estimated_s": round(full_est[c.name], 1)})
-            except UnitLost as e:
-                hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, _lost(rec, e, t0))
+            res, lost = _attempt(cfg, store, "full", key, rec, c, estimated_s=round(full_est[c.name], 1))
+            if res is None:
+                hooks.candidate("full", c.name, i + 1, len(finals) - i - 1, lost)
                 continue
-            rec["cost_s"] += res["seconds"]
         rec["status"], rec["full"] = "trained in full", {k: res.get(k) for k in ("seconds", "estimated_s", "accuracy")}
         m = _manifest(Path(res["bundle"]))
         carried = _carried_target(m, record, keys[c.name], store, targets, cfg)
@@ -571,13 +573,10 @@ def _halve(cfg, alive, todo, done_full, keys, store, screens, sizes, full_est, r
                 rec["status"], rec["why"] = "not trained", (f"the budget left ({max(clock.left, 0):.0f} s) is less "
                                                             f"than a short training's cost (~{est:.0f} s)")
                 continue
-            t0 = time.monotonic()
-            try:
-                res = store.put("short", key, _unit(cfg, "short", c, store.work / "short" / key, epochs))
-            except UnitLost as e:
-                hooks.candidate("short", c.name, i + 1, len(todo) - i - 1, _lost(rec, e, t0))
+            res, lost = _attempt(cfg, store, "short", key, rec, c, epochs)
+            if res is None:
+                hooks.candidate("short", c.name, i + 1, len(todo) - i - 1, lost)
                 continue
-            rec["cost_s"] += res["seconds"]
         shorts[c.name] = res
         rec["short"] = {k: res[k] for k in ("epochs", "accuracy", "accuracy_ci", "seconds")}
         hooks.candidate("short", c.name, i + 1, len(todo) - i - 1,
