@@ -91,6 +91,7 @@ def test_no_recipe_reaches_the_gate_best_kept_marked_failing_exit_1(bundle_copy,
     r = runner.invoke(app, ["export", str(bundle_copy), "--format", "onnx", "--int8", "--calib-size", "64"])
     assert r.exit_code == 1, r.output
     assert "FAIL" in r.stdout and "no int8 recipe passed" in r.stderr
+    assert f"see why: edgecls verify {bundle_copy} --explain" in r.stderr  # where to look next
     entry = Bundle.open(bundle_copy).entry("model.int8.onnx")
     assert entry["int8"]["outcome"] == "fail" and entry["int8"]["recipe"] == "default"
 

@@ -94,6 +94,6 @@ def export(
     if as_json:
         _emit_json({"artifacts": result.artifacts, "failures": result.failures})
     else:
-        render_export(result)
+        render_export(result, str(bundle))
     if not result.passed:
         raise typer.Exit(1)

@@ -152,7 +152,7 @@ def pipeline(
                 render_import(result)
                 err.print("[bold]export[/] (float32 and int8) …")
             elif name == "export":
-                render_export(result)
+                render_export(result, str(getattr(self, "bundle", None) or "BUNDLE"))
                 err.print("[bold]verify[/] …")
             elif name == "verify":
                 render_verify(result)

@@ -100,17 +100,20 @@ def verify(
     cfg = VerifyConfig(runtimes=runtime, device=device, threads=threads, max_drop=max_drop, compute=ov_precision,
                        data_dir=data_dir, images=images, skip_bad=skip_bad)
     result = run(bundle, cfg)
-    explanations = None
+    explanations = floor = None
     if explain:
         from ..verify.explain import explain as explain_layers
+        from ..verify.noise_floor import floor_or_why
 
+        floor = floor_or_why(bundle, data_dir, max_drop)
         explanations = explain_layers(bundle, runtime, data_dir=data_dir)
     if as_json:
-        _emit_json(result.to_dict() | ({"explain": [e.to_dict() for e in explanations]} if explain else {}))
+        _emit_json(result.to_dict() | ({"explain": [e.to_dict() for e in explanations], "noise_floor": floor}
+                                       if explain else {}))
     else:
         render_verify(result, strict=strict)
         if explain:
-            render_explain(explanations)
+            render_explain(explanations, floor)
     if result.save_error:  # the results are shown above; say why they are not stored
         raise EdgeclsError(f"{result.save_error} (the results above are not stored)")
     if not result.passed or (strict and result.outcome.value == "inconclusive"):

@@ -118,7 +118,7 @@ def size_text(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
-def render_export(result) -> None:
+def render_export(result, bundle: str = "BUNDLE") -> None:
     table = Table(title="exported")
     for col in ("format", "precision", "file", "size", "vs fp32", "seconds", "self-check", "int8 gate (judging set)"):
         table.add_column(col, justify="right" if col in ("size", "vs fp32", "seconds") else "left")
@@ -150,6 +150,10 @@ def render_export(result) -> None:
                        "parity either way" + (f" (about {need:,} would)" if need else "")
                        + (f"; seen: {'; '.join(_check_sentence(c) for c in seen)}" if seen else "")
                        + "; edgecls verify judges it on held-out + validation images", err=True)
+    if result.gate_failures:
+        typer.echo(f"see why: edgecls verify {bundle} --explain (first the float model's own noise floor: the "
+                   "share of answers it changes under noise below a gray level, which no int8 file is expected to "
+                   "beat; then each int8 file's error layer by layer)", err=True)
     for f in result.failures:
         typer.echo(f"error: {f['format']} {f['precision']}: {f['error']}", err=True)  # type, message: --json
 
@@ -281,8 +285,26 @@ def render_platform_verify(result: dict) -> None:
                        ": an emulator disagreement, not a parity result", err=True)
 
 
-def render_explain(explanations) -> None:
-    """`verify --explain`: one per-layer table per int8 artifact."""
+def render_noise_floor(floor: dict) -> None:
+    """`verify --explain`'s first line: the float model's own changed answers under noise below a gray level."""
+    if "note" in floor:
+        out.print(f"float model's noise floor: {floor['note']}", soft_wrap=True, highlight=False)
+        return
+    kinds = " + ".join(f"{n:,} {k}" for k, n in floor["kinds"].items())
+    low, high = floor["interval"]
+    colour = "green" if floor["verdict"].startswith("below") else "yellow"
+    changed = floor["changed"]
+    either = "either" if len(changed) == 2 else "any"
+    out.print(f"float model's noise floor: under ±{floor['amplitude']:g} gray-level noise the Keras model changes "
+              f"{' and '.join(f'{c:,}' for c in changed)} of {floor['images']:,} answers ({kinds} images; "
+              f"{len(changed)} draws), {floor['unsteady']:,} images in {either}: {100 * floor['share']:.2f}% (95% "
+              f"{100 * low:.2f}-{100 * high:.2f}%) — [{colour}]{floor['verdict']}[/]", soft_wrap=True, highlight=False)
+
+
+def render_explain(explanations, floor: dict | None = None) -> None:
+    """`verify --explain`: the float model's noise floor, then one per-layer table per int8 artifact."""
+    if floor is not None:
+        render_noise_floor(floor)
     for e in explanations:
         if e.note and not e.layers:
             out.print(f"[bold]{e.file}[/] ({e.format} int8): no per-layer table: {e.note}", soft_wrap=True,

@@ -91,7 +91,8 @@ def describe(judged_on: dict) -> str:
     return f"{kinds}{extra} (ids {judged_on.get('ids_sha256', '')[:8]})"
 
 
-def _sample(bundle: Bundle, part: str, limit: int, data_dir: str | None):
+def split_sample(bundle: Bundle, part: str, limit: int, data_dir: str | None):
+    """(ids, images, labels) of at most `limit` of the bundle's `part` split (a stratified sample beyond)."""
     seed = bundle.manifest["dataset"]["split"]["seed"]
     n = len(bundle.split_ids(part))
     if not n or limit <= 0:
@@ -124,7 +125,7 @@ def build(bundle: Bundle, data_dir: str | None, device: Device, threads: int | N
         return _from_reference(bundle, missing)
     seed = bundle.manifest["dataset"]["split"]["seed"]
     parts = [("held-out", ids_t, x_t)]
-    ids_v, x_v, _ = _sample(bundle, "val", MAX_AGREEMENT_IMAGES, data_dir)
+    ids_v, x_v, _ = split_sample(bundle, "val", MAX_AGREEMENT_IMAGES, data_dir)
     parts.append(("validation", ids_v, x_v))
     notes = []
     u = None
@@ -139,7 +140,7 @@ def build(bundle: Bundle, data_dir: str | None, device: Device, threads: int | N
         notes += u.notes()
     if float_inputs:
         room = MAX_FLOAT_IMAGES - len(x_t) - len(x_v)
-        ids_tr, x_tr, _ = _sample(bundle, "train", room, data_dir)
+        ids_tr, x_tr, _ = split_sample(bundle, "train", room, data_dir)
         n_train = len(bundle.split_ids("train"))
         if len(x_tr) < n_train:
             notes.append(f"float files: {len(x_tr):,} of {n_train:,} training images (a stratified sample)")
