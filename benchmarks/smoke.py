@@ -35,6 +35,7 @@ SCRIPTS = {
     "evidence": ["--smoke", "--verify-time", "{bundle}"],
     "gate_calibration": ["--smoke"],
     "qat_fashion": ["{bundle}", "--smoke"],
+    "noise_floor": ["{bundle}", "--smoke"],
 }
 NOT_SCRIPTS = {"__init__", "conftest", "smoke"}
 
