@@ -51,8 +51,10 @@ def verify(
     images: ImagesOpt = VerifyConfig.images,
     skip_bad: SkipBadImagesOpt = VerifyConfig.skip_bad,
     explain: Annotated[bool, typer.Option(
-        "--explain", help="Also, for each int8 artifact, a per-layer table of SQNR vs the float model, flagged "
-                          "where the error jumps (each vendor's tool, 32 held-out images).")] = False,
+        "--explain", help="Also the float model's own noise floor (the answers it changes under noise below a gray "
+                          "level: no int8 file is expected to change fewer), then for each int8 artifact a per-layer "
+                          "table of SQNR vs the float model, flagged where the error jumps (each vendor's tool, 32 "
+                          "held-out images).")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when any file's parity is inconclusive (not shown either way), not only on a fail.")
     ] = False,
@@ -77,7 +79,8 @@ def verify(
 
       edgecls verify models/pets --images ~/more-pets    # unlabelled photos judge the int8 files too
 
-      edgecls verify --explain                     # and where each int8 file loses precision, layer by layer
+      edgecls verify --explain                     # and why int8 changes answers: the float model's noise
+                                                   # floor, then each int8 file's error layer by layer
 
       edgecls verify --platform arm64              # the same files inside an emulated arm64 userland
     """

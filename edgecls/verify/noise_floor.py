@@ -60,6 +60,9 @@ class NoiseFloor:
             return (f"at or above the {limit_percent:g}% changed-answers limit: expect no int8 file to be shown within "
                     "it on these images, however it is made; the answers that change are decided by noise below a "
                     "gray level (the float model is what must change, or a looser --max-drop)")
+        if 100 * min(self.changed, default=0) / max(self.images, 1) >= limit_percent:
+            return (f"above the {limit_percent:g}% changed-answers limit on these images, though not shown at 95%: "
+                    "expect int8 files to fail it or stay inconclusive, however they are made")
         if 100 * self.share >= limit_percent / 2:
             return (f"near the {limit_percent:g}% changed-answers limit: expect int8 files to fail it or stay "
                     "inconclusive on these images, however they are made")
