@@ -1,7 +1,7 @@
 """The float model's own noise floor: how many of its answers change when every pixel moves by at most half a
 gray level (`verify --explain`).
 
-Such noise is below what an 8-bit image can hold, and no larger than the rounding an int8 file applies to each of
+Such noise is below what an 8-bit image can hold, and of the size of the rounding an int8 file applies to each of
 its tensors (to 1/255 of the tensor's range; a model that resizes its input rounds the resized image to whole
 gray levels). So where the float model changes, say, 1.2% of its answers under it, an int8 file cannot be expected
 to change fewer, however it is made: those answers are decided by noise the float model is not steady against,
@@ -28,6 +28,7 @@ from ..core.stats import rate_interval
 AMPLITUDE = 0.5  # gray levels: below an 8-bit pixel's resolution
 DRAWS = 2
 MAX_IMAGES = 2000  # a 1% share is told apart from 2% on this many; Keras stays within seconds on a backbone
+CHUNK = 256  # images made noisy at once
 
 
 @dataclass
@@ -86,8 +87,11 @@ def measure(model, images: np.ndarray, kinds: dict[str, int] | None = None, *, a
     rng = np.random.default_rng(seed)
     changed, unsteady = [], np.zeros(len(images), bool)
     for _ in range(draws):
-        noisy = np.clip(images.astype(np.float32) + rng.uniform(-amplitude, amplitude, images.shape), 0, 255)
-        moved = probabilities(model, noisy.astype(np.float32)).argmax(1) != clean
+        moved = np.zeros(len(images), bool)
+        for first in range(0, len(images), CHUNK):  # a float copy of a chunk at a time, not of every image
+            x = images[first:first + CHUNK].astype(np.float32)
+            x = np.clip(x + rng.uniform(-amplitude, amplitude, x.shape), 0, 255).astype(np.float32)
+            moved[first:first + CHUNK] = probabilities(model, x).argmax(1) != clean[first:first + CHUNK]
         changed.append(int(moved.sum()))
         unsteady |= moved
     return NoiseFloor(len(images), amplitude, changed, int(unsteady.sum()), kinds or {"images": len(images)}, seed)
