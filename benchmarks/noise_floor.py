@@ -2,7 +2,8 @@
 
 On the other Fashion-MNIST images `benchmarks.qat_fashion` judges int8 files on (the same seed, the same images),
 how many answers the float efficientnet-lite0 @128 model changes under uniform noise of at most half a gray level
-(one, two) — `edgecls.verify.noise_floor`, the line `verify --explain` starts with. Then where the simulated int8
+(one, two) — `edgecls.verify.noise_floor`, the line `verify --explain` starts with — and how many of the answers
+each int8 file of that benchmark changes are on those noise-flipped images. Then where the simulated int8
 model (TF-MOT's QAT model at the calibrated start of the QAT phase, before any step) loses its agreement with
 float: each group of quantizers switched off in turn, on the first `--ablation` of those images.
 
@@ -92,29 +93,56 @@ def smoke(bundle: Path) -> int:
 
     images, labels = unseen(bundle)
     qat = all(importlib.util.find_spec(m) for m in ("tf_keras", "tensorflow_model_optimization"))
-    rows = run(bundle, images, labels, len(images) if qat else 0, kind="held-out + validation")
+    rows = run(bundle, images, labels, len(images) if qat else 0, {"bundle": bundle}, kind="held-out + validation")
     print(json.dumps(rows))
     return 0
 
 
-def run(bundle: Path, images: np.ndarray, labels: np.ndarray, ablate: int, kind: str = "other") -> dict:
-    """The floor at each of `AMPLITUDES` on `images` (`kind` of images), and the ablation on the first `ablate`."""
+def run(bundle: Path, images: np.ndarray, labels: np.ndarray, ablate: int, exports: dict[str, Path],
+        kind: str = "other") -> dict:
+    """The floor at each of `AMPLITUDES` on `images` (`kind` of images), the int8 files of `exports` against it,
+    and the ablation on the first `ablate` images."""
     from edgecls.core.bundle import Bundle
     from edgecls.runtimes.keras import load_bundle_model, probabilities
-    from edgecls.verify.noise_floor import measure
+    from edgecls.verify.noise_floor import NoiseFloor, moved_answers
 
     model = load_bundle_model(Bundle.open(bundle))
     answers = probabilities(model, images).argmax(1)
     rows = {"bundle": str(bundle), "other_images": len(images), "keras_accuracy": float((answers == labels).mean()),
             "floor": {}}
+    unsteady = {}
     for amplitude in AMPLITUDES:
         t0 = time.perf_counter()
-        floor = measure(model, images, {kind: len(images)}, amplitude=amplitude)
+        moved = moved_answers(model, images, amplitude=amplitude)
+        unsteady[amplitude] = moved.any(axis=0)
+        floor = NoiseFloor(len(images), amplitude, [int(m.sum()) for m in moved], int(unsteady[amplitude].sum()),
+                           {kind: len(images)}, 0)
         rows["floor"][str(amplitude)] = floor.to_dict() | {"seconds": round(time.perf_counter() - t0, 1)}
         print(amplitude, rows["floor"][str(amplitude)], flush=True)
+    rows["int8_files"] = overlap(exports, images, answers, unsteady)
     if ablate:
         rows["ablation"] = ablation(bundle, images[:ablate], answers[:ablate])
     return rows
+
+
+def overlap(exports: dict[str, Path], images: np.ndarray, answers: np.ndarray, unsteady: dict) -> dict:
+    """For each int8 file of each of `exports` (name: bundle folder): its changed answers, and how many of them are
+    on images the float model itself changes under each amplitude of noise."""
+    from benchmarks.qat_fashion import FILES
+    from edgecls import runtimes
+
+    out = {}
+    for kind, folder in exports.items():
+        for fmt, rel in FILES.items():
+            if not (folder / rel).is_file():
+                continue
+            r = runtimes.create(fmt)
+            r.load(folder / rel)
+            moved = r.predict_all(images).argmax(1) != answers
+            out[f"{kind}/{rel}"] = {"changed": int(moved.sum())} | {
+                f"on_unsteady_{a:g}": int((moved & u).sum()) for a, u in unsteady.items()}
+            print(kind, rel, out[f"{kind}/{rel}"], flush=True)
+    return out
 
 
 def main(argv=None) -> int:
@@ -133,7 +161,7 @@ def main(argv=None) -> int:
     case = args.work / f"fashion-1000-{args.seed}"
     bundle = case / "efficientnet-lite0-128"
     images, labels = other_images(case / "images", args.other)  # qat_fashion's images: its default seed
-    rows = run(bundle, images, labels, args.ablation)
+    rows = run(bundle, images, labels, args.ablation, {"ptq": case / "ptq", "qat": case / "qat"})
     (args.work / "noise_floor.json").write_text(json.dumps(rows, indent=1))
     print(json.dumps(rows, indent=1))
     return 0

@@ -81,20 +81,25 @@ def measure(model, images: np.ndarray, kinds: dict[str, int] | None = None, *, a
             draws: int = DRAWS, seed: int = 0) -> NoiseFloor:
     """The changed answers of the loaded Keras `model` on uint8 `images` under `draws` seeded draws of uniform
     noise in ±`amplitude` gray levels (clipped to 0-255)."""
+    moved = moved_answers(model, images, amplitude=amplitude, draws=draws, seed=seed)
+    return NoiseFloor(len(images), amplitude, [int(m.sum()) for m in moved], int(np.any(moved, axis=0).sum()),
+                      kinds or {"images": len(images)}, seed)
+
+
+def moved_answers(model, images: np.ndarray, *, amplitude: float = AMPLITUDE, draws: int = DRAWS,
+                  seed: int = 0) -> np.ndarray:
+    """(draws, images) bool: which answers of the Keras `model` each seeded draw of noise changed."""
     from ..runtimes.keras import probabilities
 
     clean = probabilities(model, images).argmax(1)
     rng = np.random.default_rng(seed)
-    changed, unsteady = [], np.zeros(len(images), bool)
-    for _ in range(draws):
-        moved = np.zeros(len(images), bool)
+    moved = np.zeros((draws, len(images)), bool)
+    for d in range(draws):
         for first in range(0, len(images), CHUNK):  # a float copy of a chunk at a time, not of every image
             x = images[first:first + CHUNK].astype(np.float32)
             x = np.clip(x + rng.uniform(-amplitude, amplitude, x.shape), 0, 255).astype(np.float32)
-            moved[first:first + CHUNK] = probabilities(model, x).argmax(1) != clean[first:first + CHUNK]
-        changed.append(int(moved.sum()))
-        unsteady |= moved
-    return NoiseFloor(len(images), amplitude, changed, int(unsteady.sum()), kinds or {"images": len(images)}, seed)
+            moved[d, first:first + CHUNK] = probabilities(model, x).argmax(1) != clean[first:first + CHUNK]
+    return moved
 
 
 def of_bundle(bundle_path, data_dir: str | None = None) -> NoiseFloor:
