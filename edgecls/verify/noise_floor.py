@@ -6,7 +6,8 @@ its tensors (to 1/255 of the tensor's range; a model that resizes its input roun
 gray levels). So where the float model changes, say, 1.2% of its answers under it, an int8 file cannot be expected
 to change fewer, however it is made: those answers are decided by noise the float model is not steady against,
 not by the conversion, and a changed-answers limit at or below that share is not expected to be shown by any int8
-file on these images. The float model is then what must change, or the limit (`--max-drop`).
+file on these images. The float model is then what must change, or the limit (`--max-drop`). The floor is a lower
+bound, not a forecast: an int8 file's error is not random noise, and it may change other answers as well.
 
 Measured on the images int8 files are judged on (held-out and validation, at most `MAX_IMAGES`), `DRAWS` seeded
 draws of uniform noise in ±`AMPLITUDE` gray levels, clipped to 0-255, with the Keras model run here: the changed
@@ -59,8 +60,8 @@ class NoiseFloor:
         """What the floor means for an int8 changed-answers limit of `limit_percent`."""
         if 100 * self.least_interval[0] >= limit_percent:
             return (f"at or above the {limit_percent:g}% changed-answers limit: expect no int8 file to be shown within "
-                    "it on these images, however it is made; the answers that change are decided by noise below a "
-                    "gray level (the float model is what must change, or a looser --max-drop)")
+                    "it on these images, however it is made: that many of the float model's answers are decided by "
+                    "noise below a gray level (the float model is what must change, or a looser --max-drop)")
         if 100 * min(self.changed, default=0) / max(self.images, 1) >= limit_percent:
             return (f"above the {limit_percent:g}% changed-answers limit on these images, though not shown at 95%: "
                     "expect int8 files to fail it or stay inconclusive, however they are made")
