@@ -87,13 +87,12 @@ def ablation(bundle: Path, images: np.ndarray, float_answers: np.ndarray) -> dic
 def smoke(bundle: Path) -> int:
     """CI: the floor at every amplitude and the ablation (where edgecls[qat] is installed) on a small bundle's
     held-out and validation images; no Fashion-MNIST."""
-    import importlib.util
-
     from benchmarks.qat_fashion import unseen
+    from edgecls.export import qat
 
     images, labels = unseen(bundle)
-    qat = all(importlib.util.find_spec(m) for m in ("tf_keras", "tensorflow_model_optimization"))
-    rows = run(bundle, images, labels, len(images) if qat else 0, {"bundle": bundle}, kind="held-out + validation")
+    rows = run(bundle, images, labels, len(images) if qat.installed() else 0, {"bundle": bundle},
+               kind="held-out + validation")
     print(json.dumps(rows))
     return 0
 
@@ -115,8 +114,7 @@ def run(bundle: Path, images: np.ndarray, labels: np.ndarray, ablate: int, expor
         t0 = time.perf_counter()
         moved = moved_answers(model, images, amplitude=amplitude)
         unsteady[amplitude] = moved.any(axis=0)
-        floor = NoiseFloor(len(images), amplitude, [int(m.sum()) for m in moved], int(unsteady[amplitude].sum()),
-                           {kind: len(images)}, 0)
+        floor = NoiseFloor.of(moved, amplitude, {kind: len(images)}, 0)
         rows["floor"][str(amplitude)] = floor.to_dict() | {"seconds": round(time.perf_counter() - t0, 1)}
         print(amplitude, rows["floor"][str(amplitude)], flush=True)
     rows["int8_files"] = overlap(exports, images, answers, unsteady)

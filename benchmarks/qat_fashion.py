@@ -92,9 +92,9 @@ def p50_pair(a: Path, b: Path, fmt: str, image: np.ndarray, rounds: int = 400) -
 def smoke(bundle: Path) -> int:
     """CI: QAT export of a small exported bundle (one epoch) and the changed-answers and timing code on its
     reference images; no Fashion-MNIST. Skipped, saying so, where edgecls[qat] is not installed."""
-    import importlib.util
+    from edgecls.export import qat as qat_module
 
-    if not all(importlib.util.find_spec(m) for m in ("tf_keras", "tensorflow_model_optimization")):
+    if not qat_module.installed():
         print("qat_fashion smoke: skipped: needs edgecls[qat] (tf-keras, tensorflow-model-optimization; "
               "docs/export.md)")
         return 0

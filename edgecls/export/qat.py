@@ -84,9 +84,19 @@ OUTPUT_QUANTIZED = ("Rescaling", "Resizing")  # no TF-MOT rule: their output get
 INPUT_RANGE = (0.0, 255.0)  # raw pixels: the uint8 input keeps scale 1.0, zero point 0
 
 
+QAT_MODULES = ("tensorflow_model_optimization", "tf_keras")  # edgecls[qat]
+
+
+def installed() -> bool:
+    """Whether edgecls[qat] is installed (without importing it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in QAT_MODULES)
+
+
 def _tfmot():
-    tfmot = require("tensorflow_model_optimization", "qat")
-    require("tf_keras", "qat")
+    tfmot = require(QAT_MODULES[0], "qat")
+    require(QAT_MODULES[1], "qat")
     return tfmot
 
 

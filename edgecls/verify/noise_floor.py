@@ -41,6 +41,12 @@ class NoiseFloor:
     kinds: dict[str, int]  # which images: held-out, validation
     seed: int
 
+    @classmethod
+    def of(cls, moved: np.ndarray, amplitude: float, kinds: dict[str, int], seed: int) -> NoiseFloor:
+        """The floor from `moved_answers`' (draws, images) mask."""
+        return cls(moved.shape[1], amplitude, [int(m.sum()) for m in moved], int(moved.any(axis=0).sum()), kinds,
+                   seed)
+
     @property
     def share(self) -> float:
         """The unsteady images' share (a fraction): each image counted once, however many draws changed it."""
@@ -83,8 +89,7 @@ def measure(model, images: np.ndarray, kinds: dict[str, int] | None = None, *, a
     """The changed answers of the loaded Keras `model` on uint8 `images` under `draws` seeded draws of uniform
     noise in ±`amplitude` gray levels (clipped to 0-255)."""
     moved = moved_answers(model, images, amplitude=amplitude, draws=draws, seed=seed)
-    return NoiseFloor(len(images), amplitude, [int(m.sum()) for m in moved], int(np.any(moved, axis=0).sum()),
-                      kinds or {"images": len(images)}, seed)
+    return NoiseFloor.of(moved, amplitude, kinds or {"images": len(images)}, seed)
 
 
 def moved_answers(model, images: np.ndarray, *, amplitude: float = AMPLITUDE, draws: int = DRAWS,
